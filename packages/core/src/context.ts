@@ -1,0 +1,214 @@
+import { InvalidInputError } from './errors.js';
+
+/**
+ * A typed key for a value carried by a {@link SchedulerContext}. Create one per concept with
+ * {@link createKey}; two keys with the same name are still different keys.
+ */
+export interface ValueKey<T> {
+  /** A name for logs and errors. */
+  readonly name: string;
+  /** Phantom field that carries `T`; never set. */
+  readonly __type?: T;
+}
+
+/**
+ * Creates a typed key for {@link SchedulerContext.withValue} / {@link SchedulerContext.value}.
+ *
+ * @example
+ * ```ts
+ * const TenantKey = createKey<string>('tenant');
+ * const ctx = SchedulerContext.create({ runAt: new Date(), work }).withValue(TenantKey, 'acme');
+ * ctx.value(TenantKey); // 'acme'
+ * ```
+ */
+export function createKey<T>(name: string): ValueKey<T> {
+  return Object.freeze({ name });
+}
+
+/** The task's id (a uuid with storage; a process-unique id in memory). */
+export const TaskIdKey: ValueKey<string> = createKey<string>('taskId');
+/** The id under which the work function is registered in a WorkRegistry. */
+export const WorkIdKey: ValueKey<string> = createKey<string>('workId');
+/** The task's param (JSON with storage). */
+export const ParamKey: ValueKey<unknown> = createKey<unknown>('param');
+/** A per-run timeout in milliseconds, read by the timeout middleware. */
+export const TimeoutMsKey: ValueKey<number> = createKey<number>('timeoutMs');
+
+/** Named priorities; numbers work too (higher runs first). */
+export const Priority = { low: -10, medium: 0, high: 10 } as const;
+
+/** A priority: a finite number (higher runs first) or one of the names of {@link Priority}. */
+export type PriorityInput = number | keyof typeof Priority;
+
+/** Progress a running work reports through {@link WorkContext.progress}. */
+export interface ProgressReport {
+  /** Units done so far. */
+  completed: number;
+  /** Units in all. */
+  total: number;
+}
+
+/** What a work function receives when it runs. */
+export interface WorkContext {
+  /** Aborted when the run must stop: cancel, timeout, stall, lost lease, or `stop()` past its deadline. */
+  readonly signal: AbortSignal;
+  /** The time the run was scheduled for. */
+  readonly scheduledAt: Date;
+  /** The task's id. */
+  readonly taskId: string;
+  /** 1 for the first run, 2 for the first retry, and so on. */
+  readonly attempt: number;
+  /** The task's param, as scheduled (with storage: as stored). */
+  readonly param: unknown;
+  /** The scheduling context the task was scheduled with. */
+  readonly context: SchedulerContext;
+  /** Reads a value the context carries. */
+  value<T>(key: ValueKey<T>): T | undefined;
+  /** Reports progress; storage persists it (throttled) and a stall timeout watches it move. */
+  progress(report: ProgressReport): void;
+  /** Records a check-in message; storage persists it (throttled). */
+  checkIn(message: string): void;
+}
+
+/** A work function: its resolved value or thrown error settles the task. */
+export type WorkFn = (ctx: WorkContext) => unknown;
+
+/** Plain options accepted by `scheduler.schedule()` in place of a {@link SchedulerContext}. */
+export interface ScheduleOptions {
+  /** When to run: a Date or epoch milliseconds. A time in the past runs at once. Defaults to now. */
+  runAt?: Date | number;
+  /** Run this many milliseconds from now, instead of `runAt`. */
+  delayMs?: number;
+  /** The work to run. May be left out when a middleware (storage) supplies it from `workId`. */
+  work?: WorkFn;
+  /** The id of a registered work (storage). */
+  workId?: string;
+  /** The param for the work. */
+  param?: unknown;
+  /** Priority when slots are scarce; higher first. @defaultValue `0` (`'medium'`) */
+  priority?: PriorityInput;
+  /** A task id to use instead of a generated one. */
+  taskId?: string;
+  /** Further typed values. */
+  values?: ReadonlyArray<readonly [ValueKey<unknown>, unknown]>;
+}
+
+/** Turns a {@link PriorityInput} into a number, or throws {@link InvalidInputError}. */
+export function normalizePriority(priority: PriorityInput | undefined): number {
+  if (priority === undefined) return 0;
+  if (typeof priority === 'string') {
+    const named = Priority[priority];
+    if (named === undefined) throw new InvalidInputError(`unknown priority name "${String(priority)}"; use low, medium, high or a number`);
+    return named;
+  }
+  if (typeof priority !== 'number' || !Number.isFinite(priority)) {
+    throw new InvalidInputError(`priority must be a finite number or low / medium / high, got ${String(priority)}`);
+  }
+  return priority;
+}
+
+/** Turns a Date or epoch milliseconds into a valid Date, or throws {@link InvalidInputError}. */
+export function toValidDate(value: Date | number, what = 'runAt'): Date {
+  const time = value instanceof Date ? value.getTime() : typeof value === 'number' ? value : Number.NaN;
+  if (!Number.isFinite(time)) throw new InvalidInputError(`${what} must be a valid Date or epoch milliseconds, got ${String(value)}`);
+  return new Date(time);
+}
+
+const EMPTY_VALUES: ReadonlyMap<ValueKey<unknown>, unknown> = new Map();
+
+/**
+ * The immutable description of one scheduling request as it travels down the middleware chain. Each
+ * `with*` method returns a new context; middlewares read the values earlier ones set.
+ */
+export class SchedulerContext {
+  /** When the task should run. */
+  readonly runAt: Date;
+  /** The work to run, once known. */
+  readonly work: WorkFn | undefined;
+  /** Priority when slots are scarce; higher first. */
+  readonly priority: number;
+  readonly #values: ReadonlyMap<ValueKey<unknown>, unknown>;
+
+  private constructor(runAt: Date, work: WorkFn | undefined, priority: number, values: ReadonlyMap<ValueKey<unknown>, unknown>) {
+    this.runAt = runAt;
+    this.work = work;
+    this.priority = priority;
+    this.#values = values;
+  }
+
+  /**
+   * Builds a context from plain options, validating them.
+   *
+   * @param options - the plain options
+   * @param now - the current time, used for `delayMs` and a missing `runAt`
+   * @throws {@link InvalidInputError} on an invalid date, delay, priority or work
+   */
+  static create(options: ScheduleOptions, now: number = Date.now()): SchedulerContext {
+    if (options === null || typeof options !== 'object') throw new InvalidInputError('schedule() takes a SchedulerContext or an options object');
+    let runAt: Date;
+    if (options.delayMs !== undefined) {
+      if (options.runAt !== undefined) throw new InvalidInputError('give either runAt or delayMs, not both');
+      if (typeof options.delayMs !== 'number' || !Number.isFinite(options.delayMs) || options.delayMs < 0) {
+        throw new InvalidInputError(`delayMs must be a finite number ≥ 0, got ${String(options.delayMs)}`);
+      }
+      runAt = new Date(now + options.delayMs);
+    } else {
+      runAt = options.runAt === undefined ? new Date(now) : toValidDate(options.runAt);
+    }
+    if (options.work !== undefined && typeof options.work !== 'function') throw new InvalidInputError('work must be a function');
+    const values = new Map<ValueKey<unknown>, unknown>(options.values ?? []);
+    if (options.taskId !== undefined) {
+      if (typeof options.taskId !== 'string' || options.taskId === '') throw new InvalidInputError('taskId must be a non-empty string');
+      values.set(TaskIdKey, options.taskId);
+    }
+    if (options.workId !== undefined) {
+      if (typeof options.workId !== 'string' || options.workId === '') throw new InvalidInputError('workId must be a non-empty string');
+      values.set(WorkIdKey, options.workId);
+    }
+    if (options.param !== undefined) values.set(ParamKey, options.param);
+    return new SchedulerContext(runAt, options.work, normalizePriority(options.priority), values.size === 0 ? EMPTY_VALUES : values);
+  }
+
+  /** Reads a value, or `undefined` when the context does not carry it. */
+  value<T>(key: ValueKey<T>): T | undefined {
+    return this.#values.get(key) as T | undefined;
+  }
+
+  /** The task id, when one was set. */
+  get taskId(): string | undefined {
+    return this.value(TaskIdKey);
+  }
+
+  /** The work id, when one was set. */
+  get workId(): string | undefined {
+    return this.value(WorkIdKey);
+  }
+
+  /** The param, when one was set. */
+  get param(): unknown {
+    return this.value(ParamKey);
+  }
+
+  /** A copy that runs at `runAt`. @throws {@link InvalidInputError} on an invalid date */
+  withRunAt(runAt: Date | number): SchedulerContext {
+    return new SchedulerContext(toValidDate(runAt), this.work, this.priority, this.#values);
+  }
+
+  /** A copy that runs `work` (middlewares wrap the previous work here). */
+  withWork(work: WorkFn): SchedulerContext {
+    if (typeof work !== 'function') throw new InvalidInputError('work must be a function');
+    return new SchedulerContext(this.runAt, work, this.priority, this.#values);
+  }
+
+  /** A copy with another priority. @throws {@link InvalidInputError} on an invalid priority */
+  withPriority(priority: PriorityInput): SchedulerContext {
+    return new SchedulerContext(this.runAt, this.work, normalizePriority(priority), this.#values);
+  }
+
+  /** A copy that carries `value` under `key`. */
+  withValue<T>(key: ValueKey<T>, value: T): SchedulerContext {
+    const values = new Map(this.#values);
+    values.set(key, value);
+    return new SchedulerContext(this.runAt, this.work, this.priority, values);
+  }
+}

@@ -1,0 +1,202 @@
+import type { NewTask, TaskError, TaskInfo, TaskPatch, TaskProgress, TaskState } from './task-info.js';
+
+/** The result of an insert: the task, and whether this call created it (false: a live task held the uniqueKey). */
+export interface InsertResult {
+  /** The inserted task, or the live task that already held the uniqueKey. */
+  task: TaskInfo;
+  /** True when this call inserted the row. */
+  created: boolean;
+}
+
+/** A page of changed tasks and the cursor to pass next time. */
+export interface ChangePage {
+  /** Tasks changed after the cursor, each once, in the order the database committed their last change. */
+  tasks: TaskInfo[];
+  /** Pass it to the next call; equal to the one given when nothing changed. Opaque. */
+  cursor: string;
+}
+
+/** What `claim` and `claimDue` take. */
+export interface ClaimOptions {
+  /** The claiming node's id. */
+  owner: string;
+  /** How long the lease lasts before another node may reclaim the task; 0 expires at once. */
+  leaseMs: number;
+}
+
+/** What `release` takes. */
+export interface ReleaseOptions {
+  /** When the task is due again. */
+  runAt: Date;
+  /** The error of the run, recorded as `lastError` (a retry); leave out to keep the last one. */
+  error?: TaskError;
+  /** Give the attempt back (a run stopped by a graceful stop does not count). @defaultValue false */
+  refundAttempt?: boolean;
+}
+
+/** Filters and paging for `list`. */
+export interface ListOptions {
+  /** Only tasks in this state. */
+  state?: TaskState;
+  /** Only tasks of this work. */
+  workId?: string;
+  /** Page size. @defaultValue 100 */
+  limit?: number;
+  /** The `next` of the previous page. */
+  after?: string | null;
+}
+
+/** A page of `list`. */
+export interface ListPage {
+  /** Tasks ordered by createdAt, then id. */
+  tasks: TaskInfo[];
+  /** Pass as `after` for the next page; null on the last page. */
+  next: string | null;
+}
+
+/**
+ * Where tasks live: the contract every adapter implements and the conformance suite of
+ * `@horae/storage/testing` checks.
+ *
+ * Every transition is one conditional write: the repository, not the node, decides who wins. Done,
+ * Cancelled and Failed are terminal: no method changes a terminal task. Times the repository sets
+ * (createdAt, updatedAt, lease.until) come from the database's clock. Driver failures are thrown as
+ * RepositoryError with the driver's error as `cause`; bad input as InvalidInputError, with nothing written.
+ */
+export interface Repository {
+  /**
+   * Inserts a task in state Initialized with attempt 0.
+   *
+   * Rule: while a non-terminal task holds `uniqueKey`, inserting another with the same key inserts nothing
+   * and returns that task with `created: false`; of concurrent inserts with one key, exactly one creates.
+   *
+   * @throws InvalidInputError when the param is not JSON, a date is invalid, or the id is taken; nothing is written
+   */
+  insert(task: NewTask): Promise<InsertResult>;
+
+  /**
+   * Inserts many tasks in one write (one transaction where the database has them).
+   *
+   * Rule: the results are in input order; each follows the rule of {@link Repository.insert}; when any input
+   * is invalid, nothing is written.
+   */
+  insertMany(tasks: readonly NewTask[]): Promise<InsertResult[]>;
+
+  /** Reads one task. @throws TaskNotFoundError when no task has the id */
+  getById(id: string): Promise<TaskInfo>;
+
+  /**
+   * Reads the tasks changed after `cursor` (null: from the start), at most `limit`, and the next cursor.
+   *
+   * Rule: a reader that pages from null until a page comes back empty sees every committed change of
+   * every task at least once in its latest state: no row is skipped when many share one timestamp, when
+   * writes interleave with paging, or (where the database has concurrent transactions) when a later
+   * change commits before an earlier one. Ordering comes from the database, never from nodes' clocks.
+   */
+  getUpdatedSince(cursor: string | null, limit: number): Promise<ChangePage>;
+
+  /**
+   * Initialized → Working: takes a lease for `owner`, sets a new token, and counts an attempt.
+   *
+   * Rule: of concurrent claims of one Initialized task exactly one returns the task; the others, and any
+   * claim of a task that is not Initialized, return null. A claim made with `ifScheduledAt` returns null
+   * when the stored due time differs (the task was rescheduled).
+   *
+   * @throws TaskNotFoundError when no task has the id
+   */
+  claim(id: string, options: ClaimOptions & { ifScheduledAt?: Date }): Promise<TaskInfo | null>;
+
+  /**
+   * Claims up to `limit` Initialized tasks due by the database's clock, highest priority first, then
+   * earliest due, then oldest.
+   *
+   * Rule: no task is returned to two concurrent callers.
+   */
+  claimDue(options: ClaimOptions & { limit: number; workIds?: readonly string[] }): Promise<TaskInfo[]>;
+
+  /**
+   * Extends the lease of a Working task held with `token` to now + `leaseMs`.
+   *
+   * @throws LeaseLostError when the task is not Working under this token
+   * @throws TaskNotFoundError when no task has the id
+   */
+  renewLease(id: string, token: string, leaseMs: number): Promise<TaskInfo>;
+
+  /**
+   * Working → Initialized, due at `runAt`: a retry, or a run handed back at a graceful stop.
+   *
+   * @throws LeaseLostError when the task is not Working under this token
+   * @throws TaskNotFoundError when no task has the id
+   */
+  release(id: string, token: string, options: ReleaseOptions): Promise<TaskInfo>;
+
+  /**
+   * Working → Done.
+   *
+   * Rule: succeeds only while the task is Working under `token`; a zombie whose lease was reclaimed is
+   * refused, so its result is discarded.
+   *
+   * @throws LeaseLostError when the task is not Working under this token
+   * @throws TaskNotFoundError when no task has the id
+   */
+  markAsDone(id: string, token: string): Promise<TaskInfo>;
+
+  /**
+   * Working → Failed under `token`, or Initialized → Failed without one (a task that can never run).
+   *
+   * @throws LeaseLostError when a token is given and the task is not Working under it
+   * @throws InvalidStateError when no token is given and the task is not Initialized
+   * @throws TaskNotFoundError when no task has the id
+   */
+  markAsFailed(id: string, error: TaskError, token?: string): Promise<TaskInfo>;
+
+  /**
+   * Initialized or Working → Cancelled. Without a token any node or operator may cancel; with one, only
+   * the holder of the lease may (a run that cancels itself).
+   *
+   * Rule: of concurrent cancels exactly one returns `cancelled: true`; a task already terminal is returned
+   * unchanged with `cancelled: false`.
+   *
+   * @throws LeaseLostError when a token is given and the task is not Working under it
+   * @throws TaskNotFoundError when no task has the id
+   */
+  markAsCancelled(id: string, options?: { token?: string; reason?: string }): Promise<{ task: TaskInfo; cancelled: boolean }>;
+
+  /**
+   * Changes the due time, param or priority of an Initialized task.
+   *
+   * @throws InvalidStateError when the task is not Initialized
+   * @throws InvalidInputError on a bad patch; nothing is written
+   * @throws TaskNotFoundError when no task has the id
+   */
+  update(id: string, patch: TaskPatch): Promise<TaskInfo>;
+
+  /**
+   * Records the progress of a Working task held with `token`.
+   *
+   * @throws LeaseLostError when the task is not Working under this token
+   */
+  setProgress(id: string, token: string, progress: Omit<TaskProgress, 'at'>): Promise<void>;
+
+  /**
+   * Working tasks whose lease expired by the database's clock go back to Initialized (due now), or to
+   * Failed when their attempts are spent; their lease is cleared, so the old holder's token is refused.
+   *
+   * Rule: each expired task is reclaimed by exactly one concurrent caller.
+   *
+   * @returns the reclaimed tasks, in their new state
+   */
+  reclaimExpired(options?: { limit?: number }): Promise<TaskInfo[]>;
+
+  /** Lists tasks, by state and/or workId, in pages. */
+  list(options?: ListOptions): Promise<ListPage>;
+
+  /** Counts tasks by state; every state is present. */
+  countByState(): Promise<Record<TaskState, number>>;
+
+  /** Deletes Done, Cancelled and Failed tasks last updated before `before`. @returns how many were deleted */
+  deleteTerminalBefore(before: Date): Promise<number>;
+
+  /** Releases what the repository opened itself (a connection it created); a given connection stays open. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,120 @@
+/**
+ * The durable record of a task, and its states. See the concepts guide for the state diagram.
+ */
+
+/** The five states of a task. Done, Cancelled and Failed are terminal: no repository ever changes them. */
+export const TaskState = {
+  Initialized: 'Initialized',
+  Working: 'Working',
+  Done: 'Done',
+  Cancelled: 'Cancelled',
+  Failed: 'Failed',
+} as const;
+
+/** One of the five states. */
+export type TaskState = (typeof TaskState)[keyof typeof TaskState];
+
+/** Every state, in lifecycle order. */
+export const ALL_TASK_STATES: readonly TaskState[] = ['Initialized', 'Working', 'Done', 'Cancelled', 'Failed'];
+
+/** True for Done, Cancelled and Failed. */
+export function isTerminal(state: TaskState): boolean {
+  return state === 'Done' || state === 'Cancelled' || state === 'Failed';
+}
+
+/** A JSON value, as stored in `param`. */
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+
+/** Who holds a Working task, until when, and the token that fences its writes. */
+export interface Lease {
+  /** The node id of the holder. */
+  owner: string;
+  /** When the lease expires (database clock). */
+  until: Date;
+  /** A random token, new at every claim; the writes that end the run must carry it. */
+  token: string;
+}
+
+/** An error as stored on a task: bounded in size. */
+export interface TaskError {
+  /** The error's message. */
+  message: string;
+  /** Its class name. */
+  name?: string;
+  /** Its code, when it has one. */
+  code?: string;
+  /** Its stack, cut to a bounded length. */
+  stack?: string;
+}
+
+/** The last progress and check-in a run reported. */
+export interface TaskProgress {
+  /** Units done. */
+  completed: number;
+  /** Units in all. */
+  total: number;
+  /** The last check-in message, if any. */
+  message?: string;
+  /** When it was reported. */
+  at: Date;
+}
+
+/** The durable record of a task. */
+export interface TaskInfo {
+  /** A uuid. */
+  id: string;
+  /** The id of the registered work that runs it. */
+  workId: string;
+  /** The param, as JSON. */
+  param: JsonValue;
+  /** When it is due. */
+  scheduledAt: Date;
+  /** Where it is in its lifecycle. */
+  state: TaskState;
+  /** Higher runs first when slots are scarce. */
+  priority: number;
+  /** Runs started so far (a claim counts one). */
+  attempt: number;
+  /** Runs allowed in all; when `attempt` reaches it, a failure is final. */
+  maxAttempts: number;
+  /** Set while Working. */
+  lease: Lease | null;
+  /** The error of the last failed run. */
+  lastError: TaskError | null;
+  /** While the task is not terminal, no other task holds this key. */
+  uniqueKey: string | null;
+  /** The last progress its run reported. */
+  progress: TaskProgress | null;
+  /** When it was inserted (database clock). */
+  createdAt: Date;
+  /** When it last changed (database clock). */
+  updatedAt: Date;
+}
+
+/** What `insert` takes: the fields a caller chooses; the repository sets the rest. */
+export interface NewTask {
+  /** A uuid; generated when left out. */
+  id?: string;
+  /** The registered work. */
+  workId: string;
+  /** The param; must be JSON (no functions, no cycles, no undefined inside, no NaN). */
+  param?: JsonValue;
+  /** When it is due. */
+  scheduledAt: Date;
+  /** @defaultValue 0 */
+  priority?: number;
+  /** @defaultValue 1 */
+  maxAttempts?: number;
+  /** @defaultValue null */
+  uniqueKey?: string | null;
+}
+
+/** The fields `update` may change on an Initialized task. */
+export interface TaskPatch {
+  /** A new due time. */
+  scheduledAt?: Date;
+  /** A new param (JSON). */
+  param?: JsonValue;
+  /** A new priority. */
+  priority?: number;
+}
