@@ -200,3 +200,36 @@ export interface Repository {
   /** Releases what the repository opened itself (a connection it created); a given connection stays open. */
   close(): Promise<void>;
 }
+
+/** Why a {@link TaskChangeNotice} was sent. */
+export type TaskChangeReason = 'inserted' | 'updated' | 'cancelled' | 'released';
+
+/** A hint that a task changed on another client: the receiver syncs to read what changed. */
+export interface TaskChangeNotice {
+  /** The task that changed. */
+  taskId: string;
+  /** What happened to it. */
+  reason: TaskChangeReason;
+}
+
+/**
+ * An optional capability of a repository whose database can push changes (PostgreSQL LISTEN/NOTIFY), so
+ * that a task inserted on node A and due now starts on node B in milliseconds rather than at the next sync.
+ *
+ * Rule: notices are hints, never the source of truth: a lost notice delays a change until the next sync,
+ * it never loses it.
+ */
+export interface ChangeNotifier {
+  /**
+   * Calls `listener` for every change committed by any client (this one included) after the subscription
+   * is established.
+   *
+   * @returns a function that ends the subscription
+   */
+  subscribeChanges(listener: (notice: TaskChangeNotice) => void): Promise<() => Promise<void>>;
+}
+
+/** True when `repository` implements {@link ChangeNotifier}. */
+export function isChangeNotifier(repository: Repository): repository is Repository & ChangeNotifier {
+  return typeof (repository as Partial<ChangeNotifier>).subscribeChanges === 'function';
+}
