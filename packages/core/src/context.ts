@@ -31,6 +31,10 @@ export const TaskIdKey: ValueKey<string> = createKey<string>('taskId');
 export const WorkIdKey: ValueKey<string> = createKey<string>('workId');
 /** The task's param (JSON with storage). */
 export const ParamKey: ValueKey<unknown> = createKey<unknown>('param');
+/** While a non-terminal task holds this key, scheduling another with it returns the existing task (storage). */
+export const UniqueKeyKey: ValueKey<string> = createKey<string>('uniqueKey');
+/** How many runs the task may have in all (read by the retry and storage middlewares). */
+export const MaxAttemptsKey: ValueKey<number> = createKey<number>('maxAttempts');
 /** A per-run timeout in milliseconds, read by the timeout middleware. */
 export const TimeoutMsKey: ValueKey<number> = createKey<number>('timeoutMs');
 
@@ -89,6 +93,10 @@ export interface ScheduleOptions {
   priority?: PriorityInput;
   /** A task id to use instead of a generated one. */
   taskId?: string;
+  /** While a non-terminal task holds this key, scheduling another returns the existing task (storage). */
+  uniqueKey?: string;
+  /** How many runs the task may have in all, retries included (retry and storage middlewares). */
+  maxAttempts?: number;
   /** Further typed values. */
   values?: ReadonlyArray<readonly [ValueKey<unknown>, unknown]>;
 }
@@ -166,6 +174,14 @@ export class SchedulerContext {
       values.set(WorkIdKey, options.workId);
     }
     if (options.param !== undefined) values.set(ParamKey, options.param);
+    if (options.uniqueKey !== undefined) {
+      if (typeof options.uniqueKey !== 'string' || options.uniqueKey === '') throw new InvalidInputError('uniqueKey must be a non-empty string');
+      values.set(UniqueKeyKey, options.uniqueKey);
+    }
+    if (options.maxAttempts !== undefined) {
+      if (!Number.isSafeInteger(options.maxAttempts) || options.maxAttempts < 1) throw new InvalidInputError(`maxAttempts must be an integer ≥ 1, got ${String(options.maxAttempts)}`);
+      values.set(MaxAttemptsKey, options.maxAttempts);
+    }
     return new SchedulerContext(runAt, options.work, normalizePriority(options.priority), values.size === 0 ? EMPTY_VALUES : values);
   }
 

@@ -96,6 +96,21 @@ export interface Repository {
   getUpdatedSince(cursor: string | null, limit: number): Promise<ChangePage>;
 
   /**
+   * A cursor at the current end of the change log, for a reader that has just loaded the state some other
+   * way (a restore) and wants only what changes from now on.
+   *
+   * Rule: every change that commits after this call returns is seen by getUpdatedSince from this cursor;
+   * changes from before it may be seen again (at least once, never lost).
+   */
+  getCursor(): Promise<string>;
+
+  /**
+   * Lists Initialized tasks due before `before` (exclusive), ordered by scheduledAt, then id: how sync loads
+   * the window of tasks it holds in memory.
+   */
+  listDue(options: { before: Date; limit: number; after?: string | null }): Promise<ListPage>;
+
+  /**
    * Initialized → Working: takes a lease for `owner`, sets a new token, and counts an attempt.
    *
    * Rule: of concurrent claims of one Initialized task exactly one returns the task; the others, and any
