@@ -190,6 +190,7 @@ export interface Repository {
    * Records the progress of a Working task held with `token`.
    *
    * @throws LeaseLostError when the task is not Working under this token
+   * @throws TaskNotFoundError when no task has the id
    */
   setProgress(id: string, token: string, progress: Omit<TaskProgress, 'at'>): Promise<void>;
 

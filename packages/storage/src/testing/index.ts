@@ -1,1 +1,8 @@
-export {};
+/**
+ * `@horae/storage/testing`: the repository conformance suite. Every adapter runs it in one line; it needs
+ * vitest (an optional peer dependency of `@horae/storage`).
+ *
+ * @packageDocumentation
+ */
+export { describeRepositoryConformance } from './conformance.js';
+export type { ConformanceOptions, RepositoryFixture } from './suite-context.js';

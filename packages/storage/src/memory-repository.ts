@@ -1,0 +1,506 @@
+import { randomUUID } from 'node:crypto';
+import { InvalidInputError, realClock, type Clock } from '@horae/core';
+import { InvalidStateError, LeaseLostError, RepositoryError, TaskNotFoundError } from './errors.js';
+import type { ChangePage, ClaimOptions, InsertResult, ListOptions, ListPage, ReleaseOptions, Repository } from './repository.js';
+import { ALL_TASK_STATES, isTerminal, type NewTask, type TaskError, type TaskInfo, type TaskPatch, type TaskProgress, type TaskState } from './task-info.js';
+import { MAX_ERROR_MESSAGE_LENGTH, MAX_ERROR_STACK_LENGTH, normalizeNewTask, validateLeaseMs, validateLimit, validatePatch } from './validation.js';
+
+/** Options of {@link MemoryRepository}. */
+export interface MemoryRepositoryOptions {
+  /**
+   * The "database clock": createdAt, updatedAt, lease.until, progress.at, and the due and expiry checks of
+   * `claimDue` and `reclaimExpired` read it. Pass the VirtualClock of `@horae/core/testing` to drive them
+   * by hand. Peers opened with {@link MemoryRepository.openPeer} share it, as clients of one database do.
+   *
+   * @defaultValue `realClock`
+   */
+  clock?: Clock;
+}
+
+/** A task as stored: its record and the sequence number of its last change. */
+interface StoredTask {
+  /** The latest state of the task. */
+  task: TaskInfo;
+  /** The sequence number of its last change. */
+  seq: number;
+}
+
+/**
+ * The shared state of one in-memory "database": what every client opened on it sees.
+ *
+ * `tasks` is kept in change order: every write deletes and re-inserts the task's entry, so iterating the
+ * map walks the change log from the oldest change to the newest, each task once, at its latest change.
+ */
+class MemoryStore {
+  readonly tasks = new Map<string, StoredTask>();
+  /** uniqueKey → id of the live (non-terminal) task holding it. */
+  readonly liveKeys = new Map<string, string>();
+  /** The sequence number of the last change; the change cursor is this number in decimal. */
+  seq = 0;
+
+  constructor(readonly clock: Clock) {}
+}
+
+/** The internal option through which {@link MemoryRepository.openPeer} shares its store. */
+const SHARED_STORE = Symbol('sharedStore');
+
+type InternalOptions = MemoryRepositoryOptions & { [SHARED_STORE]?: MemoryStore };
+
+/**
+ * The reference implementation of {@link Repository}, held in this process's memory: exact (it passes the
+ * whole conformance suite), for tests, examples and single-process use where losing the tasks at exit is
+ * acceptable.
+ *
+ * Every method runs its checks and its write in one synchronous step on a later microtask, so interleaved
+ * calls are serialized as a database's conditional writes would be: of concurrent claims exactly one wins.
+ * Tasks are stored and returned as deep copies: a caller mutating a returned task changes nothing stored.
+ *
+ * ### Examples
+ * ```ts
+ * const repository = new MemoryRepository();
+ * const { task } = await repository.insert({ workId: 'send-mail', scheduledAt: new Date(), param: { to: 'a@b.c' } });
+ * const peer = repository.openPeer(); // a second "connection" to the same store, as another node would have
+ * const claimed = await peer.claim(task.id, { owner: 'node-b', leaseMs: 30_000 });
+ * ```
+ */
+export class MemoryRepository implements Repository {
+  readonly #store: MemoryStore;
+  #unavailable = false;
+
+  /** @param options - the database clock */
+  constructor(options: MemoryRepositoryOptions = {}) {
+    this.#store = (options as InternalOptions)[SHARED_STORE] ?? new MemoryStore(options.clock ?? realClock);
+  }
+
+  /**
+   * Opens another client on the same store, as a second node connected to the same database: it sees
+   * every write of this one, shares its clock, and has its own {@link MemoryRepository.setUnavailable} switch.
+   *
+   * @returns a repository sharing this one's tasks
+   */
+  openPeer(): MemoryRepository {
+    return new MemoryRepository({ [SHARED_STORE]: this.#store } as InternalOptions);
+  }
+
+  /**
+   * A testing aid that simulates this client losing its database: while `unavailable` is true every method
+   * but `close` rejects with RepositoryError and changes nothing. Peers keep working.
+   *
+   * @param unavailable - true to fail every call, false to recover
+   */
+  setUnavailable(unavailable: boolean): void {
+    this.#unavailable = unavailable;
+  }
+
+  /** {@inheritDoc Repository.insert} */
+  insert(task: NewTask): Promise<InsertResult> {
+    return this.#run('insert', () => {
+      const normalized = normalizeNewTask(task);
+      if (normalized.id !== undefined && this.#store.tasks.has(normalized.id)) throw duplicateId(normalized.id);
+      return this.#insertNormalized(normalized);
+    });
+  }
+
+  /** {@inheritDoc Repository.insertMany} */
+  insertMany(tasks: readonly NewTask[]): Promise<InsertResult[]> {
+    return this.#run('insertMany', () => {
+      const input: unknown = tasks;
+      if (!Array.isArray(input)) throw new InvalidInputError('insertMany takes an array of tasks');
+      // Validate everything before writing anything: one bad input writes nothing.
+      const normalized = tasks.map((task) => normalizeNewTask(task));
+      const ids = new Set<string>();
+      for (const { id } of normalized) {
+        if (id === undefined) continue;
+        if (ids.has(id) || this.#store.tasks.has(id)) throw duplicateId(id);
+        ids.add(id);
+      }
+      return normalized.map((task) => this.#insertNormalized(task));
+    });
+  }
+
+  /** {@inheritDoc Repository.getById} */
+  getById(id: string): Promise<TaskInfo> {
+    return this.#run('getById', () => copy(this.#get(id).task));
+  }
+
+  /** {@inheritDoc Repository.getUpdatedSince} */
+  getUpdatedSince(cursor: string | null, limit: number): Promise<ChangePage> {
+    return this.#run('getUpdatedSince', () => {
+      validateLimit(limit);
+      const from = cursor === null ? 0 : parseChangeCursor(cursor);
+      const tasks: TaskInfo[] = [];
+      let last = from;
+      for (const stored of this.#store.tasks.values()) {
+        if (stored.seq <= from) continue;
+        if (tasks.length === limit) break;
+        tasks.push(copy(stored.task));
+        last = stored.seq;
+      }
+      return { tasks, cursor: tasks.length === 0 && cursor !== null ? cursor : String(last) };
+    });
+  }
+
+  /** {@inheritDoc Repository.getCursor} */
+  getCursor(): Promise<string> {
+    return this.#run('getCursor', () => String(this.#store.seq));
+  }
+
+  /** {@inheritDoc Repository.listDue} */
+  listDue(options: { before: Date; limit: number; after?: string | null }): Promise<ListPage> {
+    return this.#run('listDue', () => {
+      assertDate(options.before, 'before');
+      validateLimit(options.limit);
+      const before = options.before.getTime();
+      const due = [...this.#store.tasks.values()]
+        .map((stored) => stored.task)
+        .filter((task) => task.state === 'Initialized' && task.scheduledAt.getTime() < before);
+      return page(due, (task) => task.scheduledAt.getTime(), options.limit, options.after ?? null);
+    });
+  }
+
+  /** {@inheritDoc Repository.claim} */
+  claim(id: string, options: ClaimOptions & { ifScheduledAt?: Date }): Promise<TaskInfo | null> {
+    return this.#run('claim', () => {
+      validateClaimOptions(options);
+      if (options.ifScheduledAt !== undefined) assertDate(options.ifScheduledAt, 'ifScheduledAt');
+      const { task } = this.#get(id);
+      if (task.state !== 'Initialized') return null;
+      if (options.ifScheduledAt !== undefined && options.ifScheduledAt.getTime() !== task.scheduledAt.getTime()) return null;
+      return copy(this.#claimTask(task, options));
+    });
+  }
+
+  /** {@inheritDoc Repository.claimDue} */
+  claimDue(options: ClaimOptions & { limit: number; workIds?: readonly string[] }): Promise<TaskInfo[]> {
+    return this.#run('claimDue', () => {
+      validateClaimOptions(options);
+      validateLimit(options.limit);
+      const workIds = options.workIds === undefined ? null : new Set(options.workIds);
+      const now = this.#store.clock.now();
+      const due = [...this.#store.tasks.values()]
+        .map((stored) => stored.task)
+        .filter((task) => task.state === 'Initialized' && task.scheduledAt.getTime() <= now && (workIds === null || workIds.has(task.workId)))
+        .sort(byClaimOrder)
+        .slice(0, options.limit);
+      return due.map((task) => copy(this.#claimTask(task, options)));
+    });
+  }
+
+  /** {@inheritDoc Repository.renewLease} */
+  renewLease(id: string, token: string, leaseMs: number): Promise<TaskInfo> {
+    return this.#run('renewLease', () => {
+      validateLeaseMs(leaseMs);
+      const task = this.#getHeld(id, token);
+      const lease = task.lease!;
+      return copy(this.#write({ ...task, lease: { ...lease, until: new Date(this.#store.clock.now() + leaseMs) } }));
+    });
+  }
+
+  /** {@inheritDoc Repository.release} */
+  release(id: string, token: string, options: ReleaseOptions): Promise<TaskInfo> {
+    return this.#run('release', () => {
+      if (options === null || typeof options !== 'object') throw new InvalidInputError('release takes options { runAt }');
+      assertDate(options.runAt, 'runAt');
+      const error = options.error === undefined ? undefined : boundTaskError(options.error);
+      const task = this.#getHeld(id, token);
+      return copy(
+        this.#write({
+          ...task,
+          state: 'Initialized',
+          scheduledAt: new Date(options.runAt.getTime()),
+          lease: null,
+          lastError: error ?? task.lastError,
+          attempt: options.refundAttempt === true ? Math.max(0, task.attempt - 1) : task.attempt,
+        }),
+      );
+    });
+  }
+
+  /** {@inheritDoc Repository.markAsDone} */
+  markAsDone(id: string, token: string): Promise<TaskInfo> {
+    return this.#run('markAsDone', () => {
+      const task = this.#getHeld(id, token);
+      return copy(this.#write({ ...task, state: 'Done', lease: null }));
+    });
+  }
+
+  /** {@inheritDoc Repository.markAsFailed} */
+  markAsFailed(id: string, error: TaskError, token?: string): Promise<TaskInfo> {
+    return this.#run('markAsFailed', () => {
+      const lastError = boundTaskError(error);
+      let task: TaskInfo;
+      if (token === undefined) {
+        task = this.#get(id).task;
+        if (task.state !== 'Initialized') throw new InvalidStateError(id, task.state, 'fail without a lease token');
+      } else {
+        task = this.#getHeld(id, token);
+      }
+      return copy(this.#write({ ...task, state: 'Failed', lease: null, lastError }));
+    });
+  }
+
+  /**
+   * {@inheritDoc Repository.markAsCancelled}
+   *
+   * @remarks A task already terminal is returned with `cancelled: false` whether or not a token is given.
+   * The reason is not stored: TaskInfo has no field for it.
+   */
+  markAsCancelled(id: string, options: { token?: string; reason?: string } = {}): Promise<{ task: TaskInfo; cancelled: boolean }> {
+    return this.#run('markAsCancelled', () => {
+      const { task } = this.#get(id);
+      if (isTerminal(task.state)) return { task: copy(task), cancelled: false };
+      if (options.token !== undefined) this.#getHeld(id, options.token);
+      return { task: copy(this.#write({ ...task, state: 'Cancelled', lease: null })), cancelled: true };
+    });
+  }
+
+  /** {@inheritDoc Repository.update} */
+  update(id: string, patch: TaskPatch): Promise<TaskInfo> {
+    return this.#run('update', () => {
+      validatePatch(patch);
+      const { task } = this.#get(id);
+      if (task.state !== 'Initialized') throw new InvalidStateError(id, task.state, 'update');
+      const next: TaskInfo = { ...task };
+      if (patch.scheduledAt !== undefined) next.scheduledAt = new Date(patch.scheduledAt.getTime());
+      if (patch.param !== undefined) next.param = structuredClone(patch.param);
+      if (patch.priority !== undefined) next.priority = patch.priority;
+      return copy(this.#write(next));
+    });
+  }
+
+  /**
+   * {@inheritDoc Repository.setProgress}
+   *
+   * @throws TaskNotFoundError when no task has the id
+   * @throws InvalidInputError when completed or total is not a finite number, or message not a string
+   */
+  setProgress(id: string, token: string, progress: Omit<TaskProgress, 'at'>): Promise<void> {
+    return this.#run('setProgress', () => {
+      const next = validateProgress(progress);
+      const task = this.#getHeld(id, token);
+      this.#write({ ...task, progress: { ...next, at: new Date(this.#store.clock.now()) } });
+    });
+  }
+
+  /**
+   * {@inheritDoc Repository.reclaimExpired}
+   *
+   * @remarks A lease is expired when `until <= now`, so a lease of 0 ms is expired at once. The oldest
+   * expiries are reclaimed first; a reclaimed task's lastError says `LEASE_EXPIRED`.
+   */
+  reclaimExpired(options: { limit?: number } = {}): Promise<TaskInfo[]> {
+    return this.#run('reclaimExpired', () => {
+      if (options.limit !== undefined) validateLimit(options.limit);
+      const now = this.#store.clock.now();
+      const expired = [...this.#store.tasks.values()]
+        .map((stored) => stored.task)
+        .filter((task) => task.state === 'Working' && task.lease !== null && task.lease.until.getTime() <= now)
+        .sort((a, b) => a.lease!.until.getTime() - b.lease!.until.getTime() || compareText(a.id, b.id))
+        .slice(0, options.limit ?? Number.POSITIVE_INFINITY);
+      const lastError: TaskError = { message: 'lease expired', code: 'LEASE_EXPIRED' };
+      return expired.map((task) =>
+        copy(
+          task.attempt >= task.maxAttempts
+            ? this.#write({ ...task, state: 'Failed', lease: null, lastError })
+            : this.#write({ ...task, state: 'Initialized', scheduledAt: new Date(now), lease: null, lastError }),
+        ),
+      );
+    });
+  }
+
+  /** {@inheritDoc Repository.list} */
+  list(options: ListOptions = {}): Promise<ListPage> {
+    return this.#run('list', () => {
+      const limit = options.limit ?? 100;
+      validateLimit(limit);
+      const tasks = [...this.#store.tasks.values()]
+        .map((stored) => stored.task)
+        .filter((task) => (options.state === undefined || task.state === options.state) && (options.workId === undefined || task.workId === options.workId));
+      return page(tasks, (task) => task.createdAt.getTime(), limit, options.after ?? null);
+    });
+  }
+
+  /** {@inheritDoc Repository.countByState} */
+  countByState(): Promise<Record<TaskState, number>> {
+    return this.#run('countByState', () => {
+      const counts = Object.fromEntries(ALL_TASK_STATES.map((state) => [state, 0])) as Record<TaskState, number>;
+      for (const { task } of this.#store.tasks.values()) counts[task.state]++;
+      return counts;
+    });
+  }
+
+  /** {@inheritDoc Repository.deleteTerminalBefore} */
+  deleteTerminalBefore(before: Date): Promise<number> {
+    return this.#run('deleteTerminalBefore', () => {
+      assertDate(before, 'before');
+      let deleted = 0;
+      for (const [id, { task }] of this.#store.tasks) {
+        if (isTerminal(task.state) && task.updatedAt.getTime() < before.getTime()) {
+          this.#store.tasks.delete(id);
+          deleted++;
+        }
+      }
+      return deleted;
+    });
+  }
+
+  /** Does nothing: there is no connection to release. Works even while {@link MemoryRepository.setUnavailable} is on. */
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  /**
+   * Runs `body` on a later microtask, all at once: the checks and the write of one call never interleave
+   * with another call's, which is what makes a compare-and-set here as exact as a database's.
+   */
+  #run<T>(operation: string, body: () => T): Promise<T> {
+    return Promise.resolve().then(() => {
+      if (this.#unavailable) throw new RepositoryError(`${operation} failed: the memory repository is set unavailable`);
+      return body();
+    });
+  }
+
+  #get(id: string): StoredTask {
+    const stored = typeof id === 'string' ? this.#store.tasks.get(id) : undefined;
+    if (stored === undefined) throw new TaskNotFoundError(String(id));
+    return stored;
+  }
+
+  /** The task, when it is Working under `token`. @throws LeaseLostError otherwise */
+  #getHeld(id: string, token: string): TaskInfo {
+    const { task } = this.#get(id);
+    if (task.state !== 'Working' || task.lease === null || typeof token !== 'string' || task.lease.token !== token) throw new LeaseLostError(id);
+    return task;
+  }
+
+  #insertNormalized(normalized: ReturnType<typeof normalizeNewTask>): InsertResult {
+    if (normalized.uniqueKey !== null) {
+      const holder = this.#store.liveKeys.get(normalized.uniqueKey);
+      if (holder !== undefined) return { task: copy(this.#get(holder).task), created: false };
+    }
+    const now = new Date(this.#store.clock.now());
+    const task: TaskInfo = {
+      id: normalized.id ?? randomUUID(),
+      workId: normalized.workId,
+      param: structuredClone(normalized.param),
+      scheduledAt: new Date(normalized.scheduledAt.getTime()),
+      state: 'Initialized',
+      priority: normalized.priority,
+      attempt: 0,
+      maxAttempts: normalized.maxAttempts,
+      lease: null,
+      lastError: null,
+      uniqueKey: normalized.uniqueKey,
+      progress: null,
+      createdAt: now,
+      updatedAt: now,
+    };
+    return { task: copy(this.#write(task)), created: true };
+  }
+
+  #claimTask(task: TaskInfo, options: ClaimOptions): TaskInfo {
+    const until = new Date(this.#store.clock.now() + options.leaseMs);
+    // A new run starts with no progress: what the task reports is its current run's.
+    return this.#write({ ...task, state: 'Working', attempt: task.attempt + 1, lease: { owner: options.owner, until, token: randomUUID() }, progress: null });
+  }
+
+  /**
+   * Stores `task` as its latest state: a new change at the end of the change log, updatedAt from the
+   * store's clock, and the uniqueKey index kept to live tasks only.
+   */
+  #write(task: TaskInfo): TaskInfo {
+    const store = this.#store;
+    const stored: TaskInfo = { ...task, updatedAt: new Date(store.clock.now()) };
+    // createdAt stays the insert time even when the clock went back since.
+    if (stored.updatedAt.getTime() < stored.createdAt.getTime()) stored.updatedAt = new Date(stored.createdAt.getTime());
+    store.seq++;
+    store.tasks.delete(task.id);
+    store.tasks.set(task.id, { task: stored, seq: store.seq });
+    if (stored.uniqueKey !== null) {
+      if (!isTerminal(stored.state)) store.liveKeys.set(stored.uniqueKey, stored.id);
+      else if (store.liveKeys.get(stored.uniqueKey) === stored.id) store.liveKeys.delete(stored.uniqueKey);
+    }
+    return stored;
+  }
+}
+
+/** A deep copy, so that no caller holds a reference into the store. */
+function copy(task: TaskInfo): TaskInfo {
+  return structuredClone(task);
+}
+
+function duplicateId(id: string): InvalidInputError {
+  return new InvalidInputError(`a task with the id "${id}" already exists`);
+}
+
+function assertDate(value: unknown, what: string): asserts value is Date {
+  if (!(value instanceof Date) || !Number.isFinite(value.getTime())) throw new InvalidInputError(`${what} must be a valid Date, got ${String(value)}`);
+}
+
+function validateClaimOptions(options: ClaimOptions): void {
+  if (options === null || typeof options !== 'object') throw new InvalidInputError('claim options { owner, leaseMs } are required');
+  if (typeof options.owner !== 'string' || options.owner === '') throw new InvalidInputError('owner must be a non-empty string');
+  validateLeaseMs(options.leaseMs);
+}
+
+function validateProgress(progress: Omit<TaskProgress, 'at'>): Omit<TaskProgress, 'at'> {
+  if (progress === null || typeof progress !== 'object') throw new InvalidInputError('progress must be an object { completed, total }');
+  const { completed, total, message } = progress;
+  if (typeof completed !== 'number' || !Number.isFinite(completed)) throw new InvalidInputError(`progress.completed must be a finite number, got ${String(completed)}`);
+  if (typeof total !== 'number' || !Number.isFinite(total)) throw new InvalidInputError(`progress.total must be a finite number, got ${String(total)}`);
+  if (message !== undefined && typeof message !== 'string') throw new InvalidInputError('progress.message must be a string');
+  return message === undefined ? { completed, total } : { completed, total, message };
+}
+
+/** Checks a {@link TaskError} and cuts its message and stack to the stored bounds. */
+function boundTaskError(error: TaskError): TaskError {
+  if (error === null || typeof error !== 'object' || typeof error.message !== 'string') throw new InvalidInputError('an error must be an object with a string message');
+  const bounded: TaskError = { message: error.message.slice(0, MAX_ERROR_MESSAGE_LENGTH) };
+  if (typeof error.name === 'string') bounded.name = error.name;
+  if (typeof error.code === 'string') bounded.code = error.code;
+  if (typeof error.stack === 'string') bounded.stack = error.stack.slice(0, MAX_ERROR_STACK_LENGTH);
+  return bounded;
+}
+
+function parseChangeCursor(cursor: string): number {
+  if (typeof cursor !== 'string' || !/^\d{1,15}$/.test(cursor)) throw new InvalidInputError(`"${String(cursor)}" is not a change cursor of this repository`);
+  return Number(cursor);
+}
+
+function compareText(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** claimDue's order: highest priority, then earliest due, then oldest, then id. */
+function byClaimOrder(a: TaskInfo, b: TaskInfo): number {
+  return b.priority - a.priority || a.scheduledAt.getTime() - b.scheduledAt.getTime() || a.createdAt.getTime() - b.createdAt.getTime() || compareText(a.id, b.id);
+}
+
+/** A keyset position: a time and an id, encoded as `<ms>:<id>`. */
+interface Position {
+  at: number;
+  id: string;
+}
+
+function encodePosition(position: Position): string {
+  return `${position.at}:${position.id}`;
+}
+
+function decodePosition(after: string): Position {
+  const colon = typeof after === 'string' ? after.indexOf(':') : -1;
+  const at = colon > 0 ? Number(after.slice(0, colon)) : Number.NaN;
+  if (!Number.isSafeInteger(at)) throw new InvalidInputError(`"${String(after)}" is not a page cursor of this repository`);
+  return { at, id: after.slice(colon + 1) };
+}
+
+/** One page of `tasks` ordered by (`key`, id), after the keyset position `after`. */
+function page(tasks: TaskInfo[], key: (task: TaskInfo) => number, limit: number, after: string | null): ListPage {
+  const from = after === null ? null : decodePosition(after);
+  const ordered = tasks
+    .filter((task) => from === null || key(task) > from.at || (key(task) === from.at && compareText(task.id, from.id) > 0))
+    .sort((a, b) => key(a) - key(b) || compareText(a.id, b.id));
+  const slice = ordered.slice(0, limit);
+  const last = slice[slice.length - 1];
+  const next = ordered.length > limit && last !== undefined ? encodePosition({ at: key(last), id: last.id }) : null;
+  return { tasks: slice.map(copy), next };
+}
