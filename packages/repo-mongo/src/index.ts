@@ -1,1 +1,12 @@
-export {};
+/**
+ * `@horae/repo-mongo`: a Horae `Repository` on MongoDB through the official `mongodb` driver.
+ *
+ * @packageDocumentation
+ */
+export { MongoRepository } from './mongo-repository.js';
+export type { MongoRepositoryBaseOptions, MongoRepositoryOptions } from './mongo-repository.js';
+export type { MongoClientLike, MongoDbLike } from './driver.js';
+export { SCHEMA_VERSION, UNIQUE_KEY_INDEX, TASK_INDEXES, migrate } from './schema.js';
+export { encodeParam, decodeParam, toTaskInfo } from './task-document.js';
+export type { TaskDocument } from './task-document.js';
+export { translateMongoError } from './translate-error.js';

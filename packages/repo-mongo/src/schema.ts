@@ -1,0 +1,96 @@
+/**
+ * The collections and indexes the adapter needs, as versioned migrations. MongoDB has no DDL: a
+ * "migration" creates indexes and seeds documents; every step is idempotent, so nodes that start together
+ * may all run it.
+ */
+import type { Document, IndexDescription } from 'mongodb';
+import { SchemaVersionError } from '@horae/storage';
+import { CHANGE_LOG_ID } from './change-log.js';
+
+/** The name of the unique index over the uniqueKey of live (non-terminal) tasks. */
+export const UNIQUE_KEY_INDEX = 'horae_unique_key_live';
+
+/** The `_id` of the document that records the schema version in the meta collection. */
+export const SCHEMA_ID = 'schema';
+
+/**
+ * The live uniqueKey index. Its partial filter uses equality on the boolean `live` and `$type`, which every
+ * server since 3.2 accepts in a partial filter (`$in` on `state` needs 6.0), so one live task at most holds
+ * a key, and terminal tasks keep their key without blocking new ones.
+ */
+export const UNIQUE_KEY_INDEX_SPEC: IndexDescription = {
+  key: { uniqueKey: 1 },
+  name: UNIQUE_KEY_INDEX,
+  unique: true,
+  partialFilterExpression: { live: true, uniqueKey: { $type: 'string' } },
+};
+
+/** Every index of the tasks collection, each named so that a rerun is a no-op. */
+export const TASK_INDEXES: readonly IndexDescription[] = [
+  UNIQUE_KEY_INDEX_SPEC,
+  { key: { seq: 1, _id: 1 }, name: 'horae_changes' },
+  { key: { state: 1, priority: -1, scheduledAt: 1, createdAt: 1, _id: 1 }, name: 'horae_claim_due' },
+  { key: { state: 1, scheduledAt: 1, _id: 1 }, name: 'horae_list_due' },
+  { key: { state: 1, 'lease.until': 1 }, name: 'horae_lease_expiry' },
+  { key: { createdAt: 1, _id: 1 }, name: 'horae_list' },
+  { key: { state: 1, createdAt: 1, _id: 1 }, name: 'horae_list_state' },
+  { key: { workId: 1, createdAt: 1, _id: 1 }, name: 'horae_list_work' },
+  { key: { state: 1, updatedAt: 1 }, name: 'horae_terminal_age' },
+];
+
+/** The slice of the driver the migrations use. */
+export interface SchemaTarget {
+  /** The tasks collection. */
+  tasks: { createIndexes(indexes: IndexDescription[]): Promise<string[]> };
+  /** The meta collection (schema version, change counter). */
+  meta: {
+    findOne(filter: Document): Promise<Document | null>;
+    updateOne(filter: Document, update: Document, options?: { upsert?: boolean }): Promise<unknown>;
+  };
+}
+
+/** One migration: brings the schema from `version - 1` to `version`. */
+export interface Migration {
+  /** The version after this step. */
+  version: number;
+  /** What it does, for logs. */
+  description: string;
+  /** Runs the step; must be idempotent. */
+  up(target: SchemaTarget): Promise<void>;
+}
+
+/** The migrations, oldest first. */
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    description: 'task indexes and the change counter',
+    async up(target) {
+      await target.tasks.createIndexes([...TASK_INDEXES]);
+      // $setOnInsert: a counter that exists already keeps its sequence.
+      await target.meta.updateOne({ _id: CHANGE_LOG_ID }, { $setOnInsert: { seq: 0, pending: [] } }, { upsert: true });
+    },
+  },
+];
+
+/** The newest schema version this adapter knows. */
+export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
+
+/**
+ * Brings the schema up to {@link SCHEMA_VERSION}.
+ *
+ * @param target - the collections
+ * @returns the version now stored
+ * @throws SchemaVersionError when the database holds a newer version than this adapter knows
+ */
+export async function migrate(target: SchemaTarget): Promise<number> {
+  const stored = await target.meta.findOne({ _id: SCHEMA_ID });
+  const found = typeof stored?.version === 'number' ? stored.version : 0;
+  if (found > SCHEMA_VERSION) throw new SchemaVersionError(found, SCHEMA_VERSION);
+  for (const migration of MIGRATIONS) {
+    if (migration.version <= found) continue;
+    await migration.up(target);
+    // $max: of nodes migrating together, none moves the version back.
+    await target.meta.updateOne({ _id: SCHEMA_ID }, { $max: { version: migration.version } }, { upsert: true });
+  }
+  return Math.max(found, SCHEMA_VERSION);
+}

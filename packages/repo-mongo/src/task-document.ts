@@ -1,0 +1,129 @@
+/**
+ * How a task is stored in MongoDB, and the mapping between a stored document and a {@link TaskInfo}.
+ */
+import { RepositoryError, MAX_ERROR_MESSAGE_LENGTH, MAX_ERROR_STACK_LENGTH } from '@horae/storage';
+import type { JsonValue, Lease, TaskError, TaskInfo, TaskProgress, TaskState } from '@horae/storage';
+
+/**
+ * A task as stored. `param` is kept as a JSON string, so keys that start with `$` or contain `.` are
+ * stored and returned intact and no user value is ever read as an operator.
+ */
+export interface TaskDocument {
+  /** The task id. */
+  _id: string;
+  /** See {@link TaskInfo.workId}. */
+  workId: string;
+  /** The param, encoded by {@link encodeParam}. */
+  param: string;
+  /** See {@link TaskInfo.scheduledAt}. */
+  scheduledAt: Date;
+  /** See {@link TaskInfo.state}. */
+  state: TaskState;
+  /** See {@link TaskInfo.priority}. */
+  priority: number;
+  /** See {@link TaskInfo.attempt}. */
+  attempt: number;
+  /** See {@link TaskInfo.maxAttempts}. */
+  maxAttempts: number;
+  /** See {@link TaskInfo.lease}; `until` is set from the server's `$$NOW`. */
+  lease: Lease | null;
+  /** See {@link TaskInfo.lastError}. */
+  lastError: TaskError | null;
+  /** See {@link TaskInfo.uniqueKey}. */
+  uniqueKey: string | null;
+  /** See {@link TaskInfo.progress}. */
+  progress: TaskProgress | null;
+  /** Set from the server's `$$NOW` at insert. */
+  createdAt: Date;
+  /** Set from the server's `$$NOW` at every write. */
+  updatedAt: Date;
+  /** True while the task is not terminal: the live uniqueKey index covers only these documents. */
+  live: boolean;
+  /** The change sequence of the last write; null while a late write waits to be sequenced again. */
+  seq: number | null;
+}
+
+/**
+ * Encodes a param for storage: a JSON string, so that any key (`$where`, `a.b`) round-trips intact.
+ *
+ * @param param - a JSON value, already checked by `assertJsonValue`
+ * @returns its JSON text
+ */
+export function encodeParam(param: JsonValue): string {
+  return JSON.stringify(param);
+}
+
+/**
+ * Decodes a stored param.
+ *
+ * @param stored - what {@link encodeParam} returned
+ * @returns the JSON value
+ * @throws RepositoryError when the stored text is not JSON (the document was edited by hand)
+ */
+export function decodeParam(stored: unknown): JsonValue {
+  if (typeof stored !== 'string') throw new RepositoryError(`a stored param is a ${typeof stored}, not the JSON text Horae writes`);
+  try {
+    return JSON.parse(stored) as JsonValue;
+  } catch (error) {
+    throw new RepositoryError('a stored param is not valid JSON', { cause: error });
+  }
+}
+
+/**
+ * Bounds a {@link TaskError} for storage and drops absent fields (the driver would store `undefined` as null).
+ *
+ * @param error - the error a caller passed
+ * @returns a copy with message and stack cut to the storage limits
+ */
+export function sanitizeTaskError(error: TaskError): TaskError {
+  const out: TaskError = { message: String(error?.message ?? '').slice(0, MAX_ERROR_MESSAGE_LENGTH) };
+  if (typeof error?.name === 'string') out.name = error.name;
+  if (typeof error?.code === 'string') out.code = error.code;
+  if (typeof error?.stack === 'string') out.stack = error.stack.slice(0, MAX_ERROR_STACK_LENGTH);
+  return out;
+}
+
+function toLease(lease: Lease | null | undefined): Lease | null {
+  if (lease === null || lease === undefined) return null;
+  return { owner: lease.owner, until: lease.until, token: lease.token };
+}
+
+function toProgress(progress: TaskProgress | null | undefined): TaskProgress | null {
+  if (progress === null || progress === undefined) return null;
+  const out: TaskProgress = { completed: progress.completed, total: progress.total, at: progress.at };
+  if (typeof progress.message === 'string') out.message = progress.message;
+  return out;
+}
+
+/**
+ * Maps a stored document to the {@link TaskInfo} callers see.
+ *
+ * @param doc - a document as read from the tasks collection
+ * @returns a fresh TaskInfo (no storage-only field: `live`, `seq` and `_id` are dropped or renamed)
+ */
+export function toTaskInfo(doc: TaskDocument): TaskInfo {
+  return {
+    id: doc._id,
+    workId: doc.workId,
+    param: decodeParam(doc.param),
+    scheduledAt: doc.scheduledAt,
+    state: doc.state,
+    priority: doc.priority,
+    attempt: doc.attempt,
+    maxAttempts: doc.maxAttempts,
+    lease: toLease(doc.lease),
+    lastError: doc.lastError === null || doc.lastError === undefined ? null : sanitizeTaskError(doc.lastError),
+    uniqueKey: doc.uniqueKey ?? null,
+    progress: toProgress(doc.progress),
+    createdAt: doc.createdAt,
+    updatedAt: doc.updatedAt,
+  };
+}
+
+/** A document of the meta collection (the schema version, the change counter): keyed by a string. */
+export interface MetaDocument {
+  /** `schema` or `changes`. */
+  _id: string;
+  /** Any other field. */
+  [field: string]: unknown;
+}

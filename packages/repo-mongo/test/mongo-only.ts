@@ -1,0 +1,106 @@
+import { MongoClient } from 'mongodb';
+import { afterEach, expect, it } from 'vitest';
+import type { Repository } from '@horae/storage';
+import { SchemaVersionError } from '@horae/storage';
+import type { RepositoryFixture } from '@horae/storage/testing';
+import { MongoRepository, UNIQUE_KEY_INDEX } from '@horae/repo-mongo';
+import { ChangeLog } from '../src/change-log.js';
+import { MONGODB_URI, databaseOf } from './mongo-fixture.js';
+
+const PAST = (): Date => new Date(Date.now() - 10 * 60_000);
+
+/** Pages getUpdatedSince until an empty page; returns the ids seen. */
+async function drainIds(repo: Repository, cursor: string | null): Promise<{ ids: string[]; cursor: string }> {
+  const ids: string[] = [];
+  let current = cursor;
+  for (let i = 0; i < 1_000; i++) {
+    const page = await repo.getUpdatedSince(current, 50);
+    if (page.tasks.length === 0) return { ids, cursor: page.cursor };
+    ids.push(...page.tasks.map((t) => t.id));
+    current = page.cursor;
+  }
+  throw new Error('no empty page within 1000 pages');
+}
+
+/** Tests that only a MongoDB server can answer: stored shapes, indexes, the change log's pending tickets. */
+export function mongoOnlyTests(fixture: () => RepositoryFixture): void {
+  const clients: MongoClient[] = [];
+  afterEach(async () => {
+    await Promise.all(clients.splice(0).map((c) => c.close()));
+  });
+  const database = () => {
+    const client = new MongoClient(MONGODB_URI!);
+    clients.push(client);
+    return client.db(databaseOf.get(fixture().repository));
+  };
+
+  it('mongo: a param with $ and . keys is stored as JSON text, never as a document', async () => {
+    const param = { $where: 'sleep(1000)', 'a.b': { $gt: '' } };
+    const { task } = await fixture().repository.insert({ workId: '$workId', scheduledAt: PAST(), param, uniqueKey: '$uniqueKey' });
+    const stored = await database().collection('horae_tasks').findOne({ _id: task.id as never });
+    expect(stored?.param).toBe(JSON.stringify(param));
+    expect(stored?.workId).toBe('$workId');
+    expect(stored?.uniqueKey).toBe('$uniqueKey');
+    expect((await fixture().repository.getById(task.id)).param).toEqual(param);
+  });
+
+  it('mongo: caller strings that look like field paths or variables are stored literally', async () => {
+    const repo = fixture().repository;
+    const { task } = await repo.insert({ workId: 'w', scheduledAt: PAST(), maxAttempts: 2 });
+    const claimed = await repo.claim(task.id, { owner: '$$NOW', leaseMs: 60_000 });
+    expect(claimed?.lease?.owner).toBe('$$NOW');
+    const released = await repo.release(task.id, claimed!.lease!.token, { runAt: PAST(), error: { message: '$state', code: '$$ROOT' } });
+    expect(released.lastError).toEqual({ message: '$state', code: '$$ROOT' });
+    const cancelled = await repo.markAsCancelled(task.id, { reason: '$lease' });
+    expect(cancelled.task.lastError?.message).toBe('$lease');
+  });
+
+  it('mongo: init creates the partial unique index over live keys', async () => {
+    const indexes = (await database().collection('horae_tasks').listIndexes().toArray()) as { name?: string }[];
+    const unique = indexes.find((index) => index.name === UNIQUE_KEY_INDEX);
+    expect(unique).toMatchObject({ key: { uniqueKey: 1 }, unique: true, partialFilterExpression: { live: true, uniqueKey: { $type: 'string' } } });
+  });
+
+  it('mongo: a database set up by a newer schema is refused with SchemaVersionError', async () => {
+    await database().collection<{ _id: string; version: number }>('horae_meta').updateOne({ _id: 'schema' }, { $set: { version: 999 } });
+    const repo = new MongoRepository({ uri: MONGODB_URI!, dbName: databaseOf.get(fixture().repository)! });
+    try {
+      await expect(repo.init()).rejects.toBeInstanceOf(SchemaVersionError);
+    } finally {
+      await repo.close();
+    }
+  });
+
+  it('mongo: a reader never passes a change number whose write is still in flight', async () => {
+    const repo = fixture().repository;
+    const { cursor } = await drainIds(repo, null);
+    // A writer that took a number and has not written yet (a slow or out-of-order commit).
+    const changes = new ChangeLog(database().collection('horae_meta'), 60_000, 120_000);
+    const inFlight = await changes.take();
+    const later = (await repo.insert({ workId: 'w', scheduledAt: PAST() })).task;
+    const blocked = await drainIds(repo, cursor);
+    expect(blocked.ids).toEqual([]);
+    expect(blocked.cursor).toBe(cursor);
+    expect(await repo.getCursor()).toBe(String(inFlight.seq - 1));
+    await changes.release(inFlight);
+    expect((await drainIds(repo, cursor)).ids).toEqual([later.id]);
+  });
+
+  it('mongo: writes past their ticket deadline are numbered again and still seen', async () => {
+    // A 1 ms ticket: most writes run past their deadline, stamp no number, and are numbered again.
+    const dbName = databaseOf.get(fixture().repository)!;
+    const hasty = new MongoRepository({ uri: MONGODB_URI!, dbName, changeTicketTtlMs: 1, changeTicketExpiryMs: 60_000 });
+    try {
+      const { cursor } = await drainIds(fixture().repository, null);
+      const ids: string[] = [];
+      for (let i = 0; i < 10; i++) ids.push((await hasty.insert({ workId: 'w', scheduledAt: PAST(), param: i })).task.id);
+      const batch = await hasty.insertMany(Array.from({ length: 10 }, (_, i) => ({ workId: 'w', scheduledAt: PAST(), param: i })));
+      ids.push(...batch.map((r) => r.task.id));
+      const seen = await drainIds(fixture().repository, cursor);
+      expect([...new Set(seen.ids)].sort()).toEqual([...ids].sort());
+      expect(await database().collection('horae_tasks').countDocuments({ seq: null })).toBe(0);
+    } finally {
+      await hasty.close();
+    }
+  });
+}

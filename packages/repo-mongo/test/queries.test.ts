@@ -1,0 +1,188 @@
+import { describe, expect, it } from 'vitest';
+import { normalizeNewTask } from '@horae/storage';
+import {
+  LEASE_EXPIRED_ERROR,
+  cancellableFilter,
+  changesFilter,
+  claimFilter,
+  claimPipeline,
+  dueFilter,
+  endPipeline,
+  expiredFilter,
+  finalizeStage,
+  insertFilter,
+  insertPipeline,
+  leaseFilter,
+  listDueFilter,
+  listFilter,
+  patchPipeline,
+  progressPipeline,
+  reclaimPipeline,
+  releasePipeline,
+  renewPipeline,
+  resequencePipeline,
+  terminalBeforeFilter,
+} from '../src/queries.js';
+
+const ticket = { seq: 42, deadline: new Date('2030-01-01T00:00:10.000Z') };
+const finalize = {
+  $set: {
+    live: { $in: ['$state', ['Initialized', 'Working']] },
+    updatedAt: '$$NOW',
+    seq: { $cond: [{ $lt: ['$$NOW', { $literal: ticket.deadline }] }, { $literal: 42 }, null] },
+  },
+};
+
+describe('write builders', () => {
+  it('finalizeStage recomputes live, stamps updatedAt from $$NOW and the sequence only before the deadline', () => {
+    expect(finalizeStage(ticket)).toEqual(finalize);
+  });
+
+  it('insert is an upsert that never matches an existing document, with every caller value a $literal', () => {
+    expect(insertFilter('t1')).toEqual({ _id: 't1', state: { $exists: false } });
+    const scheduledAt = new Date('2030-01-01T00:00:00.000Z');
+    const task = normalizeNewTask({ workId: '$where', scheduledAt, param: { $set: { 'a.b': 1 } }, uniqueKey: '$key', priority: 3, maxAttempts: 2 });
+    expect(insertPipeline(task, ticket)).toEqual([
+      {
+        $set: {
+          workId: { $literal: '$where' },
+          param: { $literal: '{"$set":{"a.b":1}}' },
+          scheduledAt: { $literal: scheduledAt },
+          state: { $literal: 'Initialized' },
+          priority: { $literal: 3 },
+          attempt: { $literal: 0 },
+          maxAttempts: { $literal: 2 },
+          lease: { $literal: null },
+          lastError: { $literal: null },
+          uniqueKey: { $literal: '$key' },
+          progress: { $literal: null },
+          createdAt: '$$NOW',
+        },
+      },
+      finalize,
+    ]);
+  });
+
+  it('claim filters on Initialized (and the due time seen) and takes a lease ending at $$NOW + leaseMs', () => {
+    expect(claimFilter('t1')).toEqual({ _id: 't1', state: 'Initialized' });
+    const at = new Date('2030-01-01T00:00:00.000Z');
+    expect(claimFilter('t1', at)).toEqual({ _id: 't1', state: 'Initialized', scheduledAt: at });
+    expect(claimPipeline('$owner', 'tok', 0, ticket)).toEqual([
+      {
+        $set: {
+          state: { $literal: 'Working' },
+          attempt: { $add: ['$attempt', 1] },
+          lease: { $mergeObjects: [{ $literal: { owner: '$owner', token: 'tok' } }, { until: { $add: ['$$NOW', { $literal: 0 }] } }] },
+        },
+      },
+      finalize,
+    ]);
+  });
+
+  it('claimDue compares the due time with $$NOW, never with a node time', () => {
+    expect(dueFilter()).toEqual({ state: 'Initialized', $expr: { $lte: ['$scheduledAt', '$$NOW'] } });
+    expect(dueFilter(['a', 'b'])).toEqual({ state: 'Initialized', $expr: { $lte: ['$scheduledAt', '$$NOW'] }, workId: { $in: ['a', 'b'] } });
+  });
+
+  it('fenced writes filter on Working and the token', () => {
+    expect(leaseFilter('t1', 'tok')).toEqual({ _id: 't1', state: 'Working', 'lease.token': 'tok' });
+    expect(cancellableFilter('t1')).toEqual({ _id: 't1', state: { $in: ['Initialized', 'Working'] } });
+  });
+
+  it('renewLease merges a new end into the lease (a pipeline takes no dotted path)', () => {
+    expect(renewPipeline(5_000, ticket)).toEqual([{ $set: { lease: { $mergeObjects: ['$lease', { until: { $add: ['$$NOW', { $literal: 5_000 }] } }] } } }, finalize]);
+  });
+
+  it('release clears the lease, refunds an attempt never below 0, and keeps or replaces lastError', () => {
+    const runAt = new Date('2030-01-01T00:00:00.000Z');
+    expect(releasePipeline(runAt, undefined, false, ticket)).toEqual([
+      { $set: { state: { $literal: 'Initialized' }, scheduledAt: { $literal: runAt }, lease: { $literal: null }, attempt: '$attempt', lastError: '$lastError' } },
+      finalize,
+    ]);
+    const [stage] = releasePipeline(runAt, { message: 'm', code: 'C' }, true, ticket);
+    expect(stage).toEqual({
+      $set: {
+        state: { $literal: 'Initialized' },
+        scheduledAt: { $literal: runAt },
+        lease: { $literal: null },
+        attempt: { $max: [0, { $subtract: ['$attempt', 1] }] },
+        lastError: { $literal: { message: 'm', code: 'C' } },
+      },
+    });
+  });
+
+  it('end states clear the lease; lastError is replaced only when given', () => {
+    expect(endPipeline('Done', undefined, ticket)).toEqual([{ $set: { state: { $literal: 'Done' }, lease: { $literal: null }, lastError: '$lastError' } }, finalize]);
+    expect(endPipeline('Failed', { message: '$x' }, ticket)[0]).toEqual({ $set: { state: { $literal: 'Failed' }, lease: { $literal: null }, lastError: { $literal: { message: '$x' } } } });
+  });
+
+  it('update sets only the patched fields; an empty patch only touches', () => {
+    const at = new Date('2030-01-01T00:00:00.000Z');
+    expect(patchPipeline({ scheduledAt: at, param: { 'k.k': '$v' }, priority: 2 }, ticket)).toEqual([
+      { $set: { scheduledAt: { $literal: at }, param: { $literal: '{"k.k":"$v"}' }, priority: { $literal: 2 } } },
+      finalize,
+    ]);
+    expect(patchPipeline({ param: null }, ticket)[0]).toEqual({ $set: { param: { $literal: 'null' } } });
+    expect(patchPipeline({}, ticket)).toEqual([finalize]);
+  });
+
+  it('setProgress replaces the whole progress, stamped with $$NOW', () => {
+    expect(progressPipeline({ completed: 1, total: 2 }, ticket)).toEqual([{ $set: { progress: { $mergeObjects: [{ $literal: { completed: 1, total: 2 } }, { at: '$$NOW' }] } } }, finalize]);
+    expect(progressPipeline({ completed: 1, total: 2, message: '$m' }, ticket)[0]).toEqual({
+      $set: { progress: { $mergeObjects: [{ $literal: { completed: 1, total: 2, message: '$m' } }, { at: '$$NOW' }] } },
+    });
+  });
+
+  it('reclaimExpired finds leases ended by $$NOW and fails tasks whose attempts are spent', () => {
+    expect(expiredFilter()).toEqual({ state: 'Working', 'lease.until': { $type: 'date' }, $expr: { $lte: ['$lease.until', '$$NOW'] } });
+    expect(reclaimPipeline(ticket)).toEqual([
+      { $set: { state: { $cond: [{ $gte: ['$attempt', '$maxAttempts'] }, { $literal: 'Failed' }, { $literal: 'Initialized' }] } } },
+      {
+        $set: {
+          scheduledAt: { $cond: [{ $eq: ['$state', 'Initialized'] }, '$$NOW', '$scheduledAt'] },
+          lease: { $literal: null },
+          lastError: { $literal: LEASE_EXPIRED_ERROR },
+        },
+      },
+      finalize,
+    ]);
+    expect(LEASE_EXPIRED_ERROR).toEqual({ message: 'lease expired', code: 'LEASE_EXPIRED' });
+  });
+
+  it('resequencing stamps only the sequence', () => {
+    expect(resequencePipeline(ticket)).toEqual([{ $set: { seq: finalize.$set.seq } }]);
+  });
+});
+
+describe('read builders', () => {
+  it('a change page reads after the position and up to the watermark', () => {
+    expect(changesFilter({ seq: 5, id: null }, 9)).toEqual({ seq: { $gt: 5, $lte: 9 } });
+    expect(changesFilter({ seq: 5, id: 'b' }, 9)).toEqual({ $or: [{ seq: 5, _id: { $gt: 'b' } }, { seq: { $gt: 5, $lte: 9 } }] });
+  });
+
+  it('listDue reads Initialized tasks due strictly before the date, after the page position', () => {
+    const before = new Date('2030-01-01T00:00:00.000Z');
+    const at = new Date('2029-01-01T00:00:00.000Z');
+    expect(listDueFilter(before, null)).toEqual({ state: 'Initialized', scheduledAt: { $lt: before } });
+    expect(listDueFilter(before, { at, id: 'x' })).toEqual({
+      state: 'Initialized',
+      scheduledAt: { $lt: before },
+      $or: [{ scheduledAt: { $gt: at } }, { scheduledAt: at, _id: { $gt: 'x' } }],
+    });
+  });
+
+  it('list filters by state and work, after the page position', () => {
+    const at = new Date('2029-01-01T00:00:00.000Z');
+    expect(listFilter({}, null)).toEqual({});
+    expect(listFilter({ state: 'Done', workId: 'w' }, { at, id: 'x' })).toEqual({
+      state: 'Done',
+      workId: 'w',
+      $or: [{ createdAt: { $gt: at } }, { createdAt: at, _id: { $gt: 'x' } }],
+    });
+  });
+
+  it('deleteTerminalBefore matches only terminal states', () => {
+    const before = new Date('2030-01-01T00:00:00.000Z');
+    expect(terminalBeforeFilter(before)).toEqual({ state: { $in: ['Done', 'Cancelled', 'Failed'] }, updatedAt: { $lt: before } });
+  });
+});

@@ -1,0 +1,101 @@
+import { describe, expect, it } from 'vitest';
+import { MAX_ERROR_MESSAGE_LENGTH, MAX_ERROR_STACK_LENGTH, RepositoryError } from '@horae/storage';
+import type { JsonValue } from '@horae/storage';
+import { decodeParam, encodeParam, sanitizeTaskError, toTaskInfo } from '../src/task-document.js';
+import type { TaskDocument } from '../src/task-document.js';
+
+const NASTY: JsonValue = {
+  $where: 'this.a == 1',
+  $set: { 'a.b': { $gt: '' } },
+  'x.y.z': [{ $in: [2] }, { '$$NOW': '$$ROOT' }],
+  $: 'dollar',
+  '.': 'dot',
+  '': 'empty key',
+  __proto__x: { constructor: 'c' },
+  '键 🔑': 'ünïcødé \u2028\u2029',
+  nested: [[[]], {}, null, true, false, 0, -1.5, 1e300],
+};
+
+describe('param encoding', () => {
+  it('round-trips keys with $ and . and unicode exactly', () => {
+    const stored = encodeParam(NASTY);
+    expect(typeof stored).toBe('string');
+    expect(decodeParam(stored)).toEqual(NASTY);
+    // Key order is kept too.
+    expect(Object.keys(decodeParam(stored) as object)).toEqual(Object.keys(NASTY as object));
+  });
+
+  it('round-trips scalars and null', () => {
+    for (const value of [null, true, false, 0, -0.25, '', '$x', [], {}] as JsonValue[]) expect(decodeParam(encodeParam(value))).toEqual(value);
+  });
+
+  it('a stored value that is not Horae JSON text is a RepositoryError', () => {
+    expect(() => decodeParam({ a: 1 })).toThrow(RepositoryError);
+    expect(() => decodeParam('{oops')).toThrow(RepositoryError);
+  });
+});
+
+describe('document mapping', () => {
+  const at = (s: number): Date => new Date(Date.UTC(2030, 0, 1, 0, 0, s));
+  const doc: TaskDocument = {
+    _id: 'task-1',
+    workId: 'w',
+    param: encodeParam({ $a: [1] }),
+    scheduledAt: at(1),
+    state: 'Working',
+    priority: 2,
+    attempt: 1,
+    maxAttempts: 3,
+    lease: { owner: 'n', until: at(9), token: 't' },
+    lastError: { message: 'm', code: 'C' },
+    uniqueKey: 'k',
+    progress: { completed: 1, total: 4, at: at(5) },
+    createdAt: at(0),
+    updatedAt: at(2),
+    live: true,
+    seq: 17,
+  };
+
+  it('maps every field and drops the storage-only ones', () => {
+    expect(toTaskInfo(doc)).toEqual({
+      id: 'task-1',
+      workId: 'w',
+      param: { $a: [1] },
+      scheduledAt: at(1),
+      state: 'Working',
+      priority: 2,
+      attempt: 1,
+      maxAttempts: 3,
+      lease: { owner: 'n', until: at(9), token: 't' },
+      lastError: { message: 'm', code: 'C' },
+      uniqueKey: 'k',
+      progress: { completed: 1, total: 4, at: at(5) },
+      createdAt: at(0),
+      updatedAt: at(2),
+    });
+  });
+
+  it('maps absent optional parts to null', () => {
+    const bare = { ...doc, lease: null, lastError: null, progress: null, uniqueKey: null };
+    expect(toTaskInfo(bare)).toMatchObject({ lease: null, lastError: null, progress: null, uniqueKey: null });
+    const missing = { ...doc } as Partial<TaskDocument>;
+    delete missing.uniqueKey;
+    expect(toTaskInfo(missing as TaskDocument).uniqueKey).toBeNull();
+  });
+
+  it('returns a fresh param on every mapping', () => {
+    const a = toTaskInfo(doc);
+    (a.param as { $a: number[] }).$a.push(2);
+    expect(toTaskInfo(doc).param).toEqual({ $a: [1] });
+  });
+});
+
+describe('sanitizeTaskError', () => {
+  it('bounds message and stack and keeps only present string fields', () => {
+    const error = sanitizeTaskError({ message: 'm'.repeat(MAX_ERROR_MESSAGE_LENGTH + 5), stack: 's'.repeat(MAX_ERROR_STACK_LENGTH + 5), name: 'E', code: undefined });
+    expect(error.message).toHaveLength(MAX_ERROR_MESSAGE_LENGTH);
+    expect(error.stack).toHaveLength(MAX_ERROR_STACK_LENGTH);
+    expect(error).toEqual({ message: error.message, name: 'E', stack: error.stack });
+    expect(Object.keys(error)).not.toContain('code');
+  });
+});
