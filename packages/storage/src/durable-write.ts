@@ -1,0 +1,96 @@
+import { exponentialBackoff, type BackoffFn, type Clock } from '@horae/core';
+import { RepositoryError } from './errors.js';
+
+/** What a durable writer reports each time a repository call fails with an outage. */
+export interface RepositoryErrorReport {
+  /** The repository method that failed (`'markAsDone'`, `'claim'`, ...). */
+  operation: string;
+  /** The task concerned, when there is one. */
+  taskId: string | undefined;
+  /** 1 for the first failure of this call, 2 for the next, and so on. */
+  attempt: number;
+  /** The RepositoryError (the driver's error is its `cause`). */
+  error: RepositoryError;
+  /** How long the writer waits before trying again. */
+  retryInMs: number;
+}
+
+/** Options of a {@link DurableWriter}. */
+export interface DurableWriterOptions {
+  /** The clock the backoff waits on. */
+  clock: Clock;
+  /** The delay before try n + 1 after try n failed. @defaultValue {@link DEFAULT_REPOSITORY_BACKOFF} */
+  backoff?: BackoffFn;
+  /** Called on every failed try. */
+  onError?: (report: RepositoryErrorReport) => void;
+}
+
+/** The default backoff of repository retries: 100 ms doubling to at most 10 s, with jitter in [d/2, d]. */
+export const DEFAULT_REPOSITORY_BACKOFF: BackoffFn = exponentialBackoff({ baseMs: 100, factor: 2, maxMs: 10_000, jitter: 'equal' });
+
+/**
+ * Runs repository calls so that an outage never loses a state write.
+ *
+ * Rules: a call that fails with a {@link RepositoryError} (the database is down or failed) is tried again
+ * with exponential backoff until it lands, and every failure is reported; any other error (LeaseLostError,
+ * InvalidStateError, TaskNotFoundError, InvalidInputError) is an answer, not an outage, and is thrown at once.
+ */
+export class DurableWriter {
+  readonly #clock: Clock;
+  readonly #backoff: BackoffFn;
+  readonly #onError: ((report: RepositoryErrorReport) => void) | undefined;
+  readonly #inFlight = new Set<Promise<unknown>>();
+
+  /** @param options - the clock, the backoff and the failure listener */
+  constructor(options: DurableWriterOptions) {
+    this.#clock = options.clock;
+    this.#backoff = options.backoff ?? DEFAULT_REPOSITORY_BACKOFF;
+    this.#onError = options.onError;
+  }
+
+  /** How many calls are under way (tried or waiting to be tried again). */
+  get inFlight(): number {
+    return this.#inFlight.size;
+  }
+
+  /**
+   * Runs `call` until it lands.
+   *
+   * @param operation - the repository method's name, for reports
+   * @param taskId - the task concerned, for reports
+   * @param call - the repository call; called again after each outage
+   * @returns what `call` returned
+   * @throws whatever `call` throws that is not a RepositoryError
+   */
+  run<T>(operation: string, taskId: string | undefined, call: () => Promise<T>): Promise<T> {
+    const promise = this.#loop(operation, taskId, call);
+    this.#inFlight.add(promise);
+    const forget = (): void => {
+      this.#inFlight.delete(promise);
+    };
+    promise.then(forget, forget);
+    return promise;
+  }
+
+  /** Settles when every call under way has landed or failed with a non-outage error. */
+  async idle(): Promise<void> {
+    while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
+  }
+
+  async #loop<T>(operation: string, taskId: string | undefined, call: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await call();
+      } catch (error) {
+        if (!(error instanceof RepositoryError)) throw error;
+        const retryInMs = this.#backoff(attempt, error);
+        try {
+          this.#onError?.({ operation, taskId, attempt, error, retryInMs });
+        } catch {
+          // A throwing listener must not turn an outage into a lost write.
+        }
+        await new Promise<void>((resolve) => this.#clock.setTimer(resolve, retryInMs));
+      }
+    }
+  }
+}

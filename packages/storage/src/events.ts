@@ -1,0 +1,133 @@
+import type { LeaseLostError, RepositoryError } from './errors.js';
+import type { TaskInfo } from './task-info.js';
+
+/** A task was written at schedule time, or restored from the repository by sync. */
+export interface TaskScheduledEvent {
+  /** The task as stored. */
+  task: TaskInfo;
+  /** How it came to be held by this node: a new insert, an insert that met a live uniqueKey, or a sync restore. */
+  source: 'inserted' | 'existing' | 'restored';
+}
+
+/** This node claimed a task and its work starts. */
+export interface TaskStartedEvent {
+  /** The task as claimed (Working, with this node's lease; `attempt` counts this run). */
+  task: TaskInfo;
+}
+
+/** A run succeeded and the task is Done. */
+export interface TaskSucceededEvent {
+  /** The task, Done. */
+  task: TaskInfo;
+  /** What the work returned. */
+  result: unknown;
+}
+
+/** A run failed with no retry left: the task is Failed. */
+export interface TaskFailedEvent {
+  /** The task, Failed. */
+  task: TaskInfo;
+  /** The run's error. */
+  error: unknown;
+}
+
+/** A run failed and the task is due again. */
+export interface TaskRetriedEvent {
+  /** The task, Initialized again. */
+  task: TaskInfo;
+  /** The run's error. */
+  error: unknown;
+  /** When the next attempt runs. */
+  runAt: Date;
+}
+
+/** A task was cancelled (by its handle, by `storage.cancel`, or seen cancelled by sync). */
+export interface TaskCancelledEvent {
+  /** The task's id. */
+  taskId: string;
+  /** The task as stored, when known. */
+  task: TaskInfo | undefined;
+}
+
+/** This node lost the lease of a task it was running: the run's signal was aborted, its result is discarded. */
+export interface TaskLeaseLostEvent {
+  /** The task's id. */
+  taskId: string;
+  /** Why. */
+  error: LeaseLostError;
+}
+
+/** A repository call failed with an outage; it is tried again. */
+export interface RepositoryErrorEvent {
+  /** The repository method (`'markAsDone'`, `'claim'`, `'getUpdatedSince'`, ...). */
+  operation: string;
+  /** The task concerned, when there is one. */
+  taskId: string | undefined;
+  /** 1 for the first failure of this call, 2 for the next, and so on. */
+  attempt: number;
+  /** The error; the driver's error is its `cause`. */
+  error: RepositoryError;
+  /** How long until the next try, when known. */
+  retryInMs: number | undefined;
+}
+
+/** What one sync did. */
+export interface SyncReport {
+  /** Tasks this node started to hold (restored, inserted by another node, released back). */
+  scheduled: number;
+  /** Tasks whose local timer moved because their runAt, param or priority changed elsewhere. */
+  rescheduled: number;
+  /** Local timers dropped because the task ended, was cancelled or was claimed elsewhere. */
+  dropped: number;
+  /** Tasks whose lease had expired and that were reclaimed. */
+  reclaimed: number;
+  /** Tasks whose workId this node does not know (left untouched). */
+  unknown: number;
+  /** Changed rows read from the repository. */
+  changes: number;
+}
+
+/** Sync met a task whose workId is not registered on this node: it is left untouched for a node that knows it. */
+export interface SyncUnknownWorkEvent {
+  /** The task. */
+  task: TaskInfo;
+}
+
+/** Sync could not apply one changed row (the local scheduler refused it); the other rows were applied. */
+export interface SyncErrorEvent {
+  /** The row. */
+  task: TaskInfo;
+  /** What the local scheduler threw. */
+  error: unknown;
+}
+
+/**
+ * The events a storage middleware emits; subscribe with `storage.events.on(name, listener)`.
+ *
+ * @remarks Listeners run synchronously; a listener that throws does not disturb the scheduler. (A type alias,
+ * not an interface, because the core's TypedEventEmitter takes a map that is a `Record<string, unknown>`.)
+ */
+export type StorageEvents = {
+  /** A task was inserted (or found by its uniqueKey) at schedule time, or restored by sync. */
+  'task:scheduled': TaskScheduledEvent;
+  /** This node claimed a task and its work starts. */
+  'task:started': TaskStartedEvent;
+  /** A run succeeded; the task is Done. */
+  'task:succeeded': TaskSucceededEvent;
+  /** A run failed for good; the task is Failed. */
+  'task:failed': TaskFailedEvent;
+  /** A run failed and was released for a later attempt. */
+  'task:retried': TaskRetriedEvent;
+  /** A task was cancelled. */
+  'task:cancelled': TaskCancelledEvent;
+  /** This node lost the lease of a running task. */
+  'task:lease-lost': TaskLeaseLostEvent;
+  /** A repository call failed with an outage and is tried again. */
+  'repository:error': RepositoryErrorEvent;
+  /** A sync pass finished. */
+  'sync:done': SyncReport;
+  /** Sync met a workId this node does not know. */
+  'sync:unknown-work': SyncUnknownWorkEvent;
+  /** Sync could not apply one row; it went on with the others. */
+  'sync:error': SyncErrorEvent;
+};

@@ -1,0 +1,851 @@
+import { randomUUID } from 'node:crypto';
+import {
+  HoraeError,
+  InvalidInputError,
+  MaxAttemptsKey,
+  ParamKey,
+  RunAbandoned,
+  RunDeferred,
+  SchedulerContext,
+  SchedulerStoppedError,
+  TaskCancelledError,
+  TaskIdKey,
+  TimeoutError,
+  TypedEventEmitter,
+  UniqueKeyKey,
+  UnrecoverableError,
+  createKey,
+  realClock,
+  type Clock,
+  type BackoffFn,
+  type ClockTimer,
+  type Middleware,
+  type ScheduleHandler,
+  type TaskHandle,
+  type ValueKey,
+  type WorkContext,
+  type WorkFn,
+} from '@horae/core';
+import { DurableWriter, type RepositoryErrorReport } from './durable-write.js';
+import { LeaseLostError, TaskNotFoundError } from './errors.js';
+import type { StorageEvents, SyncReport } from './events.js';
+import { LeaseKeeper } from './lease-keeper.js';
+import { ProgressWriter } from './progress-writer.js';
+import type { Repository } from './repository.js';
+import { retryDelay, type StorageRetryOption } from './retry.js';
+import { StorageTaskHandle } from './storage-task-handle.js';
+import { TaskSync, type LocalPhase, type LocalTaskView, type SyncAction } from './sync.js';
+import type { NewTask, TaskError, TaskInfo } from './task-info.js';
+import { normalizeNewTask, toTaskError } from './validation.js';
+import type { RegisteredWork, WorkRegistry } from './work-registry.js';
+
+/**
+ * Marks a context that re-schedules a task already stored (sync restoring it, or a uniqueKey hit): the storage
+ * middleware holds it without inserting it again. Middlewares registered before storage may read it to tell a
+ * restore from a new task; storage removes it from the context it passes on, so that the stored row (and its
+ * param) is not kept in memory with the local timer.
+ */
+export const RestoredTaskKey: ValueKey<TaskInfo> = createKey<TaskInfo>('horae.storage.restoredTask');
+
+/** The part of the core Scheduler a storage middleware uses (typed structurally). */
+export interface StorageScheduler {
+  /** The scheduler's clock: the storage's loops, leases and backoffs run on it. */
+  readonly clock: Clock;
+  /** Schedules through the whole middleware chain. */
+  schedule(ctx: SchedulerContext): Promise<TaskHandle>;
+}
+
+/** Options of {@link singleNodeStorage}; {@link multiNodeStorage} takes the same, with `nodeId` and `leaseMs` required. */
+export interface StorageOptions {
+  /** This node's id, written as the owner of the leases it takes. @defaultValue a random uuid */
+  nodeId?: string;
+  /**
+   * How long a claim holds a task before another node may reclaim it; renewed every third of it while the work
+   * runs. A single node leases too, so that a run cut by a crash is reclaimed at the next start.
+   * @defaultValue 30000
+   */
+  leaseMs?: number;
+  /** Runs a task may have in all, when neither the schedule call nor the registered work says. @defaultValue 1 */
+  maxAttempts?: number;
+  /**
+   * How a failed run is retried when attempts are left: a backoff function of (attempt, error) returning a delay
+   * in ms, or `{ backoff, isRetryable }`. An UnrecoverableError is never retried.
+   * @defaultValue exponential backoff with jitter: about 1 s, 2 s, 4 s, ... at most 5 min
+   */
+  retry?: StorageRetryOption;
+  /**
+   * Leave params in the repository between schedule and run: the local timer holds only the task's id, and the
+   * claim loads the param just before the run.
+   * @defaultValue false
+   */
+  freeParam?: boolean;
+  /** How far ahead tasks are held in memory; later ones stay in the repository until they enter the window. @defaultValue 3600000 (1 h) */
+  syncWindowMs?: number;
+  /** Period of the sync loop, on the scheduler's clock; 0 turns the loop off. @defaultValue 5000 */
+  syncIntervalMs?: number;
+  /** Shortest gap between two reclaims of expired leases (run within sync passes). @defaultValue `syncIntervalMs` */
+  reclaimIntervalMs?: number;
+  /** Rows read per page by sync. @defaultValue 500 */
+  syncPageSize?: number;
+  /** Delay that gathers a burst of change notices into one sync. @defaultValue 20 */
+  notifyDebounceMs?: number;
+  /** Decides whether sync restores a task on this node (for example, skip overdue ones). @defaultValue every task */
+  shouldRestore?: (task: TaskInfo) => boolean;
+  /** Delay between two tries of a repository write that failed with an outage. @defaultValue 100 ms doubling to 10 s, with jitter */
+  repositoryBackoff?: BackoffFn;
+  /** Shortest gap between two progress writes of one run. @defaultValue 1000 */
+  progressThrottleMs?: number;
+  /** The clock; by default the scheduler's, once `start(scheduler)` was called. */
+  clock?: Clock;
+}
+
+/** Options of {@link multiNodeStorage}: `nodeId` and `leaseMs` are required. */
+export interface MultiNodeStorageOptions extends StorageOptions {
+  /** This node's id: unique among the nodes sharing the repository. */
+  nodeId: string;
+  /** The lease duration; choose it well above the renewal round trip. */
+  leaseMs: number;
+}
+
+/** What a storage middleware is: the middleware itself, and the handles that drive sync and cancels. */
+export interface StorageMiddleware {
+  /** Install it with `scheduler.use(storage.middleware)`, in any position of the chain. */
+  readonly middleware: Middleware;
+  /** Typed events: task lifecycle, repository outages, sync passes. */
+  readonly events: TypedEventEmitter<StorageEvents>;
+  /** This node's id. */
+  readonly nodeId: string;
+  /**
+   * Restores the stored tasks into `scheduler` and starts the loops: takes the change cursor, reclaims expired
+   * leases, schedules every Initialized task due within the window (overdue ones run at once), subscribes to
+   * change notices when the repository has them, and arms the periodic sync.
+   * @returns what the restore did
+   */
+  start(scheduler: StorageScheduler): Promise<SyncReport>;
+  /** Runs one sync pass now. @throws HoraeError `INVALID_STATE` before `start()` */
+  sync(): Promise<SyncReport>;
+  /** Stops the loops, then waits for repository writes under way to land. Call it after `scheduler.stop()`. */
+  stop(): Promise<void>;
+  /**
+   * Cancels a task from any node: writes Cancelled, drops the local timer, aborts the local run; a run on
+   * another node is aborted when its lease renewal is refused or its sync sees the cancel.
+   * @returns true when this call cancelled it, false when it had already ended
+   */
+  cancel(taskId: string, reason?: string): Promise<boolean>;
+}
+
+/** What this node holds of one task. */
+interface LocalTask extends LocalTaskView {
+  readonly taskId: string;
+  workId: string;
+  readonly handle: StorageTaskHandle;
+  /** Bumped whenever the local timer is replaced or dropped: a stale run stops before it claims. */
+  generation: number;
+  /** The controller of the run under way, when this node runs it. */
+  controller: AbortController | undefined;
+  cancelRequested: boolean;
+  cancelWritten: boolean;
+  /** How the handle settles, when something other than the local run decided it. */
+  outcome: { state: 'done' | 'failed' | 'cancelled'; value: unknown } | undefined;
+}
+
+/** The result of a write that may be refused because the lease was lost. */
+type Fenced<T> = { ok: true; value: T } | { ok: false; error: LeaseLostError | TaskNotFoundError };
+
+const DEFAULTS = {
+  leaseMs: 30_000,
+  maxAttempts: 1,
+  syncWindowMs: 3_600_000,
+  syncIntervalMs: 5_000,
+  syncPageSize: 500,
+  notifyDebounceMs: 20,
+  progressThrottleMs: 1_000,
+} as const;
+
+function isStopReason(reason: unknown): boolean {
+  return reason instanceof SchedulerStoppedError || (reason instanceof HoraeError && reason.code === 'SCHEDULER_STOPPED');
+}
+
+/** Rebuilds the error a task stored as `lastError`, for a handle whose task failed on another node. */
+function storedError(error: TaskError | null): Error {
+  const out = new Error(error?.message ?? 'the task failed on another node');
+  if (error?.name !== undefined) out.name = error.name;
+  return out;
+}
+
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function positiveInteger(value: unknown, what: string, min: number): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
+    throw new InvalidInputError(`${what} must be an integer ≥ ${min}, got ${String(value)}`);
+  }
+  return value;
+}
+
+/**
+ * The storage middleware: mirrors every task of the chain to a {@link Repository} and keeps the node's timers
+ * in line with it. Built by {@link singleNodeStorage} or {@link multiNodeStorage}.
+ */
+class DurableStorage implements StorageMiddleware {
+  readonly events: TypedEventEmitter<StorageEvents> = new TypedEventEmitter<StorageEvents>();
+  readonly nodeId: string;
+  readonly middleware: Middleware;
+  readonly #repository: Repository;
+  readonly #registry: WorkRegistry;
+  readonly #options: StorageOptions;
+  readonly #leaseMs: number;
+  readonly #maxAttempts: number;
+  readonly #freeParam: boolean;
+  readonly #windowMs: number;
+  readonly #entries = new Map<string, LocalTask>();
+  readonly #durable: DurableWriter;
+  readonly #sync: TaskSync;
+  // The clock is the scheduler's once started; a proxy lets helpers built now follow it.
+  readonly #clockProxy: Clock = {
+    now: () => this.#clock.now(),
+    setTimer: (callback: () => void, delayMs: number): ClockTimer => this.#clock.setTimer(callback, delayMs),
+  };
+  #scheduler: StorageScheduler | undefined;
+  #stopping = false;
+
+  constructor(repository: Repository, registry: WorkRegistry, options: StorageOptions) {
+    this.#repository = repository;
+    this.#registry = registry;
+    this.#options = options;
+    this.nodeId = options.nodeId ?? randomUUID();
+    if (typeof this.nodeId !== 'string' || this.nodeId === '') throw new InvalidInputError('nodeId must be a non-empty string');
+    this.#leaseMs = positiveInteger(options.leaseMs ?? DEFAULTS.leaseMs, 'leaseMs', 3);
+    this.#maxAttempts = positiveInteger(options.maxAttempts ?? DEFAULTS.maxAttempts, 'maxAttempts', 1);
+    this.#freeParam = options.freeParam ?? false;
+    const windowMs = positiveInteger(options.syncWindowMs ?? DEFAULTS.syncWindowMs, 'syncWindowMs', 1);
+    this.#windowMs = windowMs;
+    const intervalMs = positiveInteger(options.syncIntervalMs ?? DEFAULTS.syncIntervalMs, 'syncIntervalMs', 0);
+    this.#durable = new DurableWriter({
+      clock: this.#clockProxy,
+      ...(options.repositoryBackoff === undefined ? {} : { backoff: options.repositoryBackoff }),
+      onError: (report: RepositoryErrorReport) => this.events.emit('repository:error', { ...report }),
+    });
+    this.#sync = new TaskSync(this.#syncHost(), {
+      windowMs,
+      intervalMs,
+      reclaimIntervalMs: positiveInteger(options.reclaimIntervalMs ?? intervalMs, 'reclaimIntervalMs', 0),
+      pageSize: positiveInteger(options.syncPageSize ?? DEFAULTS.syncPageSize, 'syncPageSize', 1),
+      notifyDebounceMs: positiveInteger(options.notifyDebounceMs ?? DEFAULTS.notifyDebounceMs, 'notifyDebounceMs', 0),
+    });
+    this.middleware = (next: ScheduleHandler): ScheduleHandler => (ctx) => {
+      const restored = ctx.value(RestoredTaskKey);
+      return restored === undefined ? this.#insert(next, ctx) : this.#hold(next, ctx, restored);
+    };
+  }
+
+  get #clock(): Clock {
+    return this.#options.clock ?? this.#scheduler?.clock ?? realClock;
+  }
+
+  async start(scheduler: StorageScheduler): Promise<SyncReport> {
+    if (this.#scheduler !== undefined) throw new HoraeError('INVALID_STATE', 'this storage middleware was already started');
+    this.#scheduler = scheduler;
+    this.#stopping = false;
+    return this.#sync.start();
+  }
+
+  sync(): Promise<SyncReport> {
+    if (this.#scheduler === undefined) return Promise.reject(new HoraeError('INVALID_STATE', 'call storage.start(scheduler) before sync()'));
+    return this.#sync.sync();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    await this.#sync.stop();
+    await this.#durable.idle();
+  }
+
+  async cancel(taskId: string, reason?: string): Promise<boolean> {
+    const entry = this.#entries.get(taskId);
+    if (entry !== undefined) entry.cancelRequested = true;
+    let result: { task: TaskInfo; cancelled: boolean };
+    try {
+      result = await this.#durable.run('markAsCancelled', taskId, () => this.#repository.markAsCancelled(taskId, reason === undefined ? {} : { reason }));
+    } catch (error) {
+      if (entry !== undefined) entry.cancelRequested = false;
+      throw error;
+    }
+    if (result.cancelled) this.events.emit('task:cancelled', { taskId, task: result.task });
+    if (entry !== undefined && this.#entries.get(taskId) === entry && result.task.state === 'Cancelled') {
+      entry.cancelWritten = true;
+      const error = new TaskCancelledError(reason);
+      entry.outcome = { state: 'cancelled', value: error };
+      const inner = entry.handle.inner;
+      if (inner === undefined) this.#settle(entry);
+      else await inner.cancel(reason);
+    }
+    return result.cancelled;
+  }
+
+  // ---- schedule time ----
+
+  async #insert(next: ScheduleHandler, ctx: SchedulerContext): Promise<TaskHandle> {
+    const workId = ctx.workId;
+    if (workId === undefined) {
+      throw new InvalidInputError('a durable task needs a workId: register its work in the WorkRegistry and schedule it by workId');
+    }
+    const registered = this.#registry.get(workId);
+    const param = this.#registry.validateParam(workId, ctx.param);
+    const id = ctx.taskId ?? randomUUID();
+    if (this.#entries.has(id)) throw new InvalidInputError(`a task with the id "${id}" is already scheduled`);
+    const task: NewTask = {
+      id,
+      workId,
+      param,
+      scheduledAt: ctx.runAt,
+      priority: ctx.priority,
+      maxAttempts: ctx.value(MaxAttemptsKey) ?? registered.options.maxAttempts ?? this.#maxAttempts,
+      uniqueKey: ctx.value(UniqueKeyKey) ?? null,
+    };
+    normalizeNewTask(task);
+    // A placeholder, so that a sync pass that reads the new row before this call holds it does not schedule it twice.
+    const entry = this.#newEntry(id, workId, 'inserting', ctx.runAt, ctx.priority);
+    this.#entries.set(id, entry);
+    let inserted: TaskInfo;
+    try {
+      let tries = 0;
+      const result = await this.#durable.run('insert', id, async () => {
+        tries++;
+        try {
+          return await this.#repository.insert(task);
+        } catch (error) {
+          // A try that failed with an outage may have landed all the same: then the id is taken by our own row.
+          if (tries > 1 && error instanceof InvalidInputError) {
+            const landed = await this.#repository.getById(id).catch(() => undefined);
+            if (landed?.workId === workId) return { task: landed, created: true };
+          }
+          throw error;
+        }
+      });
+      if (!result.created) {
+        this.#entries.delete(id);
+        return await this.#existing(next, ctx, result.task);
+      }
+      inserted = result.task;
+    } catch (error) {
+      if (this.#entries.get(id) === entry) this.#entries.delete(id);
+      throw error;
+    }
+    this.events.emit('task:scheduled', { task: inserted, source: 'inserted' });
+    if (inserted.scheduledAt.getTime() >= this.#clock.now() + this.#windowMs) {
+      // Beyond the window: no local timer; sync arms one when the task enters the window.
+      entry.phase = 'remote';
+      return entry.handle;
+    }
+    return this.#hold(next, ctx, inserted);
+  }
+
+  /** A uniqueKey hit: the handle of the live task that holds the key. */
+  async #existing(next: ScheduleHandler, ctx: SchedulerContext, task: TaskInfo): Promise<TaskHandle> {
+    // Held already (even while its own schedule call is still inserting it): that call arms the timer.
+    const held = this.#entries.get(task.id);
+    if (held !== undefined) return held.handle;
+    this.events.emit('task:scheduled', { task, source: 'existing' });
+    if (task.state === 'Initialized' && this.#registry.has(task.workId)) {
+      const work = task.workId === ctx.workId ? ctx.work : undefined;
+      return this.#hold(next, this.#restoredContext(task, work), task);
+    }
+    // It runs on another node: a handle that settles when sync sees it end.
+    const entry = this.#newEntry(task.id, task.workId, 'remote', task.scheduledAt, task.priority);
+    this.#entries.set(task.id, entry);
+    return entry.handle;
+  }
+
+  /** Holds a stored Initialized task on this node: wraps its work and arms a local timer through `next`. */
+  async #hold(next: ScheduleHandler, ctx: SchedulerContext, task: TaskInfo): Promise<TaskHandle> {
+    let entry = this.#entries.get(task.id);
+    if (entry !== undefined && entry.phase === 'scheduled' && entry.handle.inner !== undefined) return entry.handle;
+    if (entry === undefined) {
+      entry = this.#newEntry(task.id, task.workId, 'scheduled', task.scheduledAt, task.priority);
+      this.#entries.set(task.id, entry);
+    }
+    entry.phase = 'scheduled';
+    entry.workId = task.workId;
+    entry.scheduledAt = task.scheduledAt.getTime();
+    entry.priority = task.priority;
+    entry.handle.knownRunAt = task.scheduledAt;
+    entry.handle.knownPriority = task.priority;
+    const generation = ++entry.generation;
+    const registered = this.#registry.get(task.workId);
+    let inner = ctx
+      .withValue(TaskIdKey, task.id)
+      .withRunAt(task.scheduledAt)
+      .withWork(this.#wrap(entry, generation, ctx.work ?? registered.work, registered))
+      .withValue(ParamKey, this.#freeParam ? undefined : task.param)
+      // The stored row (param included) is not kept with the local timer: the claim reads it again.
+      .withValue<TaskInfo | undefined>(RestoredTaskKey, undefined);
+    if (inner.priority !== task.priority) inner = inner.withPriority(task.priority);
+    let handle: TaskHandle;
+    try {
+      handle = await next(inner);
+    } catch (error) {
+      if (this.#entries.get(task.id) === entry && entry.generation === generation) this.#entries.delete(task.id);
+      throw error;
+    }
+    if (entry.generation === generation) {
+      entry.handle.inner = handle;
+      this.#watch(entry, handle);
+    }
+    return entry.handle;
+  }
+
+  #newEntry(taskId: string, workId: string, phase: LocalPhase, runAt: Date, priority: number): LocalTask {
+    return {
+      taskId,
+      workId,
+      phase,
+      scheduledAt: runAt.getTime(),
+      priority,
+      handle: new StorageTaskHandle(taskId, runAt, priority, (reason) => this.#cancelFromHandle(taskId, reason)),
+      generation: 0,
+      controller: undefined,
+      cancelRequested: false,
+      cancelWritten: false,
+      outcome: undefined,
+    };
+  }
+
+  async #cancelFromHandle(taskId: string, reason: string | undefined): Promise<boolean> {
+    try {
+      return await this.cancel(taskId, reason);
+    } catch (error) {
+      if (error instanceof TaskNotFoundError) return false;
+      throw error;
+    }
+  }
+
+  #restoredContext(task: TaskInfo, work: WorkFn | undefined): SchedulerContext {
+    const ctx = SchedulerContext.create(
+      {
+        runAt: task.scheduledAt,
+        workId: task.workId,
+        taskId: task.id,
+        priority: task.priority,
+        // No maxAttempts: a retry middleware keeps its own policy after a restart as before it; the stored
+        // maxAttempts rules storage's durable retries.
+        work: work ?? this.#registry.get(task.workId).work,
+        ...(this.#freeParam ? {} : { param: task.param }),
+        ...(task.uniqueKey === null ? {} : { uniqueKey: task.uniqueKey }),
+      },
+      this.#clock.now(),
+    );
+    return ctx.withValue(RestoredTaskKey, task);
+  }
+
+  // ---- local handles ----
+
+  #watch(entry: LocalTask, inner: TaskHandle): void {
+    inner.result.then(
+      (value) => this.#innerSettled(entry, inner, 'done', value),
+      (error: unknown) =>
+        this.#innerSettled(entry, inner, error instanceof TaskCancelledError || error instanceof RunAbandoned ? 'cancelled' : 'failed', error),
+    );
+  }
+
+  #innerSettled(entry: LocalTask, inner: TaskHandle, state: 'done' | 'failed' | 'cancelled', value: unknown): void {
+    // A replaced timer (rescheduled, or taken over by another node) settles without touching the task.
+    if (entry.handle.inner !== inner) return;
+    entry.handle.inner = undefined;
+    if (entry.outcome === undefined && entry.phase === 'remote') return;
+    if (entry.outcome === undefined && value instanceof TaskCancelledError && !entry.cancelWritten && !this.#stopping) {
+      // Cancelled through the local handle of the core (not ours): write it, so that no node runs the task.
+      entry.cancelWritten = true;
+      this.#durable
+        .run('markAsCancelled', entry.taskId, () => this.#repository.markAsCancelled(entry.taskId, { reason: value.message }))
+        .then(
+          (result) => {
+            if (result.cancelled) this.events.emit('task:cancelled', { taskId: entry.taskId, task: result.task });
+          },
+          () => undefined,
+        );
+    }
+    entry.outcome ??= { state, value };
+    this.#settle(entry);
+  }
+
+  #settle(entry: LocalTask): void {
+    if (this.#entries.get(entry.taskId) === entry) this.#entries.delete(entry.taskId);
+    const outcome = entry.outcome ?? { state: 'cancelled' as const, value: new TaskCancelledError() };
+    entry.handle.settle(outcome.state, outcome.value);
+  }
+
+  // ---- run time ----
+
+  #wrap(entry: LocalTask, generation: number, work: WorkFn, registered: RegisteredWork): WorkFn {
+    return async (wctx: WorkContext) => {
+      if (entry.generation !== generation || entry.handle.settled) {
+        throw new RunAbandoned('the local timer was replaced; the task runs from its new timer');
+      }
+      entry.phase = 'running';
+      const claimed = await this.#claim(entry);
+      return this.#run(entry, claimed, wctx, work, registered);
+    };
+  }
+
+  /** Claims the task; when the claim is lost, settles what this node knows and throws what the core expects. */
+  async #claim(entry: LocalTask): Promise<TaskInfo> {
+    const id = entry.taskId;
+    for (let tries = 0; ; tries++) {
+      let claimed: TaskInfo | null;
+      try {
+        // The last try drops the due-time guard: the row was just read Initialized at the due time this node
+        // expects, so a mismatch can only be a store that rounds times; never loop on it.
+        const guard = tries < 2 ? { ifScheduledAt: new Date(entry.scheduledAt) } : {};
+        claimed = await this.#durable.run('claim', id, () => this.#repository.claim(id, { owner: this.nodeId, leaseMs: this.#leaseMs, ...guard }));
+      } catch (error) {
+        if (error instanceof TaskNotFoundError) {
+          entry.outcome = { state: 'cancelled', value: new TaskCancelledError('the task was deleted', { cause: error }) };
+          throw new RunAbandoned('the task no longer exists', { cause: error });
+        }
+        entry.phase = 'scheduled';
+        throw error;
+      }
+      if (claimed !== null) {
+        this.events.emit('task:started', { task: claimed });
+        return claimed;
+      }
+      const current = await this.#durable.run('getById', id, () => this.#repository.getById(id));
+      switch (current.state) {
+        case 'Initialized': {
+          entry.priority = current.priority;
+          if (current.scheduledAt.getTime() === entry.scheduledAt && tries < 2) continue;
+          if (current.scheduledAt.getTime() === entry.scheduledAt) throw new RunDeferred(new Date(this.#clock.now() + 1000), 'the claim kept failing; trying again soon');
+          // Rescheduled elsewhere: keep the handle, run at the new time.
+          entry.phase = 'scheduled';
+          entry.scheduledAt = current.scheduledAt.getTime();
+          entry.handle.knownRunAt = current.scheduledAt;
+          throw new RunDeferred(current.scheduledAt, 'the task was rescheduled elsewhere');
+        }
+        case 'Working':
+          // Another node won the claim: it runs the task; this handle settles when sync sees it end.
+          entry.phase = 'remote';
+          throw new RunAbandoned(`another node (${current.lease?.owner ?? 'unknown'}) runs the task`);
+        case 'Done':
+          entry.outcome = { state: 'done', value: undefined };
+          throw new RunAbandoned('the task already ran elsewhere');
+        case 'Failed':
+          entry.outcome = { state: 'failed', value: storedError(current.lastError) };
+          throw new RunAbandoned('the task already failed elsewhere');
+        case 'Cancelled':
+          entry.outcome = { state: 'cancelled', value: new TaskCancelledError('the task was cancelled') };
+          throw new RunAbandoned('the task was cancelled');
+      }
+    }
+  }
+
+  async #run(entry: LocalTask, claimed: TaskInfo, wctx: WorkContext, work: WorkFn, registered: RegisteredWork): Promise<unknown> {
+    const id = entry.taskId;
+    const token = claimed.lease?.token ?? '';
+    const clock = this.#clock;
+    const controller = new AbortController();
+    entry.controller = controller;
+    const forward = (): void => controller.abort(wctx.signal.reason);
+    if (wctx.signal.aborted) forward();
+    else wctx.signal.addEventListener('abort', forward, { once: true });
+    let leaseLost: LeaseLostError | undefined;
+    const keeper = new LeaseKeeper({
+      repository: this.#repository,
+      clock,
+      taskId: id,
+      token,
+      leaseMs: this.#leaseMs,
+      onLost: (error) => {
+        leaseLost = error;
+        this.events.emit('task:lease-lost', { taskId: id, error });
+        controller.abort(error);
+      },
+      onRepositoryError: (error, attempt) =>
+        this.events.emit('repository:error', { operation: 'renewLease', taskId: id, attempt, error, retryInMs: undefined }),
+    });
+    const progress = new ProgressWriter(this.#repository, clock, id, token, this.#options.progressThrottleMs ?? DEFAULTS.progressThrottleMs);
+    const runCtx: WorkContext = {
+      signal: controller.signal,
+      scheduledAt: wctx.scheduledAt,
+      taskId: id,
+      attempt: claimed.attempt,
+      param: claimed.param,
+      context: wctx.context,
+      value: (key) => wctx.value(key),
+      ...(wctx.clock === undefined ? {} : { clock: wctx.clock }),
+      progress: (report) => {
+        wctx.progress(report);
+        progress.progress(report);
+      },
+      checkIn: (message) => {
+        wctx.checkIn(message);
+        progress.checkIn(message);
+      },
+    };
+    let timeout: ClockTimer | undefined;
+    let ok = false;
+    let value: unknown;
+    let error: unknown;
+    keeper.start();
+    try {
+      const running = Promise.resolve(work(runCtx));
+      const timeoutMs = registered.options.timeoutMs;
+      value = await (timeoutMs === undefined
+        ? running
+        : Promise.race([
+            running,
+            new Promise<never>((_, reject) => {
+              timeout = clock.setTimer(() => {
+                const reason = new TimeoutError(timeoutMs);
+                controller.abort(reason);
+                reject(reason);
+              }, timeoutMs);
+            }),
+          ]));
+      ok = true;
+    } catch (caught) {
+      error = caught;
+    } finally {
+      timeout?.clear();
+      keeper.stop();
+      progress.stop();
+      wctx.signal.removeEventListener('abort', forward);
+      entry.controller = undefined;
+    }
+    if (leaseLost !== undefined) return this.#zombie(entry, leaseLost, true);
+    return this.#record(entry, claimed, token, { ok, value, error, reason: controller.signal.aborted ? controller.signal.reason : undefined }, registered);
+  }
+
+  /** Writes the outcome of a run and returns or throws what the core expects. */
+  async #record(
+    entry: LocalTask,
+    claimed: TaskInfo,
+    token: string,
+    run: { ok: boolean; value: unknown; error: unknown; reason: unknown },
+    registered: RegisteredWork,
+  ): Promise<unknown> {
+    const id = entry.taskId;
+    const now = (): Date => new Date(this.#clock.now());
+    if (run.ok) {
+      const done = await this.#fenced('markAsDone', id, () => this.#repository.markAsDone(id, token));
+      if (!done.ok) return this.#zombie(entry, done.error);
+      this.events.emit('task:succeeded', { task: done.value, result: run.value });
+      return run.value;
+    }
+    if (isStopReason(run.reason)) {
+      // A graceful stop cut the run: hand it back, without counting the attempt, for the next start.
+      const released = await this.#fenced('release', id, () => this.#repository.release(id, token, { runAt: now(), refundAttempt: true }));
+      if (!released.ok) return this.#zombie(entry, released.error);
+      entry.outcome = { state: 'cancelled', value: new RunAbandoned('the scheduler stopped; the task was released for the next start', { cause: run.reason }) };
+      throw run.error;
+    }
+    if (run.reason instanceof TaskCancelledError || entry.cancelRequested || entry.cancelWritten) {
+      if (!entry.cancelWritten) {
+        entry.cancelWritten = true;
+        const cancelled = await this.#fenced('markAsCancelled', id, () => this.#repository.markAsCancelled(id, { token, reason: (run.reason as Error | undefined)?.message ?? 'cancelled' }));
+        if (cancelled.ok && cancelled.value.cancelled) this.events.emit('task:cancelled', { taskId: id, task: cancelled.value.task });
+      }
+      entry.outcome ??= { state: 'cancelled', value: run.reason instanceof TaskCancelledError ? run.reason : new TaskCancelledError() };
+      throw run.error;
+    }
+    if (run.error instanceof RunDeferred) {
+      // An inner middleware (a retry middleware) deferred the run: the repository follows.
+      const runAt = run.error.runAt;
+      const released = await this.#fenced('release', id, () =>
+        this.#repository.release(id, token, { runAt, error: toTaskError(run.error instanceof Error && run.error.cause !== undefined ? run.error.cause : run.error) }),
+      );
+      if (!released.ok) return this.#zombie(entry, released.error);
+      this.#rearm(entry, runAt);
+      this.events.emit('task:retried', { task: released.value, error: run.error.cause ?? run.error, runAt });
+      throw run.error;
+    }
+    if (run.error instanceof RunAbandoned) {
+      // An inner middleware will not run it here: give it back at once, uncounted, for any node.
+      const released = await this.#fenced('release', id, () => this.#repository.release(id, token, { runAt: now(), refundAttempt: true }));
+      if (!released.ok) return this.#zombie(entry, released.error);
+      entry.outcome = { state: 'cancelled', value: run.error };
+      throw run.error;
+    }
+    const delay = retryDelay(claimed.attempt, claimed.maxAttempts, run.error, registered.options.retry ?? this.#options.retry);
+    if (delay !== null) {
+      const runAt = new Date(this.#clock.now() + delay);
+      const released = await this.#fenced('release', id, () => this.#repository.release(id, token, { runAt, error: toTaskError(run.error) }));
+      if (!released.ok) return this.#zombie(entry, released.error);
+      this.#rearm(entry, runAt);
+      this.events.emit('task:retried', { task: released.value, error: run.error, runAt });
+      throw new RunDeferred(runAt, `attempt ${claimed.attempt} of ${claimed.maxAttempts} failed; retrying`, { cause: run.error });
+    }
+    const failed = await this.#fenced('markAsFailed', id, () => this.#repository.markAsFailed(id, toTaskError(run.error), token));
+    if (!failed.ok) return this.#zombie(entry, failed.error);
+    this.events.emit('task:failed', { task: failed.value, error: run.error });
+    entry.outcome = { state: 'failed', value: run.error };
+    // The task is Failed for good: a retry middleware outside this one must not run it again.
+    throw run.error instanceof UnrecoverableError ? run.error : new UnrecoverableError(`the task failed for good: ${errorMessage(run.error)}`, { cause: run.error });
+  }
+
+  #rearm(entry: LocalTask, runAt: Date): void {
+    entry.phase = 'scheduled';
+    entry.scheduledAt = runAt.getTime();
+    entry.handle.knownRunAt = runAt;
+  }
+
+  /** A write that carries the lease token: an outage is retried; a refusal means this node is a zombie. */
+  async #fenced<T>(operation: string, taskId: string, call: () => Promise<T>): Promise<Fenced<T>> {
+    try {
+      return { ok: true, value: await this.#durable.run(operation, taskId, call) };
+    } catch (error) {
+      if (error instanceof LeaseLostError || error instanceof TaskNotFoundError) return { ok: false, error };
+      throw error;
+    }
+  }
+
+  /**
+   * This node's lease was lost: its result is discarded and the task belongs to whoever holds it now.
+   * @param reported - true when the lease keeper already emitted `task:lease-lost`
+   */
+  #zombie(entry: LocalTask, error: LeaseLostError | TaskNotFoundError, reported = false): never {
+    const lost = error instanceof LeaseLostError ? error : new LeaseLostError(entry.taskId, `task "${entry.taskId}" was deleted while it ran`);
+    // A run cancelled under it was refused for that reason, not because another node took it over.
+    if (!reported && !entry.cancelWritten) this.events.emit('task:lease-lost', { taskId: entry.taskId, error: lost });
+    entry.phase = 'remote';
+    this.#recheck(entry.taskId);
+    throw new RunAbandoned('the lease was lost; the result of this run is discarded', { cause: lost });
+  }
+
+  /**
+   * Reads a task again and arms a timer when it is Initialized: a run whose lease was reclaimed under it (a
+   * stalled event loop) is retried here without waiting for the next window reload, because the change that
+   * made it Initialized may be behind the sync cursor already.
+   */
+  #recheck(taskId: string): void {
+    this.#durable
+      .run('getById', taskId, () => this.#repository.getById(taskId))
+      .then(async (task) => {
+        const entry = this.#entries.get(taskId);
+        if (task.state !== 'Initialized' || (entry !== undefined && entry.phase !== 'remote')) return;
+        if (!this.#registry.has(task.workId) || task.scheduledAt.getTime() >= this.#clock.now() + this.#windowMs) return;
+        await this.#restore(task);
+      })
+      .catch(() => undefined);
+  }
+
+  // ---- sync ----
+
+  #syncHost(): ConstructorParameters<typeof TaskSync>[0] {
+    return {
+      repository: this.#repository,
+      clock: this.#clockProxy,
+      durable: this.#durable,
+      nodeId: this.nodeId,
+      local: (taskId) => this.#entries.get(taskId),
+      knowsWork: (workId) => this.#registry.has(workId),
+      shouldRestore: (task) => this.#options.shouldRestore?.(task) ?? true,
+      apply: (action, task) => this.#apply(action, task),
+      emit: (name, payload) => this.events.emit(name, payload),
+    };
+  }
+
+  async #apply(action: Exclude<SyncAction, 'ignore' | 'unknown-work'>, task: TaskInfo): Promise<void> {
+    const entry = this.#entries.get(task.id);
+    switch (action) {
+      case 'schedule':
+        this.events.emit('task:scheduled', { task, source: 'restored' });
+        return this.#restore(task);
+      case 'reschedule': {
+        if (entry === undefined || entry.phase !== 'scheduled' || entry.handle.inner === undefined) return;
+        const old = entry.handle.inner;
+        entry.generation++;
+        entry.handle.inner = undefined;
+        await old.cancel('rescheduled elsewhere');
+        return this.#restore(task);
+      }
+      case 'drop-claimed': {
+        if (entry === undefined || entry.phase !== 'scheduled') return;
+        const old = entry.handle.inner;
+        entry.generation++;
+        entry.phase = 'remote';
+        entry.handle.inner = undefined;
+        await old?.cancel('claimed by another node');
+        return;
+      }
+      case 'drop-ended':
+      case 'settle-remote': {
+        if (entry === undefined) return;
+        entry.outcome ??=
+          task.state === 'Done'
+            ? { state: 'done', value: undefined }
+            : task.state === 'Failed'
+              ? { state: 'failed', value: storedError(task.lastError) }
+              : { state: 'cancelled', value: new TaskCancelledError('the task was cancelled elsewhere') };
+        if (task.state === 'Cancelled' && action === 'drop-ended') this.events.emit('task:cancelled', { taskId: task.id, task });
+        entry.generation++;
+        const old = entry.handle.inner;
+        if (old === undefined) this.#settle(entry);
+        else await old.cancel('the task ended elsewhere');
+        return;
+      }
+      case 'abort-run': {
+        if (entry === undefined || entry.controller === undefined) return;
+        entry.cancelWritten = true;
+        entry.outcome = { state: 'cancelled', value: new TaskCancelledError('the task was cancelled on another node') };
+        this.events.emit('task:cancelled', { taskId: task.id, task });
+        entry.controller.abort(entry.outcome.value);
+        return;
+      }
+    }
+  }
+
+  async #restore(task: TaskInfo): Promise<void> {
+    const scheduler = this.#scheduler;
+    if (scheduler === undefined || this.#stopping) return;
+    try {
+      await scheduler.schedule(this.#restoredContext(task, undefined));
+    } catch (error) {
+      // A stopped scheduler takes no new tasks: the row stays Initialized for the next start.
+      if (!isStopReason(error)) throw error;
+    }
+  }
+}
+
+/**
+ * A storage middleware for one process: every task is written to `repository` at schedule time and its state
+ * follows the run; after a restart, `start()` restores what was pending.
+ *
+ * @param repository - where tasks live
+ * @param registry - the works this process runs, by workId
+ * @param options - leases, retries, sync window and periods
+ * @returns the middleware and its controls; install with `scheduler.use(storage.middleware)`, then `await storage.start(scheduler)`
+ * @throws InvalidInputError on an invalid option
+ *
+ * @example
+ * ```ts
+ * const registry = new WorkRegistry().register('email', sendEmail);
+ * const storage = singleNodeStorage(new MemoryRepository(), registry);
+ * const scheduler = new Scheduler().use(storage.middleware);
+ * await storage.start(scheduler);
+ * scheduler.start();
+ * await scheduler.schedule({ workId: 'email', param: { to: 'a@b.c' }, delayMs: 60_000 });
+ * ```
+ */
+export function singleNodeStorage(repository: Repository, registry: WorkRegistry, options: StorageOptions = {}): StorageMiddleware {
+  return new DurableStorage(repository, registry, options);
+}
+
+/**
+ * A storage middleware for one of many nodes sharing `repository`: each task runs once across them (the claim
+ * has exactly one winner), a dead node's tasks are reclaimed when their lease expires, and sync picks up what
+ * other nodes insert, reschedule or cancel.
+ *
+ * @param repository - the shared repository
+ * @param registry - the works this node runs, by workId
+ * @param options - `nodeId` (unique per node) and `leaseMs` are required
+ * @returns the middleware and its controls
+ * @throws InvalidInputError when `nodeId` or `leaseMs` is missing or invalid
+ */
+export function multiNodeStorage(repository: Repository, registry: WorkRegistry, options: MultiNodeStorageOptions): StorageMiddleware {
+  if (options === null || typeof options !== 'object') throw new InvalidInputError('multiNodeStorage needs { nodeId, leaseMs }');
+  if (typeof options.nodeId !== 'string' || options.nodeId === '') throw new InvalidInputError('multiNodeStorage needs a nodeId, unique per node');
+  if (options.leaseMs === undefined) throw new InvalidInputError('multiNodeStorage needs leaseMs');
+  return new DurableStorage(repository, registry, options);
+}

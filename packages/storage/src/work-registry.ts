@@ -1,0 +1,156 @@
+import { HoraeError, InvalidInputError, type Middleware, type WorkFn } from '@horae/core';
+import type { JsonValue } from './task-info.js';
+import { assertJsonValue } from './validation.js';
+import type { StorageRetryOption } from './retry.js';
+
+/** No work is registered under this workId on this node. Nothing was written. */
+export class UnknownWorkError extends HoraeError {
+  /** @param workId - the id that was looked up */
+  constructor(readonly workId: string) {
+    super('UNKNOWN_WORK', `no work is registered under the workId "${workId}"; register it with registry.register() on this node`);
+  }
+}
+
+/**
+ * Checks a param and returns it (possibly transformed). Either a function that throws on bad input, or an
+ * object with a `parse` method, such as a zod schema.
+ */
+export type ParamValidator<P = unknown> = ((param: unknown) => P) | { parse(param: unknown): P };
+
+/** Per-work defaults, given to {@link WorkRegistry.register}. */
+export interface WorkOptions<P = unknown> {
+  /** Validates the param at schedule time; a throw refuses the task and nothing is written. */
+  validate?: ParamValidator<P>;
+  /** How many runs a task of this work may have in all, when the schedule call does not say. @defaultValue the storage option `maxAttempts` (1) */
+  maxAttempts?: number;
+  /** How a failed run of this work is retried. @defaultValue the storage option `retry` */
+  retry?: StorageRetryOption;
+  /**
+   * A per-run timeout in milliseconds: the run's signal aborts with a TimeoutError and the run fails with it.
+   * @defaultValue none
+   */
+  timeoutMs?: number;
+}
+
+/** A registered work and its defaults. */
+export interface RegisteredWork<P = unknown> {
+  /** The id it is registered under. */
+  readonly workId: string;
+  /** The work function. */
+  readonly work: WorkFn;
+  /** Its defaults. */
+  readonly options: Readonly<WorkOptions<P>>;
+}
+
+/**
+ * Maps workIds to work functions, so that a task read back from a repository (after a restart, or inserted
+ * by another node) finds the code that runs it.
+ *
+ * Rules: scheduling by workId validates the param first; an invalid param, a param that is not JSON, or a
+ * workId that is not registered throws and writes nothing.
+ *
+ * @example
+ * ```ts
+ * const registry = new WorkRegistry();
+ * registry.register('send-email', async (ctx) => sendEmail(ctx.param as Email), {
+ *   validate: (p) => EmailSchema.parse(p),
+ *   maxAttempts: 5,
+ * });
+ * ```
+ */
+export class WorkRegistry {
+  readonly #works = new Map<string, RegisteredWork>();
+
+  /**
+   * Registers `work` under `workId`.
+   *
+   * @param workId - a stable id: it is stored with every task, so renaming it orphans stored tasks
+   * @param work - the function that runs the task
+   * @param options - the param validator and per-work defaults
+   * @returns this registry, for chaining
+   * @throws InvalidInputError when the workId is empty or already registered, or an option is invalid
+   */
+  register<P = unknown>(workId: string, work: WorkFn, options: WorkOptions<P> = {}): this {
+    if (typeof workId !== 'string' || workId === '') throw new InvalidInputError('workId must be a non-empty string');
+    if (typeof work !== 'function') throw new InvalidInputError(`the work registered under "${workId}" must be a function`);
+    if (this.#works.has(workId)) throw new InvalidInputError(`a work is already registered under "${workId}"`);
+    const { validate, maxAttempts, timeoutMs } = options;
+    if (validate !== undefined && typeof validate !== 'function' && typeof (validate as { parse?: unknown } | null)?.parse !== 'function') {
+      throw new InvalidInputError(`the validator of "${workId}" must be a function or have a parse() method`);
+    }
+    if (maxAttempts !== undefined && (!Number.isSafeInteger(maxAttempts) || maxAttempts < 1)) {
+      throw new InvalidInputError(`maxAttempts of "${workId}" must be an integer ≥ 1, got ${String(maxAttempts)}`);
+    }
+    if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs <= 0)) {
+      throw new InvalidInputError(`timeoutMs of "${workId}" must be a number > 0, got ${String(timeoutMs)}`);
+    }
+    this.#works.set(workId, { workId, work, options: { ...options } });
+    return this;
+  }
+
+  /**
+   * A middleware that gives a context naming a registered workId, and carrying no work, its registered work,
+   * so that the middlewares after it (logging, timeout, retry) wrap the real work. Install it first.
+   *
+   * @returns the middleware; a context with a work, without a workId, or with an unknown workId passes unchanged
+   *
+   * @example
+   * ```ts
+   * scheduler.use(registry.middleware(), logging(), storage.middleware);
+   * ```
+   */
+  middleware(): Middleware {
+    return (next) => (ctx) => {
+      if (ctx.work !== undefined || ctx.workId === undefined) return next(ctx);
+      const found = this.#works.get(ctx.workId);
+      return next(found === undefined ? ctx : ctx.withWork(found.work));
+    };
+  }
+
+  /** True when a work is registered under `workId`. */
+  has(workId: string): boolean {
+    return this.#works.has(workId);
+  }
+
+  /**
+   * Returns the registered work.
+   *
+   * @throws {@link UnknownWorkError} when nothing is registered under `workId`
+   */
+  get(workId: string): RegisteredWork {
+    const found = this.#works.get(workId);
+    if (found === undefined) throw new UnknownWorkError(workId);
+    return found;
+  }
+
+  /** The registered workIds, in registration order. */
+  workIds(): string[] {
+    return [...this.#works.keys()];
+  }
+
+  /**
+   * Validates a param for `workId`: the work's own validator first, then that the result is JSON.
+   *
+   * @returns the param to store (as the validator returned it; `null` for a missing param)
+   * @throws {@link UnknownWorkError} when nothing is registered under `workId`
+   * @throws InvalidInputError when the validator throws (its error is the `cause`) or the param is not JSON
+   */
+  validateParam(workId: string, param: unknown): JsonValue {
+    const { options } = this.get(workId);
+    let value = param;
+    const validate = options.validate;
+    if (validate !== undefined) {
+      try {
+        value = typeof validate === 'function' ? validate(param) : validate.parse(param);
+        // A function validator that only throws (returns nothing) accepts the param as given.
+        if (value === undefined) value = param;
+      } catch (error) {
+        const why = error instanceof Error ? error.message : String(error);
+        throw new InvalidInputError(`the param of "${workId}" failed its validation: ${why}`, { cause: error });
+      }
+    }
+    if (value === undefined) value = null;
+    assertJsonValue(value);
+    return value;
+  }
+}
