@@ -1,1 +1,8 @@
-export {};
+/**
+ * `@horae/repo-sqlite`: the embedded default repository of Horae, on one SQLite file through better-sqlite3.
+ *
+ * @packageDocumentation
+ */
+export { SqliteRepository, type SqliteRepositoryOptions, type SqliteSynchronous } from './sqlite-repository.js';
+export type { SqliteDatabase, SqliteStatement, SqliteRunResult } from './driver.js';
+export { migrate, readSchemaVersion, MIGRATIONS, SCHEMA_VERSION, type Migration, type MigrationResult } from './schema.js';

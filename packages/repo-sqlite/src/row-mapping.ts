@@ -1,0 +1,82 @@
+/**
+ * Between a `horae_tasks` row and a {@link TaskInfo}: times are integer epoch milliseconds, JSON fields
+ * are TEXT.
+ */
+import type { JsonValue, TaskError, TaskInfo, TaskProgress, TaskState } from '@horae/storage';
+
+/** A row of `horae_tasks` as better-sqlite3 returns it. */
+export interface TaskRow {
+  id: string;
+  work_id: string;
+  param: string;
+  scheduled_at: number;
+  state: TaskState;
+  priority: number;
+  attempt: number;
+  max_attempts: number;
+  lease_owner: string | null;
+  lease_until: number | null;
+  lease_token: string | null;
+  last_error: string | null;
+  unique_key: string | null;
+  progress: string | null;
+  created_at: number;
+  updated_at: number;
+  change_seq: number;
+}
+
+/** The stored shape of a progress report: `at` in epoch ms. */
+interface StoredProgress {
+  completed: number;
+  total: number;
+  message?: string;
+  at: number;
+}
+
+/**
+ * Builds the {@link TaskInfo} of a row.
+ *
+ * @param row - a full row of `horae_tasks`
+ * @returns a fresh TaskInfo that shares nothing with other results
+ */
+export function rowToTask(row: TaskRow): TaskInfo {
+  const lease =
+    row.state === 'Working' && row.lease_owner !== null && row.lease_until !== null && row.lease_token !== null
+      ? { owner: row.lease_owner, until: new Date(row.lease_until), token: row.lease_token }
+      : null;
+  return {
+    id: row.id,
+    workId: row.work_id,
+    param: JSON.parse(row.param) as JsonValue,
+    scheduledAt: new Date(row.scheduled_at),
+    state: row.state,
+    priority: row.priority,
+    attempt: row.attempt,
+    maxAttempts: row.max_attempts,
+    lease,
+    lastError: row.last_error === null ? null : (JSON.parse(row.last_error) as TaskError),
+    uniqueKey: row.unique_key,
+    progress: row.progress === null ? null : parseProgress(row.progress),
+    createdAt: new Date(row.created_at),
+    updatedAt: new Date(row.updated_at),
+  };
+}
+
+function parseProgress(text: string): TaskProgress {
+  const stored = JSON.parse(text) as StoredProgress;
+  const progress: TaskProgress = { completed: stored.completed, total: stored.total, at: new Date(stored.at) };
+  if (stored.message !== undefined) progress.message = stored.message;
+  return progress;
+}
+
+/**
+ * Serializes a progress report for the `progress` column.
+ *
+ * @param progress - what the run reported
+ * @param at - when, in epoch ms (database clock)
+ */
+export function progressToText(progress: Omit<TaskProgress, 'at'>, at: number): string {
+  const stored: StoredProgress = { completed: progress.completed, total: progress.total, at };
+  if (progress.message !== undefined) stored.message = progress.message;
+  return JSON.stringify(stored);
+}

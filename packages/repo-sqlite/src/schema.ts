@@ -1,0 +1,172 @@
+/**
+ * The schema of the SQLite adapter, as an ordered list of migrations, and the runner that brings a database
+ * file up to date. The version lives in the `horae_meta` table (not `PRAGMA user_version`, which belongs to
+ * whoever owns the file when the caller shares one database with their own tables).
+ */
+import { InvalidInputError } from '@horae/core';
+import { SchemaVersionError } from '@horae/storage';
+import type { SqliteDatabase } from './driver.js';
+
+/** One step of the schema: applied once, in order, inside the migration transaction. */
+export interface Migration {
+  /** Its position in the list, starting at 1; the schema version once it has been applied. */
+  readonly version: number;
+  /** What it changes, for people reading the list. */
+  readonly description: string;
+  /** Applies the change; runs inside a transaction, so a failure leaves the database as it was. */
+  up(db: SqliteDatabase): void;
+}
+
+/** What {@link migrate} did. */
+export interface MigrationResult {
+  /** The version found in the database (0 for a fresh one). */
+  from: number;
+  /** The version it holds now. */
+  to: number;
+}
+
+/** The table that holds the schema version and the change counter. */
+export const META_TABLE = 'horae_meta';
+/** The table of tasks. */
+export const TASKS_TABLE = 'horae_tasks';
+/** The key of the schema version in {@link META_TABLE}. */
+export const SCHEMA_VERSION_KEY = 'schema_version';
+/** The key of the change counter in {@link META_TABLE}: the last `change_seq` handed out. */
+export const CHANGE_SEQ_KEY = 'change_seq';
+
+const V1_TASKS = `
+CREATE TABLE horae_tasks (
+  id            TEXT    NOT NULL PRIMARY KEY,
+  work_id       TEXT    NOT NULL,
+  param         TEXT    NOT NULL,
+  scheduled_at  INTEGER NOT NULL,
+  state         TEXT    NOT NULL CHECK (state IN ('Initialized', 'Working', 'Done', 'Cancelled', 'Failed')),
+  priority      REAL    NOT NULL,
+  attempt       INTEGER NOT NULL,
+  max_attempts  INTEGER NOT NULL,
+  lease_owner   TEXT,
+  lease_until   INTEGER,
+  lease_token   TEXT,
+  last_error    TEXT,
+  unique_key    TEXT,
+  progress      TEXT,
+  created_at    INTEGER NOT NULL,
+  updated_at    INTEGER NOT NULL,
+  change_seq    INTEGER NOT NULL
+);
+INSERT INTO horae_meta (key, value) VALUES ('change_seq', 0);
+-- The exact change cursor: every write sets change_seq from the counter in the same transaction.
+CREATE UNIQUE INDEX horae_tasks_change_seq ON horae_tasks (change_seq);
+-- One live task per uniqueKey: terminal rows leave the index, which frees the key.
+CREATE UNIQUE INDEX horae_tasks_unique_key ON horae_tasks (unique_key)
+  WHERE unique_key IS NOT NULL AND state IN ('Initialized', 'Working');
+-- claimDue: Initialized rows in claim order. Partial indexes only hold the rows of one state, so a
+-- transition touches the indexes of the states it leaves and enters, not all of them.
+CREATE INDEX horae_tasks_claim ON horae_tasks (priority DESC, scheduled_at, created_at, id)
+  WHERE state = 'Initialized';
+-- listDue: Initialized rows by due time.
+CREATE INDEX horae_tasks_due ON horae_tasks (scheduled_at, id) WHERE state = 'Initialized';
+-- reclaimExpired: Working rows by lease expiry.
+CREATE INDEX horae_tasks_lease ON horae_tasks (lease_until, id) WHERE state = 'Working';
+`;
+
+const V2_OPERATOR_INDEXES = `
+-- list(): all tasks, by state, by work, in creation order.
+CREATE INDEX horae_tasks_created ON horae_tasks (created_at, id);
+CREATE INDEX horae_tasks_state_created ON horae_tasks (state, created_at, id);
+CREATE INDEX horae_tasks_work_created ON horae_tasks (work_id, created_at, id);
+-- deleteTerminalBefore: ended rows by their last change.
+CREATE INDEX horae_tasks_ended ON horae_tasks (updated_at)
+  WHERE state IN ('Done', 'Cancelled', 'Failed');
+`;
+
+const V3_SCHEDULES = `
+-- Recurring schedules (the ScheduleStore capability). spec is JSON text: {"cron","timezone"} or
+-- {"everyMs","anchor"} with anchor in epoch ms.
+CREATE TABLE horae_schedules (
+  name                TEXT    NOT NULL PRIMARY KEY,
+  spec                TEXT    NOT NULL,
+  work_id             TEXT    NOT NULL,
+  param               TEXT    NOT NULL,
+  priority            REAL    NOT NULL,
+  max_attempts        INTEGER NOT NULL,
+  catch_up            TEXT    NOT NULL,
+  max_catch_up        INTEGER NOT NULL,
+  overlap             TEXT    NOT NULL,
+  paused              INTEGER NOT NULL,
+  last_occurrence_at  INTEGER,
+  last_task_id        TEXT,
+  next_run_at         INTEGER,
+  created_at          INTEGER NOT NULL,
+  updated_at          INTEGER NOT NULL,
+  version             INTEGER NOT NULL
+);
+-- listSchedules({ dueBy }): the schedules that can fire, by due time.
+CREATE INDEX horae_schedules_due ON horae_schedules (next_run_at, name) WHERE paused = 0 AND next_run_at IS NOT NULL;
+`;
+
+/** The migrations of this version of the adapter, in order; the schema version is their count. */
+export const MIGRATIONS: readonly Migration[] = [
+  { version: 1, description: 'the tasks table, the change counter and the indexes of the state machine', up: (db) => db.exec(V1_TASKS) },
+  { version: 2, description: 'the indexes of list() and deleteTerminalBefore()', up: (db) => db.exec(V2_OPERATOR_INDEXES) },
+  { version: 3, description: 'the table of recurring schedules', up: (db) => db.exec(V3_SCHEDULES) },
+];
+
+/** The newest schema version this adapter understands. */
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/**
+ * Reads the schema version stored in `db`.
+ *
+ * @param db - an open database
+ * @returns the version, or 0 when the database holds no Horae schema yet
+ */
+export function readSchemaVersion(db: SqliteDatabase): number {
+  const table = db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?`).get(META_TABLE);
+  if (table === undefined) return 0;
+  const row = db.prepare(`SELECT value FROM ${META_TABLE} WHERE key = ?`).get(SCHEMA_VERSION_KEY) as { value: number } | undefined;
+  return row === undefined ? 0 : Number(row.value);
+}
+
+function checkMigrationList(migrations: readonly Migration[]): void {
+  migrations.forEach((migration, i) => {
+    if (migration.version !== i + 1) throw new InvalidInputError(`migration #${i} has version ${migration.version}, expected ${i + 1}: versions run 1, 2, 3… in order`);
+  });
+}
+
+/**
+ * Brings `db` up to the newest version of `migrations`: applies the missing ones in order, then stores the
+ * version, all in one `BEGIN IMMEDIATE` transaction.
+ *
+ * Rules: a database already up to date is not written to; a database whose version is newer than
+ * `migrations` knows is refused and left untouched; of processes migrating one file at once, exactly one
+ * applies each migration (the others wait for its lock, then find the work done); a failing migration rolls
+ * back every change of the run.
+ *
+ * @param db - an open database, not inside a transaction
+ * @param migrations - the list to apply; the adapter's own by default
+ * @returns the version found and the version reached
+ * @throws SchemaVersionError when the database's version is newer than the list
+ * @throws InvalidInputError when the list's versions are not 1, 2, 3… in order
+ */
+export function migrate(db: SqliteDatabase, migrations: readonly Migration[] = MIGRATIONS): MigrationResult {
+  checkMigrationList(migrations);
+  const latest = migrations.length;
+  const seen = readSchemaVersion(db);
+  if (seen > latest) throw new SchemaVersionError(seen, latest);
+  if (seen === latest) return { from: seen, to: seen };
+  db.prepare('BEGIN IMMEDIATE').run();
+  try {
+    // Read again under the write lock: another process may have migrated since the first look.
+    const from = readSchemaVersion(db);
+    if (from > latest) throw new SchemaVersionError(from, latest);
+    db.exec(`CREATE TABLE IF NOT EXISTS ${META_TABLE} (key TEXT NOT NULL PRIMARY KEY, value INTEGER NOT NULL)`);
+    for (const migration of migrations.slice(from)) migration.up(db);
+    db.prepare(`INSERT INTO ${META_TABLE} (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`).run(SCHEMA_VERSION_KEY, latest);
+    db.prepare('COMMIT').run();
+    return { from, to: latest };
+  } catch (error) {
+    if (db.inTransaction) db.prepare('ROLLBACK').run();
+    throw error;
+  }
+}

@@ -1,0 +1,783 @@
+import { randomUUID } from 'node:crypto';
+import { InvalidInputError, realClock, type Clock } from '@horae/core';
+import {
+  ALL_TASK_STATES,
+  InvalidStateError,
+  LeaseLostError,
+  RepositoryError,
+  SchemaVersionError,
+  TaskNotFoundError,
+  isTerminal,
+  normalizeNewTask,
+  normalizeScheduleDefinition,
+  validateScheduleName,
+  validateLeaseMs,
+  validateLimit,
+  validatePatch,
+  type ChangePage,
+  type ClaimOptions,
+  type InsertResult,
+  type ListOptions,
+  type ListPage,
+  type NewTask,
+  type NormalizedNewTask,
+  type ListSchedulesOptions,
+  type ReleaseOptions,
+  type Repository,
+  type Schedule,
+  type ScheduleAdvance,
+  type ScheduleDefinition,
+  type ScheduleStore,
+  type UpsertScheduleResult,
+  type TaskError,
+  type TaskInfo,
+  type TaskPatch,
+  type TaskProgress,
+  type TaskState,
+} from '@horae/storage';
+import { openDatabase, type SqliteDatabase } from './driver.js';
+import { assertNonEmptyString, assertProgress, assertValidDate, normalizeTaskError } from './input.js';
+import { decodeChangeCursor, decodePageCursor, encodePageCursor } from './page-cursor.js';
+import { progressToText, rowToTask, type TaskRow } from './row-mapping.js';
+import { migrate, readSchemaVersion, SCHEMA_VERSION } from './schema.js';
+import { prepareStatements, type Statements } from './statements.js';
+import { idTakenError, isConstraintError, isIdTakenError, translateError } from './translate-error.js';
+import { WriteQueue, type WriteContext } from './group-commit.js';
+import { SqliteScheduleTable } from './schedule-table.js';
+
+/**
+ * SQLite's `PRAGMA synchronous` levels, with WAL journaling (what the adapter sets on a file):
+ *
+ * - `'OFF'`: never syncs. A process crash loses nothing committed; a power cut or OS crash may lose recent
+ *   commits and may corrupt the database file.
+ * - `'NORMAL'`: syncs the WAL only at checkpoints. A process crash loses nothing committed; a power cut or
+ *   OS crash may roll back the last commits, but the file stays consistent (never corrupt).
+ * - `'FULL'`: syncs the WAL at every commit. Committed transactions survive a power cut too (on storage
+ *   that honours fsync).
+ * - `'EXTRA'`: FULL, plus syncing the directory after a rollback journal is unlinked (which matters in
+ *   DELETE journal mode, not in WAL): the same guarantees as FULL here, a little slower.
+ */
+export type SqliteSynchronous = 'OFF' | 'NORMAL' | 'FULL' | 'EXTRA';
+
+const SYNCHRONOUS_LEVELS: readonly SqliteSynchronous[] = ['OFF', 'NORMAL', 'FULL', 'EXTRA'];
+
+/** What {@link SqliteRepository} takes. */
+export interface SqliteRepositoryOptions {
+  /**
+   * A database file path (created if missing), `':memory:'` for a private in-memory database, or a
+   * better-sqlite3 `Database` the caller opened. The adapter closes only what it opened itself.
+   */
+  database: string | SqliteDatabase;
+  /**
+   * How long a write waits for another connection's lock before failing with a RepositoryError
+   * (`PRAGMA busy_timeout`).
+   * @defaultValue 5000
+   */
+  busyTimeoutMs?: number;
+  /**
+   * How hard SQLite syncs to disk (`PRAGMA synchronous`): see {@link SqliteSynchronous} for what each level
+   * keeps after a process crash and after a power cut.
+   * @defaultValue 'NORMAL'
+   */
+  synchronous?: SqliteSynchronous;
+  /**
+   * The clock of createdAt, updatedAt, lease expiry and due checks. Every process sharing a file runs on one
+   * machine, so they share this clock.
+   * @defaultValue realClock
+   */
+  clock?: Clock;
+  /**
+   * Batch the writes issued in the same tick into one transaction (group commit). Each write still gets its
+   * own result or error.
+   * @defaultValue true
+   */
+  groupCommit?: boolean;
+  /**
+   * With group commit, flush as soon as this many writes are queued.
+   * @defaultValue 512
+   */
+  maxBatchSize?: number;
+}
+
+/** What the TaskInfo of a lease-expired task records as `lastError`. */
+const LEASE_EXPIRED_ERROR: TaskError = { message: 'lease expired', code: 'LEASE_EXPIRED' };
+
+/**
+ * A Horae {@link Repository} on one SQLite database file, through better-sqlite3, with the optional
+ * {@link ScheduleStore} capability (recurring schedules as rows).
+ *
+ * Every read-modify-write runs in a `BEGIN IMMEDIATE` transaction, so the rules of the contract hold across
+ * connections and across processes sharing the file on one machine; writes issued in one tick share one
+ * transaction (group commit).
+ */
+export class SqliteRepository implements Repository, ScheduleStore {
+  readonly #db: SqliteDatabase;
+  readonly #ownsDatabase: boolean;
+  readonly #clock: Clock;
+  readonly #statements: Statements;
+  readonly #writes: WriteQueue;
+  readonly #schedules: SqliteScheduleTable;
+  #closed = false;
+
+  /**
+   * Opens (or adopts) the database, sets WAL journaling, the busy timeout and the sync level, and brings the
+   * schema up to date.
+   *
+   * Rules: a file from an older version of the adapter is upgraded in one transaction; a file whose schema is
+   * newer than this version knows is refused and left untouched (not even switched to WAL).
+   *
+   * ### Examples
+   * ```ts
+   * import { SqliteRepository } from '@horae/repo-sqlite';
+   * const repository = new SqliteRepository({ database: './horae.db', synchronous: 'FULL' });
+   * ```
+   *
+   * @param options - the database and its settings, or just the path of the file
+   * @throws SchemaVersionError when the file holds a newer schema
+   * @throws InvalidInputError on a bad option
+   * @throws RepositoryError when the file cannot be opened or migrated
+   */
+  constructor(options: SqliteRepositoryOptions | string) {
+    const opts: SqliteRepositoryOptions = typeof options === 'string' ? { database: options } : options;
+    const busyTimeoutMs = opts.busyTimeoutMs ?? 5000;
+    if (!Number.isSafeInteger(busyTimeoutMs) || busyTimeoutMs < 0) throw new InvalidInputError(`busyTimeoutMs must be an integer ≥ 0, got ${String(busyTimeoutMs)}`);
+    const synchronous = opts.synchronous ?? 'NORMAL';
+    if (!SYNCHRONOUS_LEVELS.includes(synchronous)) throw new InvalidInputError(`synchronous must be one of ${SYNCHRONOUS_LEVELS.join(', ')}, got ${String(synchronous)}`);
+    const maxBatchSize = opts.maxBatchSize ?? 512;
+    if (!Number.isSafeInteger(maxBatchSize) || maxBatchSize < 1) throw new InvalidInputError(`maxBatchSize must be an integer ≥ 1, got ${String(maxBatchSize)}`);
+    if (typeof opts.database !== 'string' && (opts.database === null || typeof opts.database !== 'object')) {
+      throw new InvalidInputError('database must be a file path, ":memory:", or an opened better-sqlite3 Database');
+    }
+    this.#clock = opts.clock ?? realClock;
+    const given = opts.database;
+    this.#ownsDatabase = typeof given === 'string';
+    try {
+      this.#db = typeof given === 'string' ? openDatabase(given) : given;
+    } catch (error) {
+      throw translateError(error, `opening the SQLite database "${typeof given === 'string' ? given : 'given'}"`);
+    }
+    try {
+      this.#db.pragma(`busy_timeout = ${busyTimeoutMs}`);
+      // Refuse a newer schema before anything writes to the file (switching to WAL rewrites its header).
+      const found = readSchemaVersion(this.#db);
+      if (found > SCHEMA_VERSION) throw new SchemaVersionError(found, SCHEMA_VERSION);
+      this.#db.pragma('journal_mode = WAL');
+      this.#db.pragma(`synchronous = ${synchronous}`);
+      migrate(this.#db);
+      this.#statements = prepareStatements(this.#db);
+    } catch (error) {
+      if (this.#ownsDatabase) this.#db.close();
+      throw translateError(error, 'preparing the SQLite database');
+    }
+    this.#writes = new WriteQueue(this.#statements, this.#clock, { groupCommit: opts.groupCommit ?? true, maxBatchSize });
+    this.#schedules = new SqliteScheduleTable(this.#statements);
+  }
+
+  /**
+   * Inserts a task in state Initialized with attempt 0.
+   *
+   * Rule: while a non-terminal task holds `uniqueKey`, inserting another with the same key inserts nothing
+   * and returns that task with `created: false`; of concurrent inserts with one key, exactly one creates
+   * (inserts run in `BEGIN IMMEDIATE` transactions, and a partial unique index backs the rule).
+   *
+   * @param task - the task; validated before anything is written
+   * @returns the task and whether this call created it
+   * @throws InvalidInputError when the param is not JSON, a date is invalid, or the id is taken; nothing is written
+   * @throws RepositoryError when the database fails
+   */
+  async insert(task: NewTask): Promise<InsertResult> {
+    const normalized = normalizeNewTask(task);
+    const id = normalized.id ?? randomUUID();
+    return this.#write('insert', (tx) => this.#insertOne(tx, normalized, id));
+  }
+
+  /**
+   * Inserts many tasks in one transaction.
+   *
+   * Rule: the results are in input order; each follows the rule of {@link SqliteRepository.insert} (a later
+   * input whose uniqueKey an earlier one of the same call holds gets that one with `created: false`); when
+   * any input is invalid or any id is taken, nothing is written.
+   *
+   * @param tasks - the tasks
+   * @returns one result per input, in order
+   * @throws InvalidInputError on any bad input or taken id; nothing is written
+   */
+  async insertMany(tasks: readonly NewTask[]): Promise<InsertResult[]> {
+    if (!Array.isArray(tasks)) throw new InvalidInputError('insertMany takes an array of tasks');
+    const normalized = (tasks as readonly NewTask[]).map((task) => normalizeNewTask(task));
+    if (normalized.length === 0) return [];
+    const ids = normalized.map((task) => task.id ?? randomUUID());
+    return this.#write('insertMany', (tx) => normalized.map((task, i) => this.#insertOne(tx, task, ids[i]!)), true);
+  }
+
+  /**
+   * Reads one task.
+   *
+   * @throws TaskNotFoundError when no task has the id
+   */
+  getById(id: string): Promise<TaskInfo> {
+    return settle(() => {
+      checkId(id);
+      const row = this.#read('getById', () => this.#statements.getById.get({ id }) as TaskRow | undefined);
+      if (row === undefined) throw new TaskNotFoundError(id);
+      return rowToTask(row);
+    });
+  }
+
+  /**
+   * Reads the tasks changed after `cursor` (null: from the start), at most `limit`, in commit order.
+   *
+   * Rule: a reader that pages from null until a page comes back empty sees every committed change of every
+   * task at least once in its latest state. Every write sets the row's `change_seq` from a counter kept in
+   * the same transaction; SQLite runs one write transaction at a time, so the numbers increase in commit
+   * order and a reader's snapshot never holds a number above one it does not hold.
+   *
+   * @param cursor - the `cursor` of the previous page, or null
+   * @param limit - the page size
+   * @returns the changed tasks and the cursor for the next call (the given one when nothing changed)
+   * @throws InvalidInputError on a cursor this repository did not make, or a bad limit
+   */
+  getUpdatedSince(cursor: string | null, limit: number): Promise<ChangePage> {
+    return settle(() => {
+      validateLimit(limit);
+      const after = decodeChangeCursor(cursor);
+      const rows = this.#read('getUpdatedSince', () => this.#statements.changesSince.all({ after, limit }) as TaskRow[]);
+      const last = rows[rows.length - 1];
+      return { tasks: rows.map(rowToTask), cursor: last === undefined ? String(after) : String(last.change_seq) };
+    });
+  }
+
+  /**
+   * A cursor at the current end of the change log.
+   *
+   * Rule: every change that commits after this call returns is seen by getUpdatedSince from this cursor.
+   */
+  getCursor(): Promise<string> {
+    return settle(() => {
+      const row = this.#read('getCursor', () => this.#statements.readChangeSeq.get() as { value: number });
+      return String(row.value);
+    });
+  }
+
+  /**
+   * Lists Initialized tasks due before `before` (exclusive), ordered by scheduledAt, then id.
+   *
+   * @param options - `before`, the page size, and the `next` of the previous page
+   * @returns a page; `next` is null on the last one
+   * @throws InvalidInputError on a bad date, limit or cursor
+   */
+  listDue(options: { before: Date; limit: number; after?: string | null }): Promise<ListPage> {
+    return settle(() => {
+      assertValidDate(options?.before, 'before');
+      validateLimit(options.limit);
+      const after = decodePageCursor(options.after);
+      const rows = this.#read(
+        'listDue',
+        () => this.#statements.listDue.all({ before: options.before.getTime(), afterAt: after.at, afterId: after.id, limit: options.limit + 1 }) as TaskRow[],
+      );
+      return toPage(rows, options.limit, (row) => row.scheduled_at);
+    });
+  }
+
+  /**
+   * Initialized → Working: takes a lease for `owner` until now + `leaseMs`, sets a new token, and counts an
+   * attempt.
+   *
+   * Rule: of concurrent claims of one Initialized task exactly one returns the task, across processes too
+   * (the compare-and-set runs in a `BEGIN IMMEDIATE` transaction); the others, and any claim of a task that
+   * is not Initialized, return null. With `ifScheduledAt`, a claim returns null when the stored due time
+   * differs.
+   *
+   * @throws TaskNotFoundError when no task has the id
+   * @throws InvalidInputError on a bad owner, leaseMs or date
+   */
+  async claim(id: string, options: ClaimOptions & { ifScheduledAt?: Date }): Promise<TaskInfo | null> {
+    checkId(id);
+    const { owner, leaseMs } = checkClaimOptions(options);
+    if (options.ifScheduledAt !== undefined) assertValidDate(options.ifScheduledAt, 'ifScheduledAt');
+    const ifScheduledAt = options.ifScheduledAt?.getTime() ?? null;
+    return this.#write('claim', (tx) => {
+      const row = this.#claimRow(tx, id, owner, leaseMs, ifScheduledAt);
+      if (row !== undefined) return rowToTask(row);
+      if (this.#statements.getById.get({ id }) === undefined) throw new TaskNotFoundError(id);
+      return null;
+    });
+  }
+
+  /**
+   * Claims up to `limit` Initialized tasks due by now, highest priority first, then earliest due, then
+   * oldest. Each priority level present is one LIMIT'd range read of the claim index, so tasks due later are
+   * never scanned.
+   *
+   * Rule: no task is returned to two concurrent callers, in this process or another.
+   *
+   * @param options - owner, leaseMs, limit, and optionally the works this node runs (an empty list claims nothing)
+   * @returns the claimed tasks, in claim order
+   */
+  async claimDue(options: ClaimOptions & { limit: number; workIds?: readonly string[] }): Promise<TaskInfo[]> {
+    const { owner, leaseMs } = checkClaimOptions(options);
+    validateLimit(options.limit);
+    const workIds = options.workIds;
+    if (workIds !== undefined) {
+      if (!Array.isArray(workIds) || workIds.some((w) => typeof w !== 'string')) throw new InvalidInputError('workIds must be an array of strings');
+      if (workIds.length === 0) return [];
+    }
+    const limit = options.limit;
+    return this.#write('claimDue', (tx) => {
+      const s = this.#statements;
+      const ids: { id: string }[] = [];
+      let below = Number.POSITIVE_INFINITY;
+      while (ids.length < limit) {
+        const level = (s.topPriorityBelow.get({ below }) as { priority: number | null }).priority;
+        if (level === null) break;
+        const params = { priority: level, now: tx.now, limit: limit - ids.length };
+        const found = (workIds === undefined ? s.selectDue.all(params) : s.selectDueOfWorks.all({ ...params, workIds: JSON.stringify(workIds) })) as { id: string }[];
+        ids.push(...found);
+        below = level;
+      }
+      const claimed: TaskInfo[] = [];
+      for (const { id } of ids) {
+        const row = this.#claimRow(tx, id, owner, leaseMs, null);
+        if (row !== undefined) claimed.push(rowToTask(row));
+      }
+      return claimed;
+    });
+  }
+
+  /**
+   * Extends the lease of a Working task held with `token` to now + `leaseMs`.
+   *
+   * @throws LeaseLostError when the task is not Working under this token
+   * @throws TaskNotFoundError when no task has the id
+   */
+  async renewLease(id: string, token: string, leaseMs: number): Promise<TaskInfo> {
+    checkId(id);
+    const held = tokenOrNull(token);
+    validateLeaseMs(leaseMs);
+    return this.#write('renewLease', (tx) =>
+      this.#held(id, this.#statements.renewLease.get({ id, token: held, until: tx.now + leaseMs, now: tx.now, seq: tx.nextSeq() }) as TaskRow | undefined),
+    );
+  }
+
+  /**
+   * Working → Initialized, due at `runAt`; the lease is cleared, `error` becomes lastError, and with
+   * `refundAttempt` the attempt counted at the claim is given back.
+   *
+   * @throws LeaseLostError when the task is not Working under this token
+   * @throws TaskNotFoundError when no task has the id
+   */
+  async release(id: string, token: string, options: ReleaseOptions): Promise<TaskInfo> {
+    checkId(id);
+    const held = tokenOrNull(token);
+    assertValidDate(options?.runAt, 'runAt');
+    const lastError = options.error === undefined ? null : JSON.stringify(normalizeTaskError(options.error));
+    const refund = options.refundAttempt === true ? 1 : 0;
+    const runAt = options.runAt.getTime();
+    return this.#write('release', (tx) =>
+      this.#held(id, this.#statements.release.get({ id, token: held, runAt, lastError, refund, now: tx.now, seq: tx.nextSeq() }) as TaskRow | undefined),
+    );
+  }
+
+  /**
+   * Working → Done.
+   *
+   * Rule: succeeds only while the task is Working under `token`; a zombie whose lease was reclaimed is
+   * refused, so its result is discarded.
+   *
+   * @throws LeaseLostError when the task is not Working under this token
+   * @throws TaskNotFoundError when no task has the id
+   */
+  async markAsDone(id: string, token: string): Promise<TaskInfo> {
+    checkId(id);
+    const held = tokenOrNull(token);
+    return this.#write('markAsDone', (tx) =>
+      this.#held(id, this.#statements.markAsDone.get({ id, token: held, now: tx.now, seq: tx.nextSeq() }) as TaskRow | undefined),
+    );
+  }
+
+  /**
+   * Working → Failed under `token`, or Initialized → Failed without one (a task that can never run).
+   *
+   * @throws LeaseLostError when a token is given and the task is not Working under it
+   * @throws InvalidStateError when no token is given and the task is not Initialized
+   * @throws TaskNotFoundError when no task has the id
+   */
+  async markAsFailed(id: string, error: TaskError, token?: string): Promise<TaskInfo> {
+    checkId(id);
+    const held = token === undefined ? undefined : tokenOrNull(token);
+    const lastError = JSON.stringify(normalizeTaskError(error));
+    return this.#write('markAsFailed', (tx) => {
+      const s = this.#statements;
+      const params = { id, lastError, now: tx.now, seq: tx.nextSeq() };
+      if (held !== undefined) return this.#held(id, s.failHeld.get({ ...params, token: held }) as TaskRow | undefined);
+      const row = s.failInitialized.get(params) as TaskRow | undefined;
+      if (row !== undefined) return rowToTask(row);
+      throw new InvalidStateError(id, this.#requireRow(id).state, 'fail without a lease');
+    });
+  }
+
+  /**
+   * Initialized or Working → Cancelled. Without a token any node or operator may cancel; with one, only the
+   * holder of the lease may. A `reason` is recorded as lastError (code `CANCELLED`).
+   *
+   * Rule: of concurrent cancels exactly one returns `cancelled: true`; a task already terminal is returned
+   * unchanged with `cancelled: false` (with or without a token).
+   *
+   * @throws LeaseLostError when a token is given and the live task is not Working under it
+   * @throws TaskNotFoundError when no task has the id
+   */
+  async markAsCancelled(id: string, options?: { token?: string; reason?: string }): Promise<{ task: TaskInfo; cancelled: boolean }> {
+    checkId(id);
+    const token = options?.token === undefined ? undefined : tokenOrNull(options.token);
+    return this.#write('markAsCancelled', (tx) => {
+      const s = this.#statements;
+      const params = { id, now: tx.now, seq: tx.nextSeq() };
+      const row = (token === undefined ? s.cancel.get(params) : s.cancelHeld.get({ ...params, token })) as TaskRow | undefined;
+      if (row !== undefined) return { task: rowToTask(row), cancelled: true };
+      const current = this.#requireRow(id);
+      if (isTerminal(current.state)) return { task: rowToTask(current), cancelled: false };
+      throw new LeaseLostError(id);
+    });
+  }
+
+  /**
+   * Changes the due time, param or priority of an Initialized task.
+   *
+   * @throws InvalidStateError when the task is not Initialized
+   * @throws InvalidInputError on a bad patch; nothing is written
+   * @throws TaskNotFoundError when no task has the id
+   */
+  async update(id: string, patch: TaskPatch): Promise<TaskInfo> {
+    checkId(id);
+    validatePatch(patch);
+    const values = {
+      scheduledAt: patch.scheduledAt?.getTime() ?? null,
+      param: patch.param === undefined ? null : JSON.stringify(patch.param),
+      priority: patch.priority ?? null,
+    };
+    return this.#write('update', (tx) => {
+      const row = this.#statements.update.get({ id, ...values, now: tx.now, seq: tx.nextSeq() }) as TaskRow | undefined;
+      if (row !== undefined) return rowToTask(row);
+      throw new InvalidStateError(id, this.#requireRow(id).state, 'update');
+    });
+  }
+
+  /**
+   * Records the progress of a Working task held with `token`, stamped with the repository's clock.
+   *
+   * @throws LeaseLostError when the task is not Working under this token
+   * @throws TaskNotFoundError when no task has the id
+   */
+  async setProgress(id: string, token: string, progress: Omit<TaskProgress, 'at'>): Promise<void> {
+    checkId(id);
+    const held = tokenOrNull(token);
+    assertProgress(progress);
+    return this.#write('setProgress', (tx) => {
+      const { changes } = this.#statements.setProgress.run({ id, token: held, progress: progressToText(progress, tx.now), now: tx.now, seq: tx.nextSeq() });
+      if (changes === 0) {
+        this.#requireRow(id);
+        throw new LeaseLostError(id);
+      }
+    });
+  }
+
+  /**
+   * Working tasks whose lease expired (lease.until ≤ now) go back to Initialized, due now, with lastError
+   * `{ message: 'lease expired', code: 'LEASE_EXPIRED' }`, or to Failed when attempt ≥ maxAttempts; their
+   * lease is cleared, so the old holder's token is refused.
+   *
+   * Rule: each expired task is reclaimed by exactly one concurrent caller, in this process or another.
+   *
+   * @param options - `limit`: at most this many (all expired ones when left out)
+   * @returns the reclaimed tasks, in their new state, oldest expiry first
+   */
+  async reclaimExpired(options?: { limit?: number }): Promise<TaskInfo[]> {
+    const limit = options?.limit ?? -1;
+    if (limit !== -1) validateLimit(limit);
+    const lastError = JSON.stringify(LEASE_EXPIRED_ERROR);
+    return this.#write('reclaimExpired', (tx) => {
+      const s = this.#statements;
+      const ids = s.selectExpired.all({ now: tx.now, limit }) as { id: string }[];
+      const reclaimed: TaskInfo[] = [];
+      for (const { id } of ids) {
+        const row = s.reclaim.get({ id, lastError, now: tx.now, seq: tx.nextSeq() }) as TaskRow | undefined;
+        if (row !== undefined) reclaimed.push(rowToTask(row));
+      }
+      return reclaimed;
+    });
+  }
+
+  /**
+   * Lists tasks, by state and/or workId, ordered by createdAt then id, in pages.
+   *
+   * @throws InvalidInputError on a bad state, limit or cursor
+   */
+  list(options: ListOptions = {}): Promise<ListPage> {
+    return settle(() => {
+      const limit = options.limit ?? 100;
+      validateLimit(limit);
+      const state = options.state;
+      if (state !== undefined && !ALL_TASK_STATES.includes(state)) throw new InvalidInputError(`state must be one of ${ALL_TASK_STATES.join(', ')}, got ${String(state)}`);
+      const workId = options.workId;
+      if (workId !== undefined) assertNonEmptyString(workId, 'workId');
+      const after = decodePageCursor(options.after);
+      const s = this.#statements;
+      const statement = state === undefined ? (workId === undefined ? s.listAll : s.listByWork) : workId === undefined ? s.listByState : s.listByStateAndWork;
+      const rows = this.#read('list', () => statement.all({ state, workId, afterAt: after.at, afterId: after.id, limit: limit + 1 }) as TaskRow[]);
+      return toPage(rows, limit, (row) => row.created_at);
+    });
+  }
+
+  /** Counts tasks by state; every state is present. */
+  countByState(): Promise<Record<TaskState, number>> {
+    return settle(() => {
+      const rows = this.#read('countByState', () => this.#statements.countByState.all() as { state: TaskState; n: number }[]);
+      const counts = Object.fromEntries(ALL_TASK_STATES.map((state) => [state, 0])) as Record<TaskState, number>;
+      for (const row of rows) counts[row.state] = row.n;
+      return counts;
+    });
+  }
+
+  /**
+   * Deletes Done, Cancelled and Failed tasks last updated before `before`.
+   *
+   * @returns how many were deleted
+   * @throws InvalidInputError on a bad date
+   */
+  async deleteTerminalBefore(before: Date): Promise<number> {
+    assertValidDate(before, 'before');
+    return this.#write('deleteTerminalBefore', () => this.#statements.deleteTerminalBefore.run({ before: before.getTime() }).changes);
+  }
+
+  /**
+   * Creates a schedule, or brings a stored one up to date with `definition`.
+   *
+   * Rules: as {@link ScheduleStore.upsertSchedule}; of concurrent upserts of one new name, on any connection or
+   * process, exactly one returns `created: true` (the read and the write share one `BEGIN IMMEDIATE` transaction).
+   *
+   * @throws InvalidInputError on a bad definition; nothing is written
+   */
+  upsertSchedule(definition: ScheduleDefinition): Promise<UpsertScheduleResult> {
+    return settle(() => normalizeScheduleDefinition(definition)).then((next) => this.#write('upsertSchedule', (tx) => this.#schedules.upsert(tx, next)));
+  }
+
+  /** Reads one schedule. @throws ScheduleNotFoundError when no schedule has the name */
+  getSchedule(name: string): Promise<Schedule> {
+    return settle(() => {
+      validateScheduleName(name);
+      return this.#read('getSchedule', () => this.#schedules.get(name));
+    });
+  }
+
+  /**
+   * Lists schedules ordered by name, or, with `dueBy`, the unpaused schedules due by then, ordered by
+   * nextRunAt, then name.
+   *
+   * @throws InvalidInputError on a bad `dueBy`
+   */
+  listSchedules(options: ListSchedulesOptions = {}): Promise<Schedule[]> {
+    return settle(() => {
+      if (options === null || typeof options !== 'object') throw new InvalidInputError('listSchedules takes an options object');
+      if (options.dueBy !== undefined) assertValidDate(options.dueBy, 'dueBy');
+      return this.#read('listSchedules', () => this.#schedules.list(options.dueBy));
+    });
+  }
+
+  /**
+   * Pauses or resumes a schedule; resuming recomputes nextRunAt after the later of now and lastOccurrenceAt.
+   *
+   * @throws ScheduleNotFoundError when no schedule has the name
+   */
+  setSchedulePaused(name: string, paused: boolean): Promise<Schedule> {
+    return settle(() => {
+      if (typeof paused !== 'boolean') throw new InvalidInputError(`paused must be a boolean, got ${String(paused)}`);
+      validateScheduleName(name);
+    }).then(() => this.#write('setSchedulePaused', (tx) => this.#schedules.setPaused(tx, name, paused)));
+  }
+
+  /**
+   * Deletes a schedule; its materialized tasks stay.
+   *
+   * Rule: of concurrent removes exactly one succeeds; the others throw ScheduleNotFoundError.
+   *
+   * @throws ScheduleNotFoundError when no schedule has the name
+   */
+  removeSchedule(name: string): Promise<void> {
+    return settle(() => validateScheduleName(name)).then(() => this.#write('removeSchedule', () => this.#schedules.remove(name)));
+  }
+
+  /**
+   * Moves nextRunAt to at most now + `withinMs`; never later.
+   *
+   * @throws InvalidInputError when `withinMs` is not an integer ≥ 0
+   * @throws ScheduleNotFoundError when no schedule has the name
+   */
+  pullScheduleForward(name: string, withinMs: number): Promise<Schedule> {
+    return settle(() => {
+      if (typeof withinMs !== 'number' || !Number.isSafeInteger(withinMs) || withinMs < 0) throw new InvalidInputError(`withinMs must be an integer ≥ 0, got ${String(withinMs)}`);
+      validateScheduleName(name);
+    }).then(() => this.#write('pullScheduleForward', (tx) => this.#schedules.pullForward(tx, name, withinMs)));
+  }
+
+  /**
+   * Records the occurrences dealt with, as a compare-and-set on `version`.
+   *
+   * Rule: of concurrent advances from one version, on any connection or process, exactly one returns the
+   * schedule; the others return null and write nothing.
+   *
+   * @throws InvalidInputError on a bad date or version
+   * @throws ScheduleNotFoundError when no schedule has the name
+   */
+  advanceSchedule(name: string, advance: ScheduleAdvance): Promise<Schedule | null> {
+    return settle(() => {
+      if (advance === null || typeof advance !== 'object') throw new InvalidInputError('advanceSchedule takes { version, lastOccurrenceAt, lastTaskId, nextRunAt }');
+      if (typeof advance.version !== 'number' || !Number.isSafeInteger(advance.version) || advance.version < 1) {
+        throw new InvalidInputError(`version must be an integer ≥ 1, got ${String(advance.version)}`);
+      }
+      if (advance.lastOccurrenceAt !== null) assertValidDate(advance.lastOccurrenceAt, 'lastOccurrenceAt');
+      if (advance.nextRunAt !== null) assertValidDate(advance.nextRunAt, 'nextRunAt');
+      if (advance.lastTaskId !== null && (typeof advance.lastTaskId !== 'string' || advance.lastTaskId === '')) {
+        throw new InvalidInputError('lastTaskId must be a non-empty string or null');
+      }
+      validateScheduleName(name);
+    }).then(() => this.#write('advanceSchedule', (tx) => this.#schedules.advance(tx, name, advance)));
+  }
+
+  /**
+   * Commits the writes still queued, then closes the database if the repository opened it; a `Database`
+   * given by the caller stays open. Later calls fail with a RepositoryError. Calling it twice does nothing.
+   */
+  close(): Promise<void> {
+    return settle(() => {
+      if (this.#closed) return;
+      this.#closed = true;
+      if (this.#db.open) this.#writes.flush();
+      else this.#writes.rejectAll('the SQLite database was closed');
+      if (this.#ownsDatabase && this.#db.open) this.#db.close();
+    });
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new RepositoryError('the SqliteRepository is closed');
+  }
+
+  #read<T>(action: string, run: () => T): T {
+    this.#checkOpen();
+    try {
+      return run();
+    } catch (error) {
+      throw translateError(error, action);
+    }
+  }
+
+  #write<T>(action: string, run: (tx: WriteContext) => T, isolated = false): Promise<T> {
+    this.#checkOpen();
+    return this.#writes.submit(action, run, isolated);
+  }
+
+  #insertOne(tx: WriteContext, task: NormalizedNewTask, id: string): InsertResult {
+    const s = this.#statements;
+    if (task.id !== undefined && s.getById.get({ id }) !== undefined) throw idTakenError(id, undefined);
+    if (task.uniqueKey !== null) {
+      const live = s.liveByUniqueKey.get({ uniqueKey: task.uniqueKey }) as TaskRow | undefined;
+      if (live !== undefined) return { task: rowToTask(live), created: false };
+    }
+    // The row is built here rather than read back with RETURNING: an INSERT … RETURNING costs several
+    // times a plain INSERT in SQLite, and every value of the row is known.
+    const row: TaskRow = {
+      id,
+      work_id: task.workId,
+      param: JSON.stringify(task.param),
+      scheduled_at: task.scheduledAt.getTime(),
+      state: 'Initialized',
+      priority: task.priority,
+      attempt: 0,
+      max_attempts: task.maxAttempts,
+      lease_owner: null,
+      lease_until: null,
+      lease_token: null,
+      last_error: null,
+      unique_key: task.uniqueKey,
+      progress: null,
+      created_at: tx.now,
+      updated_at: tx.now,
+      change_seq: tx.nextSeq(),
+    };
+    try {
+      s.insert.run({
+        id,
+        workId: row.work_id,
+        param: row.param,
+        scheduledAt: row.scheduled_at,
+        priority: row.priority,
+        maxAttempts: row.max_attempts,
+        uniqueKey: row.unique_key,
+        now: tx.now,
+        seq: row.change_seq,
+      });
+    } catch (error) {
+      if (isIdTakenError(error)) throw idTakenError(id, error);
+      // The unique index on live keys refused the row: a holder exists after all, so this insert is a no-op.
+      if (task.uniqueKey !== null && isConstraintError(error)) {
+        const live = s.liveByUniqueKey.get({ uniqueKey: task.uniqueKey }) as TaskRow | undefined;
+        if (live !== undefined) return { task: rowToTask(live), created: false };
+      }
+      throw error;
+    }
+    return { task: rowToTask(row), created: true };
+  }
+
+  #claimRow(tx: WriteContext, id: string, owner: string, leaseMs: number, ifScheduledAt: number | null): TaskRow | undefined {
+    return this.#statements.claim.get({ id, owner, until: tx.now + leaseMs, newToken: randomUUID(), ifScheduledAt, now: tx.now, seq: tx.nextSeq() }) as
+      | TaskRow
+      | undefined;
+  }
+
+  /** The task a write under a lease returned, or why it returned nothing. */
+  #held(id: string, row: TaskRow | undefined): TaskInfo {
+    if (row !== undefined) return rowToTask(row);
+    this.#requireRow(id);
+    throw new LeaseLostError(id);
+  }
+
+  #requireRow(id: string): TaskRow {
+    const row = this.#statements.getById.get({ id }) as TaskRow | undefined;
+    if (row === undefined) throw new TaskNotFoundError(id);
+    return row;
+  }
+}
+
+/** A non-string id names no task. @throws TaskNotFoundError */
+function checkId(id: unknown): asserts id is string {
+  if (typeof id !== 'string') throw new TaskNotFoundError(String(id));
+}
+
+/** A token that is not a string holds no lease: it is bound as NULL, which matches no row. */
+function tokenOrNull(token: unknown): string | null {
+  return typeof token === 'string' ? token : null;
+}
+
+/** Runs synchronous driver work as a promise, so that what it throws arrives as a rejection. */
+function settle<T>(run: () => T): Promise<T> {
+  try {
+    return Promise.resolve(run());
+  } catch (error) {
+    // Everything thrown here is an Error: a HoraeError, or one translated by #read.
+    return Promise.reject(error instanceof Error ? error : new RepositoryError(String(error)));
+  }
+}
+
+function checkClaimOptions(options: ClaimOptions): ClaimOptions {
+  if (options === null || typeof options !== 'object') throw new InvalidInputError('claim options must be an object');
+  assertNonEmptyString(options.owner, 'owner');
+  validateLeaseMs(options.leaseMs);
+  return { owner: options.owner, leaseMs: options.leaseMs };
+}
+
+/** Cuts a page fetched with limit + 1 rows: the extra row only says there is a next page. */
+function toPage(rows: TaskRow[], limit: number, timeOf: (row: TaskRow) => number): ListPage {
+  const page = rows.slice(0, limit);
+  const last = page[page.length - 1];
+  const next = rows.length > limit && last !== undefined ? encodePageCursor({ at: timeOf(last), id: last.id }) : null;
+  return { tasks: page.map(rowToTask), next };
+}

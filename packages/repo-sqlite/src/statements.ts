@@ -1,0 +1,97 @@
+/**
+ * Every SQL statement the repository runs, prepared once per instance. Parameters are named (`@id`), so a
+ * test can explain each one with the same parameter object.
+ */
+import type { SqliteDatabase, SqliteStatement } from './driver.js';
+
+const CLEAR_LEASE = 'lease_owner = NULL, lease_until = NULL, lease_token = NULL';
+// updatedAt never goes below createdAt, even when the clock stepped back since the insert.
+const STAMP = 'updated_at = MAX(@now, created_at), change_seq = @seq';
+const HELD = `state = 'Working' AND lease_token = @token`;
+const CLAIM_ORDER = 'ORDER BY priority DESC, scheduled_at, created_at, id';
+// INDEXED BY pins the partial index of the state a hot query reads: without statistics the planner would
+// pick the (state, created_at) index and sort, and a dropped index fails loudly here instead of going slow.
+const CLAIM_INDEX = 'horae_tasks INDEXED BY horae_tasks_claim';
+
+/** The SQL of every statement, by name. */
+export const STATEMENT_SQL = {
+  getById: 'SELECT * FROM horae_tasks WHERE id = @id',
+  liveByUniqueKey: `SELECT * FROM horae_tasks WHERE unique_key = @uniqueKey AND state IN ('Initialized', 'Working')`,
+  insert: `INSERT INTO horae_tasks (id, work_id, param, scheduled_at, state, priority, attempt, max_attempts, unique_key, created_at, updated_at, change_seq)
+    VALUES (@id, @workId, @param, @scheduledAt, 'Initialized', @priority, 0, @maxAttempts, @uniqueKey, @now, @now, @seq)`,
+  claim: `UPDATE horae_tasks SET state = 'Working', lease_owner = @owner, lease_until = @until, lease_token = @newToken, attempt = attempt + 1, progress = NULL, ${STAMP}
+    WHERE id = @id AND state = 'Initialized' AND (@ifScheduledAt IS NULL OR scheduled_at = @ifScheduledAt) RETURNING *`,
+  // claimDue walks the priority levels present, highest first (one O(log n) probe each), and reads each
+  // level's due rows as one range of the claim index: tasks due later never get scanned, however many.
+  topPriorityBelow: `SELECT max(priority) AS priority FROM ${CLAIM_INDEX} WHERE state = 'Initialized' AND priority < @below`,
+  selectDue: `SELECT id FROM ${CLAIM_INDEX} WHERE state = 'Initialized' AND priority = @priority AND scheduled_at <= @now
+    ${CLAIM_ORDER} LIMIT @limit`,
+  selectDueOfWorks: `SELECT id FROM ${CLAIM_INDEX} WHERE state = 'Initialized' AND priority = @priority AND scheduled_at <= @now
+    AND work_id IN (SELECT value FROM json_each(@workIds)) ${CLAIM_ORDER} LIMIT @limit`,
+  renewLease: `UPDATE horae_tasks SET lease_until = @until, ${STAMP} WHERE id = @id AND ${HELD} RETURNING *`,
+  release: `UPDATE horae_tasks SET state = 'Initialized', scheduled_at = @runAt, ${CLEAR_LEASE}, last_error = COALESCE(@lastError, last_error),
+    attempt = MAX(attempt - @refund, 0), ${STAMP} WHERE id = @id AND ${HELD} RETURNING *`,
+  markAsDone: `UPDATE horae_tasks SET state = 'Done', ${CLEAR_LEASE}, ${STAMP} WHERE id = @id AND ${HELD} RETURNING *`,
+  failHeld: `UPDATE horae_tasks SET state = 'Failed', ${CLEAR_LEASE}, last_error = @lastError, ${STAMP} WHERE id = @id AND ${HELD} RETURNING *`,
+  failInitialized: `UPDATE horae_tasks SET state = 'Failed', last_error = @lastError, ${STAMP} WHERE id = @id AND state = 'Initialized' RETURNING *`,
+  cancel: `UPDATE horae_tasks SET state = 'Cancelled', ${CLEAR_LEASE}, ${STAMP} WHERE id = @id AND state IN ('Initialized', 'Working') RETURNING *`,
+  cancelHeld: `UPDATE horae_tasks SET state = 'Cancelled', ${CLEAR_LEASE}, ${STAMP} WHERE id = @id AND ${HELD} RETURNING *`,
+  update: `UPDATE horae_tasks SET scheduled_at = COALESCE(@scheduledAt, scheduled_at), param = COALESCE(@param, param),
+    priority = COALESCE(@priority, priority), ${STAMP} WHERE id = @id AND state = 'Initialized' RETURNING *`,
+  setProgress: `UPDATE horae_tasks SET progress = @progress, ${STAMP} WHERE id = @id AND ${HELD}`,
+  selectExpired: `SELECT id FROM horae_tasks INDEXED BY horae_tasks_lease WHERE state = 'Working' AND lease_until <= @now ORDER BY lease_until, id LIMIT @limit`,
+  reclaim: `UPDATE horae_tasks SET
+      state = CASE WHEN attempt >= max_attempts THEN 'Failed' ELSE 'Initialized' END,
+      scheduled_at = CASE WHEN attempt >= max_attempts THEN scheduled_at ELSE @now END,
+      ${CLEAR_LEASE}, last_error = @lastError, ${STAMP}
+    WHERE id = @id AND state = 'Working' AND lease_until <= @now RETURNING *`,
+  changesSince: 'SELECT * FROM horae_tasks WHERE change_seq > @after ORDER BY change_seq LIMIT @limit',
+  listAll: 'SELECT * FROM horae_tasks WHERE (created_at, id) > (@afterAt, @afterId) ORDER BY created_at, id LIMIT @limit',
+  listByState: 'SELECT * FROM horae_tasks WHERE state = @state AND (created_at, id) > (@afterAt, @afterId) ORDER BY created_at, id LIMIT @limit',
+  listByWork: 'SELECT * FROM horae_tasks WHERE work_id = @workId AND (created_at, id) > (@afterAt, @afterId) ORDER BY created_at, id LIMIT @limit',
+  listByStateAndWork: `SELECT * FROM horae_tasks WHERE work_id = @workId AND state = @state AND (created_at, id) > (@afterAt, @afterId)
+    ORDER BY created_at, id LIMIT @limit`,
+  listDue: `SELECT * FROM horae_tasks INDEXED BY horae_tasks_due WHERE state = 'Initialized' AND scheduled_at < @before AND (scheduled_at, id) > (@afterAt, @afterId)
+    ORDER BY scheduled_at, id LIMIT @limit`,
+  countByState: 'SELECT state, count(*) AS n FROM horae_tasks GROUP BY state',
+  deleteTerminalBefore: `DELETE FROM horae_tasks WHERE state IN ('Done', 'Cancelled', 'Failed') AND updated_at < @before`,
+  scheduleGet: 'SELECT * FROM horae_schedules WHERE name = @name',
+  scheduleListAll: 'SELECT * FROM horae_schedules ORDER BY name',
+  scheduleListDue: `SELECT * FROM horae_schedules INDEXED BY horae_schedules_due
+    WHERE paused = 0 AND next_run_at IS NOT NULL AND next_run_at <= @dueBy ORDER BY next_run_at, name`,
+  scheduleInsert: `INSERT INTO horae_schedules (name, spec, work_id, param, priority, max_attempts, catch_up, max_catch_up, overlap, paused,
+      last_occurrence_at, last_task_id, next_run_at, created_at, updated_at, version)
+    VALUES (@name, @spec, @work_id, @param, @priority, @max_attempts, @catch_up, @max_catch_up, @overlap, @paused,
+      @last_occurrence_at, @last_task_id, @next_run_at, @created_at, @updated_at, @version)`,
+  scheduleUpdate: `UPDATE horae_schedules SET spec = @spec, work_id = @work_id, param = @param, priority = @priority, max_attempts = @max_attempts,
+      catch_up = @catch_up, max_catch_up = @max_catch_up, overlap = @overlap, paused = @paused, last_occurrence_at = @last_occurrence_at,
+      last_task_id = @last_task_id, next_run_at = @next_run_at, updated_at = @updated_at, version = @version
+    WHERE name = @name AND version = @expectedVersion`,
+  scheduleDelete: 'DELETE FROM horae_schedules WHERE name = @name',
+  readChangeSeq: `SELECT value FROM horae_meta WHERE key = 'change_seq'`,
+  writeChangeSeq: `UPDATE horae_meta SET value = @seq WHERE key = 'change_seq'`,
+  begin: 'BEGIN IMMEDIATE',
+  commit: 'COMMIT',
+  rollback: 'ROLLBACK',
+  savepoint: 'SAVEPOINT horae_op',
+  releaseSavepoint: 'RELEASE horae_op',
+  rollbackToSavepoint: 'ROLLBACK TO horae_op',
+} as const;
+
+/** The name of a statement. */
+export type StatementName = keyof typeof STATEMENT_SQL;
+
+/** Every statement, prepared. */
+export type Statements = Record<StatementName, SqliteStatement>;
+
+/**
+ * Prepares every statement of {@link STATEMENT_SQL} on `db`.
+ *
+ * @param db - a database holding the current schema
+ * @returns the prepared statements, to be reused for the life of the repository
+ */
+export function prepareStatements(db: SqliteDatabase): Statements {
+  const out: Partial<Statements> = {};
+  for (const name of Object.keys(STATEMENT_SQL) as StatementName[]) out[name] = db.prepare(STATEMENT_SQL[name]);
+  return out as Statements;
+}

@@ -1,0 +1,6 @@
+import { describeRepositoryConformance } from '@horae/storage/testing';
+import { createFileFixture } from './temp-database.js';
+
+describeRepositoryConformance('SqliteRepository', () => createFileFixture());
+
+describeRepositoryConformance('SqliteRepository without group commit', () => createFileFixture({ groupCommit: false }));
