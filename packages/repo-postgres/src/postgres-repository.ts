@@ -1,0 +1,758 @@
+/**
+ * {@link PostgresRepository}: the Repository contract on PostgreSQL through the `pg` driver.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { InvalidInputError } from '@horae/core';
+import {
+  ALL_TASK_STATES,
+  InvalidStateError,
+  LeaseLostError,
+  MAX_ERROR_MESSAGE_LENGTH,
+  MAX_ERROR_STACK_LENGTH,
+  RepositoryError,
+  TaskNotFoundError,
+  normalizeNewTask,
+  validateLeaseMs,
+  validateLimit,
+  validatePatch,
+  type ChangeNotifier,
+  type ChangePage,
+  type ClaimOptions,
+  type InsertResult,
+  type ListOptions,
+  type ListSchedulesOptions,
+  type ListPage,
+  type NewTask,
+  type NormalizedNewTask,
+  type ReleaseOptions,
+  type Repository,
+  type Schedule,
+  type ScheduleAdvance,
+  type ScheduleDefinition,
+  type ScheduleStore,
+  type TaskChangeNotice,
+  type TaskError,
+  type TaskInfo,
+  type TaskPatch,
+  type TaskProgress,
+  type TaskState,
+  type UpsertScheduleResult,
+} from '@horae/storage';
+import { Batcher } from './batcher.js';
+import { ChangeListener } from './change-listener.js';
+import { decodeChangeCursor, decodePageCursor, encodeChangeCursor, encodePageCursor } from './cursor.js';
+import type { PgPool, PgPoolClient, PgQueryConfig, PgQueryResult, PgQueryable } from './pg-types.js';
+import { PostgresScheduleTable } from './postgres-schedule-store.js';
+import { rowToTask } from './row-mapping.js';
+import { migrate, quoteIdent } from './schema.js';
+import { buildStatements, type Statements } from './statements.js';
+import { isRetryable, translateError } from './translate-error.js';
+
+/** Options shared by both ways of opening a {@link PostgresRepository}. */
+export interface PostgresRepositoryCommonOptions {
+  /**
+   * The PostgreSQL schema that holds Horae's tables; created when missing. Several schemas make several
+   * independent repositories in one database. A plain identifier: letters, digits, `_`, at most 49 characters.
+   * @defaultValue 'horae'
+   */
+  schema?: string;
+  /**
+   * Group commit: `markAsDone` calls made in the same tick are written by one statement (each caller still gets
+   * its own result and its own LeaseLostError). Concurrent `claimDue` calls with the same owner, lease and
+   * workIds are merged the same way.
+   * @defaultValue true
+   */
+  groupCommit?: boolean;
+  /** The most tasks one grouped statement carries. @defaultValue 500 */
+  maxBatchSize?: number;
+  /**
+   * How long `getUpdatedSince` waits, at most, for transactions older than a committed change to end before it
+   * returns a page without that change (see the guide: the change cursor never steps over an open transaction).
+   * @defaultValue 200
+   */
+  horizonWaitMs?: number;
+}
+
+/** Open a pool of your own from a connection string; `close()` ends it. */
+export interface PostgresConnectionOptions extends PostgresRepositoryCommonOptions {
+  /** A libpq-style URI, e.g. `postgres://user@host:5432/db`. */
+  connectionString: string;
+  /** The most connections the pool opens (the LISTEN connection is one more). @defaultValue 10 */
+  poolSize?: number;
+  /**
+   * Whether a commit waits for its WAL to reach the disk (PostgreSQL's `synchronous_commit`, set on the
+   * adapter's connections). `false` trades durability for speed: a crash of the *server* may lose the last
+   * fraction of a second of commits (a lost claim puts the task back to Initialized; a lost markAsDone leaves it
+   * Working until its lease expires, then it runs again). See the adapter guide. With a pool of yours, set it on
+   * the pool or the role instead.
+   * @defaultValue true (the server's setting is left alone)
+   */
+  synchronousCommit?: boolean;
+}
+
+/** Use a pool you opened (a `pg.Pool`); `close()` leaves it open. */
+export interface PostgresPoolOptions extends PostgresRepositoryCommonOptions {
+  /** The pool; with `subscribeChanges`, one of its connections is held for LISTEN. */
+  pool: PgPool;
+}
+
+/** How to open a {@link PostgresRepository}. */
+export type PostgresRepositoryOptions = PostgresConnectionOptions | PostgresPoolOptions;
+
+/** The most rows one INSERT statement carries; larger batches are split within one transaction. */
+const INSERT_CHUNK = 5_000;
+/** How often a statement aborted by a deadlock or serialization failure is sent again. */
+const MAX_RETRIES = 5;
+/** Rows inserted by this client, since it last refreshed the planner's statistics, that call for a refresh. */
+const ANALYZE_AFTER_ROWS = 1_000;
+/** The least time between two statistics refreshes by one client. */
+const ANALYZE_INTERVAL_MS = 10_000;
+/** reclaimExpired's page size when none is given. */
+const DEFAULT_RECLAIM_LIMIT = 1_000;
+
+interface DoneItem {
+  id: string;
+  token: string;
+}
+
+interface ClaimDueItem {
+  owner: string;
+  leaseMs: number;
+  limit: number;
+  workIds: string[] | null;
+}
+
+function assertString(value: unknown, what: string): asserts value is string {
+  if (typeof value !== 'string' || value === '') throw new InvalidInputError(`${what} must be a non-empty string`);
+}
+
+function assertValidDate(value: unknown, what: string): asserts value is Date {
+  if (!(value instanceof Date) || !Number.isFinite(value.getTime())) throw new InvalidInputError(`${what} must be a valid Date, got ${String(value)}`);
+}
+
+/** Keeps the fields of a TaskError, bounded, so that what is stored is what reads back. */
+function boundedError(error: TaskError): TaskError {
+  if (error === null || typeof error !== 'object' || typeof error.message !== 'string') {
+    throw new InvalidInputError('error must be a TaskError with a string message');
+  }
+  const out: TaskError = { message: error.message.slice(0, MAX_ERROR_MESSAGE_LENGTH) };
+  if (typeof error.name === 'string') out.name = error.name;
+  if (typeof error.code === 'string') out.code = error.code;
+  if (typeof error.stack === 'string') out.stack = error.stack.slice(0, MAX_ERROR_STACK_LENGTH);
+  return out;
+}
+
+/**
+ * The NOTIFY channel of a schema: `horae_changes_<schema>` (case kept; at most 63 characters).
+ *
+ * @param schema - the unquoted schema name
+ * @returns the channel name a LISTEN elsewhere (`LISTEN "horae_changes_horae"`) would use
+ */
+export function channelOf(schema: string): string {
+  return `horae_changes_${schema}`;
+}
+
+/**
+ * The Repository contract on PostgreSQL (15 and later; 13 is the least, for `xid8` and `pg_current_xact_id`).
+ *
+ * Every transition is one conditional `UPDATE … WHERE state = … [AND lease_token = …] RETURNING`, so the
+ * database decides who wins; `claimDue` and `reclaimExpired` pick rows with `FOR UPDATE SKIP LOCKED`. Times
+ * (createdAt, updatedAt, lease.until, the due and expiry checks) come from the database's clock. The change
+ * cursor is exact under concurrent transactions (see the adapter guide). It also implements
+ * {@link ChangeNotifier}: inserts, updates, cancels and releases NOTIFY the schema's channel in their transaction;
+ * and {@link ScheduleStore}: recurring schedules are rows, each change a compare-and-set on their version.
+ *
+ * Tables are created and migrated on first use (or by {@link PostgresRepository.init}); several nodes
+ * starting at once are serialized by an advisory lock.
+ *
+ * ### Examples
+ * ```ts
+ * import { PostgresRepository } from '@horae/repo-postgres';
+ *
+ * const repo = new PostgresRepository({ connectionString: 'postgres://postgres@127.0.0.1:5432/app' });
+ * await repo.init();
+ * const { task } = await repo.insert({ workId: 'email', param: { to: 'a@b.c' }, scheduledAt: new Date() });
+ * const [claimed] = await repo.claimDue({ owner: 'node-1', leaseMs: 30_000, limit: 1 });
+ * if (claimed?.lease) await repo.markAsDone(claimed.id, claimed.lease.token);
+ * await repo.close();
+ * ```
+ */
+export class PostgresRepository implements Repository, ChangeNotifier, ScheduleStore {
+  readonly #pool: PgPool;
+  readonly #ownsPool: boolean;
+  readonly #schema: string;
+  readonly #sql: Statements;
+  readonly #names = new Map<string, string>();
+  readonly #groupCommit: boolean;
+  readonly #maxBatchSize: number;
+  readonly #horizonWaitMs: number;
+  readonly #listener: ChangeListener;
+  readonly #doneBatcher: Batcher<DoneItem, TaskInfo>;
+  readonly #claimBatcher: Batcher<ClaimDueItem, TaskInfo[]>;
+  readonly #schedules: PostgresScheduleTable;
+  #ready: Promise<void> | null = null;
+  #closed = false;
+  #insertedSinceAnalyze = 0;
+  #lastAnalyzeAt = Number.NEGATIVE_INFINITY;
+  #analyzing: Promise<void> | null = null;
+
+  /**
+   * Opens the repository; no connection is made until first use.
+   *
+   * @param options - a connection string (the adapter opens and closes a pool) or a pool of yours
+   * @throws InvalidInputError when the schema name or an option is invalid
+   */
+  constructor(options: PostgresRepositoryOptions) {
+    const schema = options.schema ?? 'horae';
+    if (typeof schema !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]{0,48}$/.test(schema)) {
+      throw new InvalidInputError(`schema must be a plain identifier (letters, digits, _; at most 49 characters), got ${String(schema)}`);
+    }
+    this.#schema = schema;
+    this.#groupCommit = options.groupCommit ?? true;
+    this.#maxBatchSize = options.maxBatchSize ?? 500;
+    validateLimit(this.#maxBatchSize);
+    this.#horizonWaitMs = options.horizonWaitMs ?? 200;
+    if (!Number.isFinite(this.#horizonWaitMs) || this.#horizonWaitMs < 0) throw new InvalidInputError('horizonWaitMs must be a number ≥ 0');
+    const channel = channelOf(schema);
+    this.#sql = buildStatements(quoteIdent(schema), channel);
+    this.#schedules = new PostgresScheduleTable(quoteIdent(schema), (action, text, values) => this.#query(action, text, values));
+
+    let connectListener: () => Promise<PgPoolClient>;
+    if ('pool' in options && options.pool !== undefined) {
+      this.#pool = options.pool;
+      this.#ownsPool = false;
+      const pool = options.pool;
+      connectListener = () => pool.connect();
+    } else {
+      const { connectionString } = options as PostgresConnectionOptions;
+      assertString(connectionString, 'connectionString');
+      const poolSize = (options as PostgresConnectionOptions).poolSize ?? 10;
+      validateLimit(poolSize);
+      const synchronousCommit = (options as PostgresConnectionOptions).synchronousCommit ?? true;
+      const pool = new pg.Pool({ connectionString, max: poolSize, ...(synchronousCommit ? {} : { options: '-c synchronous_commit=off' }) });
+      // An idle connection the server drops is removed from the pool; without a listener the error would crash the process.
+      pool.on('error', () => undefined);
+      this.#pool = pool;
+      this.#ownsPool = true;
+      connectListener = async () => {
+        const client = new pg.Client({ connectionString });
+        client.on('error', () => undefined);
+        await client.connect();
+        return Object.assign(client, {
+          release: () => {
+            void client.end().catch(() => undefined);
+          },
+        });
+      };
+    }
+    this.#listener = new ChangeListener({ connect: connectListener, channel });
+    this.#doneBatcher = new Batcher<DoneItem, TaskInfo>({
+      run: (items) => this.#runDone(items),
+      identityOf: (item) => item.id,
+      maxWeight: this.#maxBatchSize,
+    });
+    this.#claimBatcher = new Batcher<ClaimDueItem, TaskInfo[]>({
+      run: (items) => this.#runClaimDue(items),
+      groupOf: (item) => JSON.stringify([item.owner, item.leaseMs, item.workIds]),
+      weightOf: (item) => item.limit,
+      maxWeight: this.#maxBatchSize,
+    });
+  }
+
+  /** The schema that holds the tables. */
+  get schema(): string {
+    return this.#schema;
+  }
+
+  /**
+   * Creates or migrates the tables now rather than on first use. Safe to call many times and from many nodes at
+   * once.
+   *
+   * @throws SchemaVersionError when the database holds a newer schema than this version understands
+   * @throws RepositoryError when the database cannot be reached
+   */
+  async init(): Promise<void> {
+    if (this.#closed) throw new RepositoryError('the repository is closed');
+    this.#ready ??= migrate(this.#pool, this.#schema).then(
+      () => undefined,
+      (error: unknown) => {
+        this.#ready = null;
+        throw error;
+      },
+    );
+    await this.#ready;
+  }
+
+  /** {@inheritDoc @horae/storage!Repository.insert} */
+  async insert(task: NewTask): Promise<InsertResult> {
+    const [result] = await this.insertMany([task]);
+    return result!;
+  }
+
+  /**
+   * {@inheritDoc @horae/storage!Repository.insertMany}
+   *
+   * @remarks One `INSERT … SELECT FROM unnest(…)` per 5,000 tasks, in one transaction when there are more.
+   */
+  async insertMany(tasks: readonly NewTask[]): Promise<InsertResult[]> {
+    const given: unknown = tasks;
+    if (!Array.isArray(given)) throw new InvalidInputError('insertMany takes an array of tasks');
+    const normalized = tasks.map((task) => normalizeNewTask(task));
+    if (normalized.length === 0) return [];
+    const rows = normalized.map((task) => ({ ...task, id: task.id ?? randomUUID(), param: JSON.stringify(task.param) }));
+    await this.init();
+    const results =
+      rows.length <= INSERT_CHUNK
+        ? await this.#insertRows(this.#pool, rows)
+        : await this.#transaction('insert tasks', async (client) => {
+            const all: InsertResult[] = [];
+            for (let i = 0; i < rows.length; i += INSERT_CHUNK) all.push(...(await this.#insertRows(client, rows.slice(i, i + INSERT_CHUNK))));
+            return all;
+          });
+    this.#maybeAnalyze(rows.length);
+    return results;
+  }
+
+  /**
+   * After a bulk insert, refreshes the planner's statistics in the background: autovacuum may take a minute to
+   * notice, and until then a table that grew from nothing is planned as if it were empty (claimDue would sort the
+   * whole due set instead of walking its index).
+   */
+  #maybeAnalyze(inserted: number): void {
+    this.#insertedSinceAnalyze += inserted;
+    if (this.#insertedSinceAnalyze < ANALYZE_AFTER_ROWS || this.#analyzing !== null || Date.now() - this.#lastAnalyzeAt < ANALYZE_INTERVAL_MS) return;
+    this.#insertedSinceAnalyze = 0;
+    this.#lastAnalyzeAt = Date.now();
+    this.#analyzing = this.#pool
+      .query({ text: this.#sql.analyze })
+      .then(
+        () => undefined,
+        // Only an optimisation: autovacuum will do it later.
+        () => undefined,
+      )
+      .finally(() => {
+        this.#analyzing = null;
+      });
+  }
+
+  async #insertRows(db: PgQueryable, rows: readonly (Omit<NormalizedNewTask, 'param'> & { id: string; param: string })[]): Promise<InsertResult[]> {
+    const results = new Array<InsertResult | undefined>(rows.length);
+    let todo = rows.map((_, i) => i);
+    // A key's holder can end between our INSERT and our look-up; then the insert is simply tried again.
+    for (let round = 0; todo.length > 0; round++) {
+      if (round > MAX_RETRIES) throw new RepositoryError('could not insert tasks: their uniqueKeys kept changing hands');
+      const batch = todo.map((i) => rows[i]!);
+      const inserted = await this.#run(db, 'insert tasks', this.#sql.insertMany, [
+        batch.map((r) => r.id),
+        batch.map((r) => r.workId),
+        batch.map((r) => r.param),
+        batch.map((r) => r.scheduledAt),
+        batch.map((r) => r.priority),
+        batch.map((r) => r.maxAttempts),
+        batch.map((r) => r.uniqueKey),
+      ]);
+      const byId = new Map(inserted.rows.map((row) => [row.id as string, rowToTask(row)]));
+      const missed: number[] = [];
+      for (const i of todo) {
+        const task = byId.get(rows[i]!.id);
+        if (task !== undefined) results[i] = { task, created: true };
+        else missed.push(i);
+      }
+      if (missed.length === 0) break;
+      const keys = [...new Set(missed.map((i) => rows[i]!.uniqueKey).filter((k): k is string => k !== null))];
+      const holders = await this.#run(db, 'look up unique keys', this.#sql.liveByKeys, [keys]);
+      const byKey = new Map(holders.rows.map((row) => [row.unique_key as string, rowToTask(row)]));
+      todo = [];
+      for (const i of missed) {
+        const key = rows[i]!.uniqueKey;
+        const holder = key === null ? undefined : byKey.get(key);
+        if (holder !== undefined) results[i] = { task: holder, created: false };
+        else todo.push(i);
+      }
+    }
+    return results as InsertResult[];
+  }
+
+  /** {@inheritDoc @horae/storage!Repository.getById} */
+  async getById(id: string): Promise<TaskInfo> {
+    assertString(id, 'id');
+    const { rows } = await this.#query('read a task', this.#sql.getById, [id]);
+    if (rows[0] === undefined) throw new TaskNotFoundError(id);
+    return rowToTask(rows[0]);
+  }
+
+  /**
+   * {@inheritDoc @horae/storage!Repository.getUpdatedSince}
+   *
+   * @remarks The cursor is (transaction id, sequence) of the last change returned. A change is returned only once
+   * every transaction that started before the one that wrote it has ended, so a later-committing earlier
+   * transaction is never stepped over. When a page stops short at such a change, this waits up to
+   * `horizonWaitMs` for the older transactions to end; a transaction left open longer delays the changes after
+   * it until it ends, and never loses them.
+   */
+  async getUpdatedSince(cursor: string | null, limit: number): Promise<ChangePage> {
+    validateLimit(limit);
+    const from = decodeChangeCursor(cursor);
+    const deadline = Date.now() + this.#horizonWaitMs;
+    for (;;) {
+      const { rows } = await this.#query('read changes', this.#sql.changes, [from.xid, from.seq, limit]);
+      const settled = rows.findIndex((row) => row.settled !== true);
+      const ready = settled === -1 ? rows : rows.slice(0, settled);
+      if (settled === -1 || Date.now() >= deadline) {
+        const last = ready[ready.length - 1];
+        return {
+          tasks: ready.map(rowToTask),
+          cursor: last === undefined ? (cursor ?? encodeChangeCursor(from)) : encodeChangeCursor({ xid: last.cursor_xid as string, seq: last.cursor_seq as string }),
+        };
+      }
+      // Committed changes wait behind an older open transaction: give it a moment to end.
+      const newest = rows[rows.length - 1]!.cursor_xid as string;
+      await this.#awaitHorizon(newest, deadline);
+    }
+  }
+
+  async #awaitHorizon(xid: string, deadline: number): Promise<void> {
+    for (let delay = 1; Date.now() < deadline; delay = Math.min(delay * 2, 25)) {
+      const { rows } = await this.#query('read the transaction horizon', this.#sql.horizonPassed, [xid]);
+      if (rows[0]?.passed === true) return;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(delay, Math.max(0, deadline - Date.now()))));
+    }
+  }
+
+  /** {@inheritDoc @horae/storage!Repository.getCursor} */
+  async getCursor(): Promise<string> {
+    const { rows } = await this.#query('read the change horizon', this.#sql.horizon, []);
+    // Every transaction that has not committed yet has an id at or above the horizon, so (horizon, 0) precedes
+    // all of their changes; changes of ended transactions at or above it are seen again (at least once).
+    return encodeChangeCursor({ xid: rows[0]!.horizon as string, seq: '0' });
+  }
+
+  /** {@inheritDoc @horae/storage!Repository.listDue} */
+  async listDue(options: { before: Date; limit: number; after?: string | null }): Promise<ListPage> {
+    assertValidDate(options?.before, 'before');
+    validateLimit(options.limit);
+    const after = decodePageCursor(options.after);
+    const { rows } = await this.#query('list due tasks', this.#sql.listDue, [options.before, after?.at ?? null, after?.id ?? null, options.limit + 1]);
+    const tasks = rows.slice(0, options.limit).map(rowToTask);
+    const last = tasks[tasks.length - 1];
+    return { tasks, next: rows.length > options.limit && last !== undefined ? encodePageCursor(last.scheduledAt, last.id) : null };
+  }
+
+  /** {@inheritDoc @horae/storage!Repository.claim} */
+  async claim(id: string, options: ClaimOptions & { ifScheduledAt?: Date }): Promise<TaskInfo | null> {
+    assertString(id, 'id');
+    assertString(options?.owner, 'owner');
+    validateLeaseMs(options.leaseMs);
+    if (options.ifScheduledAt !== undefined) assertValidDate(options.ifScheduledAt, 'ifScheduledAt');
+    const { rows } = await this.#query('claim a task', this.#sql.claim, [id, options.owner, options.leaseMs, options.ifScheduledAt ?? null]);
+    if (rows[0] !== undefined) return rowToTask(rows[0]);
+    await this.getById(id); // TaskNotFoundError when it does not exist
+    return null;
+  }
+
+  /**
+   * {@inheritDoc @horae/storage!Repository.claimDue}
+   *
+   * @remarks With group commit, concurrent calls with the same owner, lease and workIds made in one tick are
+   * answered by one statement; each caller receives its own tasks, never another's.
+   */
+  async claimDue(options: ClaimOptions & { limit: number; workIds?: readonly string[] }): Promise<TaskInfo[]> {
+    assertString(options?.owner, 'owner');
+    validateLeaseMs(options.leaseMs);
+    validateLimit(options.limit);
+    let workIds: string[] | null = null;
+    if (options.workIds !== undefined) {
+      if (!Array.isArray(options.workIds) || options.workIds.some((w) => typeof w !== 'string')) throw new InvalidInputError('workIds must be an array of strings');
+      if (options.workIds.length === 0) return [];
+      workIds = [...new Set(options.workIds)].sort();
+    }
+    const item: ClaimDueItem = { owner: options.owner, leaseMs: options.leaseMs, limit: options.limit, workIds };
+    if (!this.#groupCommit || options.limit >= this.#maxBatchSize) return (await this.#runClaimDue([item]))[0]!;
+    await this.init();
+    return this.#claimBatcher.add(item);
+  }
+
+  async #runClaimDue(items: readonly ClaimDueItem[]): Promise<TaskInfo[][]> {
+    const first = items[0]!;
+    const total = items.reduce((sum, item) => sum + item.limit, 0);
+    const { rows } = await this.#query('claim due tasks', this.#sql.claimDue, [first.owner, first.leaseMs, total, first.workIds]);
+    const tasks = rows.map(rowToTask);
+    // Hand out in order: the first caller gets the highest-priority tasks, up to its limit, and so on.
+    let offset = 0;
+    return items.map((item) => {
+      const mine = tasks.slice(offset, offset + item.limit);
+      offset += item.limit;
+      return mine;
+    });
+  }
+
+  /** {@inheritDoc @horae/storage!Repository.renewLease} */
+  async renewLease(id: string, token: string, leaseMs: number): Promise<TaskInfo> {
+    assertString(id, 'id');
+    validateLeaseMs(leaseMs);
+    const { rows } = await this.#query('renew a lease', this.#sql.renew, [id, token, leaseMs]);
+    if (rows[0] !== undefined) return rowToTask(rows[0]);
+    throw await this.#leaseFailure(id);
+  }
+
+  /** {@inheritDoc @horae/storage!Repository.release} */
+  async release(id: string, token: string, options: ReleaseOptions): Promise<TaskInfo> {
+    assertString(id, 'id');
+    assertValidDate(options?.runAt, 'runAt');
+    const error = options.error === undefined ? null : JSON.stringify(boundedError(options.error));
+    const { rows } = await this.#query('release a task', this.#sql.release, [id, token, options.runAt, error, options.refundAttempt === true]);
+    if (rows[0] !== undefined) return rowToTask(rows[0]);
+    throw await this.#leaseFailure(id);
+  }
+
+  /**
+   * {@inheritDoc @horae/storage!Repository.markAsDone}
+   *
+   * @remarks With group commit, calls made in one tick are written by one `UPDATE … FROM unnest(…)` whose
+   * per-row condition is the same compare-and-set; each caller gets its own task or LeaseLostError.
+   */
+  async markAsDone(id: string, token: string): Promise<TaskInfo> {
+    assertString(id, 'id');
+    if (!this.#groupCommit) {
+      const { rows } = await this.#query('mark a task done', this.#sql.done, [id, token]);
+      if (rows[0] !== undefined) return rowToTask(rows[0]);
+      throw await this.#leaseFailure(id);
+    }
+    await this.init();
+    return this.#doneBatcher.add({ id, token });
+  }
+
+  async #runDone(items: readonly DoneItem[]): Promise<(TaskInfo | Error)[]> {
+    const ids = items.map((item) => item.id);
+    const { rows } = await this.#query('mark tasks done', this.#sql.doneMany, [ids, items.map((item) => item.token)]);
+    const byId = new Map(rows.map((row) => [row.id as string, rowToTask(row)]));
+    const refused = ids.filter((id) => !byId.has(id));
+    const existing = new Set<string>();
+    if (refused.length > 0) {
+      const found = await this.#query('read tasks', this.#sql.existing, [refused]);
+      for (const row of found.rows) existing.add(row.id as string);
+    }
+    return ids.map((id) => byId.get(id) ?? (existing.has(id) ? new LeaseLostError(id) : new TaskNotFoundError(id)));
+  }
+
+  /** {@inheritDoc @horae/storage!Repository.markAsFailed} */
+  async markAsFailed(id: string, error: TaskError, token?: string): Promise<TaskInfo> {
+    assertString(id, 'id');
+    const stored = JSON.stringify(boundedError(error));
+    if (token !== undefined) {
+      const { rows } = await this.#query('mark a task failed', this.#sql.failWorking, [id, stored, token]);
+      if (rows[0] !== undefined) return rowToTask(rows[0]);
+      throw await this.#leaseFailure(id);
+    }
+    const { rows } = await this.#query('mark a task failed', this.#sql.failInitialized, [id, stored]);
+    if (rows[0] !== undefined) return rowToTask(rows[0]);
+    const current = await this.getById(id);
+    throw new InvalidStateError(id, current.state, 'fail');
+  }
+
+  /** {@inheritDoc @horae/storage!Repository.markAsCancelled} */
+  async markAsCancelled(id: string, options?: { token?: string; reason?: string }): Promise<{ task: TaskInfo; cancelled: boolean }> {
+    assertString(id, 'id');
+    const token = options?.token;
+    const { rows } =
+      token === undefined
+        ? await this.#query('cancel a task', this.#sql.cancel, [id])
+        : await this.#query('cancel a task', this.#sql.cancelWorking, [id, token]);
+    if (rows[0] !== undefined) return { task: rowToTask(rows[0]), cancelled: true };
+    const current = await this.getById(id);
+    if (token !== undefined) throw new LeaseLostError(id);
+    // Not live, so terminal (the conditional write above covers both live states).
+    return { task: current, cancelled: false };
+  }
+
+  /** {@inheritDoc @horae/storage!Repository.update} */
+  async update(id: string, patch: TaskPatch): Promise<TaskInfo> {
+    assertString(id, 'id');
+    validatePatch(patch);
+    const hasParam = patch.param !== undefined;
+    const { rows } = await this.#query('update a task', this.#sql.update, [
+      id,
+      patch.scheduledAt ?? null,
+      hasParam,
+      hasParam ? JSON.stringify(patch.param) : null,
+      patch.priority ?? null,
+    ]);
+    if (rows[0] !== undefined) return rowToTask(rows[0]);
+    const current = await this.getById(id);
+    throw new InvalidStateError(id, current.state, 'update');
+  }
+
+  /** {@inheritDoc @horae/storage!Repository.setProgress} */
+  async setProgress(id: string, token: string, progress: Omit<TaskProgress, 'at'>): Promise<void> {
+    assertString(id, 'id');
+    if (progress === null || typeof progress !== 'object') throw new InvalidInputError('progress must be an object');
+    const { completed, total, message } = progress;
+    if (typeof completed !== 'number' || !Number.isFinite(completed) || typeof total !== 'number' || !Number.isFinite(total)) {
+      throw new InvalidInputError('progress.completed and progress.total must be finite numbers');
+    }
+    if (message !== undefined && typeof message !== 'string') throw new InvalidInputError('progress.message must be a string');
+    const stored = JSON.stringify(message === undefined ? { completed, total } : { completed, total, message });
+    const { rowCount } = await this.#query('record progress', this.#sql.progress, [id, token, stored]);
+    if (rowCount === 0) throw await this.#leaseFailure(id);
+  }
+
+  /** {@inheritDoc @horae/storage!Repository.reclaimExpired} */
+  async reclaimExpired(options?: { limit?: number }): Promise<TaskInfo[]> {
+    const limit = options?.limit ?? DEFAULT_RECLAIM_LIMIT;
+    validateLimit(limit);
+    const { rows } = await this.#query('reclaim expired leases', this.#sql.reclaim, [limit]);
+    return rows.map(rowToTask);
+  }
+
+  /** {@inheritDoc @horae/storage!Repository.list} */
+  async list(options: ListOptions = {}): Promise<ListPage> {
+    const limit = options.limit ?? 100;
+    validateLimit(limit);
+    if (options.state !== undefined && !ALL_TASK_STATES.includes(options.state)) throw new InvalidInputError(`state must be one of ${ALL_TASK_STATES.join(', ')}`);
+    if (options.workId !== undefined) assertString(options.workId, 'workId');
+    const after = decodePageCursor(options.after);
+    const { rows } = await this.#query('list tasks', this.#sql.list, [options.state ?? null, options.workId ?? null, after?.at ?? null, after?.id ?? null, limit + 1]);
+    const tasks = rows.slice(0, limit).map(rowToTask);
+    const last = tasks[tasks.length - 1];
+    return { tasks, next: rows.length > limit && last !== undefined ? encodePageCursor(last.createdAt, last.id) : null };
+  }
+
+  /** {@inheritDoc @horae/storage!Repository.countByState} */
+  async countByState(): Promise<Record<TaskState, number>> {
+    const { rows } = await this.#query('count tasks', this.#sql.countByState, []);
+    const counts = Object.fromEntries(ALL_TASK_STATES.map((state) => [state, 0])) as Record<TaskState, number>;
+    for (const row of rows) counts[row.state as TaskState] = Number(row.n);
+    return counts;
+  }
+
+  /** {@inheritDoc @horae/storage!Repository.deleteTerminalBefore} */
+  async deleteTerminalBefore(before: Date): Promise<number> {
+    assertValidDate(before, 'before');
+    const { rowCount } = await this.#query('delete ended tasks', this.#sql.deleteTerminal, [before]);
+    return rowCount ?? 0;
+  }
+
+  /** {@inheritDoc @horae/storage!ScheduleStore.upsertSchedule} */
+  upsertSchedule(definition: ScheduleDefinition): Promise<UpsertScheduleResult> {
+    return this.#schedules.upsert(definition);
+  }
+
+  /** {@inheritDoc @horae/storage!ScheduleStore.getSchedule} */
+  getSchedule(name: string): Promise<Schedule> {
+    return this.#schedules.get(name);
+  }
+
+  /** {@inheritDoc @horae/storage!ScheduleStore.listSchedules} */
+  listSchedules(options?: ListSchedulesOptions): Promise<Schedule[]> {
+    return this.#schedules.list(options);
+  }
+
+  /** {@inheritDoc @horae/storage!ScheduleStore.setSchedulePaused} */
+  setSchedulePaused(name: string, paused: boolean): Promise<Schedule> {
+    return this.#schedules.setPaused(name, paused);
+  }
+
+  /** {@inheritDoc @horae/storage!ScheduleStore.removeSchedule} */
+  removeSchedule(name: string): Promise<void> {
+    return this.#schedules.remove(name);
+  }
+
+  /** {@inheritDoc @horae/storage!ScheduleStore.pullScheduleForward} */
+  pullScheduleForward(name: string, withinMs: number): Promise<Schedule> {
+    return this.#schedules.pullForward(name, withinMs);
+  }
+
+  /** {@inheritDoc @horae/storage!ScheduleStore.advanceSchedule} */
+  advanceSchedule(name: string, advance: ScheduleAdvance): Promise<Schedule | null> {
+    return this.#schedules.advance(name, advance);
+  }
+
+  /**
+   * {@inheritDoc @horae/storage!ChangeNotifier.subscribeChanges}
+   *
+   * @remarks One dedicated connection LISTENs while anyone is subscribed (with a pool of yours, it is checked out
+   * of that pool); when it drops, it reconnects with backoff (100 ms doubling to 5 s). Notices sent while it is
+   * down are lost: they are hints, and the next sync reads the change anyway.
+   * @throws RepositoryError when the LISTEN connection cannot be opened
+   */
+  async subscribeChanges(listener: (notice: TaskChangeNotice) => void): Promise<() => Promise<void>> {
+    if (typeof listener !== 'function') throw new InvalidInputError('listener must be a function');
+    await this.init();
+    return this.#listener.subscribe(listener);
+  }
+
+  /**
+   * {@inheritDoc @horae/storage!Repository.close}
+   *
+   * @remarks Waits for grouped writes already queued, then ends the LISTEN connection and, when the adapter
+   * opened it from a connection string, the pool. Later calls throw RepositoryError.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    await Promise.allSettled([this.#doneBatcher.drain(), this.#claimBatcher.drain(), this.#analyzing]);
+    this.#closed = true;
+    await this.#listener.close();
+    if (this.#ownsPool) await this.#pool.end();
+  }
+
+  /** The error for a write refused under a token: TaskNotFoundError when the task is gone, else LeaseLostError. */
+  async #leaseFailure(id: string): Promise<Error> {
+    const { rows } = await this.#query('read a task', this.#sql.existing, [[id]]);
+    return rows.length === 0 ? new TaskNotFoundError(id) : new LeaseLostError(id);
+  }
+
+  async #query(action: string, text: string, values: unknown[]): Promise<PgQueryResult> {
+    await this.init();
+    return this.#run(this.#pool, action, text, values);
+  }
+
+  /** Runs one statement, sending it again when a deadlock or serialization failure aborted it. */
+  async #run(db: PgQueryable, action: string, text: string, values: unknown[]): Promise<PgQueryResult> {
+    if (this.#closed) throw new RepositoryError('the repository is closed');
+    const config: PgQueryConfig = { text, values, name: this.#nameOf(text) };
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await db.query(config);
+      } catch (error) {
+        if (attempt < MAX_RETRIES && isRetryable(error) && db === this.#pool) continue;
+        throw translateError(error, action);
+      }
+    }
+  }
+
+  async #transaction<T>(action: string, body: (client: PgQueryable) => Promise<T>): Promise<T> {
+    let client: PgPoolClient;
+    try {
+      client = await this.#pool.connect();
+    } catch (error) {
+      throw translateError(error, action);
+    }
+    let broken = false;
+    try {
+      await client.query({ text: 'BEGIN' });
+      const result = await body(client);
+      await client.query({ text: 'COMMIT' });
+      return result;
+    } catch (error) {
+      try {
+        await client.query({ text: 'ROLLBACK' });
+      } catch {
+        broken = true;
+      }
+      throw translateError(error, action);
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  /** A prepared-statement name per SQL text: the driver prepares it once per connection. */
+  #nameOf(text: string): string {
+    let name = this.#names.get(text);
+    if (name === undefined) {
+      name = `horae_${createHash('sha1').update(text).digest('hex').slice(0, 24)}`;
+      this.#names.set(text, name);
+    }
+    return name;
+  }
+}

@@ -1,0 +1,63 @@
+/**
+ * Rows of the tasks table ↔ {@link TaskInfo}.
+ */
+import type { JsonValue, TaskError, TaskInfo, TaskProgress, TaskState } from '@horae/storage';
+
+/** The columns every query that returns tasks selects, in order. */
+const COLUMNS = [
+  'id',
+  'work_id',
+  'param',
+  'scheduled_at',
+  'state',
+  'priority',
+  'attempt',
+  'max_attempts',
+  'lease_owner',
+  'lease_until',
+  'lease_token',
+  'last_error',
+  'unique_key',
+  'progress',
+  'progress_at',
+  'created_at',
+  'updated_at',
+] as const;
+
+/**
+ * The column list of a task, for SELECT and RETURNING.
+ *
+ * @param alias - a table alias to qualify the columns with (needed where an UPDATE joins another relation)
+ */
+export function taskColumns(alias?: string): string {
+  return alias === undefined ? COLUMNS.join(', ') : COLUMNS.map((c) => `${alias}.${c}`).join(', ');
+}
+
+function asDate(value: unknown): Date {
+  return value instanceof Date ? value : new Date(value as string);
+}
+
+/** Builds a {@link TaskInfo} from a row selected with {@link taskColumns}. */
+export function rowToTask(row: Record<string, unknown>): TaskInfo {
+  const state = row.state as TaskState;
+  const progress = row.progress as Omit<TaskProgress, 'at'> | null;
+  return {
+    id: row.id as string,
+    workId: row.work_id as string,
+    param: row.param as JsonValue,
+    scheduledAt: asDate(row.scheduled_at),
+    state,
+    priority: Number(row.priority),
+    attempt: Number(row.attempt),
+    maxAttempts: Number(row.max_attempts),
+    lease:
+      state === 'Working' && row.lease_token !== null && row.lease_token !== undefined
+        ? { owner: row.lease_owner as string, until: asDate(row.lease_until), token: row.lease_token as string }
+        : null,
+    lastError: (row.last_error as TaskError | null) ?? null,
+    uniqueKey: (row.unique_key as string | null) ?? null,
+    progress: progress === null || progress === undefined ? null : { ...progress, at: asDate(row.progress_at) },
+    createdAt: asDate(row.created_at),
+    updatedAt: asDate(row.updated_at),
+  };
+}

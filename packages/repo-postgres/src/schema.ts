@@ -1,0 +1,161 @@
+/**
+ * The tables of a Horae schema and the versioned migrations that create them. The adapter applies them itself
+ * (see {@link migrate}); several nodes starting at once are serialized by a transaction-scoped advisory lock.
+ */
+import { SchemaVersionError } from '@horae/storage';
+import type { PgPool } from './pg-types.js';
+import { translateError } from './translate-error.js';
+
+/** One step of the schema: applied once, in order, inside the migration transaction. */
+export interface Migration {
+  /** The version this step brings the schema to (1, 2, …). */
+  version: number;
+  /** A short description, stored in the migrations table. */
+  name: string;
+  /** The DDL, given the quoted schema name. */
+  sql(schema: string): string;
+}
+
+/** The task states, as stored (a CHECK constraint keeps strangers out). */
+const STATES = `'Initialized', 'Working', 'Done', 'Cancelled', 'Failed'`;
+
+/**
+ * Every migration, oldest first. Never edit a released one: add a new version.
+ *
+ * @remarks `param` is `json`, not `jsonb`: `json` keeps the text exactly as written (key order, duplicate keys,
+ * `\u0000` escapes, number spelling), so a param round-trips unchanged; it is never queried inside.
+ * `change_xid`/`change_seq` order the change log (see the guide: the cursor is exact); both default on insert
+ * and every update sets them back to DEFAULT.
+ */
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'tasks',
+    sql: (s) => `
+      CREATE SEQUENCE ${s}.task_change_seq;
+      CREATE TABLE ${s}.tasks (
+        id            text COLLATE "C" PRIMARY KEY,
+        insert_seq    bigint GENERATED ALWAYS AS IDENTITY,
+        work_id       text NOT NULL,
+        param         json NOT NULL,
+        scheduled_at  timestamptz NOT NULL,
+        state         text NOT NULL CHECK (state IN (${STATES})),
+        priority      double precision NOT NULL DEFAULT 0,
+        attempt       integer NOT NULL DEFAULT 0,
+        max_attempts  integer NOT NULL DEFAULT 1,
+        lease_owner   text,
+        lease_until   timestamptz,
+        lease_token   text,
+        last_error    jsonb,
+        unique_key    text,
+        progress      jsonb,
+        progress_at   timestamptz,
+        created_at    timestamptz NOT NULL,
+        updated_at    timestamptz NOT NULL,
+        change_xid    xid8 NOT NULL DEFAULT pg_current_xact_id(),
+        change_seq    bigint NOT NULL DEFAULT nextval('${s}.task_change_seq')
+      );
+      -- While a task is live, no other task holds its key (INSERT … ON CONFLICT infers this index).
+      CREATE UNIQUE INDEX tasks_unique_key ON ${s}.tasks (unique_key) WHERE state IN ('Initialized', 'Working');
+      -- claimDue: highest priority first, then earliest due, then oldest.
+      CREATE INDEX tasks_claim ON ${s}.tasks (priority DESC, scheduled_at, created_at, insert_seq) WHERE state = 'Initialized';
+      -- listDue and the due filter of claimDue.
+      CREATE INDEX tasks_due ON ${s}.tasks (scheduled_at, id) WHERE state = 'Initialized';
+      -- reclaimExpired.
+      CREATE INDEX tasks_lease ON ${s}.tasks (lease_until) WHERE state = 'Working';
+      -- getUpdatedSince: the change log.
+      CREATE INDEX tasks_change ON ${s}.tasks (change_xid, change_seq);
+      -- list.
+      CREATE INDEX tasks_created ON ${s}.tasks (created_at, id);
+      -- deleteTerminalBefore.
+      CREATE INDEX tasks_terminal ON ${s}.tasks (updated_at) WHERE state IN ('Done', 'Cancelled', 'Failed');
+    `,
+  },
+  {
+    version: 2,
+    name: 'schedules',
+    sql: (s) => `
+      CREATE TABLE ${s}.schedules (
+        name                text COLLATE "C" PRIMARY KEY,
+        spec                jsonb NOT NULL,
+        work_id             text NOT NULL,
+        param               json NOT NULL,
+        priority            double precision NOT NULL,
+        max_attempts        integer NOT NULL,
+        catch_up            text NOT NULL,
+        max_catch_up        integer NOT NULL,
+        overlap             text NOT NULL,
+        paused              boolean NOT NULL DEFAULT false,
+        last_occurrence_at  timestamptz,
+        last_task_id        text,
+        next_run_at         timestamptz,
+        created_at          timestamptz NOT NULL,
+        updated_at          timestamptz NOT NULL,
+        version             integer NOT NULL DEFAULT 1
+      );
+      -- listSchedules({ dueBy }): unpaused schedules by next run.
+      CREATE INDEX schedules_due ON ${s}.schedules (next_run_at, name) WHERE NOT paused AND next_run_at IS NOT NULL;
+    `,
+  },
+];
+
+/** The newest schema version this adapter knows. */
+export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
+
+/** Quotes an identifier for SQL. */
+export function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+/**
+ * Brings the schema up to {@link SCHEMA_VERSION}: creates it when missing and applies the migrations it lacks,
+ * in one transaction.
+ *
+ * Rule: of several nodes migrating at once, one applies each step and the others wait for it
+ * (`pg_advisory_xact_lock` on a key derived from the schema name), then find nothing left to do.
+ *
+ * @param pool - where to run
+ * @param schema - the unquoted schema name
+ * @param migrations - the steps to apply, oldest first (tests pass their own)
+ * @returns the schema version found before migrating (0: a new schema)
+ * @throws SchemaVersionError when the database holds a newer version than this adapter knows; nothing is changed
+ * @throws RepositoryError when the database fails
+ */
+export async function migrate(pool: PgPool, schema: string, migrations: readonly Migration[] = MIGRATIONS): Promise<number> {
+  const s = quoteIdent(schema);
+  const supported = migrations[migrations.length - 1]?.version ?? 0;
+  let client;
+  try {
+    client = await pool.connect();
+  } catch (error) {
+    throw translateError(error, 'connect to PostgreSQL');
+  }
+  let broken = false;
+  try {
+    await client.query({ text: 'BEGIN' });
+    await client.query({ text: `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, values: [`horae:migrate:${schema}`] });
+    await client.query({ text: `CREATE SCHEMA IF NOT EXISTS ${s}` });
+    await client.query({
+      text: `CREATE TABLE IF NOT EXISTS ${s}.horae_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
+    });
+    const found = await client.query({ text: `SELECT coalesce(max(version), 0) AS version FROM ${s}.horae_migrations` });
+    const current = Number(found.rows[0]?.version ?? 0);
+    if (current > supported) throw new SchemaVersionError(current, supported);
+    for (const migration of migrations) {
+      if (migration.version <= current) continue;
+      await client.query({ text: migration.sql(s) });
+      await client.query({ text: `INSERT INTO ${s}.horae_migrations (version, name) VALUES ($1, $2)`, values: [migration.version, migration.name] });
+    }
+    await client.query({ text: 'COMMIT' });
+    return current;
+  } catch (error) {
+    try {
+      await client.query({ text: 'ROLLBACK' });
+    } catch {
+      broken = true;
+    }
+    throw translateError(error, `migrate the Horae schema ${schema}`);
+  } finally {
+    client.release(broken);
+  }
+}
