@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { InvalidInputError, realClock, type Clock } from '@horae/core';
 import { InvalidStateError, LeaseLostError, RepositoryError, TaskNotFoundError } from './errors.js';
 import type { ChangePage, ClaimOptions, InsertResult, ListOptions, ListPage, ReleaseOptions, Repository } from './repository.js';
+import { MemoryScheduleTable } from './memory-schedule-store.js';
+import type { ListSchedulesOptions, Schedule, ScheduleAdvance, ScheduleDefinition, ScheduleStore, UpsertScheduleResult } from './schedule-store.js';
 import { ALL_TASK_STATES, isTerminal, type NewTask, type TaskError, type TaskInfo, type TaskPatch, type TaskProgress, type TaskState } from './task-info.js';
 import { MAX_ERROR_MESSAGE_LENGTH, MAX_ERROR_STACK_LENGTH, normalizeNewTask, validateLeaseMs, validateLimit, validatePatch } from './validation.js';
 
@@ -37,8 +39,12 @@ class MemoryStore {
   readonly liveKeys = new Map<string, string>();
   /** The sequence number of the last change; the change cursor is this number in decimal. */
   seq = 0;
+  /** The recurring schedules (the {@link ScheduleStore} capability), on the same clock. */
+  readonly schedules: MemoryScheduleTable;
 
-  constructor(readonly clock: Clock) {}
+  constructor(readonly clock: Clock) {
+    this.schedules = new MemoryScheduleTable(clock);
+  }
 }
 
 /** The internal option through which {@link MemoryRepository.openPeer} shares its store. */
@@ -63,7 +69,7 @@ type InternalOptions = MemoryRepositoryOptions & { [SHARED_STORE]?: MemoryStore 
  * const claimed = await peer.claim(task.id, { owner: 'node-b', leaseMs: 30_000 });
  * ```
  */
-export class MemoryRepository implements Repository {
+export class MemoryRepository implements Repository, ScheduleStore {
   readonly #store: MemoryStore;
   #unavailable = false;
 
@@ -342,6 +348,41 @@ export class MemoryRepository implements Repository {
       }
       return deleted;
     });
+  }
+
+  /** {@inheritDoc ScheduleStore.upsertSchedule} */
+  upsertSchedule(definition: ScheduleDefinition): Promise<UpsertScheduleResult> {
+    return this.#run('upsertSchedule', () => this.#store.schedules.upsert(definition));
+  }
+
+  /** {@inheritDoc ScheduleStore.getSchedule} */
+  getSchedule(name: string): Promise<Schedule> {
+    return this.#run('getSchedule', () => this.#store.schedules.get(name));
+  }
+
+  /** {@inheritDoc ScheduleStore.listSchedules} */
+  listSchedules(options?: ListSchedulesOptions): Promise<Schedule[]> {
+    return this.#run('listSchedules', () => this.#store.schedules.list(options));
+  }
+
+  /** {@inheritDoc ScheduleStore.setSchedulePaused} */
+  setSchedulePaused(name: string, paused: boolean): Promise<Schedule> {
+    return this.#run('setSchedulePaused', () => this.#store.schedules.setPaused(name, paused));
+  }
+
+  /** {@inheritDoc ScheduleStore.removeSchedule} */
+  removeSchedule(name: string): Promise<void> {
+    return this.#run('removeSchedule', () => this.#store.schedules.remove(name));
+  }
+
+  /** {@inheritDoc ScheduleStore.pullScheduleForward} */
+  pullScheduleForward(name: string, withinMs: number): Promise<Schedule> {
+    return this.#run('pullScheduleForward', () => this.#store.schedules.pullForward(name, withinMs));
+  }
+
+  /** {@inheritDoc ScheduleStore.advanceSchedule} */
+  advanceSchedule(name: string, advance: ScheduleAdvance): Promise<Schedule | null> {
+    return this.#run('advanceSchedule', () => this.#store.schedules.advance(name, advance));
   }
 
   /** Does nothing: there is no connection to release. Works even while {@link MemoryRepository.setUnavailable} is on. */

@@ -6,6 +6,7 @@ import { leaseRules } from './rules/lease-rules.js';
 import { listRules } from './rules/list-rules.js';
 import { notFoundRules } from './rules/not-found-rules.js';
 import { paramRules } from './rules/param-rules.js';
+import { scheduleRules } from './rules/schedule-rules.js';
 import { terminalRules } from './rules/terminal-rules.js';
 import { transitionRules } from './rules/transition-rules.js';
 import { uniqueKeyRules } from './rules/unique-key-rules.js';
@@ -23,6 +24,7 @@ const RULE_GROUPS: readonly RuleGroup[] = [
   changeRules,
   uniqueKeyRules,
   listRules,
+  scheduleRules,
 ];
 
 /**
