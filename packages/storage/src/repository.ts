@@ -1,4 +1,6 @@
-import type { NewTask, TaskError, TaskInfo, TaskPatch, TaskProgress, TaskState } from './task-info.js';
+import type { NewTask, TaskAttempt, TaskError, TaskInfo, TaskPatch, TaskProgress, TaskState } from './task-info.js';
+// eslint-disable-next-line @typescript-eslint/no-unused-vars -- referenced from TSDoc
+import type { MAX_CHECK_INS_PER_ATTEMPT } from './task-info.js';
 
 /** The result of an insert: the task, and whether this call created it (false: a live task held the uniqueKey). */
 export interface InsertResult {
@@ -187,7 +189,9 @@ export interface Repository {
   update(id: string, patch: TaskPatch): Promise<TaskInfo>;
 
   /**
-   * Records the progress of a Working task held with `token`.
+   * Records the progress of a Working task held with `token`. When `progress.message` is set and differs
+   * from the last check-in of the running attempt, it is also appended to that attempt's check-ins (the
+   * latest {@link MAX_CHECK_INS_PER_ATTEMPT} are kept).
    *
    * @throws LeaseLostError when the task is not Working under this token
    * @throws TaskNotFoundError when no task has the id
@@ -210,7 +214,20 @@ export interface Repository {
   /** Counts tasks by state; every state is present. */
   countByState(): Promise<Record<TaskState, number>>;
 
-  /** Deletes Done, Cancelled and Failed tasks last updated before `before`. @returns how many were deleted */
+  /**
+   * The execution history of a task: one record per run, oldest first.
+   *
+   * Rule: each record is written in the same write as the transition it records: a claim (claim, claimDue)
+   * opens a `running` record (node = lease owner); markAsDone closes it `succeeded`; markAsFailed out of
+   * Working closes it `failed` with the error; release closes it `retried` (with the error) when an error is
+   * given, else `released`; markAsCancelled out of Working closes it `cancelled`; reclaimExpired closes it
+   * `lease-expired`. A transition that is refused writes no record.
+   *
+   * @throws TaskNotFoundError when no task has the id
+   */
+  listAttempts(taskId: string): Promise<TaskAttempt[]>;
+
+  /** Deletes Done, Cancelled and Failed tasks last updated before `before`, with their attempt records. @returns how many tasks were deleted */
   deleteTerminalBefore(before: Date): Promise<number>;
 
   /** Releases what the repository opened itself (a connection it created); a given connection stays open. */

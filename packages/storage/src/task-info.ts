@@ -89,6 +89,58 @@ export interface TaskInfo {
   createdAt: Date;
   /** When it last changed (database clock). */
   updatedAt: Date;
+  /** How it was scheduled: to run now, at or after a time, or as an occurrence of a recurring schedule. */
+  kind: TaskKind;
+  /** The recurring schedule this task is an occurrence of, or null. */
+  scheduleName: string | null;
+}
+
+/**
+ * How a task was scheduled (Harbor's job kinds): `immediate` (run now), `scheduled` (run at or after a time),
+ * or `periodic` (an occurrence of a recurring schedule).
+ */
+export type TaskKind = 'immediate' | 'scheduled' | 'periodic';
+
+/** Every task kind. */
+export const ALL_TASK_KINDS: readonly TaskKind[] = ['immediate', 'scheduled', 'periodic'];
+
+/** How one run of a task ended, or `running` while it runs. */
+export type AttemptOutcome = 'running' | 'succeeded' | 'failed' | 'retried' | 'released' | 'cancelled' | 'lease-expired';
+
+/** A check-in message a run made, with the time it was stored. */
+export interface CheckIn {
+  /** When it was stored (database clock). */
+  at: Date;
+  /** What the work said. */
+  message: string;
+}
+
+/** The most check-ins one attempt keeps: the latest ones. */
+export const MAX_CHECK_INS_PER_ATTEMPT = 50;
+
+/**
+ * The record of one run of a task (execution history): which node ran it, when, how it ended, and the
+ * check-ins it made. A repository writes it in the same write as the transition it records.
+ */
+export interface TaskAttempt {
+  /** The task. */
+  taskId: string;
+  /** 1 for the first run of the task, 2 for the next, and so on: every run counts, also one given back at a graceful stop. */
+  run: number;
+  /** The task's `attempt` counter during this run. */
+  attempt: number;
+  /** The node that ran it (the lease owner). */
+  node: string;
+  /** When the claim started it (database clock). */
+  startedAt: Date;
+  /** When it ended (database clock), null while running. */
+  endedAt: Date | null;
+  /** How it ended. */
+  outcome: AttemptOutcome;
+  /** The error it ended with (failed, retried, lease-expired), bounded in size. */
+  error: TaskError | null;
+  /** Its check-ins, oldest first, at most {@link MAX_CHECK_INS_PER_ATTEMPT} (the latest). */
+  checkIns: CheckIn[];
 }
 
 /** What `insert` takes: the fields a caller chooses; the repository sets the rest. */
@@ -107,6 +159,10 @@ export interface NewTask {
   maxAttempts?: number;
   /** @defaultValue null */
   uniqueKey?: string | null;
+  /** @defaultValue `'periodic'` when `scheduleName` is set, else `'scheduled'` */
+  kind?: TaskKind;
+  /** The recurring schedule this task is an occurrence of. @defaultValue null */
+  scheduleName?: string | null;
 }
 
 /** The fields `update` may change on an Initialized task. */

@@ -1,5 +1,5 @@
 import { InvalidInputError } from '@horae/core';
-import type { JsonValue, NewTask, TaskError, TaskPatch } from './task-info.js';
+import { ALL_TASK_KINDS, type JsonValue, type NewTask, type TaskError, type TaskPatch } from './task-info.js';
 
 /** Longest message kept on a stored error. */
 export const MAX_ERROR_MESSAGE_LENGTH = 2_000;
@@ -73,7 +73,11 @@ export function normalizeNewTask(task: NewTask): NormalizedNewTask {
   assertInteger(maxAttempts, 'maxAttempts', 1);
   const uniqueKey = task.uniqueKey ?? null;
   if (uniqueKey !== null && (typeof uniqueKey !== 'string' || uniqueKey === '')) throw new InvalidInputError('uniqueKey must be a non-empty string or null');
-  return { id: task.id, workId: task.workId, param, scheduledAt: task.scheduledAt, priority, maxAttempts, uniqueKey };
+  const scheduleName = task.scheduleName ?? null;
+  if (scheduleName !== null && (typeof scheduleName !== 'string' || scheduleName === '')) throw new InvalidInputError('scheduleName must be a non-empty string or null');
+  const kind = task.kind ?? (scheduleName === null ? 'scheduled' : 'periodic');
+  if (!ALL_TASK_KINDS.includes(kind)) throw new InvalidInputError(`kind must be one of ${ALL_TASK_KINDS.join(', ')}, got ${String(kind)}`);
+  return { id: task.id, workId: task.workId, param, scheduledAt: task.scheduledAt, priority, maxAttempts, uniqueKey, kind, scheduleName };
 }
 
 /** Validates a {@link TaskPatch}. @throws InvalidInputError on any bad field */
