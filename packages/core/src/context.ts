@@ -1,4 +1,6 @@
+import type { Clock } from './clock.js';
 import { InvalidInputError } from './errors.js';
+import { setContextInternals } from './context-internals.js';
 
 /**
  * A typed key for a value carried by a {@link SchedulerContext}. Create one per concept with
@@ -72,6 +74,12 @@ export interface WorkContext {
   progress(report: ProgressReport): void;
   /** Records a check-in message; storage persists it (throttled). */
   checkIn(message: string): void;
+  /**
+   * The clock of the scheduler that runs the work, so that wrapping middlewares (retry, timeout) measure time
+   * the way the scheduler does. Optional: a WorkContext built elsewhere may leave it out (read it as
+   * `ctx.clock ?? realClock`).
+   */
+  readonly clock?: Clock;
 }
 
 /** A work function: its resolved value or thrown error settles the task. */
@@ -117,9 +125,26 @@ export function normalizePriority(priority: PriorityInput | undefined): number {
 
 /** Turns a Date or epoch milliseconds into a valid Date, or throws {@link InvalidInputError}. */
 export function toValidDate(value: Date | number, what = 'runAt'): Date {
+  return new Date(toValidTime(value, what));
+}
+
+/**
+ * Turns a Date or epoch milliseconds into valid whole epoch milliseconds (truncated, as a Date does), or throws
+ * {@link InvalidInputError}.
+ *
+ * @param value - a Date or epoch milliseconds
+ * @param what - the name of the field, for the error message
+ * @returns epoch milliseconds within the range a Date can hold
+ * @throws {@link InvalidInputError} when `value` is not a valid Date, not a number, not finite, or out of a Date's range
+ */
+export function toValidTime(value: Date | number, what = 'runAt'): number {
   const time = value instanceof Date ? value.getTime() : typeof value === 'number' ? value : Number.NaN;
-  if (!Number.isFinite(time)) throw new InvalidInputError(`${what} must be a valid Date or epoch milliseconds, got ${String(value)}`);
-  return new Date(time);
+  // ±8.64e15 ms is the range of a Date; beyond it new Date() is Invalid Date.
+  if (!Number.isFinite(time) || Math.abs(time) > 8.64e15) {
+    throw new InvalidInputError(`${what} must be a valid Date or epoch milliseconds, got ${String(value)}`);
+  }
+  // Whole milliseconds, truncated as a Date does, so that the time a task is queued at is its runAt Date.
+  return Math.trunc(time);
 }
 
 const EMPTY_VALUES: ReadonlyMap<ValueKey<unknown>, unknown> = new Map();
@@ -129,19 +154,44 @@ const EMPTY_VALUES: ReadonlyMap<ValueKey<unknown>, unknown> = new Map();
  * `with*` method returns a new context; middlewares read the values earlier ones set.
  */
 export class SchedulerContext {
-  /** When the task should run. */
-  readonly runAt: Date;
   /** The work to run, once known. */
   readonly work: WorkFn | undefined;
   /** Priority when slots are scarce; higher first. */
   readonly priority: number;
+  // runAt is kept as epoch ms and turned into a Date only when read: a Date costs ~110 bytes and the
+  // scheduler's hot path never needs one.
+  readonly #runAtMs: number;
+  #runAtDate: Date | undefined;
   readonly #values: ReadonlyMap<ValueKey<unknown>, unknown>;
 
-  private constructor(runAt: Date, work: WorkFn | undefined, priority: number, values: ReadonlyMap<ValueKey<unknown>, unknown>) {
-    this.runAt = runAt;
+  static {
+    setContextInternals({
+      values: (ctx) => ctx.#values,
+      restore: (runAtMs, work, priority, values) => new SchedulerContext(runAtMs, work, priority, values),
+    });
+  }
+
+  private constructor(runAtMs: number, work: WorkFn | undefined, priority: number, values: ReadonlyMap<ValueKey<unknown>, unknown>) {
+    this.#runAtMs = runAtMs;
+    this.#runAtDate = undefined;
     this.work = work;
     this.priority = priority;
     this.#values = values;
+  }
+
+  /** When the task should run (a fresh copy each read is not guaranteed: do not mutate it). */
+  get runAt(): Date {
+    return (this.#runAtDate ??= new Date(this.#runAtMs));
+  }
+
+  /** When the task should run, in epoch milliseconds (cheaper than {@link SchedulerContext.runAt}). */
+  get runAtMs(): number {
+    return this.#runAtMs;
+  }
+
+  /** Every value the context carries, as `[key, value]` pairs (for adapters that persist or copy them). */
+  entries(): IterableIterator<[ValueKey<unknown>, unknown]> {
+    return this.#values.entries();
   }
 
   /**
@@ -153,17 +203,29 @@ export class SchedulerContext {
    */
   static create(options: ScheduleOptions, now: number = Date.now()): SchedulerContext {
     if (options === null || typeof options !== 'object') throw new InvalidInputError('schedule() takes a SchedulerContext or an options object');
-    let runAt: Date;
+    let runAtMs: number;
     if (options.delayMs !== undefined) {
       if (options.runAt !== undefined) throw new InvalidInputError('give either runAt or delayMs, not both');
       if (typeof options.delayMs !== 'number' || !Number.isFinite(options.delayMs) || options.delayMs < 0) {
         throw new InvalidInputError(`delayMs must be a finite number ≥ 0, got ${String(options.delayMs)}`);
       }
-      runAt = new Date(now + options.delayMs);
+      runAtMs = toValidTime(now + options.delayMs, 'delayMs');
     } else {
-      runAt = options.runAt === undefined ? new Date(now) : toValidDate(options.runAt);
+      runAtMs = toValidTime(options.runAt === undefined ? now : options.runAt);
     }
     if (options.work !== undefined && typeof options.work !== 'function') throw new InvalidInputError('work must be a function');
+    const priority = normalizePriority(options.priority);
+    // The common case carries no values: share one empty map instead of allocating one per task.
+    if (
+      options.values === undefined &&
+      options.taskId === undefined &&
+      options.workId === undefined &&
+      options.param === undefined &&
+      options.uniqueKey === undefined &&
+      options.maxAttempts === undefined
+    ) {
+      return new SchedulerContext(runAtMs, options.work, priority, EMPTY_VALUES);
+    }
     const values = new Map<ValueKey<unknown>, unknown>(options.values ?? []);
     if (options.taskId !== undefined) {
       if (typeof options.taskId !== 'string' || options.taskId === '') throw new InvalidInputError('taskId must be a non-empty string');
@@ -182,7 +244,7 @@ export class SchedulerContext {
       if (!Number.isSafeInteger(options.maxAttempts) || options.maxAttempts < 1) throw new InvalidInputError(`maxAttempts must be an integer ≥ 1, got ${String(options.maxAttempts)}`);
       values.set(MaxAttemptsKey, options.maxAttempts);
     }
-    return new SchedulerContext(runAt, options.work, normalizePriority(options.priority), values.size === 0 ? EMPTY_VALUES : values);
+    return new SchedulerContext(runAtMs, options.work, priority, values.size === 0 ? EMPTY_VALUES : values);
   }
 
   /** Reads a value, or `undefined` when the context does not carry it. */
@@ -207,24 +269,24 @@ export class SchedulerContext {
 
   /** A copy that runs at `runAt`. @throws {@link InvalidInputError} on an invalid date */
   withRunAt(runAt: Date | number): SchedulerContext {
-    return new SchedulerContext(toValidDate(runAt), this.work, this.priority, this.#values);
+    return new SchedulerContext(toValidTime(runAt), this.work, this.priority, this.#values);
   }
 
   /** A copy that runs `work` (middlewares wrap the previous work here). */
   withWork(work: WorkFn): SchedulerContext {
     if (typeof work !== 'function') throw new InvalidInputError('work must be a function');
-    return new SchedulerContext(this.runAt, work, this.priority, this.#values);
+    return new SchedulerContext(this.#runAtMs, work, this.priority, this.#values);
   }
 
   /** A copy with another priority. @throws {@link InvalidInputError} on an invalid priority */
   withPriority(priority: PriorityInput): SchedulerContext {
-    return new SchedulerContext(this.runAt, this.work, normalizePriority(priority), this.#values);
+    return new SchedulerContext(this.#runAtMs, this.work, normalizePriority(priority), this.#values);
   }
 
   /** A copy that carries `value` under `key`. */
   withValue<T>(key: ValueKey<T>, value: T): SchedulerContext {
     const values = new Map(this.#values);
     values.set(key, value);
-    return new SchedulerContext(this.runAt, this.work, this.priority, values);
+    return new SchedulerContext(this.#runAtMs, this.work, this.priority, values);
   }
 }

@@ -14,12 +14,14 @@ export type HoraeErrorCode =
   | 'RUN_DEFERRED'
   | 'RUN_ABANDONED'
   | 'TASK_NOT_FOUND'
+  | 'SCHEDULE_NOT_FOUND'
   | 'LEASE_LOST'
   | 'INVALID_STATE'
   | 'UNKNOWN_WORK'
   | 'DUPLICATE_KEY'
   | 'REPOSITORY_UNAVAILABLE'
-  | 'SCHEMA_VERSION';
+  | 'SCHEMA_VERSION'
+  | 'HOOK_DELIVERY_FAILED';
 
 /** Options shared by every Horae error constructor. */
 export interface HoraeErrorOptions {
