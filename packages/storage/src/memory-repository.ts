@@ -4,7 +4,19 @@ import { InvalidStateError, LeaseLostError, RepositoryError, TaskNotFoundError }
 import type { ChangePage, ClaimOptions, InsertResult, ListOptions, ListPage, ReleaseOptions, Repository } from './repository.js';
 import { MemoryScheduleTable } from './memory-schedule-store.js';
 import type { ListSchedulesOptions, Schedule, ScheduleAdvance, ScheduleDefinition, ScheduleStore, UpsertScheduleResult } from './schedule-store.js';
-import { ALL_TASK_STATES, isTerminal, type NewTask, type TaskError, type TaskInfo, type TaskPatch, type TaskProgress, type TaskState } from './task-info.js';
+import {
+  ALL_TASK_STATES,
+  MAX_CHECK_INS_PER_ATTEMPT,
+  isTerminal,
+  type AttemptOutcome,
+  type NewTask,
+  type TaskAttempt,
+  type TaskError,
+  type TaskInfo,
+  type TaskPatch,
+  type TaskProgress,
+  type TaskState,
+} from './task-info.js';
 import { MAX_ERROR_MESSAGE_LENGTH, MAX_ERROR_STACK_LENGTH, normalizeNewTask, validateLeaseMs, validateLimit, validatePatch } from './validation.js';
 
 /** Options of {@link MemoryRepository}. */
@@ -37,6 +49,8 @@ class MemoryStore {
   readonly tasks = new Map<string, StoredTask>();
   /** uniqueKey → id of the live (non-terminal) task holding it. */
   readonly liveKeys = new Map<string, string>();
+  /** task id → its execution history, oldest run first; deleted with the task. */
+  readonly attempts = new Map<string, TaskAttempt[]>();
   /** The sequence number of the last change; the change cursor is this number in decimal. */
   seq = 0;
   /** The recurring schedules (the {@link ScheduleStore} capability), on the same clock. */
@@ -209,6 +223,7 @@ export class MemoryRepository implements Repository, ScheduleStore {
       assertDate(options.runAt, 'runAt');
       const error = options.error === undefined ? undefined : boundTaskError(options.error);
       const task = this.#getHeld(id, token);
+      this.#closeAttempt(id, error === undefined ? 'released' : 'retried', error ?? null);
       return copy(
         this.#write({
           ...task,
@@ -226,6 +241,7 @@ export class MemoryRepository implements Repository, ScheduleStore {
   markAsDone(id: string, token: string): Promise<TaskInfo> {
     return this.#run('markAsDone', () => {
       const task = this.#getHeld(id, token);
+      this.#closeAttempt(id, 'succeeded', null);
       return copy(this.#write({ ...task, state: 'Done', lease: null }));
     });
   }
@@ -240,6 +256,7 @@ export class MemoryRepository implements Repository, ScheduleStore {
         if (task.state !== 'Initialized') throw new InvalidStateError(id, task.state, 'fail without a lease token');
       } else {
         task = this.#getHeld(id, token);
+        this.#closeAttempt(id, 'failed', lastError);
       }
       return copy(this.#write({ ...task, state: 'Failed', lease: null, lastError }));
     });
@@ -256,6 +273,7 @@ export class MemoryRepository implements Repository, ScheduleStore {
       const { task } = this.#get(id);
       if (isTerminal(task.state)) return { task: copy(task), cancelled: false };
       if (options.token !== undefined) this.#getHeld(id, options.token);
+      if (task.state === 'Working') this.#closeAttempt(id, 'cancelled', null);
       return { task: copy(this.#write({ ...task, state: 'Cancelled', lease: null })), cancelled: true };
     });
   }
@@ -284,7 +302,9 @@ export class MemoryRepository implements Repository, ScheduleStore {
     return this.#run('setProgress', () => {
       const next = validateProgress(progress);
       const task = this.#getHeld(id, token);
-      this.#write({ ...task, progress: { ...next, at: new Date(this.#store.clock.now()) } });
+      const at = new Date(this.#store.clock.now());
+      if (next.message !== undefined) this.#checkIn(id, next.message, at);
+      this.#write({ ...task, progress: { ...next, at } });
     });
   }
 
@@ -304,13 +324,14 @@ export class MemoryRepository implements Repository, ScheduleStore {
         .sort((a, b) => a.lease!.until.getTime() - b.lease!.until.getTime() || compareText(a.id, b.id))
         .slice(0, options.limit ?? Number.POSITIVE_INFINITY);
       const lastError: TaskError = { message: 'lease expired', code: 'LEASE_EXPIRED' };
-      return expired.map((task) =>
-        copy(
+      return expired.map((task) => {
+        this.#closeAttempt(task.id, 'lease-expired', lastError);
+        return copy(
           task.attempt >= task.maxAttempts
             ? this.#write({ ...task, state: 'Failed', lease: null, lastError })
             : this.#write({ ...task, state: 'Initialized', scheduledAt: new Date(now), lease: null, lastError }),
-        ),
-      );
+        );
+      });
     });
   }
 
@@ -335,6 +356,14 @@ export class MemoryRepository implements Repository, ScheduleStore {
     });
   }
 
+  /** {@inheritDoc Repository.listAttempts} */
+  listAttempts(taskId: string): Promise<TaskAttempt[]> {
+    return this.#run('listAttempts', () => {
+      this.#get(taskId);
+      return structuredClone(this.#store.attempts.get(taskId) ?? []);
+    });
+  }
+
   /** {@inheritDoc Repository.deleteTerminalBefore} */
   deleteTerminalBefore(before: Date): Promise<number> {
     return this.#run('deleteTerminalBefore', () => {
@@ -343,6 +372,7 @@ export class MemoryRepository implements Repository, ScheduleStore {
       for (const [id, { task }] of this.#store.tasks) {
         if (isTerminal(task.state) && task.updatedAt.getTime() < before.getTime()) {
           this.#store.tasks.delete(id);
+          this.#store.attempts.delete(id);
           deleted++;
         }
       }
@@ -435,6 +465,8 @@ export class MemoryRepository implements Repository, ScheduleStore {
       progress: null,
       createdAt: now,
       updatedAt: now,
+      kind: normalized.kind,
+      scheduleName: normalized.scheduleName,
     };
     return { task: copy(this.#write(task)), created: true };
   }
@@ -442,7 +474,45 @@ export class MemoryRepository implements Repository, ScheduleStore {
   #claimTask(task: TaskInfo, options: ClaimOptions): TaskInfo {
     const until = new Date(this.#store.clock.now() + options.leaseMs);
     // A new run starts with no progress: what the task reports is its current run's.
-    return this.#write({ ...task, state: 'Working', attempt: task.attempt + 1, lease: { owner: options.owner, until, token: randomUUID() }, progress: null });
+    const claimed = this.#write({ ...task, state: 'Working', attempt: task.attempt + 1, lease: { owner: options.owner, until, token: randomUUID() }, progress: null });
+    const history = this.#store.attempts.get(task.id) ?? [];
+    history.push({
+      taskId: task.id,
+      run: history.length + 1,
+      attempt: claimed.attempt,
+      node: options.owner,
+      startedAt: new Date(claimed.updatedAt.getTime()),
+      endedAt: null,
+      outcome: 'running',
+      error: null,
+      checkIns: [],
+    });
+    this.#store.attempts.set(task.id, history);
+    return claimed;
+  }
+
+  /** The record of the run in progress of `id`, if any. */
+  #runningAttempt(id: string): TaskAttempt | undefined {
+    const last = this.#store.attempts.get(id)?.at(-1);
+    return last?.outcome === 'running' ? last : undefined;
+  }
+
+  /** Ends the running record of `id`: called in the same synchronous step as the transition it records. */
+  #closeAttempt(id: string, outcome: Exclude<AttemptOutcome, 'running'>, error: TaskError | null): void {
+    const attempt = this.#runningAttempt(id);
+    if (attempt === undefined) return;
+    // endedAt never precedes startedAt, even when a virtual clock was set back in between.
+    attempt.endedAt = new Date(Math.max(this.#store.clock.now(), attempt.startedAt.getTime()));
+    attempt.outcome = outcome;
+    attempt.error = error === null ? null : structuredClone(error);
+  }
+
+  /** Appends a check-in to the running record of `id` unless it repeats the last one; keeps the latest ones. */
+  #checkIn(id: string, message: string, at: Date): void {
+    const attempt = this.#runningAttempt(id);
+    if (attempt === undefined || attempt.checkIns.at(-1)?.message === message) return;
+    attempt.checkIns.push({ at: new Date(at.getTime()), message });
+    if (attempt.checkIns.length > MAX_CHECK_INS_PER_ATTEMPT) attempt.checkIns.splice(0, attempt.checkIns.length - MAX_CHECK_INS_PER_ATTEMPT);
   }
 
   /**

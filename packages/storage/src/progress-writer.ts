@@ -2,8 +2,11 @@ import type { Clock, ClockTimer, ProgressReport } from '@horae/core';
 import type { Repository } from './repository.js';
 
 /**
- * Persists a run's progress and check-ins, at most once per `throttleMs`: the last report always lands
- * (unless the run ends first), the ones in between are merged.
+ * Persists a run's progress and check-ins, at most once per `throttleMs`: the ones in between are merged (a
+ * check-in is the last message of its window), and the last report lands before the write that ends the run,
+ * through {@link ProgressWriter.flush}.
+ *
+ * Rule: writes land in the order they were made (one at a time), so an older report never overwrites a newer one.
  *
  * @remarks Progress is advisory: a write that fails is dropped, never retried, so an outage cannot block a run.
  * @internal
@@ -18,6 +21,10 @@ export class ProgressWriter {
   #timer: ClockTimer | undefined;
   #lastWriteAt = Number.NEGATIVE_INFINITY;
   #stopped = false;
+  /** A report was made since the last write. */
+  #dirty = false;
+  /** The chain of writes under way: each waits for the one before. */
+  #writing: Promise<void> = Promise.resolve();
 
   /**
    * @param repository - where progress is written
@@ -37,16 +44,32 @@ export class ProgressWriter {
   /** Records a progress report. */
   progress(report: ProgressReport): void {
     this.#latest = { ...this.#latest, completed: report.completed, total: report.total };
+    this.#dirty = true;
     this.#schedule();
   }
 
-  /** Records a check-in message. */
+  /** Records a check-in message; before any progress report it is written with progress 0 of 0. */
   checkIn(message: string): void {
     this.#latest = { ...this.#latest, message };
+    this.#dirty = true;
     this.#schedule();
   }
 
-  /** Drops what is not written yet; the run ended. */
+  /**
+   * Writes what is not written yet, at once, then stops: called when the run ended and before the write that
+   * ends it, so that a Done task shows its last progress and its last check-in is in its history.
+   *
+   * @returns when every write made so far settled (a failed one is dropped)
+   */
+  async flush(): Promise<void> {
+    this.#timer?.clear();
+    this.#timer = undefined;
+    if (!this.#stopped && this.#dirty) this.#write();
+    this.#stopped = true;
+    await this.#writing;
+  }
+
+  /** Drops what is not written yet; the run ended (its lease was lost, so a write would be refused). */
   stop(): void {
     this.#stopped = true;
     this.#timer?.clear();
@@ -64,6 +87,8 @@ export class ProgressWriter {
     this.#timer = undefined;
     if (this.#stopped) return;
     this.#lastWriteAt = this.#clock.now();
-    this.#repository.setProgress(this.#taskId, this.#token, { ...this.#latest }).catch(() => undefined);
+    this.#dirty = false;
+    const report = { ...this.#latest };
+    this.#writing = this.#writing.then(() => this.#repository.setProgress(this.#taskId, this.#token, report)).catch(() => undefined);
   }
 }

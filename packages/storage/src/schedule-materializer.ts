@@ -261,6 +261,9 @@ export class ScheduleMaterializer {
       priority: schedule.priority,
       maxAttempts: schedule.maxAttempts,
       scheduledAt: at,
+      // The occurrence links to its schedule: the history of a recurring job is found by its name.
+      kind: 'periodic',
+      scheduleName: schedule.name,
     }));
     try {
       const results = await this.#repository.insertMany(tasks);

@@ -303,6 +303,9 @@ class DurableStorage implements StorageMiddleware {
       priority: ctx.priority,
       maxAttempts: ctx.value(MaxAttemptsKey) ?? registered.options.maxAttempts ?? this.#maxAttempts,
       uniqueKey: ctx.value(UniqueKeyKey) ?? null,
+      // Due at or before the schedule call: "run now"; later: "run at". Occurrences of recurring schedules are
+      // inserted by the materializer as 'periodic'.
+      kind: ctx.runAt.getTime() <= this.#clock.now() ? 'immediate' : 'scheduled',
     };
     normalizeNewTask(task);
     // A placeholder, so that a sync pass that reads the new row before this call holds it does not schedule it twice.
@@ -485,8 +488,43 @@ class DurableStorage implements StorageMiddleware {
       }
       entry.phase = 'running';
       const claimed = await this.#claim(entry);
+      const invalid = this.#revalidate(claimed, registered);
+      if (invalid !== undefined) return this.#failInvalidParam(entry, claimed, invalid);
       return this.#run(entry, claimed, wctx, work, registered);
     };
+  }
+
+  /**
+   * Checks the claimed task's stored param against its work's validator again: the validator (or the row) may
+   * have changed since the task was scheduled. A work without a validator is not checked: its stored param is
+   * JSON already, and a run costs no extra walk over it.
+   *
+   * @returns the validation error, or undefined when the param is still valid
+   */
+  #revalidate(claimed: TaskInfo, registered: RegisteredWork): InvalidInputError | undefined {
+    if (registered.options.validate === undefined) return undefined;
+    try {
+      this.#registry.validateParam(claimed.workId, claimed.param);
+      return undefined;
+    } catch (error) {
+      if (error instanceof InvalidInputError) return error;
+      throw error;
+    }
+  }
+
+  /**
+   * Ends a claimed run whose stored param no longer validates: Failed at once, without a retry (another try
+   * would fail the same way), with the InvalidInputError (code `INVALID_INPUT`) as its error.
+   */
+  async #failInvalidParam(entry: LocalTask, claimed: TaskInfo, error: InvalidInputError): Promise<never> {
+    const id = entry.taskId;
+    const token = claimed.lease?.token ?? '';
+    const failed = await this.#fenced('markAsFailed', id, () => this.#repository.markAsFailed(id, toTaskError(error), token));
+    if (!failed.ok) return this.#zombie(entry, failed.error);
+    this.events.emit('task:failed', { task: failed.value, error });
+    entry.outcome = { state: 'failed', value: error };
+    // Unrecoverable: a retry middleware outside this one must not run it again.
+    throw new UnrecoverableError(`the stored param no longer passes the validation of "${claimed.workId}": ${error.message}`, { cause: error });
   }
 
   /** Claims the task; when the claim is lost, settles what this node knows and throws what the core expects. */
@@ -609,11 +647,15 @@ class DurableStorage implements StorageMiddleware {
     } finally {
       timeout?.clear();
       keeper.stop();
-      progress.stop();
       wctx.signal.removeEventListener('abort', forward);
       entry.controller = undefined;
     }
-    if (leaseLost !== undefined) return this.#zombie(entry, leaseLost, true);
+    if (leaseLost !== undefined) {
+      progress.stop();
+      return this.#zombie(entry, leaseLost, true);
+    }
+    // The last progress and check-in land before the write that ends the run (a Done task shows 8/8, not 7/8).
+    await progress.flush();
     return this.#record(entry, claimed, token, { ok, value, error, reason: controller.signal.aborted ? controller.signal.reason : undefined }, registered);
   }
 

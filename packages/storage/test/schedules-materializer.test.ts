@@ -37,6 +37,8 @@ describe('ScheduleMaterializer: exactly once across nodes', () => {
       maxAttempts: 3,
       scheduledAt: at,
       state: 'Initialized',
+      kind: 'periodic',
+      scheduleName: 'hourly',
     });
     const schedule = await w.repo.getSchedule('hourly');
     expect(schedule).toMatchObject({ lastOccurrenceAt: at, lastTaskId: task!.id, nextRunAt: new Date('2026-01-01T02:00:00.000Z') });

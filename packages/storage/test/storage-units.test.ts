@@ -231,6 +231,8 @@ describe('decideSync', () => {
     progress: null,
     createdAt: new Date(now),
     updatedAt: new Date(now),
+    kind: 'scheduled',
+    scheduleName: null,
     ...patch,
   });
   const local = (phase: LocalTaskView['phase'], patch: Partial<LocalTaskView> = {}): LocalTaskView => ({ phase, scheduledAt: now + 1000, priority: 0, ...patch });

@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { changeRules } from './rules/change-rules.js';
 import { claimRules } from './rules/claim-rules.js';
+import { historyRules } from './rules/history-rules.js';
 import { insertRules } from './rules/insert-rules.js';
 import { leaseRules } from './rules/lease-rules.js';
 import { listRules } from './rules/list-rules.js';
@@ -25,6 +26,7 @@ const RULE_GROUPS: readonly RuleGroup[] = [
   uniqueKeyRules,
   listRules,
   scheduleRules,
+  historyRules,
 ];
 
 /**
