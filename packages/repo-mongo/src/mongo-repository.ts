@@ -25,6 +25,7 @@ import type {
   NormalizedNewTask,
   ReleaseOptions,
   Repository,
+  TaskAttempt,
   TaskError,
   TaskInfo,
   TaskPatch,
@@ -40,6 +41,7 @@ import {
   DUE_SORT,
   LIST_DUE_SORT,
   LIST_SORT,
+  TASK_PROJECTION,
   cancellableFilter,
   changesFilter,
   claimFilter,
@@ -63,7 +65,7 @@ import {
 } from './queries.js';
 import type { ChangeTicket } from './queries.js';
 import { UNIQUE_KEY_INDEX, migrate } from './schema.js';
-import { sanitizeTaskError, toTaskInfo } from './task-document.js';
+import { sanitizeTaskError, toTaskAttempt, toTaskInfo } from './task-document.js';
 import type { MetaDocument, TaskDocument } from './task-document.js';
 import { duplicateKeyIndex, isDuplicateKeyError, translateMongoError } from './translate-error.js';
 
@@ -135,6 +137,10 @@ interface WriteOptions {
  * Every time it keeps (createdAt, updatedAt, lease.until, progress.at) and every due or expiry check comes
  * from the server's `$$NOW`, never from the node's clock. Params are stored as JSON text, so keys such as
  * `$where` or `a.b` round-trip intact, and every caller's value in an update pipeline is a `$literal`.
+ *
+ * **Execution history.** Each task's attempt records are an array embedded in its document, changed by the
+ * same `findOneAndUpdate` as the transition they record (a claim opens one, the end of the run closes it),
+ * so the history can never disagree with the state, and it is deleted with the task.
  *
  * **The change cursor is exact.** Every write takes a sequence number from a counter document and records
  * it as pending in the same atomic update; it stamps the number on the task and releases it when done.
@@ -238,7 +244,12 @@ export class MongoRepository implements Repository {
   /** One conditional write of one task, under `ticket` or a ticket of its own; a late write is numbered again. */
   async #writeOne(filter: Document, build: (ticket: ChangeTicket) => Document[], options: WriteOptions = {}, ticket?: ChangeTicket): Promise<TaskDocument | null> {
     const apply = (t: ChangeTicket): Promise<TaskDocument | null> =>
-      this.#tasks.findOneAndUpdate(filter, build(t), { returnDocument: 'after', upsert: options.upsert ?? false, ...(options.sort ? { sort: options.sort } : {}) });
+      this.#tasks.findOneAndUpdate(filter, build(t), {
+        returnDocument: 'after',
+        upsert: options.upsert ?? false,
+        projection: TASK_PROJECTION,
+        ...(options.sort ? { sort: options.sort } : {}),
+      });
     const doc = ticket === undefined ? await this.#changes.withTicket(apply) : await apply(ticket);
     if (doc !== null && doc.seq === null) await this.#resequence([doc._id]);
     return doc;
@@ -250,7 +261,7 @@ export class MongoRepository implements Repository {
   }
 
   async #load(id: string): Promise<TaskDocument> {
-    const doc = await this.#tasks.findOne({ _id: id });
+    const doc = await this.#tasks.findOne({ _id: id }, { projection: TASK_PROJECTION });
     if (doc === null) throw new TaskNotFoundError(id);
     return doc;
   }
@@ -271,7 +282,7 @@ export class MongoRepository implements Repository {
         if (!isDuplicateKeyError(error)) throw error;
         const index = duplicateKeyIndex(error, UNIQUE_KEY_INDEX);
         if (task.uniqueKey !== null) {
-          const holder = await this.#tasks.findOne({ uniqueKey: { $eq: task.uniqueKey, $type: 'string' }, live: true });
+          const holder = await this.#tasks.findOne({ uniqueKey: { $eq: task.uniqueKey, $type: 'string' }, live: true }, { projection: TASK_PROJECTION });
           if (holder !== null) return { task: toTaskInfo(holder), created: false };
           // The holder ended between our insert and our read: the key is free again.
           if (index !== 'id' && round < RACE_ROUNDS) continue;
@@ -335,7 +346,7 @@ export class MongoRepository implements Repository {
       const late = await this.#tasks.find({ seq: null }, { projection: { _id: 1 } }).limit(HEAL_BATCH).toArray();
       await this.#resequence(late.map((doc) => String(doc._id)));
       const watermark = await this.#changes.watermark();
-      const docs = await this.#tasks.find(changesFilter(from, watermark)).sort(CHANGES_SORT).limit(limit).toArray();
+      const docs = await this.#tasks.find(changesFilter(from, watermark), { projection: TASK_PROJECTION }).sort(CHANGES_SORT).limit(limit).toArray();
       const last = docs.at(-1);
       if (last === undefined || last.seq === null) return { tasks: [], cursor: unchanged };
       return { tasks: docs.map(toTaskInfo), cursor: encodeChangeCursor({ seq: last.seq, id: last._id }) };
@@ -353,7 +364,7 @@ export class MongoRepository implements Repository {
     validateLimit(options.limit);
     const after = options.after === undefined || options.after === null ? null : decodePageCursor(options.after);
     return this.#run('list due tasks', async () => {
-      const docs = await this.#tasks.find(listDueFilter(options.before, after)).sort(LIST_DUE_SORT).limit(options.limit + 1).toArray();
+      const docs = await this.#tasks.find(listDueFilter(options.before, after), { projection: TASK_PROJECTION }).sort(LIST_DUE_SORT).limit(options.limit + 1).toArray();
       return page(docs, options.limit, (doc) => ({ at: doc.scheduledAt, id: doc._id }));
     });
   }
@@ -427,7 +438,7 @@ export class MongoRepository implements Repository {
   /** @inheritDoc Repository.markAsDone */
   async markAsDone(id: string, token: string): Promise<TaskInfo> {
     assertNonEmptyString(id, 'id');
-    return this.#run(`mark task ${id} done`, () => this.#fenced(id, token, (t) => endPipeline(TaskState.Done, undefined, t)));
+    return this.#run(`mark task ${id} done`, () => this.#fenced(id, token, (t) => endPipeline(TaskState.Done, undefined, t, { outcome: 'succeeded', error: null })));
   }
 
   /** A write that needs the task Working under `token`; a miss is LeaseLostError (or TaskNotFoundError). */
@@ -448,10 +459,12 @@ export class MongoRepository implements Repository {
     assertNonEmptyString(id, 'id');
     assertTaskError(error);
     const stored = sanitizeTaskError(error);
-    const build = (t: ChangeTicket): Document[] => endPipeline(TaskState.Failed, stored, t);
-    if (token !== undefined) return this.#run(`mark task ${id} failed`, () => this.#fenced(id, token, build));
+    if (token !== undefined) {
+      return this.#run(`mark task ${id} failed`, () => this.#fenced(id, token, (t) => endPipeline(TaskState.Failed, stored, t, { outcome: 'failed', error: stored })));
+    }
     return this.#run(`mark task ${id} failed`, async () => {
-      const doc = await this.#writeOne(stateFilter(id, TaskState.Initialized), build);
+      // Out of Initialized no run happened: no attempt record.
+      const doc = await this.#writeOne(stateFilter(id, TaskState.Initialized), (t) => endPipeline(TaskState.Failed, stored, t));
       if (doc !== null) return toTaskInfo(doc);
       const current = await this.#load(id);
       throw new InvalidStateError(id, current.state, 'fail');
@@ -473,7 +486,8 @@ export class MongoRepository implements Repository {
     return this.#run(`cancel task ${id}`, async () => {
       for (let round = 1; round <= RACE_ROUNDS; round++) {
         const filter = token === undefined ? cancellableFilter(id) : leaseFilter(id, token);
-        const doc = await this.#writeOne(filter, (t) => endPipeline(TaskState.Cancelled, error, t));
+        // The record closes only when the task was Working (the pipeline reads the state before the write).
+        const doc = await this.#writeOne(filter, (t) => endPipeline(TaskState.Cancelled, error, t, { outcome: 'cancelled', error: null }));
         if (doc !== null) return { task: toTaskInfo(doc), cancelled: true };
         const current = await this.#load(id);
         if (isTerminal(current.state)) return { task: toTaskInfo(current), cancelled: false };
@@ -539,7 +553,7 @@ export class MongoRepository implements Repository {
     validateLimit(limit);
     const after = options.after === undefined || options.after === null ? null : decodePageCursor(options.after);
     return this.#run('list tasks', async () => {
-      const docs = await this.#tasks.find(listFilter(options, after)).sort(LIST_SORT).limit(limit + 1).toArray();
+      const docs = await this.#tasks.find(listFilter(options, after), { projection: TASK_PROJECTION }).sort(LIST_SORT).limit(limit + 1).toArray();
       return page(docs, limit, (doc) => ({ at: doc.createdAt, id: doc._id }));
     });
   }
@@ -554,7 +568,25 @@ export class MongoRepository implements Repository {
     });
   }
 
-  /** @inheritDoc Repository.deleteTerminalBefore */
+  /**
+   * @inheritDoc Repository.listAttempts
+   * @remarks The records are embedded in the task's document and read by its `_id`; a task keeps its
+   * latest 40 records (`MAX_ATTEMPTS_KEPT`; run numbers keep counting). A task written before schema
+   * version 2 has no records of its runs before the upgrade.
+   */
+  async listAttempts(taskId: string): Promise<TaskAttempt[]> {
+    assertNonEmptyString(taskId, 'taskId');
+    return this.#run(`list the attempts of task ${taskId}`, async () => {
+      const doc = await this.#tasks.findOne({ _id: taskId }, { projection: { attempts: 1 } });
+      if (doc === null) throw new TaskNotFoundError(taskId);
+      return (doc.attempts ?? []).map((attempt) => toTaskAttempt(taskId, attempt));
+    });
+  }
+
+  /**
+   * @inheritDoc Repository.deleteTerminalBefore
+   * @remarks The attempt records live inside each task's document, so they go with it in the same delete.
+   */
   async deleteTerminalBefore(before: Date): Promise<number> {
     assertValidDate(before, 'before');
     return this.#run('delete ended tasks', async () => (await this.#tasks.deleteMany(terminalBeforeFilter(before))).deletedCount);

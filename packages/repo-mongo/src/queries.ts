@@ -5,12 +5,16 @@
  * Two rules hold for every builder:
  * - every value that came from a caller is wrapped in `$literal` inside a pipeline (a string such as
  *   `"$where"` would otherwise be read as a field path) and compared by plain equality in a filter;
- * - every time the database keeps (updatedAt, createdAt, lease.until, progress.at) and every due or
- *   expiry check is computed from `$$NOW`, the server's clock, never the node's.
+ * - every time the database keeps (updatedAt, createdAt, lease.until, progress.at, an attempt's startedAt,
+ *   endedAt and check-in times) and every due or expiry check is computed from `$$NOW`, the server's clock,
+ *   never the node's.
+ *
+ * The execution history is an `attempts` array embedded in the task document, changed by the same pipeline
+ * as the transition it records: one `findOneAndUpdate`, so a record can never disagree with the state.
  */
 import type { Document } from 'mongodb';
-import { TaskState } from '@horae/storage';
-import type { TaskError, TaskPatch } from '@horae/storage';
+import { MAX_CHECK_INS_PER_ATTEMPT, TaskState } from '@horae/storage';
+import type { AttemptOutcome, TaskError, TaskPatch } from '@horae/storage';
 import type { ChangePosition, PagePosition } from './cursors.js';
 import type { NormalizedNewTask } from '@horae/storage';
 import { encodeParam } from './task-document.js';
@@ -53,6 +57,102 @@ export function sequenceExpression(ticket: ChangeTicket): Document {
 }
 
 /**
+ * The most attempt records one task document keeps: the latest. A MongoDB document holds at most 16 MiB,
+ * and one record may reach about 300 KiB (50 check-ins of 2,000 characters, an error with its stack), so
+ * a task given back at many graceful stops could otherwise grow a document the server refuses, and then
+ * could not be claimed at all. Run numbers go on counting past it.
+ */
+export const MAX_ATTEMPTS_KEPT = 40;
+
+/** How a run ended, as a transition out of Working records it on the running attempt. */
+export interface AttemptEnd {
+  /** Every outcome but `running`. */
+  outcome: Exclude<AttemptOutcome, 'running'>;
+  /** The error the run ended with, already bounded; null for none. */
+  error: TaskError | null;
+}
+
+/**
+ * The projection of every task read: the execution history stays in the database (only `listAttempts`
+ * reads it), so a claim or a sync page costs the same however many runs a task had.
+ */
+export const TASK_PROJECTION: Document = { attempts: 0 };
+
+/** The stored history, or none for a document written before schema version 2. */
+const ATTEMPTS: Document = { $ifNull: ['$attempts', []] };
+
+/**
+ * A stage that opens a `running` attempt record; it must follow the stage of the claim, since it reads the
+ * new `attempt` counter. Its run number is one past the last record's (1 for the first run), so numbering
+ * goes on when the oldest records are dropped ({@link MAX_ATTEMPTS_KEPT}).
+ *
+ * @param owner - the node that claimed the task
+ */
+export function openAttemptStage(owner: string): Document {
+  const record = {
+    run: { $add: [{ $ifNull: [{ $arrayElemAt: ['$attempts.run', -1] }, 0] }, 1] },
+    attempt: '$attempt',
+    node: literal(owner),
+    startedAt: '$$NOW',
+    endedAt: literal(null),
+    outcome: literal('running'),
+    error: literal(null),
+    checkIns: literal([]),
+  };
+  return { $set: { attempts: { $slice: [{ $concatArrays: [ATTEMPTS, [record]] }, -MAX_ATTEMPTS_KEPT] } } };
+}
+
+/**
+ * The new value of `attempts` that closes the running record with `end`, stamped with the server's now.
+ * It reads the state before the write, so it must sit in the stage that changes the state: it closes a
+ * record only when the task was Working (a cancel of an Initialized task records nothing).
+ *
+ * @param end - the outcome and error of the run
+ */
+export function closeAttemptExpression(end: AttemptEnd): Document {
+  const closed = {
+    $map: {
+      input: ATTEMPTS,
+      in: {
+        $cond: [
+          { $eq: ['$$this.outcome', 'running'] },
+          { $mergeObjects: ['$$this', { endedAt: '$$NOW', outcome: literal(end.outcome), error: literal(end.error) }] },
+          '$$this',
+        ],
+      },
+    },
+  };
+  return { $cond: [{ $eq: ['$state', TaskState.Working] }, closed, ATTEMPTS] };
+}
+
+/**
+ * The new value of `attempts` that appends a check-in to the running record, unless its last check-in
+ * says the same; the latest {@link MAX_CHECK_INS_PER_ATTEMPT} are kept.
+ *
+ * @param message - the check-in message, already bounded
+ */
+export function checkInExpression(message: string): Document {
+  const checkIns = { $ifNull: ['$$this.checkIns', []] };
+  return {
+    $map: {
+      input: ATTEMPTS,
+      in: {
+        $cond: [
+          { $and: [{ $eq: ['$$this.outcome', 'running'] }, { $ne: [{ $arrayElemAt: ['$$this.checkIns.message', -1] }, literal(message)] }] },
+          {
+            $mergeObjects: [
+              '$$this',
+              { checkIns: { $slice: [{ $concatArrays: [checkIns, [{ at: '$$NOW', message: literal(message) }]] }, -MAX_CHECK_INS_PER_ATTEMPT] } },
+            ],
+          },
+          '$$this',
+        ],
+      },
+    },
+  };
+}
+
+/**
  * The filter of an insert done as an upsert: it never matches an existing document, so the upsert
  * inserts, and a taken id fails on the `_id` index with a duplicate key error instead of overwriting.
  *
@@ -83,6 +183,9 @@ export function insertPipeline(task: NormalizedNewTask, ticket: ChangeTicket): D
         lastError: literal(null),
         uniqueKey: literal(task.uniqueKey),
         progress: literal(null),
+        kind: literal(task.kind),
+        scheduleName: literal(task.scheduleName),
+        attempts: literal([]),
         createdAt: '$$NOW',
       },
     },
@@ -133,7 +236,8 @@ export const DUE_SORT: Document = { priority: -1, scheduledAt: 1, createdAt: 1, 
 
 /**
  * The pipeline of a claim: Initialized → Working under a new lease that ends `leaseMs` after the server's
- * now, counting an attempt.
+ * now, counting an attempt and opening its `running` record. A new run starts with no progress: what the
+ * task reports is its current run's.
  */
 export function claimPipeline(owner: string, token: string, leaseMs: number, ticket: ChangeTicket): Document[] {
   return [
@@ -142,8 +246,10 @@ export function claimPipeline(owner: string, token: string, leaseMs: number, tic
         state: literal(TaskState.Working),
         attempt: { $add: ['$attempt', 1] },
         lease: { $mergeObjects: [literal({ owner, token }), { until: { $add: ['$$NOW', literal(leaseMs)] } }] },
+        progress: literal(null),
       },
     },
+    openAttemptStage(owner),
     finalizeStage(ticket),
   ];
 }
@@ -156,9 +262,11 @@ export function renewPipeline(leaseMs: number, ticket: ChangeTicket): Document[]
 
 /**
  * The pipeline of `release`: Working → Initialized due at `runAt`, the lease cleared; the attempt given
- * back (never below 0) when `refundAttempt`; `lastError` replaced when an error is given.
+ * back (never below 0) when `refundAttempt`; `lastError` replaced when an error is given. The running
+ * record closes `retried` with the error when one is given, else `released` (a graceful stop).
  */
 export function releasePipeline(runAt: Date, error: TaskError | undefined, refundAttempt: boolean, ticket: ChangeTicket): Document[] {
+  const end: AttemptEnd = error === undefined ? { outcome: 'released', error: null } : { outcome: 'retried', error };
   return [
     {
       $set: {
@@ -167,6 +275,7 @@ export function releasePipeline(runAt: Date, error: TaskError | undefined, refun
         lease: literal(null),
         attempt: refundAttempt ? { $max: [0, { $subtract: ['$attempt', 1] }] } : '$attempt',
         lastError: error === undefined ? '$lastError' : literal(error),
+        attempts: closeAttemptExpression(end),
       },
     },
     finalizeStage(ticket),
@@ -178,12 +287,13 @@ export function releasePipeline(runAt: Date, error: TaskError | undefined, refun
  *
  * @param state - Done, Failed or Cancelled
  * @param error - the new `lastError`; undefined keeps the current one
+ * @param end - how the run ended, closing its record when the task was Working; undefined records nothing
+ *   (a task failed before it ever ran)
  */
-export function endPipeline(state: TaskState, error: TaskError | undefined, ticket: ChangeTicket): Document[] {
-  return [
-    { $set: { state: literal(state), lease: literal(null), lastError: error === undefined ? '$lastError' : literal(error) } },
-    finalizeStage(ticket),
-  ];
+export function endPipeline(state: TaskState, error: TaskError | undefined, ticket: ChangeTicket, end?: AttemptEnd): Document[] {
+  const set: Document = { state: literal(state), lease: literal(null), lastError: error === undefined ? '$lastError' : literal(error) };
+  if (end !== undefined) set.attempts = closeAttemptExpression(end);
+  return [{ $set: set }, finalizeStage(ticket)];
 }
 
 /** The pipeline of `update`: only the fields the patch has, as literals. */
@@ -195,13 +305,18 @@ export function patchPipeline(patch: TaskPatch, ticket: ChangeTicket): Document[
   return Object.keys(set).length === 0 ? [finalizeStage(ticket)] : [{ $set: set }, finalizeStage(ticket)];
 }
 
-/** The pipeline of `setProgress`: replaces the progress, stamped with the server's now. */
+/**
+ * The pipeline of `setProgress`: replaces the progress, stamped with the server's now; a message is also
+ * a check-in of the running attempt (see {@link checkInExpression}).
+ */
 export function progressPipeline(progress: { completed: number; total: number; message?: string }, ticket: ChangeTicket): Document[] {
   const given: Document = { completed: progress.completed, total: progress.total };
   if (typeof progress.message === 'string') given.message = progress.message;
   // $mergeObjects replaces the whole sub-document; a plain sub-document in $set would merge into the
   // old progress and keep a stale message.
-  return [{ $set: { progress: { $mergeObjects: [literal(given), { at: '$$NOW' }] } } }, finalizeStage(ticket)];
+  const set: Document = { progress: { $mergeObjects: [literal(given), { at: '$$NOW' }] } };
+  if (typeof progress.message === 'string') set.attempts = checkInExpression(progress.message);
+  return [{ $set: set }, finalizeStage(ticket)];
 }
 
 /** The filter of `reclaimExpired`: Working tasks whose lease ended by the server's clock (until ≤ now). */
@@ -215,13 +330,15 @@ export const LEASE_EXPIRED_ERROR: TaskError = { message: 'lease expired', code: 
 
 /**
  * The pipeline of `reclaimExpired`: back to Initialized due at the server's now, or Failed when the attempts
- * are spent; the lease cleared so the old holder's token is refused.
+ * are spent; the lease cleared so the old holder's token is refused; the running record closed
+ * `lease-expired`.
  */
 export function reclaimPipeline(ticket: ChangeTicket): Document[] {
   return [
     {
       $set: {
         state: { $cond: [{ $gte: ['$attempt', '$maxAttempts'] }, literal(TaskState.Failed), literal(TaskState.Initialized)] },
+        attempts: closeAttemptExpression({ outcome: 'lease-expired', error: LEASE_EXPIRED_ERROR }),
       },
     },
     {

@@ -41,7 +41,10 @@ export const TASK_INDEXES: readonly IndexDescription[] = [
 /** The slice of the driver the migrations use. */
 export interface SchemaTarget {
   /** The tasks collection. */
-  tasks: { createIndexes(indexes: IndexDescription[]): Promise<string[]> };
+  tasks: {
+    createIndexes(indexes: IndexDescription[]): Promise<string[]>;
+    updateMany(filter: Document, update: Document): Promise<unknown>;
+  };
   /** The meta collection (schema version, change counter). */
   meta: {
     findOne(filter: Document): Promise<Document | null>;
@@ -68,6 +71,19 @@ export const MIGRATIONS: readonly Migration[] = [
       await target.tasks.createIndexes([...TASK_INDEXES]);
       // $setOnInsert: a counter that exists already keeps its sequence.
       await target.meta.updateOne({ _id: CHANGE_LOG_ID }, { $setOnInsert: { seq: 0, pending: [] } }, { upsert: true });
+    },
+  },
+  {
+    version: 2,
+    description: 'task kinds, schedule names and the embedded execution history',
+    async up(target) {
+      // Existing tasks were all scheduled at a time and ran with no record kept: kind 'scheduled', no
+      // schedule, an empty history. Each update touches only documents that lack the field, so a rerun (or
+      // a node still on version 1 inserting meanwhile) is harmless; reads default the same way. Neither
+      // updatedAt nor seq changes: what a reader sees of these tasks is the same before and after.
+      await target.tasks.updateMany({ kind: { $exists: false } }, { $set: { kind: 'scheduled' } });
+      await target.tasks.updateMany({ scheduleName: { $exists: false } }, { $set: { scheduleName: null } });
+      await target.tasks.updateMany({ attempts: { $exists: false } }, { $set: { attempts: [] } });
     },
   },
 ];

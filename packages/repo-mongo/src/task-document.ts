@@ -2,7 +2,7 @@
  * How a task is stored in MongoDB, and the mapping between a stored document and a {@link TaskInfo}.
  */
 import { RepositoryError, MAX_ERROR_MESSAGE_LENGTH, MAX_ERROR_STACK_LENGTH } from '@horae/storage';
-import type { JsonValue, Lease, TaskError, TaskInfo, TaskProgress, TaskState } from '@horae/storage';
+import type { AttemptOutcome, CheckIn, JsonValue, Lease, TaskAttempt, TaskError, TaskInfo, TaskKind, TaskProgress, TaskState } from '@horae/storage';
 
 /**
  * A task as stored. `param` is kept as a JSON string, so keys that start with `$` or contain `.` are
@@ -41,6 +41,36 @@ export interface TaskDocument {
   live: boolean;
   /** The change sequence of the last write; null while a late write waits to be sequenced again. */
   seq: number | null;
+  /** See {@link TaskInfo.kind}; absent on a document written before schema version 2 (read as `scheduled`). */
+  kind?: TaskKind;
+  /** See {@link TaskInfo.scheduleName}; absent on a document written before schema version 2 (read as null). */
+  scheduleName?: string | null;
+  /**
+   * The execution history, oldest first, embedded so that each record is written by the same
+   * `findOneAndUpdate` as the transition it records. Task reads leave it out (a projection); only
+   * `listAttempts` reads it. Absent on a document written before schema version 2 (read as empty).
+   */
+  attempts?: AttemptDocument[];
+}
+
+/** One run of a task as embedded in its document: a {@link TaskAttempt} without the task id. */
+export interface AttemptDocument {
+  /** See {@link TaskAttempt.run}. */
+  run: number;
+  /** See {@link TaskAttempt.attempt}. */
+  attempt: number;
+  /** See {@link TaskAttempt.node}. */
+  node: string;
+  /** See {@link TaskAttempt.startedAt}; set from the server's `$$NOW`. */
+  startedAt: Date;
+  /** See {@link TaskAttempt.endedAt}; set from the server's `$$NOW`. */
+  endedAt: Date | null;
+  /** See {@link TaskAttempt.outcome}. */
+  outcome: AttemptOutcome;
+  /** See {@link TaskAttempt.error}. */
+  error: TaskError | null;
+  /** See {@link TaskAttempt.checkIns}; each `at` set from the server's `$$NOW`. */
+  checkIns: CheckIn[];
 }
 
 /**
@@ -117,6 +147,29 @@ export function toTaskInfo(doc: TaskDocument): TaskInfo {
     progress: toProgress(doc.progress),
     createdAt: doc.createdAt,
     updatedAt: doc.updatedAt,
+    kind: doc.kind ?? 'scheduled',
+    scheduleName: doc.scheduleName ?? null,
+  };
+}
+
+/**
+ * Maps an embedded attempt record to the {@link TaskAttempt} callers see.
+ *
+ * @param taskId - the task the record belongs to
+ * @param doc - the record as read from the task's `attempts` array
+ * @returns a fresh TaskAttempt (its check-ins copied, its error bounded)
+ */
+export function toTaskAttempt(taskId: string, doc: AttemptDocument): TaskAttempt {
+  return {
+    taskId,
+    run: doc.run,
+    attempt: doc.attempt,
+    node: doc.node,
+    startedAt: doc.startedAt,
+    endedAt: doc.endedAt ?? null,
+    outcome: doc.outcome,
+    error: doc.error === null || doc.error === undefined ? null : sanitizeTaskError(doc.error),
+    checkIns: (doc.checkIns ?? []).map((checkIn) => ({ at: checkIn.at, message: checkIn.message })),
   };
 }
 

@@ -3,9 +3,12 @@ import { afterEach, expect, it } from 'vitest';
 import type { Repository } from '@horae/storage';
 import { SchemaVersionError } from '@horae/storage';
 import type { RepositoryFixture } from '@horae/storage/testing';
-import { MongoRepository, UNIQUE_KEY_INDEX } from '@horae/repo-mongo';
+import { MAX_ATTEMPTS_KEPT, MongoRepository, TASK_INDEXES, UNIQUE_KEY_INDEX } from '@horae/repo-mongo';
 import { ChangeLog } from '../src/change-log.js';
 import { MONGODB_URI, databaseOf } from './mongo-fixture.js';
+
+/** A stored document as the raw driver reads it. */
+type RawDocument = { _id: string } & Record<string, unknown>;
 
 const PAST = (): Date => new Date(Date.now() - 10 * 60_000);
 
@@ -84,6 +87,81 @@ export function mongoOnlyTests(fixture: () => RepositoryFixture): void {
     expect(await repo.getCursor()).toBe(String(inFlight.seq - 1));
     await changes.release(inFlight);
     expect((await drainIds(repo, cursor)).ids).toEqual([later.id]);
+  });
+
+  it('mongo: a database at schema version 1 upgrades; its tasks read as kind scheduled, no schedule, an empty history', async () => {
+    const dbName = `${databaseOf.get(fixture().repository)!}_v1`;
+    const db = new MongoClient(MONGODB_URI!);
+    clients.push(db);
+    const v1 = db.db(dbName);
+    const old = new Date('2020-01-01T00:00:00.000Z');
+    // What version 1 wrote: its indexes, its counter and version, and tasks without kind, schedule or history.
+    await v1.collection('horae_tasks').createIndexes([...TASK_INDEXES]);
+    await v1.collection<RawDocument>('horae_meta').insertMany([
+      { _id: 'schema', version: 1 },
+      { _id: 'changes', seq: 3, pending: [] },
+    ] as never[]);
+    const base = { workId: 'w', param: 'null', scheduledAt: old, priority: 0, maxAttempts: 3, lastError: null, uniqueKey: null, progress: null, createdAt: old, updatedAt: old };
+    await v1.collection<RawDocument>('horae_tasks').insertMany([
+      { _id: 'waiting', ...base, state: 'Initialized', attempt: 0, lease: null, live: true, seq: 1 },
+      { _id: 'running', ...base, state: 'Working', attempt: 1, lease: { owner: 'old-node', until: new Date('2100-01-01T00:00:00.000Z'), token: 'tok' }, live: true, seq: 2 },
+      { _id: 'done', ...base, state: 'Done', attempt: 1, lease: null, live: false, seq: 3 },
+    ] as never[]);
+    const repo = new MongoRepository({ uri: MONGODB_URI!, dbName });
+    try {
+      await repo.init();
+      expect((await v1.collection<RawDocument>('horae_meta').findOne({ _id: 'schema' }))?.version).toBe(2);
+      for (const id of ['waiting', 'running', 'done']) {
+        const stored = await v1.collection<RawDocument>('horae_tasks').findOne({ _id: id });
+        expect(stored, id).toMatchObject({ kind: 'scheduled', scheduleName: null, attempts: [], updatedAt: old });
+        expect(await repo.getById(id), id).toMatchObject({ kind: 'scheduled', scheduleName: null });
+        expect(await repo.listAttempts(id), id).toEqual([]);
+      }
+      // A run that started before the upgrade ends normally; it has no record to close.
+      expect((await repo.markAsDone('running', 'tok')).state).toBe('Done');
+      expect(await repo.listAttempts('running')).toEqual([]);
+      // The first run after the upgrade is run 1, recorded with the transition.
+      const claimed = await repo.claim('waiting', { owner: 'new-node', leaseMs: 60_000 });
+      expect(await repo.listAttempts('waiting')).toMatchObject([{ taskId: 'waiting', run: 1, attempt: 1, node: 'new-node', outcome: 'running', endedAt: null }]);
+      await repo.markAsDone('waiting', claimed!.lease!.token);
+      expect(await repo.listAttempts('waiting')).toMatchObject([{ run: 1, outcome: 'succeeded' }]);
+      // Opening it again migrates nothing: the history written since is intact.
+      const again = new MongoRepository({ uri: MONGODB_URI!, dbName });
+      try {
+        await again.init();
+        expect(await again.listAttempts('waiting')).toMatchObject([{ run: 1, outcome: 'succeeded' }]);
+        expect((await v1.collection<RawDocument>('horae_meta').findOne({ _id: 'schema' }))?.version).toBe(2);
+      } finally {
+        await again.close();
+      }
+    } finally {
+      await repo.close();
+      await v1.dropDatabase();
+    }
+  });
+
+  it('mongo: the history is embedded in the task document, beside the kind and schedule name', async () => {
+    const repo = fixture().repository;
+    const { task } = await repo.insert({ workId: 'w', scheduledAt: PAST(), scheduleName: 'nightly' });
+    const claimed = await repo.claim(task.id, { owner: 'n', leaseMs: 60_000 });
+    await repo.setProgress(task.id, claimed!.lease!.token, { completed: 1, total: 2, message: '$$ROOT' });
+    const stored = await database().collection<RawDocument>('horae_tasks').findOne({ _id: task.id });
+    expect(stored).toMatchObject({ kind: 'periodic', scheduleName: 'nightly' });
+    expect(stored?.attempts).toMatchObject([{ run: 1, attempt: 1, node: 'n', outcome: 'running', endedAt: null, error: null, checkIns: [{ message: '$$ROOT' }] }]);
+  });
+
+  it(`mongo: a task keeps its latest ${MAX_ATTEMPTS_KEPT} attempt records, and run numbers go on`, async () => {
+    const repo = fixture().repository;
+    const { task } = await repo.insert({ workId: 'w', scheduledAt: PAST() });
+    const runs = MAX_ATTEMPTS_KEPT + 2;
+    for (let i = 0; i < runs; i++) {
+      const claimed = await repo.claim(task.id, { owner: 'n', leaseMs: 60_000 });
+      await repo.release(task.id, claimed!.lease!.token, { runAt: PAST(), refundAttempt: true });
+    }
+    const attempts = await repo.listAttempts(task.id);
+    expect(attempts).toHaveLength(MAX_ATTEMPTS_KEPT);
+    expect(attempts.map((a) => a.run)).toEqual(Array.from({ length: MAX_ATTEMPTS_KEPT }, (_, i) => runs - MAX_ATTEMPTS_KEPT + i + 1));
+    expect(attempts.every((a) => a.outcome === 'released' && a.attempt === 1)).toBe(true);
   });
 
   it('mongo: writes past their ticket deadline are numbered again and still seen', async () => {

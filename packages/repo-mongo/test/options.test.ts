@@ -54,6 +54,8 @@ describe('MongoRepository without a server', () => {
       ['list with an unknown state', () => repo.list({ state: 'Sleeping' as never })],
       ['list with a foreign cursor', () => repo.list({ after: 'nope' })],
       ['deleteTerminalBefore with a string', () => repo.deleteTerminalBefore('2020' as never)],
+      ['listAttempts with an operator task id', () => repo.listAttempts({ $ne: null } as never)],
+      ['listAttempts with an empty task id', () => repo.listAttempts('')],
     ];
     try {
       for (const [label, call] of calls) await expect(call(), label).rejects.toBeInstanceOf(InvalidInputError);

@@ -1,8 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { normalizeNewTask } from '@horae/storage';
+import type { Document } from 'mongodb';
+import { MAX_CHECK_INS_PER_ATTEMPT, normalizeNewTask } from '@horae/storage';
 import {
   LEASE_EXPIRED_ERROR,
+  MAX_ATTEMPTS_KEPT,
+  TASK_PROJECTION,
   cancellableFilter,
+  checkInExpression,
+  closeAttemptExpression,
   changesFilter,
   claimFilter,
   claimPipeline,
@@ -15,6 +20,7 @@ import {
   leaseFilter,
   listDueFilter,
   listFilter,
+  openAttemptStage,
   patchPipeline,
   progressPipeline,
   reclaimPipeline,
@@ -32,6 +38,53 @@ const finalize = {
     seq: { $cond: [{ $lt: ['$$NOW', { $literal: ticket.deadline }] }, { $literal: 42 }, null] },
   },
 };
+const ATTEMPTS = { $ifNull: ['$attempts', []] };
+
+/** The expected `attempts` of a transition that closes the running record (only when the task was Working). */
+const closing = (outcome: string, error: unknown) => ({
+  $cond: [
+    { $eq: ['$state', 'Working'] },
+    {
+      $map: {
+        input: ATTEMPTS,
+        in: {
+          $cond: [
+            { $eq: ['$$this.outcome', 'running'] },
+            { $mergeObjects: ['$$this', { endedAt: '$$NOW', outcome: { $literal: outcome }, error: { $literal: error } }] },
+            '$$this',
+          ],
+        },
+      },
+    },
+    ATTEMPTS,
+  ],
+});
+const opening = (owner: string) => ({
+  $set: {
+    attempts: {
+      $slice: [
+        {
+          $concatArrays: [
+            ATTEMPTS,
+            [
+              {
+                run: { $add: [{ $ifNull: [{ $arrayElemAt: ['$attempts.run', -1] }, 0] }, 1] },
+                attempt: '$attempt',
+                node: { $literal: owner },
+                startedAt: '$$NOW',
+                endedAt: { $literal: null },
+                outcome: { $literal: 'running' },
+                error: { $literal: null },
+                checkIns: { $literal: [] },
+              },
+            ],
+          ],
+        },
+        -MAX_ATTEMPTS_KEPT,
+      ],
+    },
+  },
+});
 
 describe('write builders', () => {
   it('finalizeStage recomputes live, stamps updatedAt from $$NOW and the sequence only before the deadline', () => {
@@ -56,6 +109,9 @@ describe('write builders', () => {
           lastError: { $literal: null },
           uniqueKey: { $literal: '$key' },
           progress: { $literal: null },
+          kind: { $literal: 'scheduled' },
+          scheduleName: { $literal: null },
+          attempts: { $literal: [] },
           createdAt: '$$NOW',
         },
       },
@@ -63,7 +119,15 @@ describe('write builders', () => {
     ]);
   });
 
-  it('claim filters on Initialized (and the due time seen) and takes a lease ending at $$NOW + leaseMs', () => {
+  it('insert stores the kind and the schedule name as literals, with an empty history', () => {
+    const scheduledAt = new Date('2030-01-01T00:00:00.000Z');
+    const [periodic] = insertPipeline(normalizeNewTask({ workId: 'w', scheduledAt, scheduleName: '$nightly' }), ticket);
+    expect(periodic?.$set).toMatchObject({ kind: { $literal: 'periodic' }, scheduleName: { $literal: '$nightly' }, attempts: { $literal: [] } });
+    const [immediate] = insertPipeline(normalizeNewTask({ workId: 'w', scheduledAt, kind: 'immediate' }), ticket);
+    expect(immediate?.$set).toMatchObject({ kind: { $literal: 'immediate' }, scheduleName: { $literal: null } });
+  });
+
+  it('claim filters on Initialized (and the due time seen), takes a lease ending at $$NOW + leaseMs and clears the progress', () => {
     expect(claimFilter('t1')).toEqual({ _id: 't1', state: 'Initialized' });
     const at = new Date('2030-01-01T00:00:00.000Z');
     expect(claimFilter('t1', at)).toEqual({ _id: 't1', state: 'Initialized', scheduledAt: at });
@@ -73,10 +137,20 @@ describe('write builders', () => {
           state: { $literal: 'Working' },
           attempt: { $add: ['$attempt', 1] },
           lease: { $mergeObjects: [{ $literal: { owner: '$owner', token: 'tok' } }, { until: { $add: ['$$NOW', { $literal: 0 }] } }] },
+          progress: { $literal: null },
         },
       },
+      opening('$owner'),
       finalize,
     ]);
+  });
+
+  it('a claim opens a running record after the claim stage: run one past the last, the new attempt counter, $$NOW', () => {
+    expect(openAttemptStage('$$ROOT')).toEqual(opening('$$ROOT'));
+    const [claim, open] = claimPipeline('n', 'tok', 1, ticket);
+    // The record reads the incremented `attempt`, so it must come in a later stage than the increment.
+    expect(Object.keys(claim?.$set as object)).toContain('attempt');
+    expect(Object.keys(open?.$set as object)).toEqual(['attempts']);
   });
 
   it('claimDue compares the due time with $$NOW, never with a node time', () => {
@@ -96,7 +170,16 @@ describe('write builders', () => {
   it('release clears the lease, refunds an attempt never below 0, and keeps or replaces lastError', () => {
     const runAt = new Date('2030-01-01T00:00:00.000Z');
     expect(releasePipeline(runAt, undefined, false, ticket)).toEqual([
-      { $set: { state: { $literal: 'Initialized' }, scheduledAt: { $literal: runAt }, lease: { $literal: null }, attempt: '$attempt', lastError: '$lastError' } },
+      {
+        $set: {
+          state: { $literal: 'Initialized' },
+          scheduledAt: { $literal: runAt },
+          lease: { $literal: null },
+          attempt: '$attempt',
+          lastError: '$lastError',
+          attempts: closing('released', null),
+        },
+      },
       finalize,
     ]);
     const [stage] = releasePipeline(runAt, { message: 'm', code: 'C' }, true, ticket);
@@ -107,6 +190,7 @@ describe('write builders', () => {
         lease: { $literal: null },
         attempt: { $max: [0, { $subtract: ['$attempt', 1] }] },
         lastError: { $literal: { message: 'm', code: 'C' } },
+        attempts: closing('retried', { message: 'm', code: 'C' }),
       },
     });
   });
@@ -114,6 +198,19 @@ describe('write builders', () => {
   it('end states clear the lease; lastError is replaced only when given', () => {
     expect(endPipeline('Done', undefined, ticket)).toEqual([{ $set: { state: { $literal: 'Done' }, lease: { $literal: null }, lastError: '$lastError' } }, finalize]);
     expect(endPipeline('Failed', { message: '$x' }, ticket)[0]).toEqual({ $set: { state: { $literal: 'Failed' }, lease: { $literal: null }, lastError: { $literal: { message: '$x' } } } });
+  });
+
+  it('an end with an outcome closes the running record in the same stage as the state change', () => {
+    expect(endPipeline('Done', undefined, ticket, { outcome: 'succeeded', error: null })).toEqual([
+      { $set: { state: { $literal: 'Done' }, lease: { $literal: null }, lastError: '$lastError', attempts: closing('succeeded', null) } },
+      finalize,
+    ]);
+    const attemptsOf = (pipeline: Document[]): unknown => (pipeline[0]?.$set as { attempts?: unknown }).attempts;
+    expect(attemptsOf(endPipeline('Failed', { message: '$x' }, ticket, { outcome: 'failed', error: { message: '$x' } }))).toEqual(closing('failed', { message: '$x' }));
+    expect(attemptsOf(endPipeline('Cancelled', undefined, ticket, { outcome: 'cancelled', error: null }))).toEqual(closing('cancelled', null));
+    // A task failed before it ever ran records nothing.
+    expect(attemptsOf(endPipeline('Failed', { message: 'x' }, ticket))).toBeUndefined();
+    expect(closeAttemptExpression({ outcome: 'lease-expired', error: LEASE_EXPIRED_ERROR })).toEqual(closing('lease-expired', LEASE_EXPIRED_ERROR));
   });
 
   it('update sets only the patched fields; an empty patch only touches', () => {
@@ -126,17 +223,48 @@ describe('write builders', () => {
     expect(patchPipeline({}, ticket)).toEqual([finalize]);
   });
 
-  it('setProgress replaces the whole progress, stamped with $$NOW', () => {
+  it('setProgress replaces the whole progress, stamped with $$NOW; only a message touches the history', () => {
     expect(progressPipeline({ completed: 1, total: 2 }, ticket)).toEqual([{ $set: { progress: { $mergeObjects: [{ $literal: { completed: 1, total: 2 } }, { at: '$$NOW' }] } } }, finalize]);
     expect(progressPipeline({ completed: 1, total: 2, message: '$m' }, ticket)[0]).toEqual({
-      $set: { progress: { $mergeObjects: [{ $literal: { completed: 1, total: 2, message: '$m' } }, { at: '$$NOW' }] } },
+      $set: { progress: { $mergeObjects: [{ $literal: { completed: 1, total: 2, message: '$m' } }, { at: '$$NOW' }] }, attempts: checkInExpression('$m') },
     });
+  });
+
+  it('a check-in appends to the running record unless it repeats the last one, keeping the latest 50', () => {
+    expect(MAX_CHECK_INS_PER_ATTEMPT).toBe(50);
+    expect(checkInExpression('$$ROOT')).toEqual({
+      $map: {
+        input: ATTEMPTS,
+        in: {
+          $cond: [
+            { $and: [{ $eq: ['$$this.outcome', 'running'] }, { $ne: [{ $arrayElemAt: ['$$this.checkIns.message', -1] }, { $literal: '$$ROOT' }] }] },
+            {
+              $mergeObjects: [
+                '$$this',
+                { checkIns: { $slice: [{ $concatArrays: [{ $ifNull: ['$$this.checkIns', []] }, [{ at: '$$NOW', message: { $literal: '$$ROOT' } }]] }, -50] } },
+              ],
+            },
+            '$$this',
+          ],
+        },
+      },
+    });
+  });
+
+  it('task reads leave the history out; at most 40 attempt records are kept', () => {
+    expect(TASK_PROJECTION).toEqual({ attempts: 0 });
+    expect(MAX_ATTEMPTS_KEPT).toBe(40);
   });
 
   it('reclaimExpired finds leases ended by $$NOW and fails tasks whose attempts are spent', () => {
     expect(expiredFilter()).toEqual({ state: 'Working', 'lease.until': { $type: 'date' }, $expr: { $lte: ['$lease.until', '$$NOW'] } });
     expect(reclaimPipeline(ticket)).toEqual([
-      { $set: { state: { $cond: [{ $gte: ['$attempt', '$maxAttempts'] }, { $literal: 'Failed' }, { $literal: 'Initialized' }] } } },
+      {
+        $set: {
+          state: { $cond: [{ $gte: ['$attempt', '$maxAttempts'] }, { $literal: 'Failed' }, { $literal: 'Initialized' }] },
+          attempts: closing('lease-expired', { message: 'lease expired', code: 'LEASE_EXPIRED' }),
+        },
+      },
       {
         $set: {
           scheduledAt: { $cond: [{ $eq: ['$state', 'Initialized'] }, '$$NOW', '$scheduledAt'] },

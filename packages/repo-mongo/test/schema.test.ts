@@ -1,17 +1,22 @@
 import { describe, expect, it } from 'vitest';
 import type { Document, IndexDescription } from 'mongodb';
 import { SchemaVersionError } from '@horae/storage';
-import { SCHEMA_VERSION, TASK_INDEXES, UNIQUE_KEY_INDEX, UNIQUE_KEY_INDEX_SPEC, migrate } from '../src/schema.js';
+import { MIGRATIONS, SCHEMA_VERSION, TASK_INDEXES, UNIQUE_KEY_INDEX, UNIQUE_KEY_INDEX_SPEC, migrate } from '../src/schema.js';
 import type { SchemaTarget } from '../src/schema.js';
 
 /** An in-memory stand-in that records what migrate asks for; it checks migrate's own logic, not MongoDB. */
-function recordingTarget(storedVersion: number | null): SchemaTarget & { created: IndexDescription[][]; updates: Document[] } {
+function recordingTarget(storedVersion: number | null): SchemaTarget & { created: IndexDescription[][]; updates: Document[]; taskUpdates: Document[] } {
   const created: IndexDescription[][] = [];
   const updates: Document[] = [];
+  const taskUpdates: Document[] = [];
   return {
     created,
     updates,
-    tasks: { createIndexes: (indexes) => (created.push(indexes), Promise.resolve(indexes.map((i) => i.name ?? ''))) },
+    taskUpdates,
+    tasks: {
+      createIndexes: (indexes) => (created.push(indexes), Promise.resolve(indexes.map((i) => i.name ?? ''))),
+      updateMany: (filter, update) => (taskUpdates.push({ filter, update }), Promise.resolve()),
+    },
     meta: {
       findOne: () => Promise.resolve(storedVersion === null ? null : { _id: 'schema', version: storedVersion }),
       updateOne: (filter, update) => (updates.push({ filter, update }), Promise.resolve()),
@@ -41,8 +46,29 @@ describe('schema', () => {
     expect(target.created).toEqual([[...TASK_INDEXES]]);
     expect(target.updates).toEqual([
       { filter: { _id: 'changes' }, update: { $setOnInsert: { seq: 0, pending: [] } } },
-      { filter: { _id: 'schema' }, update: { $max: { version: SCHEMA_VERSION } } },
+      { filter: { _id: 'schema' }, update: { $max: { version: 1 } } },
+      { filter: { _id: 'schema' }, update: { $max: { version: 2 } } },
     ]);
+  });
+
+  it('versions are 1, 2, … with no gap, and version 1 is unchanged from the shipped one', () => {
+    expect(MIGRATIONS.map((m) => m.version)).toEqual(MIGRATIONS.map((_, i) => i + 1));
+    expect(SCHEMA_VERSION).toBe(2);
+    expect(MIGRATIONS[0]?.description).toBe('task indexes and the change counter');
+  });
+
+  it('a database at version 1 upgrades: existing tasks get kind scheduled, no schedule and an empty history', async () => {
+    const target = recordingTarget(1);
+    expect(await migrate(target)).toBe(2);
+    // Version 1's indexes and counter are not set up again.
+    expect(target.created).toEqual([]);
+    // Only documents missing a field are touched, and neither updatedAt nor seq moves.
+    expect(target.taskUpdates).toEqual([
+      { filter: { kind: { $exists: false } }, update: { $set: { kind: 'scheduled' } } },
+      { filter: { scheduleName: { $exists: false } }, update: { $set: { scheduleName: null } } },
+      { filter: { attempts: { $exists: false } }, update: { $set: { attempts: [] } } },
+    ]);
+    expect(target.updates).toEqual([{ filter: { _id: 'schema' }, update: { $max: { version: 2 } } }]);
   });
 
   it('an up-to-date database is left alone', async () => {
@@ -50,6 +76,7 @@ describe('schema', () => {
     expect(await migrate(target)).toBe(SCHEMA_VERSION);
     expect(target.created).toEqual([]);
     expect(target.updates).toEqual([]);
+    expect(target.taskUpdates).toEqual([]);
   });
 
   it('a newer schema is refused', async () => {

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { MAX_ERROR_MESSAGE_LENGTH, MAX_ERROR_STACK_LENGTH, RepositoryError } from '@horae/storage';
 import type { JsonValue } from '@horae/storage';
-import { decodeParam, encodeParam, sanitizeTaskError, toTaskInfo } from '../src/task-document.js';
-import type { TaskDocument } from '../src/task-document.js';
+import { decodeParam, encodeParam, sanitizeTaskError, toTaskAttempt, toTaskInfo } from '../src/task-document.js';
+import type { AttemptDocument, TaskDocument } from '../src/task-document.js';
 
 const NASTY: JsonValue = {
   $where: 'this.a == 1',
@@ -54,6 +54,8 @@ describe('document mapping', () => {
     updatedAt: at(2),
     live: true,
     seq: 17,
+    kind: 'periodic',
+    scheduleName: 'nightly',
   };
 
   it('maps every field and drops the storage-only ones', () => {
@@ -72,7 +74,16 @@ describe('document mapping', () => {
       progress: { completed: 1, total: 4, at: at(5) },
       createdAt: at(0),
       updatedAt: at(2),
+      kind: 'periodic',
+      scheduleName: 'nightly',
     });
+  });
+
+  it('a document written before schema version 2 reads as kind scheduled with no schedule', () => {
+    const old = { ...doc } as Partial<TaskDocument>;
+    delete old.kind;
+    delete old.scheduleName;
+    expect(toTaskInfo(old as TaskDocument)).toMatchObject({ kind: 'scheduled', scheduleName: null });
   });
 
   it('maps absent optional parts to null', () => {
@@ -87,6 +98,46 @@ describe('document mapping', () => {
     const a = toTaskInfo(doc);
     (a.param as { $a: number[] }).$a.push(2);
     expect(toTaskInfo(doc).param).toEqual({ $a: [1] });
+  });
+});
+
+describe('attempt mapping', () => {
+  const at = (s: number): Date => new Date(Date.UTC(2030, 0, 1, 0, 0, s));
+  const record: AttemptDocument = {
+    run: 2,
+    attempt: 1,
+    node: 'n',
+    startedAt: at(1),
+    endedAt: at(3),
+    outcome: 'retried',
+    error: { message: 'boom', code: 'E' },
+    checkIns: [{ at: at(2), message: 'half way' }],
+  };
+
+  it('maps every field and adds the task id', () => {
+    expect(toTaskAttempt('t', record)).toEqual({
+      taskId: 't',
+      run: 2,
+      attempt: 1,
+      node: 'n',
+      startedAt: at(1),
+      endedAt: at(3),
+      outcome: 'retried',
+      error: { message: 'boom', code: 'E' },
+      checkIns: [{ at: at(2), message: 'half way' }],
+    });
+  });
+
+  it('maps a running record to endedAt and error null, and returns fresh check-ins', () => {
+    const running = toTaskAttempt('t', { ...record, endedAt: null, outcome: 'running', error: null });
+    expect(running).toMatchObject({ endedAt: null, outcome: 'running', error: null });
+    running.checkIns.push({ at: at(9), message: 'x' });
+    expect(record.checkIns).toHaveLength(1);
+  });
+
+  it('bounds a stored error that was edited by hand', () => {
+    const mapped = toTaskAttempt('t', { ...record, error: { message: 'm'.repeat(MAX_ERROR_MESSAGE_LENGTH + 1), code: undefined } });
+    expect(mapped.error).toEqual({ message: 'm'.repeat(MAX_ERROR_MESSAGE_LENGTH) });
   });
 });
 
