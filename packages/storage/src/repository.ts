@@ -113,7 +113,8 @@ export interface Repository {
   listDue(options: { before: Date; limit: number; after?: string | null }): Promise<ListPage>;
 
   /**
-   * Initialized → Working: takes a lease for `owner`, sets a new token, and counts an attempt.
+   * Initialized → Working: takes a lease for `owner`, sets a new token, counts an attempt, and clears the
+   * progress of any earlier run (the new run reports its own).
    *
    * Rule: of concurrent claims of one Initialized task exactly one returns the task; the others, and any
    * claim of a task that is not Initialized, return null. A claim made with `ifScheduledAt` returns null
