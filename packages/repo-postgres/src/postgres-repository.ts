@@ -8,6 +8,7 @@ import {
   ALL_TASK_STATES,
   InvalidStateError,
   LeaseLostError,
+  MAX_CHECK_INS_PER_ATTEMPT,
   MAX_ERROR_MESSAGE_LENGTH,
   MAX_ERROR_STACK_LENGTH,
   RepositoryError,
@@ -31,6 +32,7 @@ import {
   type ScheduleAdvance,
   type ScheduleDefinition,
   type ScheduleStore,
+  type TaskAttempt,
   type TaskChangeNotice,
   type TaskError,
   type TaskInfo,
@@ -44,7 +46,7 @@ import { ChangeListener } from './change-listener.js';
 import { decodeChangeCursor, decodePageCursor, encodeChangeCursor, encodePageCursor } from './cursor.js';
 import type { PgPool, PgPoolClient, PgQueryConfig, PgQueryResult, PgQueryable } from './pg-types.js';
 import { PostgresScheduleTable } from './postgres-schedule-store.js';
-import { rowToTask } from './row-mapping.js';
+import { rowToAttempt, rowToTask } from './row-mapping.js';
 import { migrate, quoteIdent } from './schema.js';
 import { buildStatements, type Statements } from './statements.js';
 import { isRetryable, translateError } from './translate-error.js';
@@ -351,6 +353,8 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
         batch.map((r) => r.priority),
         batch.map((r) => r.maxAttempts),
         batch.map((r) => r.uniqueKey),
+        batch.map((r) => r.kind),
+        batch.map((r) => r.scheduleName),
       ]);
       const byId = new Map(inserted.rows.map((row) => [row.id as string, rowToTask(row)]));
       const missed: number[] = [];
@@ -593,8 +597,8 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
     }
     if (message !== undefined && typeof message !== 'string') throw new InvalidInputError('progress.message must be a string');
     const stored = JSON.stringify(message === undefined ? { completed, total } : { completed, total, message });
-    const { rowCount } = await this.#query('record progress', this.#sql.progress, [id, token, stored]);
-    if (rowCount === 0) throw await this.#leaseFailure(id);
+    const { rows } = await this.#query('record progress', this.#sql.progress, [id, token, stored, message ?? null, MAX_CHECK_INS_PER_ATTEMPT]);
+    if (rows.length === 0) throw await this.#leaseFailure(id);
   }
 
   /** {@inheritDoc @horae/storage!Repository.reclaimExpired} */
@@ -626,7 +630,25 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
     return counts;
   }
 
-  /** {@inheritDoc @horae/storage!Repository.deleteTerminalBefore} */
+  /**
+   * {@inheritDoc @horae/storage!Repository.listAttempts}
+   *
+   * @remarks One read of `task_attempts` (keyed `(task_id, run)`) joined to the task, so an unknown id and a task
+   * that never ran are told apart in one round trip. A task migrated from schema version 2 has no record of the
+   * runs it made before the upgrade; its history starts with its next claim, as run 1.
+   */
+  async listAttempts(taskId: string): Promise<TaskAttempt[]> {
+    assertString(taskId, 'taskId');
+    const { rows } = await this.#query('list the attempts of a task', this.#sql.listAttempts, [taskId]);
+    if (rows.length === 0) throw new TaskNotFoundError(taskId);
+    return rows.filter((row) => row.task_id !== null).map(rowToAttempt);
+  }
+
+  /**
+   * {@inheritDoc @horae/storage!Repository.deleteTerminalBefore}
+   *
+   * @remarks The attempt records go with their tasks in the same statement (`ON DELETE CASCADE`).
+   */
   async deleteTerminalBefore(before: Date): Promise<number> {
     assertValidDate(before, 'before');
     const { rowCount } = await this.#query('delete ended tasks', this.#sql.deleteTerminal, [before]);

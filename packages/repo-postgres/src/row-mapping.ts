@@ -1,7 +1,7 @@
 /**
- * Rows of the tasks table ↔ {@link TaskInfo}.
+ * Rows of the tasks table ↔ {@link TaskInfo}, rows of task_attempts → {@link TaskAttempt}.
  */
-import type { JsonValue, TaskError, TaskInfo, TaskProgress, TaskState } from '@horae/storage';
+import type { AttemptOutcome, CheckIn, JsonValue, TaskAttempt, TaskError, TaskInfo, TaskKind, TaskProgress, TaskState } from '@horae/storage';
 
 /** The columns every query that returns tasks selects, in order. */
 const COLUMNS = [
@@ -22,6 +22,8 @@ const COLUMNS = [
   'progress_at',
   'created_at',
   'updated_at',
+  'kind',
+  'schedule_name',
 ] as const;
 
 /**
@@ -59,5 +61,32 @@ export function rowToTask(row: Record<string, unknown>): TaskInfo {
     progress: progress === null || progress === undefined ? null : { ...progress, at: asDate(row.progress_at) },
     createdAt: asDate(row.created_at),
     updatedAt: asDate(row.updated_at),
+    kind: row.kind as TaskKind,
+    scheduleName: (row.schedule_name as string | null) ?? null,
+  };
+}
+
+/** The columns of task_attempts that {@link rowToAttempt} reads, for SELECT. */
+export const ATTEMPT_COLUMNS = 'task_id, run, attempt, node, started_at, ended_at, outcome, error, check_ins';
+
+/** A check-in as stored in the `check_ins` jsonb array: `at` in milliseconds since the epoch. */
+interface StoredCheckIn {
+  at: number;
+  message: string;
+}
+
+/** Builds a {@link TaskAttempt} from a row selected with {@link ATTEMPT_COLUMNS}. */
+export function rowToAttempt(row: Record<string, unknown>): TaskAttempt {
+  const checkIns = (row.check_ins as StoredCheckIn[] | null) ?? [];
+  return {
+    taskId: row.task_id as string,
+    run: Number(row.run),
+    attempt: Number(row.attempt),
+    node: row.node as string,
+    startedAt: asDate(row.started_at),
+    endedAt: row.ended_at === null || row.ended_at === undefined ? null : asDate(row.ended_at),
+    outcome: row.outcome as AttemptOutcome,
+    error: (row.error as TaskError | null) ?? null,
+    checkIns: checkIns.map((c): CheckIn => ({ at: new Date(Number(c.at)), message: c.message })),
   };
 }

@@ -18,6 +18,10 @@ export interface Migration {
 
 /** The task states, as stored (a CHECK constraint keeps strangers out). */
 const STATES = `'Initialized', 'Working', 'Done', 'Cancelled', 'Failed'`;
+/** The task kinds, as stored. */
+const KINDS = `'immediate', 'scheduled', 'periodic'`;
+/** The outcomes of a run, as stored. */
+const OUTCOMES = `'running', 'succeeded', 'failed', 'retried', 'released', 'cancelled', 'lease-expired'`;
 
 /**
  * Every migration, oldest first. Never edit a released one: add a new version.
@@ -95,6 +99,32 @@ export const MIGRATIONS: readonly Migration[] = [
       );
       -- listSchedules({ dueBy }): unpaused schedules by next run.
       CREATE INDEX schedules_due ON ${s}.schedules (next_run_at, name) WHERE NOT paused AND next_run_at IS NOT NULL;
+    `,
+  },
+  {
+    version: 3,
+    name: 'execution history and task kinds',
+    // ADD COLUMN with a constant default rewrites nothing (PostgreSQL 11+): existing tasks read as kind
+    // 'scheduled', no scheduleName, no runs, so their history is empty and their next run is run 1.
+    sql: (s) => `
+      ALTER TABLE ${s}.tasks
+        ADD COLUMN kind text NOT NULL DEFAULT 'scheduled' CHECK (kind IN (${KINDS})),
+        ADD COLUMN schedule_name text,
+        ADD COLUMN runs integer NOT NULL DEFAULT 0;
+      -- One row per run, written by the statement of the transition it records; deleted with its task.
+      CREATE TABLE ${s}.task_attempts (
+        task_id     text COLLATE "C" NOT NULL REFERENCES ${s}.tasks (id) ON DELETE CASCADE,
+        run         integer NOT NULL,
+        attempt     integer NOT NULL,
+        node        text NOT NULL,
+        started_at  timestamptz NOT NULL,
+        ended_at    timestamptz,
+        outcome     text NOT NULL CHECK (outcome IN (${OUTCOMES})),
+        error       jsonb,
+        check_ins   jsonb NOT NULL DEFAULT '[]'::jsonb,
+        -- listAttempts (task_id = $1 ORDER BY run), the closing writes (task_id, run) and the cascade (task_id).
+        PRIMARY KEY (task_id, run)
+      );
     `,
   },
 ];

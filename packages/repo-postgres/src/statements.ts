@@ -3,8 +3,14 @@
  * `NOW` is the statement's start truncated to milliseconds (the precision of a JavaScript Date, so a stored
  * time reads back exactly); due and expiry checks compare with the untruncated `statement_timestamp()`, so a
  * lease of 0 ms is expired for every later statement.
+ *
+ * Execution history: every transition that opens or closes a run writes its `task_attempts` row in the same
+ * statement (a data-modifying CTE), so the record commits or rolls back with the transition, costs no extra
+ * round trip, and rides along in a grouped statement. The run a task is in is its `runs` counter, which a claim
+ * increments; a record is closed only while it is `running`, so a transition out of Initialized (or a task
+ * migrated from a schema without history) touches none.
  */
-import { taskColumns } from './row-mapping.js';
+import { ATTEMPT_COLUMNS, taskColumns } from './row-mapping.js';
 
 /** The statement's start on the database's clock, at millisecond precision. */
 const NOW = `date_trunc('milliseconds', statement_timestamp())`;
@@ -16,6 +22,8 @@ const NO_LEASE = `lease_owner = NULL, lease_until = NULL, lease_token = NULL`;
 const NEW_RUN = `progress = NULL, progress_at = NULL`;
 /** The states that hold a uniqueKey; must match the predicate of the tasks_unique_key index. */
 const LIVE = `state IN ('Initialized', 'Working')`;
+/** The error a run whose lease expired ends with. */
+const LEASE_EXPIRED = `'{"message": "lease expired", "code": "LEASE_EXPIRED"}'::jsonb`;
 
 /** The SQL of one schema. */
 export type Statements = ReturnType<typeof buildStatements>;
@@ -30,15 +38,29 @@ export function buildStatements(s: string, channel: string) {
   const t = `${s}.tasks`;
   const cols = taskColumns();
   const tcols = taskColumns('t');
+  const a = `${s}.task_attempts`;
   const notify = (reason: string, alias = ''): string =>
     `pg_notify('${channel}', json_build_object('taskId', ${alias}id, 'reason', '${reason}')::text) AS notified`;
+  /** A CTE that opens the `running` record of each task the CTE `from` claimed (it returns `runs`). */
+  const openRun = (from: string): string => `
+      opened AS (
+        INSERT INTO ${a} (task_id, run, attempt, node, started_at, outcome)
+        SELECT id, runs, attempt, lease_owner, updated_at, 'running' FROM ${from}
+      )`;
+  /** A CTE that closes the running record of each task the CTE `from` moved out of Working (it returns `runs`). */
+  const closeRun = (from: string, outcome: string, error: string): string => `
+      closed AS (
+        -- greatest(): an end never precedes its start, even if the server's clock was set back in between.
+        UPDATE ${a} a SET outcome = ${outcome}, ended_at = greatest(${NOW}, a.started_at), error = ${error}
+        FROM ${from} f WHERE a.task_id = f.id AND a.run = f.runs AND a.outcome = 'running'
+      )`;
   return {
-    /** $1..$7: parallel arrays of id, work_id, param (json text), scheduled_at, priority, max_attempts, unique_key. */
+    /** $1..$9: parallel arrays of id, work_id, param (json text), scheduled_at, priority, max_attempts, unique_key, kind, schedule_name. */
     insertMany: `
-      INSERT INTO ${t} (id, work_id, param, scheduled_at, state, priority, max_attempts, unique_key, created_at, updated_at)
-      SELECT u.id, u.work_id, u.param::json, u.scheduled_at, 'Initialized', u.priority, u.max_attempts, u.unique_key, ${NOW}, ${NOW}
-      FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::float8[], $6::int4[], $7::text[])
-        WITH ORDINALITY AS u(id, work_id, param, scheduled_at, priority, max_attempts, unique_key, ord)
+      INSERT INTO ${t} (id, work_id, param, scheduled_at, state, priority, max_attempts, unique_key, kind, schedule_name, created_at, updated_at)
+      SELECT u.id, u.work_id, u.param::json, u.scheduled_at, 'Initialized', u.priority, u.max_attempts, u.unique_key, u.kind, u.schedule_name, ${NOW}, ${NOW}
+      FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::float8[], $6::int4[], $7::text[], $8::text[], $9::text[])
+        WITH ORDINALITY AS u(id, work_id, param, scheduled_at, priority, max_attempts, unique_key, kind, schedule_name, ord)
       ORDER BY u.ord
       ON CONFLICT (unique_key) WHERE ${LIVE} DO NOTHING
       RETURNING ${cols}, ${notify('inserted')}`,
@@ -66,12 +88,15 @@ export function buildStatements(s: string, channel: string) {
         AND ($2::timestamptz IS NULL OR (scheduled_at, id) > ($2::timestamptz, $3::text))
       ORDER BY scheduled_at, id
       LIMIT $4`,
-    /** $1: id, $2: owner, $3: leaseMs, $4: ifScheduledAt or null. */
+    /** $1: id, $2: owner, $3: leaseMs, $4: ifScheduledAt or null. Opens the run's record. */
     claim: `
-      UPDATE ${t} SET state = 'Working', attempt = attempt + 1, lease_owner = $2, lease_token = gen_random_uuid()::text,
-        lease_until = ${NOW} + $3::float8 * interval '1 millisecond', ${NEW_RUN}, ${CHANGED}
-      WHERE id = $1 AND state = 'Initialized' AND ($4::timestamptz IS NULL OR scheduled_at = $4::timestamptz)
-      RETURNING ${cols}`,
+      WITH claimed AS (
+        UPDATE ${t} SET state = 'Working', attempt = attempt + 1, runs = runs + 1, lease_owner = $2, lease_token = gen_random_uuid()::text,
+          lease_until = ${NOW} + $3::float8 * interval '1 millisecond', ${NEW_RUN}, ${CHANGED}
+        WHERE id = $1 AND state = 'Initialized' AND ($4::timestamptz IS NULL OR scheduled_at = $4::timestamptz)
+        RETURNING ${cols}, runs
+      ),${openRun('claimed')}
+      SELECT ${cols} FROM claimed`,
     /** $1: owner, $2: leaseMs, $3: limit, $4: workIds or null. Highest priority first, then earliest due, then oldest. */
     claimDue: `
       WITH due AS (
@@ -82,56 +107,80 @@ export function buildStatements(s: string, channel: string) {
         LIMIT $3
         FOR UPDATE SKIP LOCKED
       ), claimed AS (
-        UPDATE ${t} t SET state = 'Working', attempt = t.attempt + 1, lease_owner = $1, lease_token = gen_random_uuid()::text,
+        UPDATE ${t} t SET state = 'Working', attempt = t.attempt + 1, runs = t.runs + 1, lease_owner = $1, lease_token = gen_random_uuid()::text,
           lease_until = ${NOW} + $2::float8 * interval '1 millisecond', ${NEW_RUN}, ${CHANGED}
         FROM due WHERE t.id = due.id AND t.state = 'Initialized'
-        RETURNING ${tcols}, t.insert_seq
-      )
+        RETURNING ${tcols}, t.insert_seq, t.runs
+      ),${openRun('claimed')}
       SELECT ${cols} FROM claimed ORDER BY priority DESC, scheduled_at, created_at, insert_seq`,
     /** $1: id, $2: token, $3: leaseMs. */
     renew: `
       UPDATE ${t} SET lease_until = ${NOW} + $3::float8 * interval '1 millisecond', ${CHANGED}
       WHERE id = $1 AND state = 'Working' AND lease_token = $2
       RETURNING ${cols}`,
-    /** $1: id, $2: token, $3: runAt, $4: error (jsonb) or null to keep the last, $5: refund the attempt. */
+    /**
+     * $1: id, $2: token, $3: runAt, $4: error (jsonb) or null to keep the last, $5: refund the attempt. Closes the
+     * run `retried` with the error, or `released` without one.
+     */
     release: `
-      UPDATE ${t} SET state = 'Initialized', scheduled_at = $3::timestamptz, ${NO_LEASE},
-        last_error = coalesce($4::jsonb, last_error),
-        attempt = CASE WHEN $5::boolean THEN greatest(attempt - 1, 0) ELSE attempt END, ${CHANGED}
-      WHERE id = $1 AND state = 'Working' AND lease_token = $2
-      RETURNING ${cols}, ${notify('released')}`,
-    /** $1: ids, $2: tokens (parallel arrays, ids unique). */
+      WITH released AS (
+        UPDATE ${t} SET state = 'Initialized', scheduled_at = $3::timestamptz, ${NO_LEASE},
+          last_error = coalesce($4::jsonb, last_error),
+          attempt = CASE WHEN $5::boolean THEN greatest(attempt - 1, 0) ELSE attempt END, ${CHANGED}
+        WHERE id = $1 AND state = 'Working' AND lease_token = $2
+        RETURNING ${cols}, runs, ${notify('released')}
+      ),${closeRun('released', `CASE WHEN $4::jsonb IS NULL THEN 'released' ELSE 'retried' END`, '$4::jsonb')}
+      SELECT ${cols}, notified FROM released`,
+    /** $1: ids, $2: tokens (parallel arrays, ids unique). Closes each run `succeeded`. */
     doneMany: `
-      UPDATE ${t} t SET state = 'Done', ${NO_LEASE}, ${CHANGED}
-      FROM unnest($1::text[], $2::text[]) AS u(id, token)
-      -- "id = ANY" steers the planner to primary-key look-ups whatever its statistics say.
-      WHERE t.id = ANY($1::text[]) AND t.id = u.id AND t.state = 'Working' AND t.lease_token = u.token
-      RETURNING ${tcols}`,
-    /** $1: id, $2: token. */
+      WITH done AS (
+        UPDATE ${t} t SET state = 'Done', ${NO_LEASE}, ${CHANGED}
+        FROM unnest($1::text[], $2::text[]) AS u(id, token)
+        -- "id = ANY" steers the planner to primary-key look-ups whatever its statistics say.
+        WHERE t.id = ANY($1::text[]) AND t.id = u.id AND t.state = 'Working' AND t.lease_token = u.token
+        RETURNING ${tcols}, t.runs
+      ),${closeRun('done', `'succeeded'`, 'NULL')}
+      SELECT ${cols} FROM done`,
+    /** $1: id, $2: token. Closes the run `succeeded`. */
     done: `
-      UPDATE ${t} SET state = 'Done', ${NO_LEASE}, ${CHANGED}
-      WHERE id = $1 AND state = 'Working' AND lease_token = $2
-      RETURNING ${cols}`,
-    /** $1: id, $2: error (jsonb), $3: token. */
+      WITH done AS (
+        UPDATE ${t} SET state = 'Done', ${NO_LEASE}, ${CHANGED}
+        WHERE id = $1 AND state = 'Working' AND lease_token = $2
+        RETURNING ${cols}, runs
+      ),${closeRun('done', `'succeeded'`, 'NULL')}
+      SELECT ${cols} FROM done`,
+    /** $1: id, $2: error (jsonb), $3: token. Closes the run `failed` with the error. */
     failWorking: `
-      UPDATE ${t} SET state = 'Failed', ${NO_LEASE}, last_error = $2::jsonb, ${CHANGED}
-      WHERE id = $1 AND state = 'Working' AND lease_token = $3
-      RETURNING ${cols}`,
+      WITH failed AS (
+        UPDATE ${t} SET state = 'Failed', ${NO_LEASE}, last_error = $2::jsonb, ${CHANGED}
+        WHERE id = $1 AND state = 'Working' AND lease_token = $3
+        RETURNING ${cols}, runs
+      ),${closeRun('failed', `'failed'`, '$2::jsonb')}
+      SELECT ${cols} FROM failed`,
     /** $1: id, $2: error (jsonb). */
     failInitialized: `
       UPDATE ${t} SET state = 'Failed', last_error = $2::jsonb, ${CHANGED}
       WHERE id = $1 AND state = 'Initialized'
       RETURNING ${cols}`,
-    /** $1: id. */
+    /**
+     * $1: id. Out of Working, closes the run `cancelled`; out of Initialized there is none running (every
+     * transition out of Working closed it), so nothing is written.
+     */
     cancel: `
-      UPDATE ${t} SET state = 'Cancelled', ${NO_LEASE}, ${CHANGED}
-      WHERE id = $1 AND ${LIVE}
-      RETURNING ${cols}, ${notify('cancelled')}`,
-    /** $1: id, $2: token. */
+      WITH cancelled AS (
+        UPDATE ${t} SET state = 'Cancelled', ${NO_LEASE}, ${CHANGED}
+        WHERE id = $1 AND ${LIVE}
+        RETURNING ${cols}, runs, ${notify('cancelled')}
+      ),${closeRun('cancelled', `'cancelled'`, 'NULL')}
+      SELECT ${cols}, notified FROM cancelled`,
+    /** $1: id, $2: token. Closes the run `cancelled`. */
     cancelWorking: `
-      UPDATE ${t} SET state = 'Cancelled', ${NO_LEASE}, ${CHANGED}
-      WHERE id = $1 AND state = 'Working' AND lease_token = $2
-      RETURNING ${cols}, ${notify('cancelled')}`,
+      WITH cancelled AS (
+        UPDATE ${t} SET state = 'Cancelled', ${NO_LEASE}, ${CHANGED}
+        WHERE id = $1 AND state = 'Working' AND lease_token = $2
+        RETURNING ${cols}, runs, ${notify('cancelled')}
+      ),${closeRun('cancelled', `'cancelled'`, 'NULL')}
+      SELECT ${cols}, notified FROM cancelled`,
     /** $1: id, $2: scheduledAt or null, $3: set param?, $4: param (json text), $5: priority or null. */
     update: `
       UPDATE ${t} SET scheduled_at = coalesce($2::timestamptz, scheduled_at),
@@ -139,11 +188,29 @@ export function buildStatements(s: string, channel: string) {
         priority = coalesce($5::float8, priority), ${CHANGED}
       WHERE id = $1 AND state = 'Initialized'
       RETURNING ${cols}, ${notify('updated')}`,
-    /** $1: id, $2: token, $3: progress (jsonb). */
+    /**
+     * $1: id, $2: token, $3: progress (jsonb), $4: message or null, $5: the most check-ins an attempt keeps.
+     * A message that differs from the running record's last check-in is appended to it (the oldest dropped
+     * beyond $5), at the same time as `progress_at`. One row back when the progress was recorded.
+     */
     progress: `
-      UPDATE ${t} SET progress = $3::jsonb, progress_at = ${NOW}, ${CHANGED}
-      WHERE id = $1 AND state = 'Working' AND lease_token = $2`,
-    /** $1: limit. Back to Initialized (due now), or Failed when the attempts are spent. */
+      WITH progressed AS (
+        UPDATE ${t} SET progress = $3::jsonb, progress_at = ${NOW}, ${CHANGED}
+        WHERE id = $1 AND state = 'Working' AND lease_token = $2
+        RETURNING id, runs
+      ), checked_in AS (
+        UPDATE ${a} a SET check_ins =
+          CASE WHEN jsonb_array_length(a.check_ins) < $5::int THEN a.check_ins
+            ELSE (SELECT coalesce(jsonb_agg(e.value ORDER BY e.ord), '[]'::jsonb)
+                  FROM jsonb_array_elements(a.check_ins) WITH ORDINALITY AS e(value, ord)
+                  WHERE e.ord > jsonb_array_length(a.check_ins) - $5::int + 1)
+          END || jsonb_build_array(jsonb_build_object('at', (extract(epoch FROM ${NOW}) * 1000)::int8, 'message', $4::text))
+        FROM progressed p
+        WHERE $4::text IS NOT NULL AND a.task_id = p.id AND a.run = p.runs AND a.outcome = 'running'
+          AND (a.check_ins -> -1 ->> 'message') IS DISTINCT FROM $4::text
+      )
+      SELECT id FROM progressed`,
+    /** $1: limit. Back to Initialized (due now), or Failed when the attempts are spent; closes each run `lease-expired`. */
     reclaim: `
       WITH expired AS (
         SELECT id FROM ${t}
@@ -151,14 +218,16 @@ export function buildStatements(s: string, channel: string) {
         ORDER BY lease_until
         LIMIT $1
         FOR UPDATE SKIP LOCKED
-      )
-      UPDATE ${t} t SET
-        state = CASE WHEN t.attempt >= t.max_attempts THEN 'Failed' ELSE 'Initialized' END,
-        scheduled_at = CASE WHEN t.attempt >= t.max_attempts THEN t.scheduled_at ELSE ${NOW} END,
-        ${NO_LEASE}, last_error = '{"message": "lease expired", "code": "LEASE_EXPIRED"}'::jsonb, ${CHANGED}
-      FROM expired WHERE t.id = expired.id AND t.state = 'Working'
-      RETURNING ${tcols},
-        CASE WHEN t.state = 'Initialized' THEN pg_notify('${channel}', json_build_object('taskId', t.id, 'reason', 'released')::text) END AS notified`,
+      ), reclaimed AS (
+        UPDATE ${t} t SET
+          state = CASE WHEN t.attempt >= t.max_attempts THEN 'Failed' ELSE 'Initialized' END,
+          scheduled_at = CASE WHEN t.attempt >= t.max_attempts THEN t.scheduled_at ELSE ${NOW} END,
+          ${NO_LEASE}, last_error = ${LEASE_EXPIRED}, ${CHANGED}
+        FROM expired WHERE t.id = expired.id AND t.state = 'Working'
+        RETURNING ${tcols}, t.runs,
+          CASE WHEN t.state = 'Initialized' THEN pg_notify('${channel}', json_build_object('taskId', t.id, 'reason', 'released')::text) END AS notified
+      ),${closeRun('reclaimed', `'lease-expired'`, LEASE_EXPIRED)}
+      SELECT ${cols}, notified FROM reclaimed`,
     /** $1: state or null, $2: workId or null, $3: after time or null, $4: after id, $5: limit. */
     list: `
       SELECT ${cols} FROM ${t}
@@ -169,7 +238,13 @@ export function buildStatements(s: string, channel: string) {
     /** Refreshes the planner's statistics after a bulk insert (autovacuum may take a minute to notice). */
     analyze: `ANALYZE ${t}`,
     countByState: `SELECT state, count(*)::int AS n FROM ${t} GROUP BY state`,
-    /** $1: before. */
+    /** $1: before. Their attempt records go with them (ON DELETE CASCADE, in the same statement). */
     deleteTerminal: `DELETE FROM ${t} WHERE state IN ('Done', 'Cancelled', 'Failed') AND updated_at < $1::timestamptz`,
+    /** $1: id. No row: no such task; one row with a null `task_id`: a task that never ran; else its runs, oldest first. */
+    listAttempts: `
+      SELECT ${ATTEMPT_COLUMNS.split(', ').map((c) => `a.${c}`).join(', ')}
+      FROM ${t} t LEFT JOIN ${a} a ON a.task_id = t.id
+      WHERE t.id = $1
+      ORDER BY a.run`,
   };
 }

@@ -2,7 +2,7 @@ import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { InvalidInputError } from '@horae/core';
 import { RepositoryError, SchemaVersionError } from '@horae/storage';
-import { PostgresRepository, SCHEMA_VERSION, type PgPool } from '@horae/repo-postgres';
+import { MIGRATIONS, PostgresRepository, SCHEMA_VERSION, migrate, type PgPool } from '@horae/repo-postgres';
 import { PG_URL, dropSchema, rawClient, testSchema } from './pg-fixture.js';
 
 const opened: PostgresRepository[] = [];
@@ -74,6 +74,51 @@ describe('PostgresRepository schema and migrations', () => {
     } finally {
       await client.end();
     }
+  });
+
+  it('a schema at version 2 upgrades: existing tasks read as scheduled, with no scheduleName and an empty history', async () => {
+    const schema = newSchema();
+    const pool = new pg.Pool({ connectionString: PG_URL, max: 2 });
+    try {
+      expect(await migrate(pool as unknown as PgPool, schema, MIGRATIONS.slice(0, 2))).toBe(0);
+      // Rows as version 2 of the adapter wrote them: one waiting, one running (its run started before the upgrade), one done.
+      await pool.query(
+        `INSERT INTO "${schema}".tasks (id, work_id, param, scheduled_at, state, attempt, max_attempts, lease_owner, lease_until, lease_token, created_at, updated_at)
+         VALUES ('waiting', 'w', '{"a":1}', now() - interval '1 minute', 'Initialized', 0, 3, NULL, NULL, NULL, now(), now()),
+                ('running', 'w', 'null', now() - interval '1 minute', 'Working', 1, 3, 'node-old', now() + interval '1 hour', 'old-token', now(), now()),
+                ('done', 'w', 'null', now() - interval '1 minute', 'Done', 1, 3, NULL, NULL, NULL, now(), now() - interval '1 hour')`,
+      );
+    } finally {
+      await pool.end();
+    }
+
+    const repo = open(schema);
+    await repo.init();
+    const client = await rawClient();
+    try {
+      const versions = await client.query(`SELECT version FROM "${schema}".horae_migrations ORDER BY version`);
+      expect(versions.rows.map((r: { version: number }) => r.version)).toEqual([1, 2, 3]);
+    } finally {
+      await client.end();
+    }
+    for (const id of ['waiting', 'running', 'done']) {
+      expect(await repo.getById(id), id).toMatchObject({ id, kind: 'scheduled', scheduleName: null });
+      expect(await repo.listAttempts(id), id).toEqual([]);
+    }
+    expect(await repo.getById('waiting')).toMatchObject({ param: { a: 1 }, state: 'Initialized' });
+
+    // The run that was in flight at the upgrade ends normally; it has no record to close.
+    expect((await repo.markAsDone('running', 'old-token')).state).toBe('Done');
+    expect(await repo.listAttempts('running')).toEqual([]);
+    // The waiting task's history starts with its next claim.
+    const claimed = await repo.claim('waiting', { owner: 'node-new', leaseMs: 60_000 });
+    expect(await repo.listAttempts('waiting')).toMatchObject([{ run: 1, attempt: 1, node: 'node-new', outcome: 'running' }]);
+    await repo.markAsDone('waiting', claimed!.lease!.token);
+    expect(await repo.listAttempts('waiting')).toMatchObject([{ run: 1, outcome: 'succeeded' }]);
+    // New tasks carry their kind; retention still works on the upgraded table.
+    const { task } = await repo.insert({ workId: 'w', scheduledAt: new Date(), scheduleName: 'nightly' });
+    expect(task).toMatchObject({ kind: 'periodic', scheduleName: 'nightly' });
+    expect(await repo.deleteTerminalBefore(new Date(Date.now() + 60_000))).toBe(3);
   });
 
   it('refuses a schema name that is not a plain identifier', () => {
