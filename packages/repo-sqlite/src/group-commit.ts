@@ -23,6 +23,41 @@ export interface WriteContext {
  */
 export type WriteOperation<T> = (tx: WriteContext) => T;
 
+/**
+ * Thrown by {@link alsoWrite} when a later statement of a write fails after an earlier one has written: it is
+ * neither a HoraeError nor a statement error, so it ends the whole transaction, and no write of the batch
+ * lands half-applied.
+ */
+export class TransactionAbortError extends Error {
+  /**
+   * @param action - what the failing statement did
+   * @param cause - what the driver threw
+   */
+  constructor(action: string, cause: unknown) {
+    super(`${action}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    this.name = 'TransactionAbortError';
+  }
+}
+
+/**
+ * Runs a statement that belongs to a write whose first statement has already written (the attempt record of a
+ * transition), so that the write stays all or nothing without the cost of a savepoint on every transition.
+ *
+ * Rule: if `run` throws, the whole transaction rolls back and every write of its batch is rejected.
+ *
+ * @param action - what the statement does, for the message
+ * @param run - the statement
+ * @returns what `run` returns
+ * @throws TransactionAbortError when `run` throws
+ */
+export function alsoWrite<T>(action: string, run: () => T): T {
+  try {
+    return run();
+  } catch (error) {
+    throw new TransactionAbortError(action, error);
+  }
+}
+
 interface Pending {
   run: WriteOperation<unknown>;
   isolated: boolean;

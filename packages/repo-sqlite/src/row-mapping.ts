@@ -2,7 +2,7 @@
  * Between a `horae_tasks` row and a {@link TaskInfo}: times are integer epoch milliseconds, JSON fields
  * are TEXT.
  */
-import type { JsonValue, TaskError, TaskInfo, TaskProgress, TaskState } from '@horae/storage';
+import type { JsonValue, TaskError, TaskInfo, TaskKind, TaskProgress, TaskState } from '@horae/storage';
 
 /** A row of `horae_tasks` as better-sqlite3 returns it. */
 export interface TaskRow {
@@ -23,6 +23,10 @@ export interface TaskRow {
   created_at: number;
   updated_at: number;
   change_seq: number;
+  kind: TaskKind;
+  schedule_name: string | null;
+  /** Runs recorded in `horae_task_attempts`: the `run` of the latest attempt. */
+  runs: number;
 }
 
 /** The stored shape of a progress report: `at` in epoch ms. */
@@ -59,6 +63,8 @@ export function rowToTask(row: TaskRow): TaskInfo {
     progress: row.progress === null ? null : parseProgress(row.progress),
     createdAt: new Date(row.created_at),
     updatedAt: new Date(row.updated_at),
+    kind: row.kind,
+    scheduleName: row.schedule_name,
   };
 }
 

@@ -29,6 +29,8 @@ export interface MigrationResult {
 export const META_TABLE = 'horae_meta';
 /** The table of tasks. */
 export const TASKS_TABLE = 'horae_tasks';
+/** The table of execution history: one row per run of a task. */
+export const ATTEMPTS_TABLE = 'horae_task_attempts';
 /** The key of the schema version in {@link META_TABLE}. */
 export const SCHEMA_VERSION_KEY = 'schema_version';
 /** The key of the change counter in {@link META_TABLE}: the last `change_seq` handed out. */
@@ -105,11 +107,38 @@ CREATE TABLE horae_schedules (
 CREATE INDEX horae_schedules_due ON horae_schedules (next_run_at, name) WHERE paused = 0 AND next_run_at IS NOT NULL;
 `;
 
+const V4_HISTORY_AND_KINDS = `
+-- Task kinds: rows from before this version were all scheduled at a time, outside any schedule.
+ALTER TABLE horae_tasks ADD COLUMN kind TEXT NOT NULL DEFAULT 'scheduled' CHECK (kind IN ('immediate', 'scheduled', 'periodic'));
+ALTER TABLE horae_tasks ADD COLUMN schedule_name TEXT;
+-- The runs recorded so far: a claim increments it and opens the attempt row numbered by it, so the
+-- attempt of a Working task is found by its primary key. Rows from before this version have no history.
+ALTER TABLE horae_tasks ADD COLUMN runs INTEGER NOT NULL DEFAULT 0;
+-- Execution history, written in the transaction of the transition it records. check_ins is a JSON array
+-- of {"at" (epoch ms), "message"}, the latest 50. The primary key (task_id, run) serves listAttempts and
+-- the close of the running attempt; WITHOUT ROWID keeps one B-tree. The foreign key cascades on a
+-- connection that enables foreign keys; the adapter also deletes attempts explicitly, since a connection
+-- handed in by a caller may not.
+CREATE TABLE horae_task_attempts (
+  task_id     TEXT    NOT NULL REFERENCES horae_tasks (id) ON DELETE CASCADE,
+  run         INTEGER NOT NULL,
+  attempt     INTEGER NOT NULL,
+  node        TEXT    NOT NULL,
+  started_at  INTEGER NOT NULL,
+  ended_at    INTEGER,
+  outcome     TEXT    NOT NULL CHECK (outcome IN ('running', 'succeeded', 'failed', 'retried', 'released', 'cancelled', 'lease-expired')),
+  error       TEXT,
+  check_ins   TEXT    NOT NULL DEFAULT '[]',
+  PRIMARY KEY (task_id, run)
+) WITHOUT ROWID;
+`;
+
 /** The migrations of this version of the adapter, in order; the schema version is their count. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, description: 'the tasks table, the change counter and the indexes of the state machine', up: (db) => db.exec(V1_TASKS) },
   { version: 2, description: 'the indexes of list() and deleteTerminalBefore()', up: (db) => db.exec(V2_OPERATOR_INDEXES) },
   { version: 3, description: 'the table of recurring schedules', up: (db) => db.exec(V3_SCHEDULES) },
+  { version: 4, description: 'task kinds and schedule names, and the execution history table', up: (db) => db.exec(V4_HISTORY_AND_KINDS) },
 ];
 
 /** The newest schema version this adapter understands. */

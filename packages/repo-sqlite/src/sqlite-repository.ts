@@ -4,6 +4,7 @@ import {
   ALL_TASK_STATES,
   InvalidStateError,
   LeaseLostError,
+  MAX_CHECK_INS_PER_ATTEMPT,
   RepositoryError,
   SchemaVersionError,
   TaskNotFoundError,
@@ -15,6 +16,7 @@ import {
   validateLimit,
   validatePatch,
   type ChangePage,
+  type AttemptOutcome,
   type ClaimOptions,
   type InsertResult,
   type ListOptions,
@@ -29,6 +31,7 @@ import {
   type ScheduleDefinition,
   type ScheduleStore,
   type UpsertScheduleResult,
+  type TaskAttempt,
   type TaskError,
   type TaskInfo,
   type TaskPatch,
@@ -39,10 +42,11 @@ import { openDatabase, type SqliteDatabase } from './driver.js';
 import { assertNonEmptyString, assertProgress, assertValidDate, normalizeTaskError } from './input.js';
 import { decodeChangeCursor, decodePageCursor, encodePageCursor } from './page-cursor.js';
 import { progressToText, rowToTask, type TaskRow } from './row-mapping.js';
+import { rowToAttempt, type AttemptRow } from './attempt-mapping.js';
 import { migrate, readSchemaVersion, SCHEMA_VERSION } from './schema.js';
 import { prepareStatements, type Statements } from './statements.js';
 import { idTakenError, isConstraintError, isIdTakenError, translateError } from './translate-error.js';
-import { WriteQueue, type WriteContext } from './group-commit.js';
+import { WriteQueue, alsoWrite, type WriteContext } from './group-commit.js';
 import { SqliteScheduleTable } from './schedule-table.js';
 
 /**
@@ -99,8 +103,11 @@ export interface SqliteRepositoryOptions {
   maxBatchSize?: number;
 }
 
-/** What the TaskInfo of a lease-expired task records as `lastError`. */
+/** What the TaskInfo of a lease-expired task records as `lastError`, and its attempt as `error`. */
 const LEASE_EXPIRED_ERROR: TaskError = { message: 'lease expired', code: 'LEASE_EXPIRED' };
+
+/** How an attempt ends. */
+type EndOutcome = Exclude<AttemptOutcome, 'running'>;
 
 /**
  * A Horae {@link Repository} on one SQLite database file, through better-sqlite3, with the optional
@@ -108,7 +115,8 @@ const LEASE_EXPIRED_ERROR: TaskError = { message: 'lease expired', code: 'LEASE_
  *
  * Every read-modify-write runs in a `BEGIN IMMEDIATE` transaction, so the rules of the contract hold across
  * connections and across processes sharing the file on one machine; writes issued in one tick share one
- * transaction (group commit).
+ * transaction (group commit). Each run's attempt record (`horae_task_attempts`) is written by the statements
+ * of the transition it records, in its transaction: the history never disagrees with the task's state.
  */
 export class SqliteRepository implements Repository, ScheduleStore {
   readonly #db: SqliteDatabase;
@@ -286,7 +294,8 @@ export class SqliteRepository implements Repository, ScheduleStore {
    * Rule: of concurrent claims of one Initialized task exactly one returns the task, across processes too
    * (the compare-and-set runs in a `BEGIN IMMEDIATE` transaction); the others, and any claim of a task that
    * is not Initialized, return null. With `ifScheduledAt`, a claim returns null when the stored due time
-   * differs.
+   * differs. The winner's claim opens the `running` attempt record of the run in the same transaction; a
+   * claim that returns null records nothing.
    *
    * @throws TaskNotFoundError when no task has the id
    * @throws InvalidInputError on a bad owner, leaseMs or date
@@ -309,7 +318,8 @@ export class SqliteRepository implements Repository, ScheduleStore {
    * oldest. Each priority level present is one LIMIT'd range read of the claim index, so tasks due later are
    * never scanned.
    *
-   * Rule: no task is returned to two concurrent callers, in this process or another.
+   * Rule: no task is returned to two concurrent callers, in this process or another; each claimed task gets its
+   * `running` attempt record in the same transaction.
    *
    * @param options - owner, leaseMs, limit, and optionally the works this node runs (an empty list claims nothing)
    * @returns the claimed tasks, in claim order
@@ -361,7 +371,8 @@ export class SqliteRepository implements Repository, ScheduleStore {
 
   /**
    * Working → Initialized, due at `runAt`; the lease is cleared, `error` becomes lastError, and with
-   * `refundAttempt` the attempt counted at the claim is given back.
+   * `refundAttempt` the attempt counted at the claim is given back. The run's attempt record is closed
+   * `retried` with the error when one is given, else `released`, in the same transaction.
    *
    * @throws LeaseLostError when the task is not Working under this token
    * @throws TaskNotFoundError when no task has the id
@@ -373,16 +384,19 @@ export class SqliteRepository implements Repository, ScheduleStore {
     const lastError = options.error === undefined ? null : JSON.stringify(normalizeTaskError(options.error));
     const refund = options.refundAttempt === true ? 1 : 0;
     const runAt = options.runAt.getTime();
-    return this.#write('release', (tx) =>
-      this.#held(id, this.#statements.release.get({ id, token: held, runAt, lastError, refund, now: tx.now, seq: tx.nextSeq() }) as TaskRow | undefined),
-    );
+    const outcome: EndOutcome = lastError === null ? 'released' : 'retried';
+    return this.#write('release', (tx) => {
+      const row = this.#statements.release.get({ id, token: held, runAt, lastError, refund, now: tx.now, seq: tx.nextSeq() }) as TaskRow | undefined;
+      return this.#held(id, this.#endAttempt(tx, row, outcome, lastError));
+    });
   }
 
   /**
    * Working → Done.
    *
    * Rule: succeeds only while the task is Working under `token`; a zombie whose lease was reclaimed is
-   * refused, so its result is discarded.
+   * refused, so its result is discarded. The run's attempt record is closed `succeeded` in the same
+   * transaction.
    *
    * @throws LeaseLostError when the task is not Working under this token
    * @throws TaskNotFoundError when no task has the id
@@ -390,13 +404,16 @@ export class SqliteRepository implements Repository, ScheduleStore {
   async markAsDone(id: string, token: string): Promise<TaskInfo> {
     checkId(id);
     const held = tokenOrNull(token);
-    return this.#write('markAsDone', (tx) =>
-      this.#held(id, this.#statements.markAsDone.get({ id, token: held, now: tx.now, seq: tx.nextSeq() }) as TaskRow | undefined),
-    );
+    return this.#write('markAsDone', (tx) => {
+      const row = this.#statements.markAsDone.get({ id, token: held, now: tx.now, seq: tx.nextSeq() }) as TaskRow | undefined;
+      return this.#held(id, this.#endAttempt(tx, row, 'succeeded', null));
+    });
   }
 
   /**
-   * Working → Failed under `token`, or Initialized → Failed without one (a task that can never run).
+   * Working → Failed under `token`, or Initialized → Failed without one (a task that can never run). Out of
+   * Working, the run's attempt record is closed `failed` with the error in the same transaction; out of
+   * Initialized no run happened and nothing is recorded.
    *
    * @throws LeaseLostError when a token is given and the task is not Working under it
    * @throws InvalidStateError when no token is given and the task is not Initialized
@@ -409,7 +426,8 @@ export class SqliteRepository implements Repository, ScheduleStore {
     return this.#write('markAsFailed', (tx) => {
       const s = this.#statements;
       const params = { id, lastError, now: tx.now, seq: tx.nextSeq() };
-      if (held !== undefined) return this.#held(id, s.failHeld.get({ ...params, token: held }) as TaskRow | undefined);
+      if (held !== undefined) return this.#held(id, this.#endAttempt(tx, s.failHeld.get({ ...params, token: held }) as TaskRow | undefined, 'failed', lastError));
+      // Out of Initialized no run happened: no attempt to record.
       const row = s.failInitialized.get(params) as TaskRow | undefined;
       if (row !== undefined) return rowToTask(row);
       throw new InvalidStateError(id, this.#requireRow(id).state, 'fail without a lease');
@@ -418,7 +436,8 @@ export class SqliteRepository implements Repository, ScheduleStore {
 
   /**
    * Initialized or Working → Cancelled. Without a token any node or operator may cancel; with one, only the
-   * holder of the lease may. A `reason` is recorded as lastError (code `CANCELLED`).
+   * holder of the lease may. The `reason` is not stored (as in MemoryRepository: TaskInfo has no field for it).
+   * Out of Working, the run's attempt record is closed `cancelled` in the same transaction.
    *
    * Rule: of concurrent cancels exactly one returns `cancelled: true`; a task already terminal is returned
    * unchanged with `cancelled: false` (with or without a token).
@@ -433,7 +452,11 @@ export class SqliteRepository implements Repository, ScheduleStore {
       const s = this.#statements;
       const params = { id, now: tx.now, seq: tx.nextSeq() };
       const row = (token === undefined ? s.cancel.get(params) : s.cancelHeld.get({ ...params, token })) as TaskRow | undefined;
-      if (row !== undefined) return { task: rowToTask(row), cancelled: true };
+      // Out of Initialized the last attempt (if any) is already closed, so only a cancelled run is recorded.
+      if (row !== undefined) {
+        this.#endAttempt(tx, row, 'cancelled', null);
+        return { task: rowToTask(row), cancelled: true };
+      }
       const current = this.#requireRow(id);
       if (isTerminal(current.state)) return { task: rowToTask(current), cancelled: false };
       throw new LeaseLostError(id);
@@ -463,20 +486,28 @@ export class SqliteRepository implements Repository, ScheduleStore {
   }
 
   /**
-   * Records the progress of a Working task held with `token`, stamped with the repository's clock.
+   * Records the progress of a Working task held with `token`, stamped with the repository's clock. When
+   * `progress.message` is set and differs from the last check-in of the running attempt, it is appended to that
+   * attempt's check-ins in the same transaction; the latest {@link MAX_CHECK_INS_PER_ATTEMPT} are kept.
    *
    * @throws LeaseLostError when the task is not Working under this token
    * @throws TaskNotFoundError when no task has the id
+   * @throws InvalidInputError on a malformed progress report
    */
   async setProgress(id: string, token: string, progress: Omit<TaskProgress, 'at'>): Promise<void> {
     checkId(id);
     const held = tokenOrNull(token);
     assertProgress(progress);
+    const message = progress.message;
     return this.#write('setProgress', (tx) => {
-      const { changes } = this.#statements.setProgress.run({ id, token: held, progress: progressToText(progress, tx.now), now: tx.now, seq: tx.nextSeq() });
-      if (changes === 0) {
+      const s = this.#statements;
+      const row = s.setProgress.get({ id, token: held, progress: progressToText(progress, tx.now), now: tx.now, seq: tx.nextSeq() }) as { runs: number } | undefined;
+      if (row === undefined) {
         this.#requireRow(id);
         throw new LeaseLostError(id);
+      }
+      if (message !== undefined) {
+        alsoWrite('recording a check-in', () => s.addCheckIn.run({ id, run: row.runs, message, now: tx.now, maxCheckIns: MAX_CHECK_INS_PER_ATTEMPT }));
       }
     });
   }
@@ -484,7 +515,8 @@ export class SqliteRepository implements Repository, ScheduleStore {
   /**
    * Working tasks whose lease expired (lease.until ≤ now) go back to Initialized, due now, with lastError
    * `{ message: 'lease expired', code: 'LEASE_EXPIRED' }`, or to Failed when attempt ≥ maxAttempts; their
-   * lease is cleared, so the old holder's token is refused.
+   * lease is cleared, so the old holder's token is refused. Each run's attempt record is closed `lease-expired`
+   * with that error in the same transaction.
    *
    * Rule: each expired task is reclaimed by exactly one concurrent caller, in this process or another.
    *
@@ -500,7 +532,7 @@ export class SqliteRepository implements Repository, ScheduleStore {
       const ids = s.selectExpired.all({ now: tx.now, limit }) as { id: string }[];
       const reclaimed: TaskInfo[] = [];
       for (const { id } of ids) {
-        const row = s.reclaim.get({ id, lastError, now: tx.now, seq: tx.nextSeq() }) as TaskRow | undefined;
+        const row = this.#endAttempt(tx, s.reclaim.get({ id, lastError, now: tx.now, seq: tx.nextSeq() }) as TaskRow | undefined, 'lease-expired', lastError);
         if (row !== undefined) reclaimed.push(rowToTask(row));
       }
       return reclaimed;
@@ -539,14 +571,47 @@ export class SqliteRepository implements Repository, ScheduleStore {
   }
 
   /**
-   * Deletes Done, Cancelled and Failed tasks last updated before `before`.
+   * The execution history of a task: one record per run, oldest first, read through the primary key
+   * `(task_id, run)` of `horae_task_attempts`.
    *
-   * @returns how many were deleted
+   * Rule: each record is written in the transaction of the transition it records: a claim (claim, claimDue)
+   * opens a `running` record (node = lease owner); markAsDone closes it `succeeded`; markAsFailed out of
+   * Working closes it `failed` with the error; release closes it `retried` (with the error) when an error is
+   * given, else `released`; markAsCancelled out of Working closes it `cancelled`; reclaimExpired closes it
+   * `lease-expired`. A transition that is refused writes no record. A task from a file of schema version 3
+   * or older has no record of the runs it made before the upgrade.
+   *
+   * @param taskId - the task
+   * @returns its attempts, oldest first; empty for a task that never ran
+   * @throws TaskNotFoundError when no task has the id
+   */
+  listAttempts(taskId: string): Promise<TaskAttempt[]> {
+    return settle(() => {
+      checkId(taskId);
+      const rows = this.#read('listAttempts', () => this.#statements.listAttempts.all({ id: taskId }) as AttemptRow[]);
+      if (rows.length === 0 && this.#read('listAttempts', () => this.#statements.getById.get({ id: taskId })) === undefined) throw new TaskNotFoundError(taskId);
+      return rows.map(rowToAttempt);
+    });
+  }
+
+  /**
+   * Deletes Done, Cancelled and Failed tasks last updated before `before`, with their attempt records, in one
+   * transaction.
+   *
+   * @returns how many tasks were deleted
    * @throws InvalidInputError on a bad date
    */
   async deleteTerminalBefore(before: Date): Promise<number> {
     assertValidDate(before, 'before');
-    return this.#write('deleteTerminalBefore', () => this.#statements.deleteTerminalBefore.run({ before: before.getTime() }).changes);
+    const params = { before: before.getTime() };
+    return this.#write(
+      'deleteTerminalBefore',
+      () => {
+        this.#statements.deleteAttemptsOfTerminalBefore.run(params);
+        return this.#statements.deleteTerminalBefore.run(params).changes;
+      },
+      true,
+    );
   }
 
   /**
@@ -702,6 +767,9 @@ export class SqliteRepository implements Repository, ScheduleStore {
       created_at: tx.now,
       updated_at: tx.now,
       change_seq: tx.nextSeq(),
+      kind: task.kind,
+      schedule_name: task.scheduleName,
+      runs: 0,
     };
     try {
       s.insert.run({
@@ -714,6 +782,8 @@ export class SqliteRepository implements Repository, ScheduleStore {
         uniqueKey: row.unique_key,
         now: tx.now,
         seq: row.change_seq,
+        kind: row.kind,
+        scheduleName: row.schedule_name,
       });
     } catch (error) {
       if (isIdTakenError(error)) throw idTakenError(id, error);
@@ -727,10 +797,28 @@ export class SqliteRepository implements Repository, ScheduleStore {
     return { task: rowToTask(row), created: true };
   }
 
+  /** Claims one row and, in the same transaction, opens the attempt record of its run. */
   #claimRow(tx: WriteContext, id: string, owner: string, leaseMs: number, ifScheduledAt: number | null): TaskRow | undefined {
-    return this.#statements.claim.get({ id, owner, until: tx.now + leaseMs, newToken: randomUUID(), ifScheduledAt, now: tx.now, seq: tx.nextSeq() }) as
-      | TaskRow
-      | undefined;
+    const s = this.#statements;
+    const row = s.claim.get({ id, owner, until: tx.now + leaseMs, newToken: randomUUID(), ifScheduledAt, now: tx.now, seq: tx.nextSeq() }) as TaskRow | undefined;
+    if (row !== undefined) {
+      // startedAt is the claim's updatedAt: the same instant, never below createdAt.
+      alsoWrite('recording the attempt of a claim', () => s.openAttempt.run({ id, run: row.runs, attempt: row.attempt, owner, now: row.updated_at }));
+    }
+    return row;
+  }
+
+  /**
+   * Closes the running attempt of a row that a transition just took out of Working, in the same transaction.
+   *
+   * @param row - what the transition's statement returned; undefined when it was refused (nothing is recorded)
+   * @returns `row`
+   */
+  #endAttempt(tx: WriteContext, row: TaskRow | undefined, outcome: EndOutcome, error: string | null): TaskRow | undefined {
+    if (row !== undefined) {
+      alsoWrite(`recording the ${outcome} attempt`, () => this.#statements.closeAttempt.run({ id: row.id, run: row.runs, outcome, error, now: tx.now }));
+    }
+    return row;
   }
 
   /** The task a write under a lease returned, or why it returned nothing. */

@@ -17,9 +17,10 @@ const CLAIM_INDEX = 'horae_tasks INDEXED BY horae_tasks_claim';
 export const STATEMENT_SQL = {
   getById: 'SELECT * FROM horae_tasks WHERE id = @id',
   liveByUniqueKey: `SELECT * FROM horae_tasks WHERE unique_key = @uniqueKey AND state IN ('Initialized', 'Working')`,
-  insert: `INSERT INTO horae_tasks (id, work_id, param, scheduled_at, state, priority, attempt, max_attempts, unique_key, created_at, updated_at, change_seq)
-    VALUES (@id, @workId, @param, @scheduledAt, 'Initialized', @priority, 0, @maxAttempts, @uniqueKey, @now, @now, @seq)`,
-  claim: `UPDATE horae_tasks SET state = 'Working', lease_owner = @owner, lease_until = @until, lease_token = @newToken, attempt = attempt + 1, progress = NULL, ${STAMP}
+  insert: `INSERT INTO horae_tasks (id, work_id, param, scheduled_at, state, priority, attempt, max_attempts, unique_key, created_at, updated_at, change_seq,
+      kind, schedule_name, runs)
+    VALUES (@id, @workId, @param, @scheduledAt, 'Initialized', @priority, 0, @maxAttempts, @uniqueKey, @now, @now, @seq, @kind, @scheduleName, 0)`,
+  claim: `UPDATE horae_tasks SET state = 'Working', lease_owner = @owner, lease_until = @until, lease_token = @newToken, attempt = attempt + 1, runs = runs + 1, progress = NULL, ${STAMP}
     WHERE id = @id AND state = 'Initialized' AND (@ifScheduledAt IS NULL OR scheduled_at = @ifScheduledAt) RETURNING *`,
   // claimDue walks the priority levels present, highest first (one O(log n) probe each), and reads each
   // level's due rows as one range of the claim index: tasks due later never get scanned, however many.
@@ -38,7 +39,7 @@ export const STATEMENT_SQL = {
   cancelHeld: `UPDATE horae_tasks SET state = 'Cancelled', ${CLEAR_LEASE}, ${STAMP} WHERE id = @id AND ${HELD} RETURNING *`,
   update: `UPDATE horae_tasks SET scheduled_at = COALESCE(@scheduledAt, scheduled_at), param = COALESCE(@param, param),
     priority = COALESCE(@priority, priority), ${STAMP} WHERE id = @id AND state = 'Initialized' RETURNING *`,
-  setProgress: `UPDATE horae_tasks SET progress = @progress, ${STAMP} WHERE id = @id AND ${HELD}`,
+  setProgress: `UPDATE horae_tasks SET progress = @progress, ${STAMP} WHERE id = @id AND ${HELD} RETURNING runs`,
   selectExpired: `SELECT id FROM horae_tasks INDEXED BY horae_tasks_lease WHERE state = 'Working' AND lease_until <= @now ORDER BY lease_until, id LIMIT @limit`,
   reclaim: `UPDATE horae_tasks SET
       state = CASE WHEN attempt >= max_attempts THEN 'Failed' ELSE 'Initialized' END,
@@ -54,7 +55,22 @@ export const STATEMENT_SQL = {
   listDue: `SELECT * FROM horae_tasks INDEXED BY horae_tasks_due WHERE state = 'Initialized' AND scheduled_at < @before AND (scheduled_at, id) > (@afterAt, @afterId)
     ORDER BY scheduled_at, id LIMIT @limit`,
   countByState: 'SELECT state, count(*) AS n FROM horae_tasks GROUP BY state',
+  // The attempts of the tasks about to go, then the tasks, in one transaction: the same range of the ended index.
+  deleteAttemptsOfTerminalBefore: `DELETE FROM horae_task_attempts WHERE task_id IN
+    (SELECT id FROM horae_tasks INDEXED BY horae_tasks_ended WHERE state IN ('Done', 'Cancelled', 'Failed') AND updated_at < @before)`,
   deleteTerminalBefore: `DELETE FROM horae_tasks WHERE state IN ('Done', 'Cancelled', 'Failed') AND updated_at < @before`,
+  openAttempt: `INSERT INTO horae_task_attempts (task_id, run, attempt, node, started_at, ended_at, outcome, error, check_ins)
+    VALUES (@id, @run, @attempt, @owner, @now, NULL, 'running', NULL, '[]')`,
+  // Only the running attempt of the run that just ended (a task upgraded from a file without history has none).
+  // endedAt never goes below startedAt, even when the clock stepped back during the run.
+  closeAttempt: `UPDATE horae_task_attempts SET outcome = @outcome, ended_at = MAX(@now, started_at), error = @error
+    WHERE task_id = @id AND run = @run AND outcome = 'running'`,
+  // Appends a check-in unless it repeats the last one, dropping the oldest beyond @maxCheckIns, in one statement.
+  addCheckIn: `UPDATE horae_task_attempts SET check_ins = json_insert(
+      CASE WHEN json_array_length(check_ins) >= @maxCheckIns THEN json_remove(check_ins, '$[0]') ELSE check_ins END,
+      '$[#]', json_object('at', @now, 'message', @message))
+    WHERE task_id = @id AND run = @run AND outcome = 'running' AND json_extract(check_ins, '$[#-1].message') IS NOT @message`,
+  listAttempts: 'SELECT * FROM horae_task_attempts WHERE task_id = @id ORDER BY run',
   scheduleGet: 'SELECT * FROM horae_schedules WHERE name = @name',
   scheduleListAll: 'SELECT * FROM horae_schedules ORDER BY name',
   scheduleListDue: `SELECT * FROM horae_schedules INDEXED BY horae_schedules_due

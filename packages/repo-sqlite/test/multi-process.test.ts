@@ -51,6 +51,9 @@ process.on('message', async (message) => {
 process.send({ type: 'ready' });
 `;
 
+/** How many tasks the children race for. */
+const TASKS = 1000;
+
 type WorkerMessage = { type: 'ready' } | { type: 'done'; won: string[] } | { type: 'error'; message: string };
 
 function nextMessage(child: ChildProcess): Promise<WorkerMessage> {
@@ -80,10 +83,12 @@ beforeAll(() => {
 afterAll(() => dir?.remove());
 
 describe('several processes on one file', () => {
-  it('4 processes racing claimDue and claim over 200 tasks claim every task exactly once', async () => {
+  it('4 processes racing claimDue and claim over 1000 tasks claim every task exactly once', async () => {
     const path = dir.file();
     const setup = new SqliteRepository({ database: path });
-    const inserted = await setup.insertMany(Array.from({ length: 200 }, (_, i) => ({ workId: 'w', scheduledAt: new Date(Date.now() - 60_000), param: i })));
+    // Enough tasks that the race lasts well beyond one scheduling slice of a loaded machine: with a few
+    // hundred, one child could claim them all before the others got the CPU, and the race was not real.
+    const inserted = await setup.insertMany(Array.from({ length: TASKS }, (_, i) => ({ workId: 'w', scheduledAt: new Date(Date.now() - 60_000), param: i })));
     const ids = inserted.map((r) => r.task.id);
     await setup.close();
 
@@ -105,8 +110,8 @@ describe('several processes on one file', () => {
       const wonBy = results.map((r) => (r.type === 'done' ? r.won : []));
 
       const all = wonBy.flat();
-      expect(all.length).toBe(200);
-      expect(new Set(all).size).toBe(200);
+      expect(all.length).toBe(TASKS);
+      expect(new Set(all).size).toBe(TASKS);
       expect(new Set(all)).toEqual(new Set(ids));
       // More than one process won tasks: the race was real.
       expect(wonBy.filter((won) => won.length > 0).length).toBeGreaterThan(1);
@@ -119,7 +124,7 @@ describe('several processes on one file', () => {
           expect(task.lease?.owner).toBe(`process-${i}`);
         }
       }
-      expect(await check.countByState()).toMatchObject({ Initialized: 0, Working: 200 });
+      expect(await check.countByState()).toMatchObject({ Initialized: 0, Working: TASKS });
       await check.close();
     } finally {
       for (const child of children) if (child.exitCode === null) child.kill();

@@ -3,6 +3,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrate } from '@horae/repo-sqlite';
 import { STATEMENT_SQL, type StatementName } from '../src/statements.js';
 
+/** The tables whose reads must go through an index. */
+const TABLES = /\bSCAN horae_(tasks|schedules|task_attempts)\b/;
+
 /** Statements that touch no table of tasks. */
 const NOT_QUERIES = new Set<StatementName>(['begin', 'commit', 'rollback', 'savepoint', 'releaseSavepoint', 'rollbackToSavepoint', 'readChangeSeq', 'writeChangeSeq']);
 
@@ -10,7 +13,8 @@ const NOT_QUERIES = new Set<StatementName>(['begin', 'commit', 'rollback', 'save
 const PARAMS = {
   id: 'x', below: 1e300, uniqueKey: 'k', workId: 'w', param: '{}', scheduledAt: 0, priority: 0, maxAttempts: 1, now: 0, seq: 1, owner: 'o', until: 0,
   newToken: 't', token: 't', ifScheduledAt: null, limit: 10, workIds: '["w"]', runAt: 0, lastError: null, refund: 0, progress: null,
-  after: 0, afterAt: 0, afterId: '', state: 'Initialized', before: 0,
+  after: 0, afterAt: 0, afterId: '', state: 'Initialized', before: 0, kind: 'scheduled', scheduleName: null,
+  run: 1, attempt: 1, outcome: 'succeeded', error: null, message: 'm', maxCheckIns: 50,
   name: 'n', spec: '{}', work_id: 'w', max_attempts: 1, catch_up: 'once', max_catch_up: 1, overlap: 'skip', paused: 0,
   last_occurrence_at: null, last_task_id: null, next_run_at: null, created_at: 0, updated_at: 0, version: 1, expectedVersion: 1, dueBy: 0,
 };
@@ -38,10 +42,10 @@ describe('query plans', () => {
 
   it.each(names)('%s reads its table through an index, never a full table scan', (name) => {
     const plan = planOf(STATEMENT_SQL[name]);
-    const tableScans = plan.filter((step) => /\bSCAN horae_(tasks|schedules)\b/.test(step) && !/USING (COVERING )?INDEX/.test(step));
+    const tableScans = plan.filter((step) => TABLES.test(step) && !/USING (COVERING )?INDEX/.test(step));
     expect(tableScans, plan.join('\n')).toEqual([]);
     if (FULL_SCANS_ALLOWED[name] === undefined) {
-      const indexScans = plan.filter((step) => /\bSCAN horae_(tasks|schedules)\b/.test(step) && !PARTIAL_INDEXES.some((index) => step.includes(`INDEX ${index}`)));
+      const indexScans = plan.filter((step) => TABLES.test(step) && !PARTIAL_INDEXES.some((index) => step.includes(`INDEX ${index}`)));
       expect(indexScans, plan.join('\n')).toEqual([]);
     }
   });
@@ -53,6 +57,19 @@ describe('query plans', () => {
       expect(plan.filter((step) => step.includes('TEMP B-TREE')), plan.join('\n')).toEqual([]);
     },
   );
+
+  it.each(['listAttempts', 'openAttempt', 'closeAttempt', 'addCheckIn'] as const)('%s finds attempts by the primary key (task_id, run)', (name) => {
+    const plan = planOf(STATEMENT_SQL[name]).join('\n');
+    if (name === 'openAttempt') expect(plan).not.toMatch(/SCAN/);
+    else expect(plan).toMatch(/SEARCH horae_task_attempts USING PRIMARY KEY \(task_id=\?/);
+    if (name === 'listAttempts') expect(plan).not.toMatch(/TEMP B-TREE/);
+  });
+
+  it('deleteTerminalBefore finds the attempts to delete through the ended index and the primary key', () => {
+    const plan = planOf(STATEMENT_SQL.deleteAttemptsOfTerminalBefore).join('\n');
+    expect(plan).toMatch(/horae_task_attempts USING PRIMARY KEY \(task_id=\?\)/);
+    expect(plan).toMatch(/horae_tasks_ended/);
+  });
 
   it('claimDue reads a range of the partial claim index', () => {
     expect(planOf(STATEMENT_SQL.selectDue).join('\n')).toMatch(/SEARCH horae_tasks USING COVERING INDEX horae_tasks_claim \(priority=\? AND scheduled_at<\?\)/);
