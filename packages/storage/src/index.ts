@@ -6,6 +6,7 @@
 export * from './errors.js';
 export * from './task-info.js';
 export * from './repository.js';
+export * from './work-limits.js';
 export * from './validation.js';
 export * from './memory-repository.js';
 export * from './work-registry.js';
@@ -22,3 +23,6 @@ export * from './memory-schedule-store.js';
 export * from './occurrence-task-id.js';
 export * from './schedule-materializer.js';
 export * from './schedules.js';
+export * from './status-hook-bridge.js';
+export * from './schedule-loop.js';
+export * from './horae.js';

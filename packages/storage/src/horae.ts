@@ -1,0 +1,623 @@
+/**
+ * `createHorae()`: the one object an application builds. It wires the core scheduler, the storage middleware
+ * (single- or multi-node), recurring schedules and their materializer loop, and status hooks.
+ */
+import { randomUUID } from 'node:crypto';
+import {
+  HoraeError,
+  InvalidInputError,
+  Scheduler,
+  TypedEventEmitter,
+  realClock,
+  stallTimeout,
+  type CatchUpPolicy,
+  type EventTriggerSpec,
+  type Clock,
+  type Middleware,
+  type OverlapPolicy,
+  type ScheduleOptions,
+  type SchedulerOptions,
+  type TaskHandle,
+} from '@horae/core';
+import type { StorageEvents } from './events.js';
+import type { Repository } from './repository.js';
+import { ScheduleLoop } from './schedule-loop.js';
+import { ScheduleMaterializer, type ScheduleTickResult } from './schedule-materializer.js';
+import { isScheduleStore, type Schedule } from './schedule-store.js';
+import { Schedules } from './schedules.js';
+import { StatusHookBridge, type StatusHookTarget } from './status-hook-bridge.js';
+import { statusHooks, type StatusChange, type StatusHookOptions, type StatusHookSender } from './status-hooks.js';
+import { multiNodeStorage, singleNodeStorage, type StorageMiddleware, type StorageOptions } from './storage-middleware.js';
+import type { TaskAttempt, TaskInfo } from './task-info.js';
+import type { WorkRegistry } from './work-registry.js';
+
+/** Whether this process is the only one on its repository, or one node of many. */
+export type HoraeMode = 'single-node' | 'multi-node';
+
+/** A status hook given to {@link createHorae}: where to POST (options of `statusHooks`), or your own `{ onTransition }`. */
+export type HoraeStatusHook = StatusHookOptions | StatusHookTarget;
+
+/** The leaseMs a multi-node Horae uses when none is given. */
+export const DEFAULT_HORAE_LEASE_MS = 30_000;
+/** The schedule tick period when neither `scheduleTickMs` nor `syncIntervalMs` is given. */
+export const DEFAULT_HORAE_SCHEDULE_TICK_MS = 5_000;
+/** How long `stop()` lets status hooks deliver what they hold, when not told. */
+export const DEFAULT_HORAE_HOOK_GRACE_MS = 5_000;
+
+/** Options of {@link createHorae}: the storage options, plus what the facade wires around them. */
+export interface HoraeOptions extends StorageOptions {
+  /** Where tasks (and, when it implements ScheduleStore, recurring schedules) live. */
+  repository: Repository;
+  /** The works this process runs, by workId. */
+  registry: WorkRegistry;
+  /**
+   * `'multi-node'` uses `multiNodeStorage` (each task runs once across the processes sharing the repository);
+   * `'single-node'` uses `singleNodeStorage`.
+   *
+   * @defaultValue `'multi-node'` when `nodeId` is given, else `'single-node'`
+   */
+  mode?: HoraeMode;
+  /**
+   * This node's id, written as the owner of its leases; unique among the nodes sharing the repository.
+   *
+   * @defaultValue a random uuid (giving one selects `'multi-node'` unless `mode` says otherwise)
+   */
+  nodeId?: string;
+  /**
+   * How long a claim holds a task before another node may reclaim it (renewed every third of it while the
+   * work runs).
+   *
+   * @defaultValue 30000
+   */
+  leaseMs?: number;
+  /** How many runs may be in progress at once on this node. @defaultValue 10 */
+  concurrency?: number;
+  /**
+   * Limits per work on this node: at most `workConcurrency[workId]` runs of that work at once, within
+   * `concurrency` (change them later with `horae.scheduler.setWorkConcurrency`).
+   *
+   * @defaultValue no per-work limit
+   */
+  workConcurrency?: Readonly<Record<string, number>>;
+  /**
+   * The stall timeout of every task: a run that shows no sign of life (a `ctx.progress()` whose `completed`
+   * moved, or a `ctx.checkIn()`) within this many ms has its signal aborted with a `StalledError` and fails with
+   * it; storage's retry policy then applies (the stall middleware is installed before storage, so storage records
+   * the StalledError). A `stallTimeoutMs` given to `schedule()` overrides it for that call's local run only: it is
+   * not persisted, so after a restart or on another node this default applies.
+   *
+   * @defaultValue none: runs are not watched (unless a `schedule()` call gives `stallTimeoutMs`)
+   */
+  stallTimeoutMs?: number;
+  /** The clock of the scheduler, the storage loops and the schedule loop. @defaultValue `realClock` */
+  clock?: Clock;
+  /**
+   * Your middlewares, installed in this order after `registry.middleware()` and BEFORE storage. A middleware
+   * before storage wraps the raw work: at run time its wrapper runs inside storage's, after the claim, and
+   * storage records what it made of the run (a `timeout` failure is recorded and retried by storage's policy; a
+   * `retry` deferral is released durably, each run counting as an attempt). See "Middleware order" in
+   * docs/concepts.md.
+   *
+   * @defaultValue none
+   */
+  middlewares?: readonly Middleware[];
+  /**
+   * Status hooks: each state change this node makes is POSTed (signed) to each hook's URL, or handed to each
+   * `{ onTransition }` you give.
+   *
+   * @defaultValue none
+   */
+  statusHooks?: HoraeStatusHook | readonly HoraeStatusHook[];
+  /**
+   * The period of the loop that materializes due occurrences of recurring schedules; 0 turns the loop off.
+   * Ignored when the repository does not persist schedules.
+   *
+   * @defaultValue `syncIntervalMs` when it is ≥ 1, else 5000
+   */
+  scheduleTickMs?: number;
+  /**
+   * How far ahead occurrences of `overlap: 'allow'` schedules are materialized (see `ScheduleMaterializer`).
+   *
+   * @defaultValue 60000
+   */
+  scheduleLookaheadMs?: number;
+  /**
+   * How late a tick may find an occurrence and still run it as on time; keep it above `scheduleTickMs`.
+   *
+   * @defaultValue 60000
+   */
+  scheduleGraceMs?: number;
+  /**
+   * Further options of the core Scheduler (aging, wall-clock check, stop timings, and those the core adds).
+   *
+   * @defaultValue the Scheduler's defaults
+   */
+  schedulerOptions?: Omit<SchedulerOptions, 'clock' | 'concurrency'>;
+}
+
+/** The events of the facade itself (the storage events are `horae.events`, the core's `horae.scheduler.events`). */
+export type HoraeEvents = {
+  /** The schedule loop finished a tick. */
+  'schedules:ticked': ScheduleTickResult;
+  /** A tick, one schedule of it, or the sync after it failed; the loop goes on. */
+  'schedules:error': { error: unknown; scheduleName: string | undefined };
+  /** A status hook's `onTransition` threw; the task and the other hooks were not affected. */
+  'hook:error': { error: unknown; change: StatusChange };
+};
+
+/** Fields shared by every kind of {@link Horae.schedule} call. */
+export interface HoraeScheduleBase {
+  /** The registered work to run. */
+  workId: string;
+  /** Its param (JSON, validated by the work's validator). */
+  param?: unknown;
+  /** Priority when slots are scarce; higher first. @defaultValue 0 */
+  priority?: number;
+  /** Runs the task may have in all. @defaultValue the work's, else the storage option */
+  maxAttempts?: number;
+}
+
+/** A one-time task: run now (neither `runAt` nor `delayMs`), at `runAt`, or after `delayMs`. */
+export interface OneTimeScheduleOptions extends Omit<ScheduleOptions, 'workId'> {
+  /** The registered work to run. */
+  workId: string;
+  /** Not for a one-time task. */
+  every?: undefined;
+  /** Not for a one-time task. */
+  cron?: undefined;
+}
+
+/** Options of a recurring schedule shared by `every` and `cron`. */
+export interface RecurringScheduleBase extends HoraeScheduleBase {
+  /** The schedule's unique name: scheduling the same name again updates it (idempotent when unchanged). */
+  name: string;
+  /** What to do with occurrences missed while no node ran. @defaultValue `'once'` */
+  catchUp?: CatchUpPolicy;
+  /** The most occurrences one catch-up runs. @defaultValue 100 */
+  maxCatchUp?: number;
+  /** Whether an occurrence starts while the previous one still runs. @defaultValue `'skip'` */
+  overlap?: OverlapPolicy;
+  /** Not for a recurring schedule. */
+  runAt?: undefined;
+  /** Not for a recurring schedule. */
+  delayMs?: undefined;
+}
+
+/** A schedule that runs every `every` ms (at `anchor + k * every`). */
+export interface EveryScheduleOptions extends RecurringScheduleBase {
+  /** The period in ms: an integer ≥ 1. */
+  every: number;
+  /** The first occurrence. @defaultValue the Unix epoch */
+  anchor?: Date;
+  /** Not with `every`. */
+  cron?: undefined;
+}
+
+/** A schedule that runs on a cron expression. */
+export interface CronScheduleOptions extends RecurringScheduleBase {
+  /** A cron expression (croner syntax). */
+  cron: string;
+  /** Its IANA timezone. @defaultValue `'UTC'` */
+  timezone?: string;
+  /** Not with `cron`. */
+  every?: undefined;
+}
+
+/** A recurring schedule: `every` or `cron`, with a `name`. */
+export type RecurringScheduleOptions = EveryScheduleOptions | CronScheduleOptions;
+
+/** Options of {@link Horae.stop}. */
+export interface HoraeStopOptions {
+  /** How long running work may go on before its signal aborts (the run goes back to Initialized). @defaultValue the scheduler's `stopTimeoutMs` (10000) */
+  timeoutMs?: number;
+  /** How long status hooks may go on delivering what they hold, on their clock. @defaultValue 5000 */
+  hookGraceMs?: number;
+}
+
+/**
+ * Horae, wired: a scheduler whose tasks are durable, recurring schedules materialized on a loop, and status
+ * hooks. Build it with {@link createHorae}.
+ *
+ * Rules:
+ * - Nothing runs before `start()`; after `stop()` resolved nothing runs and no loop is armed.
+ * - `schedule()` is the one API for every job kind: run now, at, after (a task, `TaskInfo.kind` `immediate` or
+ *   `scheduled`), or periodically (`every` / `cron` with a `name`: a persisted schedule whose occurrences are
+ *   tasks of kind `periodic`).
+ * - Each occurrence of a schedule runs once across every node sharing the repository.
+ * - Status hooks are called after the transition they report was written; a failing hook never changes a task.
+ */
+export class Horae {
+  /** The core scheduler (its `events` are the in-memory run events). */
+  readonly scheduler: Scheduler;
+  /** The storage middleware behind the scheduler. */
+  readonly storage: StorageMiddleware;
+  /** The storage events: task lifecycle, repository outages, sync passes. */
+  readonly events: TypedEventEmitter<StorageEvents>;
+  /** The facade's own events: the schedule loop and hooks that threw. */
+  readonly horaeEvents: TypedEventEmitter<HoraeEvents>;
+  /** The repository. */
+  readonly repository: Repository;
+  /** The work registry. */
+  readonly registry: WorkRegistry;
+  /** Whether this is one node of many. */
+  readonly mode: HoraeMode;
+  /** The status hook senders built from URL options (for their `hook:*` events and `flush()`). */
+  readonly hookSenders: readonly StatusHookSender[];
+  readonly #schedules: Schedules | undefined;
+  readonly #loop: ScheduleLoop | undefined;
+  readonly #bridge: StatusHookBridge;
+  #state: 'new' | 'starting' | 'started' | 'stopping' | 'stopped' = 'new';
+  #startPromise: Promise<void> | undefined = undefined;
+  #stopPromise: Promise<void> | undefined = undefined;
+
+  /**
+   * Prefer {@link createHorae}.
+   *
+   * @param options - see {@link HoraeOptions}
+   * @throws InvalidInputError on a missing repository or registry, or an invalid option
+   */
+  constructor(options: HoraeOptions) {
+    if (options === null || typeof options !== 'object') throw new InvalidInputError('createHorae takes an options object { repository, registry, ... }');
+    const { repository, registry, mode: givenMode, middlewares = [], statusHooks: hookOption, schedulerOptions = {}, concurrency, workConcurrency, clock: givenClock } = options;
+    if (repository === null || typeof repository !== 'object') throw new InvalidInputError('createHorae needs a repository');
+    if (registry === null || typeof registry !== 'object' || typeof registry.middleware !== 'function') {
+      throw new InvalidInputError('createHorae needs a WorkRegistry');
+    }
+    if (givenMode !== undefined && givenMode !== 'single-node' && givenMode !== 'multi-node') {
+      throw new InvalidInputError(`mode must be 'single-node' or 'multi-node', got ${String(givenMode)}`);
+    }
+    if (!Array.isArray(middlewares)) throw new InvalidInputError('middlewares must be an array of middlewares');
+    const userMiddlewares: readonly Middleware[] = options.middlewares ?? [];
+    this.repository = repository;
+    this.registry = registry;
+    this.mode = givenMode ?? (options.nodeId !== undefined ? 'multi-node' : 'single-node');
+    const clock = givenClock ?? realClock;
+    this.horaeEvents = new TypedEventEmitter<HoraeEvents>();
+
+    const storageOptions = pickStorageOptions(options);
+    this.storage =
+      this.mode === 'multi-node'
+        ? multiNodeStorage(repository, registry, {
+            ...storageOptions,
+            nodeId: options.nodeId ?? randomUUID(),
+            leaseMs: options.leaseMs ?? DEFAULT_HORAE_LEASE_MS,
+          })
+        : singleNodeStorage(repository, registry, storageOptions);
+    this.events = this.storage.events;
+
+    this.scheduler = new Scheduler({
+      ...schedulerOptions,
+      clock,
+      ...(concurrency === undefined ? {} : { concurrency }),
+      ...(workConcurrency === undefined ? {} : { workConcurrency }),
+    });
+    // registry.middleware() first, so that the user's middlewares see the work of a task scheduled by workId. The
+    // stall watch comes right before storage: its wrapper runs inside storage's, so storage records the
+    // StalledError and retries it by its policy, and the progress it watches is the progress storage persists.
+    this.scheduler.use(registry.middleware(), ...userMiddlewares, stallTimeout(options.stallTimeoutMs), this.storage.middleware);
+
+    const { targets, senders } = toHookTargets(hookOption, clock);
+    this.hookSenders = senders;
+    this.#bridge = new StatusHookBridge(this.storage.events, targets, {
+      onHookError: (error, change) => this.#emitOwn('hook:error', { error, change }),
+    });
+
+    if (isScheduleStore(repository)) {
+      this.#schedules = new Schedules({ repository, registry });
+      const tickMs = options.scheduleTickMs ?? (options.syncIntervalMs !== undefined && options.syncIntervalMs >= 1 ? options.syncIntervalMs : DEFAULT_HORAE_SCHEDULE_TICK_MS);
+      if (!Number.isSafeInteger(tickMs) || tickMs < 0) throw new InvalidInputError(`scheduleTickMs must be an integer ≥ 0, got ${String(tickMs)}`);
+      if (tickMs > 0) {
+        const materializer = new ScheduleMaterializer({
+          repository,
+          clock,
+          ...(options.scheduleLookaheadMs === undefined ? {} : { lookaheadMs: options.scheduleLookaheadMs }),
+          ...(options.scheduleGraceMs === undefined ? {} : { graceMs: options.scheduleGraceMs }),
+        });
+        this.#loop = new ScheduleLoop({
+          materializer,
+          clock,
+          intervalMs: tickMs,
+          onCreated: (tasks) => {
+            for (const task of tasks) this.#bridge.created(task);
+          },
+          sync: () => this.storage.sync(),
+          onTick: (result) => this.#emitOwn('schedules:ticked', result),
+          onError: (error, scheduleName) => this.#emitOwn('schedules:error', { error, scheduleName }),
+        });
+      }
+    }
+  }
+
+  /** This node's id (the lease owner it writes). */
+  get nodeId(): string {
+    return this.storage.nodeId;
+  }
+
+  /** Whether `start()` finished and `stop()` was not called. */
+  get started(): boolean {
+    return this.#state === 'started';
+  }
+
+  /**
+   * The recurring schedules of the repository: upsert, pause, resume, remove, runSoon, get, list.
+   *
+   * @throws HoraeError `INVALID_STATE` when the repository does not persist schedules (it does not implement
+   * ScheduleStore; MemoryRepository, SqliteRepository and PostgresRepository do)
+   */
+  get schedules(): Schedules {
+    if (this.#schedules === undefined) {
+      throw new HoraeError('INVALID_STATE', 'this repository does not persist recurring schedules (it does not implement ScheduleStore); use one that does, such as SqliteRepository or PostgresRepository');
+    }
+    return this.#schedules;
+  }
+
+  /**
+   * Starts Horae: restores the stored tasks into the scheduler and starts the storage's sync loop, starts the
+   * scheduler, materializes the schedules due now (and syncs what that created), then ticks the schedule loop
+   * every `scheduleTickMs`. Calling it again returns the same promise.
+   *
+   * @returns a promise that resolves once the first tick of the schedule loop finished
+   * @throws HoraeError `INVALID_STATE` (as a rejection) after `stop()`
+   * @throws RepositoryError (as a rejection) when the restore cannot read the repository
+   */
+  start(): Promise<void> {
+    if (this.#state === 'stopping' || this.#state === 'stopped') {
+      return Promise.reject(new HoraeError('INVALID_STATE', 'this Horae was stopped; create a new one to start again'));
+    }
+    this.#startPromise ??= this.#start();
+    return this.#startPromise;
+  }
+
+  async #start(): Promise<void> {
+    this.#state = 'starting';
+    this.#bridge.start();
+    await this.storage.start(this.scheduler);
+    // stop() may have been called while the restore ran: then it owns the shutdown.
+    if (this.#state !== 'starting') return;
+    this.scheduler.start();
+    await this.#loop?.start();
+    if (this.#state === 'starting') this.#state = 'started';
+  }
+
+  /**
+   * Stops Horae: the schedule loop, then the scheduler (running work may finish within `timeoutMs`, then its
+   * signal aborts and the run goes back to Initialized), then the storage (its loops, and the writes under way),
+   * then the status hooks (they deliver what they hold within `hookGraceMs`). Calling it again returns the same
+   * promise.
+   *
+   * @param options - the deadlines
+   * @returns a promise that resolves when everything stopped
+   * @throws InvalidInputError (as a rejection) on an invalid `timeoutMs` or `hookGraceMs`
+   */
+  stop(options: HoraeStopOptions = {}): Promise<void> {
+    if (this.#stopPromise !== undefined) return this.#stopPromise;
+    const graceMs = options.hookGraceMs ?? DEFAULT_HORAE_HOOK_GRACE_MS;
+    if (typeof graceMs !== 'number' || !(graceMs >= 0)) return Promise.reject(new InvalidInputError(`hookGraceMs must be a number ≥ 0, got ${String(graceMs)}`));
+    this.#stopPromise = this.#stop(options.timeoutMs, graceMs);
+    return this.#stopPromise;
+  }
+
+  async #stop(timeoutMs: number | undefined, graceMs: number): Promise<void> {
+    const wasStarting = this.#state === 'starting' ? this.#startPromise : undefined;
+    this.#state = 'stopping';
+    // A start under way finishes its restore first: storage.stop() must come after storage.start().
+    await wasStarting?.catch(() => undefined);
+    await this.#loop?.stop();
+    await this.scheduler.stop(timeoutMs === undefined ? {} : { timeoutMs });
+    await this.storage.stop();
+    this.#bridge.stop();
+    await Promise.all(this.hookSenders.map((sender) => sender.close({ graceMs })));
+    this.#state = 'stopped';
+  }
+
+  /**
+   * Schedules work, durably. One API for every kind of job:
+   * - run now: `{ workId, param }`: a task of kind `immediate`;
+   * - run at: `{ workId, runAt }`, or after: `{ workId, delayMs }`: a task of kind `scheduled` (`immediate` when
+   *   the time is not in the future);
+   * - periodically: `{ name, workId, every: ms }` or `{ name, workId, cron, timezone? }`: a persisted schedule
+   *   (upserted: the same name again updates it), whose occurrences are tasks of kind `periodic`.
+   *
+   * @param options - what to run, and when
+   * @returns the task's handle, or, for a recurring schedule, the stored schedule
+   * @throws InvalidInputError (as a rejection) on bad input (an unknown workId, an invalid param or date, a
+   * malformed cron expression, a recurring schedule without a name); nothing is written
+   * @throws HoraeError `INVALID_STATE` for a recurring schedule when the repository does not persist schedules
+   *
+   * @example
+   * ```ts
+   * await horae.schedule({ workId: 'email', param: { to: 'ada@example.com' } });           // now
+   * await horae.schedule({ workId: 'email', param, runAt: new Date('2027-01-01T09:00Z') }); // at
+   * await horae.schedule({ workId: 'email', param, delayMs: 60_000 });                     // after
+   * await horae.schedule({ name: 'digest', workId: 'email', cron: '0 9 * * MON', timezone: 'Europe/Paris' });
+   * ```
+   */
+  schedule(options: RecurringScheduleOptions): Promise<Schedule>;
+  schedule(options: OneTimeScheduleOptions): Promise<TaskHandle>;
+  schedule(options: RecurringScheduleOptions | OneTimeScheduleOptions): Promise<Schedule | TaskHandle> {
+    if (options === null || typeof options !== 'object') return Promise.reject(new InvalidInputError('schedule() takes an options object'));
+    if (options.every !== undefined || options.cron !== undefined) return this.#scheduleRecurring(options);
+    if ((options as { name?: unknown }).name !== undefined) {
+      return Promise.reject(new InvalidInputError('`name` names a recurring schedule: give `every` or `cron` with it (a one-time task has no name)'));
+    }
+    return this.scheduler.schedule(options);
+  }
+
+  async #scheduleRecurring(options: RecurringScheduleOptions): Promise<Schedule> {
+    if (options.every !== undefined && options.cron !== undefined) throw new InvalidInputError('give either `every` or `cron`, not both');
+    if (typeof options.name !== 'string' || options.name === '') {
+      throw new InvalidInputError('a recurring schedule needs a `name`: it identifies the schedule across restarts and nodes');
+    }
+    const oneTime = options as { runAt?: unknown; delayMs?: unknown; taskId?: unknown; uniqueKey?: unknown; work?: unknown };
+    for (const key of ['runAt', 'delayMs', 'taskId', 'uniqueKey', 'work'] as const) {
+      if (oneTime[key] !== undefined) throw new InvalidInputError(`\`${key}\` does not apply to a recurring schedule (every / cron)`);
+    }
+    const schedules = this.schedules;
+    const common = {
+      name: options.name,
+      workId: options.workId,
+      ...(options.param === undefined ? {} : { param: options.param }),
+      ...(options.priority === undefined ? {} : { priority: options.priority }),
+      ...(options.maxAttempts === undefined ? {} : { maxAttempts: options.maxAttempts }),
+      ...(options.catchUp === undefined ? {} : { catchUp: options.catchUp }),
+      ...(options.maxCatchUp === undefined ? {} : { maxCatchUp: options.maxCatchUp }),
+      ...(options.overlap === undefined ? {} : { overlap: options.overlap }),
+    };
+    const result =
+      options.cron !== undefined
+        ? await schedules.upsert({ ...common, cron: options.cron, ...(options.timezone === undefined ? {} : { timezone: options.timezone }) })
+        : await schedules.upsert({ ...common, everyMs: options.every, ...(options.anchor === undefined ? {} : { anchor: options.anchor }) });
+    return result.schedule;
+  }
+
+  /**
+   * Cancels a task from any node: a scheduled task never starts; a running one has its signal aborted on
+   * whichever node runs it (here at once, elsewhere within that node's sync interval), and ends Cancelled.
+   *
+   * @param taskId - the task's id
+   * @param reason - recorded with the cancel
+   * @returns true when this call cancelled it, false when it had already ended
+   * @throws TaskNotFoundError (as a rejection) when no task has the id
+   */
+  cancel(taskId: string, reason?: string): Promise<boolean> {
+    return this.storage.cancel(taskId, reason);
+  }
+
+  /**
+   * Reads a task as stored.
+   *
+   * @param taskId - the task's id
+   * @returns its TaskInfo (state, kind, progress, lastError, ...)
+   * @throws TaskNotFoundError (as a rejection) when no task has the id
+   */
+  getTask(taskId: string): Promise<TaskInfo> {
+    return this.repository.getById(taskId);
+  }
+
+  /**
+   * Lists a task's runs (execution history), oldest first.
+   *
+   * @param taskId - the task's id
+   * @returns one record per run; `[]` for a task that never ran
+   * @throws TaskNotFoundError (as a rejection) when no task has the id
+   */
+  listAttempts(taskId: string): Promise<TaskAttempt[]> {
+    return this.repository.listAttempts(taskId);
+  }
+
+  /**
+   * Registers what an event starts (an event trigger): each later `emit(eventName, payload)` on this node
+   * schedules one durable task from `spec`. Registrations live in memory: make them at every start, on every node
+   * that may receive the event.
+   *
+   * @param eventName - the event
+   * @param spec - the options of the task to schedule (`workId`, `param` or a payload → param function, `delayMs`, `uniqueKey`, …)
+   * @returns a function that removes this registration
+   * @throws InvalidInputError on an empty name, or a spec without a work or with an invalid option
+   *
+   * @example
+   * ```ts
+   * horae.onEvent<{ userId: string }>('user.signed-up', { workId: 'welcome-email', param: (p) => ({ userId: p.userId }), delayMs: 60_000 });
+   * await horae.emit('user.signed-up', { userId: 'u1' }); // a durable task, run once by whichever node claims it
+   * ```
+   */
+  onEvent<P = unknown>(eventName: string, spec: EventTriggerSpec<P>): () => void {
+    return this.scheduler.onEvent(eventName, spec);
+  }
+
+  /**
+   * Emits an event: schedules one task per registration of `eventName` on this node, through the whole chain, so
+   * each is written to the repository (durable, and run once across nodes) like any other task.
+   *
+   * @param eventName - the event
+   * @param payload - what the registrations' param mappers receive
+   * @returns the handles of the tasks, in registration order (`[]` when nothing is registered on the event)
+   * @throws InvalidInputError (as a rejection) on an empty name, a param mapper that throws, or a refused task
+   * @throws SchedulerStoppedError (as a rejection) after `stop()`
+   */
+  emit(eventName: string, payload?: unknown): Promise<TaskHandle[]> {
+    return this.scheduler.emit(eventName, payload);
+  }
+
+  /**
+   * Runs the schedule loop's tick now (materializes what is due and syncs what it created) instead of waiting
+   * for the next period.
+   *
+   * @returns a promise that resolves when the tick finished; it never rejects (errors go to `schedules:error`)
+   */
+  tickSchedules(): Promise<void> {
+    return this.#loop?.tickNow() ?? Promise.resolve();
+  }
+
+  #emitOwn<K extends keyof HoraeEvents>(name: K, payload: HoraeEvents[K]): void {
+    if (name !== 'schedules:ticked' && !this.horaeEvents.hasListeners(name)) {
+      // Nobody listens: say it in the process warnings rather than swallow it.
+      const error = (payload as { error: unknown }).error;
+      const detail = error instanceof Error ? (error.stack ?? error.message) : String(error);
+      process.emitWarning(`horae ${String(name)}: ${detail}`, { code: name === 'hook:error' ? 'HORAE_HOOK_ERROR' : 'HORAE_SCHEDULES_ERROR' });
+      return;
+    }
+    this.horaeEvents.emit(name, payload);
+  }
+}
+
+/**
+ * Builds a {@link Horae}: a Scheduler with `registry.middleware()`, your middlewares and the storage middleware
+ * (multi-node when `nodeId` is given), recurring schedules when the repository persists them, and status hooks.
+ *
+ * @param options - the repository, the registry, and the options of each part
+ * @returns the Horae; call `await horae.start()`
+ * @throws InvalidInputError on a missing repository or registry, or an invalid option
+ *
+ * @example
+ * ```ts
+ * import { SqliteRepository } from '@horae/repo-sqlite';
+ * import { WorkRegistry, createHorae } from '@horae/storage';
+ *
+ * const registry = new WorkRegistry().register('email', async (ctx) => sendEmail(ctx.param, ctx.signal), { maxAttempts: 5 });
+ * const horae = createHorae({ repository: new SqliteRepository('./horae.db'), registry });
+ * await horae.start();
+ * await horae.schedule({ workId: 'email', param: { to: 'ada@example.com' }, delayMs: 60_000 });
+ * // at shutdown
+ * await horae.stop({ timeoutMs: 10_000 });
+ * ```
+ */
+export function createHorae(options: HoraeOptions): Horae {
+  return new Horae(options);
+}
+
+/** The storage middleware's own options out of the facade's (the facade decides nodeId and leaseMs per mode). */
+function pickStorageOptions(options: HoraeOptions): StorageOptions {
+  const {
+    repository: _repository,
+    registry: _registry,
+    mode: _mode,
+    concurrency: _concurrency,
+    workConcurrency: _workConcurrency,
+    stallTimeoutMs: _stallTimeoutMs,
+    middlewares: _middlewares,
+    statusHooks: _statusHooks,
+    scheduleTickMs: _scheduleTickMs,
+    scheduleLookaheadMs: _scheduleLookaheadMs,
+    scheduleGraceMs: _scheduleGraceMs,
+    schedulerOptions: _schedulerOptions,
+    ...storage
+  } = options;
+  return storage;
+}
+
+function toHookTargets(option: HoraeOptions['statusHooks'], clock: Clock): { targets: StatusHookTarget[]; senders: StatusHookSender[] } {
+  const list: readonly HoraeStatusHook[] = option === undefined ? [] : Array.isArray(option) ? option : [option as HoraeStatusHook];
+  const targets: StatusHookTarget[] = [];
+  const senders: StatusHookSender[] = [];
+  for (const hook of list) {
+    if (hook !== null && typeof hook === 'object' && typeof (hook as Partial<StatusHookTarget>).onTransition === 'function') {
+      targets.push(hook as StatusHookTarget);
+      continue;
+    }
+    const hooks = statusHooks({ clock, ...(hook as StatusHookOptions) });
+    targets.push(hooks);
+    senders.push(hooks.sender);
+  }
+  return { targets, senders };
+}
