@@ -1,0 +1,445 @@
+// Benchmark of durable execution: the full storage middleware (claim, run a no-op, mark Done) on a real
+// repository, against the raw database doing the same writes without Horae, in one run.
+//
+// Usage: npx tsc -b && node bench/durable.mjs [sqlite|postgres|memory] [N=20000] [C=16]
+// Prints ONE JSON line. PostgreSQL: HORAE_PG_URL (default postgres://postgres@127.0.0.1:5432/test); each
+// phase uses its own schema and drops it. SQLite: files in a fresh temp directory, removed at the end.
+//
+// Phases (each on a fresh database, so that none pays for another's rows):
+//   insert        N tasks due now, repository.insertMany in batches of 1,000              → insert_per_s
+//   drain 1 node  one Scheduler({ concurrency: C }) + multiNodeStorage: restore, claim,
+//                 no-op, markAsDone, until every task is Done                              → drain_per_s
+//   drain 3 nodes the same with three nodes; separate processes for sqlite/postgres (each
+//                 opens its own connection, as real nodes do), in-process for memory       → drain_per_s_3_nodes
+//   latency       2,000 tasks due 1-3 s ahead, stored first and restored by one node;
+//                 start − runAt in the work                                                → p99_start_latency_ms
+//                 the same, the node scheduling them itself (inserts compete with runs)   → p99_start_latency_scheduled_ms
+//   batch claims  the adapter alone: claimDue(256) then markAsDone of each, until drained  → adapter_batch_claim_per_s
+//   baseline      the raw driver: per task the same claim UPDATE and Done UPDATE the
+//                 adapter runs, C concurrent loops, the adapter's batching style           → baseline_drain_per_s
+import { fork } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const pkg = (name) => new URL(`../packages/${name}/dist/index.js`, import.meta.url).href;
+const PG_URL = process.env.HORAE_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+const BATCH = 1_000;
+const LATENCY_TASKS = 2_000;
+const BATCH_CLAIM = 256;
+// HORAE_BENCH_SYNC_COMMIT=off: PostgreSQL commits without waiting for the WAL flush, on Horae's connections and
+// the baseline's alike (a diagnostic: it shows how much of a figure is the disk's fsync). Default: the server's.
+const SYNC_COMMIT = process.env.HORAE_BENCH_SYNC_COMMIT !== 'off';
+
+const { Scheduler } = await import(pkg('core'));
+const { WorkRegistry, multiNodeStorage, MemoryRepository } = await import(pkg('storage'));
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const round = (x, d = 0) => (x === null || x === undefined ? null : Math.round(x * 10 ** d) / 10 ** d);
+function percentile(sorted, p) {
+  if (sorted.length === 0) return null;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+// ---- databases ------------------------------------------------------------------------------------
+
+/** Where one phase's repository lives: a spec a child process can open too. */
+function newDatabase(adapter, tag) {
+  if (adapter === 'sqlite') return { adapter, path: join(workDir(), `${tag}.db`) };
+  if (adapter === 'postgres') return { adapter, url: PG_URL, schema: `horae_bench_${randomBytes(4).toString('hex')}_${tag}` };
+  return { adapter };
+}
+
+let dir;
+function workDir() {
+  dir ??= mkdtempSync(join(tmpdir(), 'horae-bench-'));
+  return dir;
+}
+
+const schemas = [];
+async function openRepository(spec, shared) {
+  if (spec.adapter === 'sqlite') {
+    const { SqliteRepository } = await import(pkg('repo-sqlite'));
+    return new SqliteRepository({ database: spec.path });
+  }
+  if (spec.adapter === 'postgres') {
+    const { PostgresRepository } = await import(pkg('repo-postgres'));
+    if (!schemas.includes(spec.schema)) schemas.push(spec.schema);
+    const repository = new PostgresRepository({ connectionString: spec.url, schema: spec.schema, synchronousCommit: SYNC_COMMIT });
+    await repository.init();
+    return repository;
+  }
+  return shared ? shared.openPeer() : new MemoryRepository();
+}
+
+async function dropSchemas() {
+  if (schemas.length === 0) return;
+  const { default: pg } = await import('pg');
+  const client = new pg.Client({ connectionString: PG_URL });
+  await client.connect();
+  try {
+    for (const schema of schemas) await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  } finally {
+    await client.end();
+  }
+}
+
+async function insertAll(repository, n, prefix) {
+  const now = new Date();
+  const start = performance.now();
+  for (let i = 0; i < n; i += BATCH) {
+    const batch = [];
+    for (let j = i; j < Math.min(n, i + BATCH); j++) batch.push({ id: `${prefix}-${j}`, workId: 'noop', param: { j }, scheduledAt: now });
+    await repository.insertMany(batch);
+  }
+  return performance.now() - start;
+}
+
+// ---- one node -------------------------------------------------------------------------------------
+
+/** One Horae node: a Scheduler behind multiNodeStorage, running a no-op (or `work`). */
+function makeNode(repository, concurrency, nodeId, work = () => undefined) {
+  const registry = new WorkRegistry().register('noop', work);
+  const storage = multiNodeStorage(repository, registry, { nodeId, leaseMs: 30_000 });
+  const scheduler = new Scheduler({ concurrency }).use(storage.middleware);
+  let succeeded = 0;
+  let waiter;
+  let target = Infinity;
+  storage.events.on('task:succeeded', () => {
+    succeeded++;
+    if (succeeded >= target) waiter?.();
+  });
+  return {
+    storage,
+    scheduler,
+    get succeeded() {
+      return succeeded;
+    },
+    /** Resolves once `n` runs succeeded on this node. */
+    until(n) {
+      target = n;
+      return succeeded >= n ? Promise.resolve() : new Promise((resolve) => (waiter = resolve));
+    },
+    async start() {
+      await storage.start(scheduler);
+      scheduler.start();
+    },
+    async stop() {
+      await scheduler.stop({ timeoutMs: 1000 });
+      await storage.stop();
+    },
+  };
+}
+
+async function drainOneNode(repository, n, concurrency) {
+  const node = makeNode(repository, concurrency, 'bench-node-0');
+  const start = performance.now();
+  await node.start();
+  const restoreMs = performance.now() - start;
+  await node.until(n);
+  const ms = performance.now() - start;
+  await node.stop();
+  return { ms, restoreMs };
+}
+
+// ---- three nodes ----------------------------------------------------------------------------------
+
+/** Child mode: one node in its own process, on the database the parent names. */
+async function childNode(spec, concurrency, index) {
+  const repository = await openRepository(spec);
+  const node = makeNode(repository, concurrency, `bench-node-${index}-${process.pid}`);
+  process.on('message', async (message) => {
+    if (message.type === 'go') {
+      await node.start();
+      process.send({ type: 'started' });
+    } else if (message.type === 'stop') {
+      await node.stop();
+      await repository.close();
+      process.send({ type: 'stopped', succeeded: node.succeeded }, () => process.exit(0));
+    }
+  });
+  process.send({ type: 'ready' });
+}
+
+function nextMessage(child, type) {
+  return new Promise((resolve, reject) => {
+    const onExit = (code) => reject(new Error(`bench node exited with ${code} before "${type}"`));
+    child.once('exit', onExit);
+    const onMessage = (message) => {
+      if (message.type !== type) return;
+      child.off('message', onMessage);
+      child.off('exit', onExit);
+      resolve(message);
+    };
+    child.on('message', onMessage);
+  });
+}
+
+async function drainThreeNodes(spec, repository, n, concurrency) {
+  if (spec.adapter === 'memory') {
+    const nodes = [0, 1, 2].map((i) => makeNode(i === 0 ? repository : repository.openPeer(), concurrency, `bench-node-${i}`));
+    const start = performance.now();
+    await Promise.all(nodes.map((node) => node.start()));
+    await waitAllDone(repository, n);
+    const ms = performance.now() - start;
+    await Promise.all(nodes.map((node) => node.stop()));
+    return { ms, perNode: nodes.map((node) => node.succeeded) };
+  }
+  const children = [0, 1, 2].map((i) =>
+    fork(fileURLToPath(import.meta.url), ['--node', JSON.stringify(spec), String(concurrency), String(i)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
+  );
+  try {
+    await Promise.all(children.map((child) => nextMessage(child, 'ready')));
+    const start = performance.now();
+    for (const child of children) child.send({ type: 'go' });
+    await waitAllDone(repository, n);
+    const ms = performance.now() - start;
+    const stopped = children.map((child) => nextMessage(child, 'stopped'));
+    for (const child of children) child.send({ type: 'stop' });
+    const reports = await Promise.all(stopped);
+    return { ms, perNode: reports.map((r) => r.succeeded) };
+  } finally {
+    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }
+}
+
+/** Polls the repository (every 20 ms: a small error on runs of a second or more) until every task is Done. */
+async function waitAllDone(repository, n) {
+  for (;;) {
+    const counts = await repository.countByState();
+    if (counts.Done >= n) return;
+    await sleep(20);
+  }
+}
+
+// ---- start latency --------------------------------------------------------------------------------
+
+/**
+ * Start latency (start − runAt, in the work) of LATENCY_TASKS tasks due 1-3 s ahead, on one node.
+ *
+ * `stored`: the tasks are written first (insertMany, a few statements) and the node restores them at start, so
+ * the figure is the path a due task takes: the timer, the claim, the start. `scheduled`: the node schedules them
+ * itself, in bursts of 100, each due 1-3 s after its own schedule() call, so the inserts compete with the runs.
+ */
+async function startLatency(repository, concurrency, mode) {
+  const late = [];
+  let allStarted;
+  const started = new Promise((resolve) => (allStarted = resolve));
+  const node = makeNode(repository, concurrency, `bench-latency-${mode}`, (ctx) => {
+    late.push(Date.now() - ctx.scheduledAt.getTime());
+    if (late.length === LATENCY_TASKS) allStarted();
+  });
+  const t0 = Date.now();
+  const due = () => new Date(Date.now() + 1000 + Math.floor(Math.random() * 2000));
+  if (mode === 'stored') {
+    const tasks = Array.from({ length: LATENCY_TASKS }, (_, j) => ({ workId: 'noop', param: { j }, scheduledAt: due() }));
+    for (let i = 0; i < tasks.length; i += BATCH) await repository.insertMany(tasks.slice(i, i + BATCH));
+    await node.start();
+  } else {
+    await node.start();
+    for (let i = 0; i < LATENCY_TASKS; i += 100) {
+      const calls = [];
+      for (let j = i; j < Math.min(LATENCY_TASKS, i + 100); j++) calls.push(node.scheduler.schedule({ workId: 'noop', param: { j }, runAt: due() }));
+      await Promise.all(calls);
+    }
+  }
+  const readyWithinMs = Date.now() - t0;
+  await started;
+  await node.stop();
+  late.sort((a, b) => a - b);
+  return { p50: percentile(late, 50), p99: percentile(late, 99), max: late[late.length - 1], readyWithinMs };
+}
+
+// ---- raw baseline ---------------------------------------------------------------------------------
+
+/**
+ * SQLite without Horae: the adapter's own SQL (its internal STATEMENT_SQL, so the baseline follows its schema):
+ * per task the claim UPDATE … RETURNING (and the attempt-history INSERT when the adapter writes one), then the
+ * Done UPDATE … RETURNING (and the history UPDATE), bumping the change counter like the adapter; C concurrent
+ * loops, and the writes issued in one tick share one BEGIN IMMEDIATE transaction (the adapter's group commit,
+ * without the adapter).
+ */
+async function baselineSqlite(spec, ids, concurrency) {
+  const { default: Database } = await import('better-sqlite3');
+  const { STATEMENT_SQL: sql } = await import(new URL('../packages/repo-sqlite/dist/statements.js', import.meta.url).href);
+  const db = new Database(spec.path);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.pragma('busy_timeout = 5000');
+  const claim = db.prepare(sql.claim);
+  const done = db.prepare(sql.markAsDone);
+  const openAttempt = sql.openAttempt === undefined ? undefined : db.prepare(sql.openAttempt);
+  const closeAttempt = sql.closeAttempt === undefined ? undefined : db.prepare(sql.closeAttempt);
+  const readSeq = db.prepare(sql.readChangeSeq);
+  const writeSeq = db.prepare(sql.writeChangeSeq);
+  const begin = db.prepare(sql.begin);
+  const commit = db.prepare(sql.commit);
+  let queue = [];
+  let armed = false;
+  let seq = 0;
+  const tx = { now: 0, nextSeq: () => ++seq };
+  const flush = () => {
+    armed = false;
+    const batch = queue;
+    queue = [];
+    begin.run();
+    seq = readSeq.get().value;
+    const first = seq;
+    tx.now = Date.now();
+    const results = batch.map((op) => op.run(tx));
+    if (seq !== first) writeSeq.run({ seq });
+    commit.run();
+    batch.forEach((op, i) => op.resolve(results[i]));
+  };
+  const write = (run) =>
+    new Promise((resolve) => {
+      queue.push({ run, resolve });
+      if (!armed) {
+        armed = true;
+        setImmediate(flush);
+      }
+    });
+  const ms = await drainLoops(ids, concurrency, async (id) => {
+    const token = randomUUID();
+    const row = await write(({ now, nextSeq }) => {
+      const claimed = claim.get({ id, owner: 'raw', until: now + 30_000, newToken: token, ifScheduledAt: null, now, seq: nextSeq() });
+      if (claimed !== undefined) openAttempt?.run({ id, run: claimed.runs, attempt: claimed.attempt, owner: 'raw', now: claimed.updated_at });
+      return claimed;
+    });
+    if (row === undefined) throw new Error(`raw claim of ${id} failed`);
+    await write(({ now, nextSeq }) => {
+      const ended = done.get({ id, token, now, seq: nextSeq() });
+      if (ended !== undefined) closeAttempt?.run({ id, run: ended.runs, outcome: 'succeeded', error: null, now });
+      return ended;
+    });
+  });
+  db.close();
+  return ms;
+}
+
+/**
+ * PostgreSQL without Horae: the adapter's own claim and Done statements (its internal buildStatements, so the
+ * baseline follows its schema, attempt-history CTEs included), one statement each per task, C concurrent loops
+ * on a pool of the adapter's size (10).
+ */
+async function baselinePostgres(spec, ids, concurrency) {
+  const { default: pg } = await import('pg');
+  const { buildStatements } = await import(new URL('../packages/repo-postgres/dist/statements.js', import.meta.url).href);
+  const { channelOf } = await import(pkg('repo-postgres'));
+  const sql = buildStatements(`"${spec.schema}"`, channelOf(spec.schema));
+  const pool = new pg.Pool({ connectionString: spec.url, max: 10, ...(SYNC_COMMIT ? {} : { options: '-c synchronous_commit=off' }) });
+  try {
+    return await drainLoops(ids, concurrency, async (id) => {
+      const claimed = await pool.query({ name: 'raw-claim', text: sql.claim, values: [id, 'raw', 30_000, null] });
+      const row = claimed.rows[0];
+      if (row === undefined) throw new Error(`raw claim of ${id} failed`);
+      await pool.query({ name: 'raw-done', text: sql.done, values: [id, row.lease_token] });
+    });
+  } finally {
+    await pool.end();
+  }
+}
+
+/**
+ * The adapter alone, claiming in batches: `claimDue` of up to BATCH_CLAIM due tasks, then their markAsDone all
+ * at once (grouped by the adapter), until none is left. No middleware: the rate a middleware that claimed in
+ * batches (rather than one claim per task) could approach.
+ */
+async function adapterBatchClaims(repository, n) {
+  const start = performance.now();
+  let done = 0;
+  while (done < n) {
+    const claimed = await repository.claimDue({ owner: 'batch', leaseMs: 30_000, limit: BATCH_CLAIM });
+    if (claimed.length === 0) throw new Error(`claimDue found nothing due after ${done} of ${n}`);
+    await Promise.all(claimed.map((task) => repository.markAsDone(task.id, task.lease.token)));
+    done += claimed.length;
+  }
+  return performance.now() - start;
+}
+
+/** Runs `each` over `ids` with `concurrency` loops; returns the wall time in ms. */
+async function drainLoops(ids, concurrency, each) {
+  let next = 0;
+  const start = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < ids.length) await each(ids[next++]);
+    }),
+  );
+  return performance.now() - start;
+}
+
+// ---- main -----------------------------------------------------------------------------------------
+
+async function main() {
+  const adapter = process.argv[2] ?? 'sqlite';
+  const n = Number(process.argv[3] ?? 20_000);
+  const concurrency = Number(process.argv[4] ?? 16);
+  if (!['sqlite', 'postgres', 'memory'].includes(adapter) || !Number.isSafeInteger(n) || n < 1 || !(concurrency >= 1)) {
+    throw new Error('usage: node bench/durable.mjs [sqlite|postgres|memory] [N] [C]');
+  }
+  const out = { adapter, n, concurrency };
+  if (adapter === 'postgres') out.synchronous_commit = SYNC_COMMIT ? 'on' : 'off';
+  try {
+    // Insert, then drain on one node.
+    const one = newDatabase(adapter, 'one');
+    const repoOne = await openRepository(one);
+    const insertMs = await insertAll(repoOne, n, 'one');
+    out.insert_per_s = round(n / (insertMs / 1000));
+    const drain = await drainOneNode(repoOne, n, concurrency);
+    out.drain_per_s = round(n / (drain.ms / 1000));
+    // Of the drain: the restore (listDue of the N due tasks, each armed locally), then the runs alone.
+    out.drain_restore_ms = round(drain.restoreMs);
+    out.drain_runs_per_s = round(n / ((drain.ms - drain.restoreMs) / 1000));
+
+    // Three nodes on a fresh database.
+    const three = newDatabase(adapter, 'three');
+    const repoThree = await openRepository(three);
+    await insertAll(repoThree, n, 'three');
+    const threeNodes = await drainThreeNodes(three, repoThree, n, concurrency);
+    out.drain_per_s_3_nodes = round(n / (threeNodes.ms / 1000));
+    out.runs_per_node_3_nodes = threeNodes.perNode;
+    out.three_nodes_in = adapter === 'memory' ? 'one process' : 'three processes';
+    await repoThree.close();
+
+    // Start latency of tasks due 1-3 s ahead, on one node (the database holds the N Done rows of the drain).
+    const stored = await startLatency(repoOne, concurrency, 'stored');
+    out.p50_start_latency_ms = stored.p50;
+    out.p99_start_latency_ms = stored.p99;
+    out.max_start_latency_ms = stored.max;
+    const scheduled = await startLatency(repoOne, concurrency, 'scheduled');
+    out.p50_start_latency_scheduled_ms = scheduled.p50;
+    out.p99_start_latency_scheduled_ms = scheduled.p99;
+    out.scheduled_2000_within_ms = scheduled.readyWithinMs;
+    await repoOne.close();
+
+    // The adapter alone, claiming in batches (no middleware).
+    const batch = newDatabase(adapter, 'batch');
+    const repoBatch = await openRepository(batch);
+    await insertAll(repoBatch, n, 'batch');
+    out.adapter_batch_claim_per_s = round(n / ((await adapterBatchClaims(repoBatch, n)) / 1000));
+    await repoBatch.close();
+
+    // The raw database doing the same writes.
+    if (adapter === 'memory') out.baseline_drain_per_s = null;
+    else {
+      const base = newDatabase(adapter, 'base');
+      const repoBase = await openRepository(base);
+      await insertAll(repoBase, n, 'base');
+      await repoBase.close();
+      const ids = Array.from({ length: n }, (_, j) => `base-${j}`);
+      const ms = adapter === 'sqlite' ? await baselineSqlite(base, ids, concurrency) : await baselinePostgres(base, ids, concurrency);
+      out.baseline_drain_per_s = round(n / (ms / 1000));
+      out.drain_vs_baseline = round(out.drain_per_s / out.baseline_drain_per_s, 2);
+    }
+  } finally {
+    await dropSchemas().catch(() => undefined);
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  }
+  console.log(JSON.stringify(out));
+}
+
+if (process.argv[2] === '--node') await childNode(JSON.parse(process.argv[3]), Number(process.argv[4]), Number(process.argv[5]));
+else await main();

@@ -1,0 +1,104 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { PostgresRepository } from '@horae/repo-postgres';
+import { SqliteRepository } from '@horae/repo-sqlite';
+import { buildPackages, runProof, WORK, type ProofDatabase, type ProofResult } from './proof.js';
+import { runFails } from './run-log.js';
+
+// The multi-node proof of issue 4, with real processes: three workers share one SQLite file, then one
+// PostgreSQL database; 5,000 tasks scheduled from all three, some due now and some over the next 4 s, ~10% of
+// runs fail and are retried (maxAttempts 3, 50 ms backoff), 1% always fail; the middle worker is killed with
+// SIGKILL while it runs tasks. See run-log.ts for the rules checked against the workers' logs.
+
+const TASKS = 5000;
+const PG_URL = process.env.HORAE_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'horae-multi-node-'));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+beforeAll(() => buildPackages(), 120_000);
+
+/** The assertions shared by both databases. */
+function expectProofHolds(result: ProofResult): void {
+  const { tasks, counts, check, killed } = result;
+  // Nothing lost: every task is a row, and every row ended.
+  expect(result.workerErrors).toEqual([]);
+  expect(tasks).toHaveLength(TASKS);
+  expect(new Set(tasks.map((t) => t.id)).size).toBe(TASKS);
+  expect(counts).toMatchObject({ Initialized: 0, Working: 0, Cancelled: 0 });
+  expect(counts.Done + counts.Failed).toBe(TASKS);
+  // Every row, and its execution history (one record per attempt), agrees with the log: exactly-once per
+  // attempt, retries, Failed exactly as the work decided.
+  expect(check.problems.slice(0, 20)).toEqual([]);
+  expect(result.historyRecords).toBe(tasks.reduce((sum, t) => sum + t.attempt, 0));
+  // The always-failing tasks (n % 100 === 42) ended Failed after maxAttempts runs.
+  const alwaysFail = tasks.filter((t) => (t.param as { alwaysFail: boolean }).alwaysFail);
+  expect(alwaysFail).toHaveLength(TASKS / 100);
+  for (const task of alwaysFail) expect(task).toMatchObject({ state: 'Failed', attempt: WORK.maxAttempts });
+  // Tasks whose random failures exhaust every attempt (decided by the hash alone) ended Failed; there are some.
+  const exhausted = tasks.filter((t) => !(t.param as { alwaysFail: boolean }).alwaysFail && [1, 2, 3].every((a) => runFails(t.id, a, false, WORK.failPercent)));
+  expect(exhausted.length).toBeGreaterThan(0);
+  for (const task of exhausted) expect(task).toMatchObject({ state: 'Failed', attempt: WORK.maxAttempts });
+  // Random failures were retried: some tasks needed more than one attempt and still ended Done.
+  expect(tasks.filter((t) => t.state === 'Done' && t.attempt > 1).length).toBeGreaterThan(TASKS / 50);
+  // The kill cut running work, and those tasks ran again on a surviving worker with one more attempt.
+  expect(killed.openRuns).toBeGreaterThanOrEqual(1);
+  expect(check.outcomes.cut).toBe(killed.openRuns);
+  expect(check.takenOver).toBeGreaterThanOrEqual(1);
+  // The kill can interrupt at most the runs the victim held (its concurrency).
+  expect(check.outcomes.cut + check.outcomes['ok-lost'] + check.outcomes['claimed-lost']).toBeLessThanOrEqual(result.concurrency);
+  // Leases were never lost on a survivor: nothing else ran twice.
+  for (const stats of result.survivorStats) expect(stats).toMatchObject({ leaseLost: 0, syncErrors: 0 });
+}
+
+function summary(result: ProofResult): string {
+  const { check, timings, killed } = result;
+  return JSON.stringify({ states: check.states, runs: check.runs, outcomes: check.outcomes, takenOver: check.takenOver, killed, timings, survivors: result.survivorStats });
+}
+
+describe('multi-node proof: three real processes, one killed with SIGKILL', () => {
+  it('SQLite: three workers on one file run 5,000 tasks; each ends as its work decided, none lost, none run twice but the killed worker\'s', async () => {
+    const dir = tempDir();
+    const dbPath = join(dir, 'horae.db');
+    const observer = new SqliteRepository({ database: dbPath });
+    cleanups.push(() => observer.close());
+    const database: ProofDatabase = { adapter: 'sqlite', dbPath };
+    const result = await runProof({ database, observer, dir, tasks: TASKS });
+    console.info(`[multi-node sqlite] ${summary(result)}`);
+    expectProofHolds(result);
+  }, 150_000);
+
+  it('PostgreSQL: three workers on one database (own schema) run 5,000 tasks with the same guarantees', async () => {
+    const dir = tempDir();
+    const schema = `horae_multi_node_${randomBytes(6).toString('hex')}`;
+    const observer = new PostgresRepository({ connectionString: PG_URL, schema, poolSize: 2 });
+    cleanups.push(async () => {
+      await observer.close();
+      const client = new pg.Client({ connectionString: PG_URL });
+      await client.connect();
+      try {
+        await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      } finally {
+        await client.end();
+      }
+    });
+    // Create the tables once, before the workers open the schema.
+    await observer.init();
+    const database: ProofDatabase = { adapter: 'postgres', pgUrl: PG_URL, schema };
+    const result = await runProof({ database, observer, dir, tasks: TASKS });
+    console.info(`[multi-node postgres] ${summary(result)}`);
+    expectProofHolds(result);
+  }, 150_000);
+});

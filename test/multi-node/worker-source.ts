@@ -1,0 +1,134 @@
+/**
+ * The source of one worker process of the multi-node proof: a plain .mjs that the test writes to its temp
+ * directory (so that no untyped file sits in the linted tree) and forks three times. It imports the built
+ * packages (dist) by URL, so it runs on plain Node, not under vitest's "source" condition.
+ *
+ * The worker opens the shared repository, runs a Scheduler behind `multiNodeStorage`, schedules its share of
+ * the tasks when the parent says `go`, and appends one line per run start and per run end to its own log file
+ * (one file per process: appends from different processes never interleave):
+ *
+ * ```
+ * start <taskId> <attempt> <pid>
+ * end <taskId> <attempt> <pid> ok|fail
+ * ```
+ *
+ * Whether a run fails is a pure function of (taskId, attempt) — the same hash as `runFails` in
+ * run-log.ts — so the parent can recompute every outcome from the log.
+ *
+ * Messages: worker → parent `ready`, `scheduled`, `stopped`, `error`; parent → worker `go`, `stop`.
+ */
+export const WORKER_SOURCE = String.raw`// A worker process of test/multi-node: one Horae node on a shared repository (see worker-source.ts).
+import { appendFileSync } from 'node:fs';
+
+const config = JSON.parse(process.argv[2]);
+const { Scheduler } = await import(config.urls.core);
+const { WorkRegistry, multiNodeStorage } = await import(config.urls.storage);
+
+function fail(error) {
+  const message = String(error?.stack ?? error);
+  if (process.connected) process.send({ type: 'error', message }, () => process.exit(1));
+  else process.exit(1);
+}
+process.on('unhandledRejection', fail);
+process.on('uncaughtException', fail);
+
+async function openRepository() {
+  if (config.adapter === 'sqlite') {
+    const { SqliteRepository } = await import(config.urls.sqlite);
+    return new SqliteRepository({ database: config.dbPath });
+  }
+  const { PostgresRepository } = await import(config.urls.postgres);
+  const repository = new PostgresRepository({ connectionString: config.pgUrl, schema: config.schema, poolSize: 4 });
+  await repository.init();
+  return repository;
+}
+
+// FNV-1a, 32 bits, with murmur3's final mix: the same function as fnv1a in run-log.ts.
+function fnv(text) {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    hash ^= text.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  hash ^= hash >>> 16;
+  hash = Math.imul(hash, 0x85ebca6b) >>> 0;
+  hash ^= hash >>> 13;
+  hash = Math.imul(hash, 0xc2b2ae35) >>> 0;
+  return (hash ^ (hash >>> 16)) >>> 0;
+}
+const runFails = (taskId, attempt, alwaysFail) => alwaysFail || fnv(taskId + '#' + attempt) % 100 < config.failPercent;
+
+const pid = process.pid;
+const log = (line) => appendFileSync(config.logPath, line + '\n');
+
+const repository = await openRepository();
+const registry = new WorkRegistry().register(
+  'job',
+  async (ctx) => {
+    const { taskId, attempt } = ctx;
+    log('start ' + taskId + ' ' + attempt + ' ' + pid);
+    // A few milliseconds of "work", so that a node holds several running tasks at any moment.
+    const ms = config.minRunMs + (fnv(taskId + '@' + attempt) % (config.maxRunMs - config.minRunMs + 1));
+    await new Promise((resolve, reject) => {
+      const timer = setTimeout(resolve, ms);
+      ctx.signal.addEventListener('abort', () => {
+        clearTimeout(timer);
+        reject(ctx.signal.reason);
+      }, { once: true });
+    });
+    const fails = runFails(taskId, attempt, ctx.param.alwaysFail === true);
+    log('end ' + taskId + ' ' + attempt + ' ' + pid + ' ' + (fails ? 'fail' : 'ok'));
+    if (fails) throw new Error('planned failure of ' + taskId + ' at attempt ' + attempt);
+    return ctx.param.n;
+  },
+  { maxAttempts: config.maxAttempts, retry: () => config.retryDelayMs },
+);
+const storage = multiNodeStorage(repository, registry, {
+  nodeId: 'node-' + config.index + '-' + pid,
+  leaseMs: config.leaseMs,
+  syncIntervalMs: config.syncIntervalMs,
+});
+const stats = { leaseLost: 0, repositoryErrors: 0, syncErrors: 0, started: 0, succeeded: 0, failed: 0, retried: 0 };
+storage.events.on('task:lease-lost', () => stats.leaseLost++);
+storage.events.on('repository:error', () => stats.repositoryErrors++);
+storage.events.on('sync:error', () => stats.syncErrors++);
+storage.events.on('task:started', () => stats.started++);
+storage.events.on('task:succeeded', () => stats.succeeded++);
+storage.events.on('task:failed', () => stats.failed++);
+storage.events.on('task:retried', () => stats.retried++);
+
+const scheduler = new Scheduler({ concurrency: config.concurrency });
+scheduler.use(storage.middleware);
+await storage.start(scheduler);
+scheduler.start();
+
+async function scheduleShare() {
+  const t0 = Date.now();
+  const specs = [];
+  for (const n of config.share) {
+    const taskId = 't' + n;
+    // Some due now, the others spread over the next seconds (a deterministic spread).
+    const dueNow = n % 5 < 2;
+    const runAt = dueNow ? t0 : t0 + (fnv('due' + n) % config.spreadMs);
+    specs.push({ workId: 'job', taskId, runAt, param: { n, alwaysFail: n % 100 === 42 } });
+  }
+  // In bursts, so that the inserts of one burst share a transaction (group commit).
+  for (let i = 0; i < specs.length; i += config.scheduleBurst) {
+    await Promise.all(specs.slice(i, i + config.scheduleBurst).map((spec) => scheduler.schedule(spec)));
+  }
+}
+
+process.on('message', (message) => {
+  if (message.type === 'go') {
+    scheduleShare().then(() => process.send({ type: 'scheduled' }), fail);
+  } else if (message.type === 'stop') {
+    (async () => {
+      await scheduler.stop({ timeoutMs: 2000 });
+      await storage.stop();
+      await repository.close();
+      process.send({ type: 'stopped', stats }, () => process.exit(0));
+    })().catch(fail);
+  }
+});
+process.send({ type: 'ready', pid });
+`;
