@@ -39,6 +39,11 @@ export const UniqueKeyKey: ValueKey<string> = createKey<string>('uniqueKey');
 export const MaxAttemptsKey: ValueKey<number> = createKey<number>('maxAttempts');
 /** A per-run timeout in milliseconds, read by the timeout middleware. */
 export const TimeoutMsKey: ValueKey<number> = createKey<number>('timeoutMs');
+/**
+ * A per-run stall timeout in milliseconds, read by the `stallTimeout` middleware: a run that shows no sign of
+ * life (a `ctx.progress()` whose `completed` changed, or a `ctx.checkIn()`) for this long is interrupted.
+ */
+export const StallTimeoutMsKey: ValueKey<number> = createKey<number>('stallTimeoutMs');
 
 /** Named priorities; numbers work too (higher runs first). */
 export const Priority = { low: -10, medium: 0, high: 10 } as const;
@@ -105,6 +110,13 @@ export interface ScheduleOptions {
   uniqueKey?: string;
   /** How many runs the task may have in all, retries included (retry and storage middlewares). */
   maxAttempts?: number;
+  /**
+   * The run is interrupted with a StalledError when it shows no sign of life (a `ctx.progress()` whose
+   * `completed` changed, or a `ctx.checkIn()`) for this many milliseconds: sets {@link StallTimeoutMsKey}, which
+   * the `stallTimeout` middleware reads (without that middleware in the chain it has no effect). A number of ms
+   * in (0, 2^31-1].
+   */
+  stallTimeoutMs?: number;
   /** Further typed values. */
   values?: ReadonlyArray<readonly [ValueKey<unknown>, unknown]>;
 }
@@ -199,7 +211,7 @@ export class SchedulerContext {
    *
    * @param options - the plain options
    * @param now - the current time, used for `delayMs` and a missing `runAt`
-   * @throws {@link InvalidInputError} on an invalid date, delay, priority or work
+   * @throws {@link InvalidInputError} on an invalid date, delay, priority, work, id, key, maxAttempts or stallTimeoutMs
    */
   static create(options: ScheduleOptions, now: number = Date.now()): SchedulerContext {
     if (options === null || typeof options !== 'object') throw new InvalidInputError('schedule() takes a SchedulerContext or an options object');
@@ -222,7 +234,8 @@ export class SchedulerContext {
       options.workId === undefined &&
       options.param === undefined &&
       options.uniqueKey === undefined &&
-      options.maxAttempts === undefined
+      options.maxAttempts === undefined &&
+      options.stallTimeoutMs === undefined
     ) {
       return new SchedulerContext(runAtMs, options.work, priority, EMPTY_VALUES);
     }
@@ -243,6 +256,11 @@ export class SchedulerContext {
     if (options.maxAttempts !== undefined) {
       if (!Number.isSafeInteger(options.maxAttempts) || options.maxAttempts < 1) throw new InvalidInputError(`maxAttempts must be an integer ≥ 1, got ${String(options.maxAttempts)}`);
       values.set(MaxAttemptsKey, options.maxAttempts);
+    }
+    if (options.stallTimeoutMs !== undefined) {
+      const ms = options.stallTimeoutMs;
+      if (typeof ms !== 'number' || !(ms > 0) || ms > 2 ** 31 - 1) throw new InvalidInputError(`stallTimeoutMs must be a number of ms in (0, 2^31-1], got ${String(ms)}`);
+      values.set(StallTimeoutMsKey, ms);
     }
     return new SchedulerContext(runAtMs, options.work, priority, values.size === 0 ? EMPTY_VALUES : values);
   }

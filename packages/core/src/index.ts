@@ -14,5 +14,13 @@ export * from './scheduler.js';
 export * from './retry.js';
 export * from './logging.js';
 export * from './timeout.js';
+export * from './stall-timeout.js';
+export { type EventTriggerSpec, type EventTriggerParam } from './event-triggers.js';
+export {
+  type TaskGenerator,
+  type GeneratorSource,
+  type GeneratorOptions,
+  type GeneratorHandle,
+} from './generators.js';
 export * from './recurrence.js';
 export * from './catch-up.js';

@@ -3,11 +3,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import { MAX_TIMER_DELAY_MS, realClock, type Clock, type ClockTimer } from './clock.js';
-import { SchedulerContext, type ProgressReport, type ScheduleOptions } from './context.js';
+import { SchedulerContext, WorkIdKey, type ProgressReport, type ScheduleOptions, type ValueKey } from './context.js';
 import { contextInternals } from './context-internals.js';
-import { Dispatcher } from './dispatcher.js';
+import { Dispatcher, validateConcurrency } from './dispatcher.js';
 import { HoraeError, InvalidInputError, RunAbandoned, RunDeferred, SchedulerStoppedError, TaskCancelledError } from './errors.js';
+import { EventTriggers, validateEventName, eventTaskOptions, type EventTriggerSpec } from './event-triggers.js';
 import { TypedEventEmitter, warnListenerError } from './events.js';
+import { GeneratorPool, GeneratorReservationKey, type GeneratorHandle, type GeneratorOptions, type GeneratorSource } from './generators.js';
 import type { Middleware, ScheduleHandler, TaskHandle } from './middleware.js';
 import { RunContext, type RunHost } from './run-context.js';
 import { CANCELLED, DONE, FAILED, QUEUED, RUNNING, Task, TaskExtras, WAITING, type TaskHost } from './task.js';
@@ -33,6 +35,10 @@ export interface SchedulerEvents extends Record<string, unknown> {
   'task:checkin': { taskId: string; attempt: number; message: string };
   /** `stop()` finished: `aborted` runs had their signal aborted at the deadline, `unfinished` had still not settled after the grace. */
   'scheduler:stopped': { aborted: number; unfinished: number };
+  /** A generator's pull threw or rejected, it produced something that is not schedule options, or `schedule()` refused its item (the scheduler went on). */
+  'generator:error': { generator: string; error: unknown };
+  /** A generator's round is done (a periodic one starts the next round after its interval). */
+  'generator:done': { generator: string; round: number };
   /** A listener of `event` threw `error` (the scheduler went on). */
   'listener:error': { event: string; error: unknown };
 }
@@ -61,6 +67,12 @@ export interface SchedulerOptions {
   idGenerator?: () => string;
   /** How long `stop()` lets running work finish before it aborts it, when not given to `stop()`. @defaultValue 10000 */
   stopTimeoutMs?: number;
+  /**
+   * Limits per work: at most `workConcurrency[workId]` runs of tasks carrying that WorkIdKey (the `workId` option)
+   * are in progress at once on this scheduler, within the global `concurrency`. See
+   * {@link Scheduler.setWorkConcurrency}. @defaultValue no per-work limit
+   */
+  workConcurrency?: Readonly<Record<string, number>>;
   /** How long `stop()` waits for aborted runs to settle before it returns anyway. @defaultValue 1000 */
   stopGraceMs?: number;
 }
@@ -90,6 +102,11 @@ function needsNow(input: ScheduleOptions): boolean {
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
   return value !== null && (typeof value === 'object' || typeof value === 'function') && typeof (value as { then?: unknown }).then === 'function';
+}
+
+// The work a task counts against for the per-work limits. Most tasks carry no values at all: skip the lookup.
+function workIdOf(values: ReadonlyMap<ValueKey<unknown>, unknown>): string | undefined {
+  return values.size === 0 ? undefined : (values.get(WorkIdKey) as string | undefined);
 }
 
 function validateProgress(report: ProgressReport): ProgressReport {
@@ -146,6 +163,8 @@ export class Scheduler {
   // Ended tasks keep their runAt relative to this, so that it stays a small integer.
   readonly #base: number;
   readonly #enqueueHandler: ScheduleHandler;
+  readonly #triggers = new EventTriggers();
+  #generators: GeneratorPool | undefined = undefined;
   #chain: ScheduleHandler | undefined = undefined;
   #seq = 0;
   #started = false;
@@ -191,6 +210,11 @@ export class Scheduler {
       progress: (task, run, report) => this.#progress(task, run, report),
       checkIn: (task, run, message) => this.#checkIn(task, run, message),
     };
+    const workConcurrency = options.workConcurrency;
+    if (workConcurrency !== undefined) {
+      if (workConcurrency === null || typeof workConcurrency !== 'object') throw new InvalidInputError('workConcurrency must be an object of workId → limit');
+      for (const [workId, limit] of Object.entries(workConcurrency)) this.#dispatcher.setWorkLimit(workId, limit);
+    }
     this.#enqueueHandler = (ctx) => this.#enqueue(ctx);
     const BoundTask = class extends Task {};
     Object.defineProperty(BoundTask.prototype, 'host', { value: this.#host });
@@ -274,6 +298,7 @@ export class Scheduler {
     this.#started = true;
     this.#queue.start();
     this.#dispatcher.resume();
+    this.#generators?.wake();
   }
 
   /**
@@ -299,6 +324,7 @@ export class Scheduler {
     this.#stopped = true;
     this.#queue.stop();
     this.#dispatcher.pause();
+    this.#generators?.stop();
     this.#stopPromise = new Promise<void>((resolve) => {
       const timers: { deadline?: ClockTimer; grace?: ClockTimer } = {};
       let aborted = 0;
@@ -350,6 +376,164 @@ export class Scheduler {
     return task;
   }
 
+  /**
+   * Sets the limit of runs of one work in progress at once on this scheduler (Harbor's per-job concurrency, DMS
+   * maxRunningTasks), within the global `concurrency`. The limit applies to tasks whose context carries
+   * {@link WorkIdKey} (the `workId` schedule option; every task with storage).
+   *
+   * Rules:
+   * - At most `limit` runs of the work are in progress; its due tasks beyond that wait.
+   * - A task whose work is at its limit does not hold up other works' tasks: free slots go to the best runnable
+   *   task (priority and aging order among what may run).
+   * - Raising or removing a limit starts waiting tasks of the work at once when slots are free; lowering it
+   *   aborts no run in progress.
+   *
+   * @remarks The limit is per scheduler (per node); a limit across nodes through the repository is not part of
+   * the core.
+   * @param workId - the work
+   * @param limit - an integer ≥ 1; `Infinity` or `undefined` removes the limit
+   * @returns this scheduler, for chaining
+   * @throws {@link InvalidInputError} when `workId` is not a non-empty string or `limit` is not an integer ≥ 1, Infinity or undefined
+   *
+   * @example
+   * ```ts
+   * scheduler.setWorkConcurrency('send-email', 2); // never more than 2 emails at once, whatever the backlog
+   * ```
+   */
+  setWorkConcurrency(workId: string, limit: number | undefined): this {
+    if (limit !== undefined) validateConcurrency(limit);
+    this.#dispatcher.setWorkLimit(workId, limit);
+    return this;
+  }
+
+  /**
+   * @param workId - the work
+   * @returns its limit of runs at once on this scheduler; `Infinity` when it has none
+   */
+  workConcurrency(workId: string): number {
+    return this.#dispatcher.workLimit(workId);
+  }
+
+  /**
+   * @param workId - the work
+   * @returns how many runs of that work are in progress on this scheduler
+   */
+  runningOf(workId: string): number {
+    return this.#dispatcher.runningOf(workId);
+  }
+
+  /**
+   * Registers what an event starts (DMS event trigger): each later `emit(eventName, payload)` schedules one task
+   * from `spec`, with `param` mapped from the payload when it is a function.
+   *
+   * @remarks Registrations live in this scheduler (this node): register them at every start, on every node that
+   * may receive the event, like works in a WorkRegistry.
+   * @param eventName - the event
+   * @param spec - the options of the task to schedule (`work` or `workId`, `param` or a payload → param
+   * function, priority, delayMs, …)
+   * @returns a function that removes this registration (calling it twice does nothing)
+   * @throws {@link InvalidInputError} on an empty name, or a spec without `work`/`workId` or with an invalid option
+   *
+   * @example
+   * ```ts
+   * scheduler.onEvent<{ userId: string }>('user.signed-up', {
+   *   workId: 'send-welcome-email',
+   *   param: (payload) => ({ userId: payload.userId }),
+   *   delayMs: 60_000,
+   * });
+   * await scheduler.emit('user.signed-up', { userId: 'u1' });
+   * ```
+   */
+  onEvent<P = unknown>(eventName: string, spec: EventTriggerSpec<P>): () => void {
+    return this.#triggers.add(eventName, spec);
+  }
+
+  /**
+   * Emits an event: schedules one task per registration of `eventName`, in registration order, each THROUGH THE
+   * WHOLE MIDDLEWARE CHAIN (`schedule()`), so that with a storage middleware the tasks are durable like any other,
+   * on whichever node receives the emit.
+   *
+   * Rules:
+   * - An event with no registration schedules nothing and resolves with `[]` (it is not an error: events may be
+   *   emitted before anyone listens).
+   * - Every param mapper runs first; when one throws, the emit rejects with an {@link InvalidInputError} (the
+   *   mapper's error as `cause`) and nothing is scheduled.
+   * - The schedules are independent, like separate `schedule()` calls: when one is refused, the emit rejects with
+   *   the first refusal once all settled, and the others stay scheduled.
+   *
+   * @param eventName - the event
+   * @param payload - what the param mappers receive
+   * @returns the handles of the tasks, in registration order
+   * @throws {@link SchedulerStoppedError} (as a rejection) once `stop()` was called, even for an unknown event
+   * @throws {@link InvalidInputError} (as a rejection) on an empty event name or a param mapper that throws
+   */
+  emit(eventName: string, payload?: unknown): Promise<TaskHandle[]> {
+    let all: ScheduleOptions[];
+    try {
+      if (this.#stopped) throw new SchedulerStoppedError();
+      validateEventName(eventName);
+      all = this.#triggers.specs(eventName).map((spec) => eventTaskOptions(spec, payload, eventName));
+    } catch (error) {
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- always a HoraeError
+      return Promise.reject(error);
+    }
+    if (all.length === 0) return Promise.resolve([]);
+    return Promise.allSettled(all.map((options) => this.schedule(options))).then((results) => {
+      const handles: TaskHandle[] = [];
+      for (const result of results) {
+        if (result.status === 'rejected') throw result.reason;
+        handles.push(result.value);
+      }
+      return handles;
+    });
+  }
+
+  /**
+   * Adds a generator (zot): a source of tasks that the scheduler pulls from one item at a time, ONLY when it has
+   * a free slot, and schedules each item (through the whole chain) at the generator's priority.
+   *
+   * Rules:
+   * - A pull happens only while `running + reserved < concurrency`, where each pulled item is reserved from its
+   *   pull until its run starts; so at most `concurrency` items are pulled and not finished, and a generator of
+   *   a million tasks holds memory for about one per slot. Pulls resume when a run ends.
+   * - A TaskGenerator's `isDone()` ends the round; `isReady()` false skips it until the next check: each slot
+   *   release, and a timer (`readyCheckMs`). An iterator's round ends when it is done.
+   * - A periodic generator (`intervalMs`) is reset (`reset()`, or a fresh iterator of the iterable) `intervalMs`
+   *   after each round is done, and pulled again.
+   * - What a pull throws, and an item `schedule()` refuses, is reported as `generator:error`; the scheduler and
+   *   the other generators go on. `generator:done` reports each round's end.
+   * - Among generators, the one with the highest `priority + msSinceLastPull / agingMs` is pulled first.
+   *
+   * @remarks Nothing is pulled before `start()` nor after `stop()`. An item with a future `runAt` / `delayMs` keeps
+   * its reservation until it runs, so generators are for work to run now. With `concurrency: Infinity` there is no
+   * free-slot bound: the scheduler pulls as fast as the generator gives (1000 items per event-loop turn).
+   * @param generator - an async iterator or (async) iterable of schedule options, or a {@link TaskGenerator}
+   * @param options - priority, intervalMs, readyCheckMs, name
+   * @returns a handle to remove the generator
+   * @throws {@link InvalidInputError} on an invalid source or option (a periodic generator needs a source that can start over)
+   * @throws {@link SchedulerStoppedError} once `stop()` was called
+   *
+   * @example
+   * ```ts
+   * async function* everyUser() {
+   *   for await (const user of db.users()) yield { workId: 'reindex-user', param: { id: user.id } };
+   * }
+   * const handle = scheduler.addGenerator({ [Symbol.asyncIterator]: everyUser }, { priority: 'low', intervalMs: 3_600_000 });
+   * ```
+   */
+  addGenerator(generator: GeneratorSource, options: GeneratorOptions = {}): GeneratorHandle {
+    if (this.#stopped) throw new SchedulerStoppedError();
+    const pool = (this.#generators ??= new GeneratorPool({
+      clock: this.#clock,
+      agingMs: this.#dispatcher.agingMs,
+      freeSlots: () => (this.#started && !this.#stopped ? this.#dispatcher.concurrency - this.#dispatcher.running : 0),
+      schedule: (item) => this.schedule(item),
+      reportError: (name, error) => this.events.emit('generator:error', { generator: name, error }),
+      reportDone: (name, round) => this.events.emit('generator:done', { generator: name, round }),
+    }));
+    return pool.add(generator, options);
+  }
+
   #compose(): ScheduleHandler {
     let handler = this.#enqueueHandler;
     for (let i = this.#middlewares.length - 1; i >= 0; i--) {
@@ -375,11 +559,16 @@ export class Scheduler {
     if (id !== undefined && this.#byId.has(id)) throw new HoraeError('DUPLICATE_KEY', `a task with id "${id}" is already scheduled or running`);
     const slot = this.#free.length > 0 ? this.#free.pop()! : this.#tasks.length;
     const seq = this.#seq++;
-    const task = new this.#Task(slot, seq, ctx.priority, work, contextInternals().values(ctx));
+    const values = contextInternals().values(ctx);
+    const task = new this.#Task(slot, seq, ctx.priority, work, values);
     if (id !== undefined) {
       task.x = new TaskExtras();
       task.x.id = id;
       this.#byId.set(id, task);
+    }
+    if (values.size !== 0) {
+      const reservation = values.get(GeneratorReservationKey);
+      if (reservation !== undefined) (task.x ??= new TaskExtras()).reservation = reservation as { release(): void };
     }
     this.#tasks[slot] = task;
     this.#queue.push(slot, ctx.runAtMs, ctx.priority, seq);
@@ -399,7 +588,7 @@ export class Scheduler {
     const task = this.#tasks[slot]!;
     task.status = WAITING;
     task.runAtRel = runAt - this.#base;
-    this.#dispatcher.submit(slot, task.priority, runAt, task.seq);
+    this.#dispatcher.submit(slot, task.priority, runAt, task.seq, workIdOf(task.values));
   }
 
   #run(slot: number): void {
@@ -410,6 +599,11 @@ export class Scheduler {
     const timed = events.hasListeners('task:success') || events.hasListeners('task:failure');
     const run = new RunContext(this.#host, task, task.attempt, this.#base + task.runAtRel!, timed ? this.#clock.now() : Number.NaN);
     task.run = run;
+    const x = task.x;
+    if (x?.reservation !== undefined) {
+      x.reservation.release();
+      x.reservation = undefined;
+    }
     if (events.hasListeners('task:start')) {
       events.emit('task:start', { taskId: this.#idOf(task), attempt: run.attempt, scheduledAt: run.scheduledAt });
     }
@@ -445,7 +639,8 @@ export class Scheduler {
     } else {
       this.#end(task, FAILED, value, false, run);
     }
-    this.#dispatcher.release();
+    this.#dispatcher.release(workIdOf(task.values));
+    this.#generators?.slotReleased();
     if (this.#onIdle !== undefined && this.#dispatcher.running === 0) this.#onIdle();
   }
 

@@ -56,6 +56,8 @@ export class TaskExtras {
   outcome: unknown = undefined;
   /** Cancelled before it ran: `outcome` holds the reason; the error is built when first needed. */
   lazyCancel = false;
+  /** A generated task's slot reservation, released when its first run starts (see GeneratorPool). */
+  reservation: { release(): void } | undefined = undefined;
 }
 
 // `bits` packs the status (low 3 bits) and the attempt (the rest) into one small integer: one field less per

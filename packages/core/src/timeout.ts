@@ -3,6 +3,7 @@
  */
 import { MAX_TIMER_DELAY_MS, realClock } from './clock.js';
 import { TimeoutMsKey, type WorkContext } from './context.js';
+import { deriveWorkContext } from './derived-work-context.js';
 import { InvalidInputError, TimeoutError } from './errors.js';
 import type { Middleware } from './middleware.js';
 
@@ -11,30 +12,6 @@ function validateTimeout(value: unknown, what: string): number {
     throw new InvalidInputError(`${what} must be a number of ms in (0, 2^31-1], got ${String(value)}`);
   }
   return value;
-}
-
-/** A WorkContext whose signal is the timeout's derived one; everything else is the run's. */
-function withSignal(run: WorkContext, signal: AbortSignal): WorkContext {
-  return {
-    signal,
-    get scheduledAt() {
-      return run.scheduledAt;
-    },
-    get taskId() {
-      return run.taskId;
-    },
-    attempt: run.attempt,
-    get param() {
-      return run.param;
-    },
-    get context() {
-      return run.context;
-    },
-    clock: run.clock,
-    value: (key) => run.value(key),
-    progress: (report) => run.progress(report),
-    checkIn: (message) => run.checkIn(message),
-  };
 }
 
 /**
@@ -81,7 +58,7 @@ export function timeout(defaultMs?: number): Middleware {
           };
           let result: unknown;
           try {
-            result = work(withSignal(run, controller.signal));
+            result = work(deriveWorkContext(run, controller.signal));
           } catch (error) {
             cleanUp();
             // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the work's own error, as thrown
