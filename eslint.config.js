@@ -2,7 +2,7 @@
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['**/dist/**', 'docs/api/**', 'node_modules/**', 'bench/**', 'examples/**', 'eslint.config.js'] },
+  { ignores: ['**/dist/**', 'docs/api/**', 'node_modules/**', 'bench/**', 'examples/**', 'scripts/**', 'eslint.config.js'] },
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: {
