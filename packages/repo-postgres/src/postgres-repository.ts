@@ -17,7 +17,15 @@ import {
   validateLeaseMs,
   validateLimit,
   validatePatch,
+  fullWorks,
+  pickWithinLimits,
+  validateMaxWorking,
+  validateWorkLimits,
   type ChangeNotifier,
+  type LimitedClaim,
+  type LimitedClaimDueOptions,
+  type LimitedClaimOptions,
+  type WorkLimiter,
   type ChangePage,
   type ClaimOptions,
   type InsertResult,
@@ -180,7 +188,7 @@ export function channelOf(schema: string): string {
  * await repo.close();
  * ```
  */
-export class PostgresRepository implements Repository, ChangeNotifier, ScheduleStore {
+export class PostgresRepository implements Repository, ChangeNotifier, ScheduleStore, WorkLimiter {
   readonly #pool: PgPool;
   readonly #ownsPool: boolean;
   readonly #schema: string;
@@ -488,6 +496,84 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
       const mine = tasks.slice(offset, offset + item.limit);
       offset += item.limit;
       return mine;
+    });
+  }
+
+  /**
+   * {@inheritDoc @horae/storage!WorkLimiter.claimWithinLimit}
+   *
+   * @remarks One transaction: it takes the advisory lock of the task's work (`pg_advisory_xact_lock` on the hashes
+   * of the schema and the workId), then reads the task and counts the work's Working tasks (each statement of a
+   * READ COMMITTED transaction sees what the previous lock holder committed), then claims. Every limited claim of
+   * a work holds that lock until it commits, so the limit is exact across clients; unrelated works do not wait.
+   */
+  async claimWithinLimit(id: string, options: LimitedClaimOptions): Promise<LimitedClaim> {
+    assertString(id, 'id');
+    assertString(options?.owner, 'owner');
+    validateLeaseMs(options.leaseMs);
+    validateMaxWorking(options.maxWorking);
+    if (options.ifScheduledAt !== undefined) assertValidDate(options.ifScheduledAt, 'ifScheduledAt');
+    const ifScheduledAt = options.ifScheduledAt?.getTime() ?? null;
+    // A task's work never changes: read it before taking the lock, then read its state again under the lock.
+    const first = await this.#query('read the work of a task', this.#sql.claimable, [id]);
+    const workId = (first.rows[0] as { work_id: string } | undefined)?.work_id;
+    if (workId === undefined) throw new TaskNotFoundError(id);
+    return this.#transaction('claim a task within its work limit', async (client): Promise<LimitedClaim> => {
+      await this.#run(client, 'lock a work', this.#sql.lockWorks, [this.#schema, [workId]]);
+      const { rows } = await this.#run(client, 'read a task', this.#sql.claimable, [id]);
+      const current = rows[0] as { state: string; scheduled_at: Date } | undefined;
+      if (current === undefined) throw new TaskNotFoundError(id);
+      if (current.state !== 'Initialized' || (ifScheduledAt !== null && current.scheduled_at.getTime() !== ifScheduledAt)) return null;
+      const counted = await this.#run(client, 'count working tasks', this.#sql.countWorking, [[workId]]);
+      const working = (counted.rows[0] as { n: number } | undefined)?.n ?? 0;
+      if (working >= options.maxWorking) return { refused: 'limit' };
+      const claimed = await this.#run(client, 'claim a task', this.#sql.claim, [id, options.owner, options.leaseMs, options.ifScheduledAt ?? null]);
+      return claimed.rows[0] === undefined ? null : { task: rowToTask(claimed.rows[0]) };
+    });
+  }
+
+  /**
+   * {@inheritDoc @horae/storage!WorkLimiter.claimDueWithinLimits}
+   *
+   * @remarks One transaction: the advisory locks of the limited works (in sorted order), their counts, then due
+   * rows in claim order `FOR UPDATE SKIP LOCKED`, leaving out the works already full, at most one pass per limited
+   * work plus one. Not grouped with other calls (group commit applies to the plain claimDue only).
+   */
+  async claimDueWithinLimits(options: LimitedClaimDueOptions): Promise<TaskInfo[]> {
+    assertString(options?.owner, 'owner');
+    validateLeaseMs(options.leaseMs);
+    validateLimit(options.limit);
+    const limits = validateWorkLimits(options.workLimits);
+    let workIds: string[] | null = null;
+    if (options.workIds !== undefined) {
+      if (!Array.isArray(options.workIds) || options.workIds.some((w) => typeof w !== 'string')) throw new InvalidInputError('workIds must be an array of strings');
+      if (options.workIds.length === 0) return [];
+      workIds = [...new Set(options.workIds)];
+    }
+    const limited = [...limits.keys()].sort();
+    const limit = options.limit;
+    await this.init();
+    return this.#transaction('claim due tasks within work limits', async (client) => {
+      const free = new Map(limits);
+      if (limited.length > 0) {
+        await this.#run(client, 'lock works', this.#sql.lockWorks, [this.#schema, limited]);
+        const counted = await this.#run(client, 'count working tasks', this.#sql.countWorking, [limited]);
+        for (const row of counted.rows as { work_id: string; n: number }[]) free.set(row.work_id, (limits.get(row.work_id) ?? 0) - row.n);
+      }
+      const claimed: TaskInfo[] = [];
+      // A pass that skips a row has just filled that row's work, which the next pass leaves out: at most one pass
+      // per limited work, plus one. Rows are claimed as they are picked, so a later pass does not see them again.
+      for (let pass = 0; pass <= limits.size && claimed.length < limit; pass++) {
+        const { rows } = await this.#run(client, 'select due tasks', this.#sql.selectDueLimited, [workIds, fullWorks(free), limit - claimed.length]);
+        const candidates = (rows as { id: string; work_id: string }[]).map((row) => ({ id: row.id, workId: row.work_id }));
+        const taken = pickWithinLimits(candidates, free, limit - claimed.length);
+        if (taken.length > 0) {
+          const result = await this.#run(client, 'claim due tasks', this.#sql.claimIds, [options.owner, options.leaseMs, taken]);
+          claimed.push(...result.rows.map(rowToTask));
+        }
+        if (taken.length === candidates.length) break;
+      }
+      return claimed;
     });
   }
 

@@ -127,6 +127,15 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 4,
+    name: 'per-work concurrency limits',
+    // claimWithinLimit and claimDueWithinLimits count the Working tasks of a work under its advisory lock.
+    // Partial: only Working rows, so it stays as small as the number of running tasks.
+    sql: (s) => `
+      CREATE INDEX tasks_working_work ON ${s}.tasks (work_id) WHERE state = 'Working';
+    `,
+  },
 ];
 
 /** The newest schema version this adapter knows. */

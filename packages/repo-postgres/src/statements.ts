@@ -113,6 +113,33 @@ export function buildStatements(s: string, channel: string) {
         RETURNING ${tcols}, t.insert_seq, t.runs
       ),${openRun('claimed')}
       SELECT ${cols} FROM claimed ORDER BY priority DESC, scheduled_at, created_at, insert_seq`,
+    /** $1: id. The work and claimability of a task, read under its work's lock by claimWithinLimit. */
+    claimable: `SELECT work_id, state, scheduled_at FROM ${t} WHERE id = $1`,
+    /**
+     * $1: the schema name, $2: workIds, sorted by the caller. Takes the transaction-scoped advisory lock of each
+     * work, in the array's order (unnest yields it in order), so that two claimers never wait on each other in a
+     * cycle. Every limited claim of a work holds its lock from before its count to its commit.
+     */
+    lockWorks: `SELECT count(pg_advisory_xact_lock(hashtext($1::text), hashtext(w))) AS locked FROM unnest($2::text[]) WITH ORDINALITY AS u(w, ord)`,
+    /** $1: workIds. Working tasks per work (expired leases count until reclaimed), on the tasks_working_work index. */
+    countWorking: `SELECT work_id, count(*)::int AS n FROM ${t} WHERE state = 'Working' AND work_id = ANY($1::text[]) GROUP BY work_id`,
+    /** $1: workIds or null, $2: works to leave out (full), $3: limit. Due rows in claim order, locked. */
+    selectDueLimited: `
+      SELECT id, work_id FROM ${t}
+      WHERE state = 'Initialized' AND scheduled_at <= statement_timestamp()
+        AND ($1::text[] IS NULL OR work_id = ANY($1::text[])) AND NOT (work_id = ANY($2::text[]))
+      ORDER BY priority DESC, scheduled_at, created_at, insert_seq
+      LIMIT $3
+      FOR UPDATE SKIP LOCKED`,
+    /** $1: owner, $2: leaseMs, $3: ids (locked by selectDueLimited). Opens each run's record; returns them in claim order. */
+    claimIds: `
+      WITH claimed AS (
+        UPDATE ${t} t SET state = 'Working', attempt = t.attempt + 1, runs = t.runs + 1, lease_owner = $1, lease_token = gen_random_uuid()::text,
+          lease_until = ${NOW} + $2::float8 * interval '1 millisecond', ${NEW_RUN}, ${CHANGED}
+        FROM unnest($3::text[]) AS picked(id) WHERE t.id = picked.id AND t.state = 'Initialized'
+        RETURNING ${tcols}, t.insert_seq, t.runs
+      ),${openRun('claimed')}
+      SELECT ${cols} FROM claimed ORDER BY priority DESC, scheduled_at, created_at, insert_seq`,
     /** $1: id, $2: token, $3: leaseMs. */
     renew: `
       UPDATE ${t} SET lease_until = ${NOW} + $3::float8 * interval '1 millisecond', ${CHANGED}

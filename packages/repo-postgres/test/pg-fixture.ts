@@ -30,7 +30,7 @@ export async function rawClient(): Promise<pg.Client> {
 }
 
 /** A repository on a fresh schema, peers on the same schema, and a dispose that closes them all and drops it. */
-export async function createPgFixture(options: PostgresRepositoryCommonOptions = {}): Promise<RepositoryFixture & { schema: string }> {
+export async function createPgFixture(options: PostgresRepositoryCommonOptions & { poolSize?: number } = {}): Promise<RepositoryFixture & { schema: string }> {
   const schema = testSchema();
   // A generous horizon wait: other test files' short transactions (schema set-up, drops) must not cut a page
   // short on a loaded machine. Tests of the wait itself open their own reader.

@@ -97,7 +97,7 @@ describe('PostgresRepository schema and migrations', () => {
     const client = await rawClient();
     try {
       const versions = await client.query(`SELECT version FROM "${schema}".horae_migrations ORDER BY version`);
-      expect(versions.rows.map((r: { version: number }) => r.version)).toEqual([1, 2, 3]);
+      expect(versions.rows.map((r: { version: number }) => r.version)).toEqual(MIGRATIONS.map((m) => m.version));
     } finally {
       await client.end();
     }

@@ -133,12 +133,19 @@ CREATE TABLE horae_task_attempts (
 ) WITHOUT ROWID;
 `;
 
+const V5_WORK_LIMITS = `
+-- Work limits (claimWithinLimit, claimDueWithinLimits): the Working rows of one work, counted in the claim's
+-- transaction. Partial: only Working rows, so the index stays as small as the number of running tasks.
+CREATE INDEX horae_tasks_working_work ON horae_tasks (work_id) WHERE state = 'Working';
+`;
+
 /** The migrations of this version of the adapter, in order; the schema version is their count. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, description: 'the tasks table, the change counter and the indexes of the state machine', up: (db) => db.exec(V1_TASKS) },
   { version: 2, description: 'the indexes of list() and deleteTerminalBefore()', up: (db) => db.exec(V2_OPERATOR_INDEXES) },
   { version: 3, description: 'the table of recurring schedules', up: (db) => db.exec(V3_SCHEDULES) },
   { version: 4, description: 'task kinds and schedule names, and the execution history table', up: (db) => db.exec(V4_HISTORY_AND_KINDS) },
+  { version: 5, description: 'the index of per-work concurrency limits', up: (db) => db.exec(V5_WORK_LIMITS) },
 ];
 
 /** The newest schema version this adapter understands. */

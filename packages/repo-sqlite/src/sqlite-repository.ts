@@ -15,7 +15,15 @@ import {
   validateLeaseMs,
   validateLimit,
   validatePatch,
+  fullWorks,
+  pickWithinLimits,
+  validateMaxWorking,
+  validateWorkLimits,
   type ChangePage,
+  type LimitedClaim,
+  type LimitedClaimDueOptions,
+  type LimitedClaimOptions,
+  type WorkLimiter,
   type AttemptOutcome,
   type ClaimOptions,
   type InsertResult,
@@ -118,7 +126,7 @@ type EndOutcome = Exclude<AttemptOutcome, 'running'>;
  * transaction (group commit). Each run's attempt record (`horae_task_attempts`) is written by the statements
  * of the transition it records, in its transaction: the history never disagrees with the task's state.
  */
-export class SqliteRepository implements Repository, ScheduleStore {
+export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter {
   readonly #db: SqliteDatabase;
   readonly #ownsDatabase: boolean;
   readonly #clock: Clock;
@@ -349,6 +357,71 @@ export class SqliteRepository implements Repository, ScheduleStore {
       for (const { id } of ids) {
         const row = this.#claimRow(tx, id, owner, leaseMs, null);
         if (row !== undefined) claimed.push(rowToTask(row));
+      }
+      return claimed;
+    });
+  }
+
+  /**
+   * {@inheritDoc @horae/storage!WorkLimiter.claimWithinLimit}
+   *
+   * @remarks The count (a read of the partial index of Working rows by work) and the claim run in one
+   * `BEGIN IMMEDIATE` transaction, which holds SQLite's single write lock: the limit holds across processes too.
+   */
+  async claimWithinLimit(id: string, options: LimitedClaimOptions): Promise<LimitedClaim> {
+    checkId(id);
+    const { owner, leaseMs } = checkClaimOptions(options);
+    validateMaxWorking(options.maxWorking);
+    if (options.ifScheduledAt !== undefined) assertValidDate(options.ifScheduledAt, 'ifScheduledAt');
+    const ifScheduledAt = options.ifScheduledAt?.getTime() ?? null;
+    const maxWorking = options.maxWorking;
+    return this.#write('claimWithinLimit', (tx): LimitedClaim => {
+      const current = this.#requireRow(id);
+      if (current.state !== 'Initialized' || (ifScheduledAt !== null && current.scheduled_at !== ifScheduledAt)) return null;
+      if (this.#workingOf(current.work_id) >= maxWorking) return { refused: 'limit' };
+      const row = this.#claimRow(tx, id, owner, leaseMs, ifScheduledAt);
+      return row === undefined ? null : { task: rowToTask(row) };
+    });
+  }
+
+  /**
+   * {@inheritDoc @horae/storage!WorkLimiter.claimDueWithinLimits}
+   *
+   * @remarks One `BEGIN IMMEDIATE` transaction: counts the Working rows of each limited work, then reads due rows
+   * in claim order leaving out the works already full, at most one pass per limited work plus one.
+   */
+  async claimDueWithinLimits(options: LimitedClaimDueOptions): Promise<TaskInfo[]> {
+    const { owner, leaseMs } = checkClaimOptions(options);
+    validateLimit(options.limit);
+    const limits = validateWorkLimits(options.workLimits);
+    const workIds = options.workIds;
+    if (workIds !== undefined) {
+      if (!Array.isArray(workIds) || workIds.some((w) => typeof w !== 'string')) throw new InvalidInputError('workIds must be an array of strings');
+      if (workIds.length === 0) return [];
+    }
+    const limit = options.limit;
+    return this.#write('claimDueWithinLimits', (tx) => {
+      const free = new Map([...limits].map(([workId, max]) => [workId, max - this.#workingOf(workId)]));
+      const claimed: TaskInfo[] = [];
+      // A pass that skips a row has just filled that row's work, which the next pass leaves out: at most one pass
+      // per limited work, plus one. Rows are claimed as they are picked, so a later pass does not see them again.
+      for (let pass = 0; pass <= limits.size && claimed.length < limit; pass++) {
+        const rows = this.#statements.selectDueLimited.all({
+          now: tx.now,
+          exclude: JSON.stringify(fullWorks(free)),
+          workIds: workIds === undefined ? null : JSON.stringify(workIds),
+          limit: limit - claimed.length,
+        }) as { id: string; work_id: string }[];
+        const taken = pickWithinLimits(
+          rows.map((row) => ({ id: row.id, workId: row.work_id })),
+          free,
+          limit - claimed.length,
+        );
+        for (const id of taken) {
+          const row = this.#claimRow(tx, id, owner, leaseMs, null);
+          if (row !== undefined) claimed.push(rowToTask(row));
+        }
+        if (taken.length === rows.length) break;
       }
       return claimed;
     });
@@ -826,6 +899,11 @@ export class SqliteRepository implements Repository, ScheduleStore {
     if (row !== undefined) return rowToTask(row);
     this.#requireRow(id);
     throw new LeaseLostError(id);
+  }
+
+  /** How many tasks of `workId` are Working (expired leases included, until reclaimed). */
+  #workingOf(workId: string): number {
+    return (this.#statements.countWorkingOfWork.get({ workId }) as { n: number }).n;
   }
 
   #requireRow(id: string): TaskRow {

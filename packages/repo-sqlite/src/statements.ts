@@ -29,6 +29,13 @@ export const STATEMENT_SQL = {
     ${CLAIM_ORDER} LIMIT @limit`,
   selectDueOfWorks: `SELECT id FROM ${CLAIM_INDEX} WHERE state = 'Initialized' AND priority = @priority AND scheduled_at <= @now
     AND work_id IN (SELECT value FROM json_each(@workIds)) ${CLAIM_ORDER} LIMIT @limit`,
+  // Work limits (WorkLimiter): the Working rows of one work, counted on their own partial index.
+  countWorkingOfWork: `SELECT count(*) AS n FROM horae_tasks INDEXED BY horae_tasks_working_work WHERE state = 'Working' AND work_id = @workId`,
+  // claimDueWithinLimits: due rows in claim order, leaving out the works that have no free slot (@exclude), and
+  // other works than @workIds when it is not null. It walks the claim index in order, skipping rows due later.
+  selectDueLimited: `SELECT id, work_id FROM ${CLAIM_INDEX} WHERE state = 'Initialized' AND scheduled_at <= @now
+    AND work_id NOT IN (SELECT value FROM json_each(@exclude))
+    AND (@workIds IS NULL OR work_id IN (SELECT value FROM json_each(@workIds))) ${CLAIM_ORDER} LIMIT @limit`,
   renewLease: `UPDATE horae_tasks SET lease_until = @until, ${STAMP} WHERE id = @id AND ${HELD} RETURNING *`,
   release: `UPDATE horae_tasks SET state = 'Initialized', scheduled_at = @runAt, ${CLEAR_LEASE}, last_error = COALESCE(@lastError, last_error),
     attempt = MAX(attempt - @refund, 0), ${STAMP} WHERE id = @id AND ${HELD} RETURNING *`,

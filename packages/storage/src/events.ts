@@ -102,6 +102,30 @@ export interface SyncErrorEvent {
 }
 
 /**
+ * A claim was refused because the task's work had as many tasks Working across nodes as its `concurrency`
+ * allows: the task stays Initialized (no attempt counted) and this node tries again at `retryAt`.
+ */
+export interface TaskLimitedEvent {
+  /** The task. */
+  taskId: string;
+  /** Its work. */
+  workId: string;
+  /** The work's `concurrency`. */
+  maxWorking: number;
+  /** When this node tries to claim it again. */
+  retryAt: Date;
+}
+
+/**
+ * Works registered with a `concurrency`, while the repository cannot enforce it across nodes (it is not a
+ * WorkLimiter): the limit holds per node only. Emitted once, by `start()`.
+ */
+export interface WorkLimitNodeLocalEvent {
+  /** The works whose limit is per node only. */
+  workIds: string[];
+}
+
+/**
  * The events a storage middleware emits; subscribe with `storage.events.on(name, listener)`.
  *
  * @remarks Listeners run synchronously; a listener that throws does not disturb the scheduler. (A type alias,
@@ -120,6 +144,10 @@ export type StorageEvents = {
   'task:retried': TaskRetriedEvent;
   /** A task was cancelled. */
   'task:cancelled': TaskCancelledEvent;
+  /** A claim was refused because the work is at its cross-node concurrency limit; the task waits. */
+  'task:limited': TaskLimitedEvent;
+  /** The repository cannot enforce work limits across nodes: they hold per node only. */
+  'work-limit:node-local': WorkLimitNodeLocalEvent;
   /** This node lost the lease of a running task. */
   'task:lease-lost': TaskLeaseLostEvent;
   /** A repository call failed with an outage and is tried again. */

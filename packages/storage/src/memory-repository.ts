@@ -1,7 +1,19 @@
 import { randomUUID } from 'node:crypto';
 import { InvalidInputError, realClock, type Clock } from '@horae/core';
 import { InvalidStateError, LeaseLostError, RepositoryError, TaskNotFoundError } from './errors.js';
-import type { ChangePage, ClaimOptions, InsertResult, ListOptions, ListPage, ReleaseOptions, Repository } from './repository.js';
+import type {
+  ChangePage,
+  ClaimOptions,
+  InsertResult,
+  LimitedClaim,
+  LimitedClaimDueOptions,
+  LimitedClaimOptions,
+  ListOptions,
+  ListPage,
+  ReleaseOptions,
+  Repository,
+  WorkLimiter,
+} from './repository.js';
 import { MemoryScheduleTable } from './memory-schedule-store.js';
 import type { ListSchedulesOptions, Schedule, ScheduleAdvance, ScheduleDefinition, ScheduleStore, UpsertScheduleResult } from './schedule-store.js';
 import {
@@ -18,6 +30,7 @@ import {
   type TaskState,
 } from './task-info.js';
 import { MAX_ERROR_MESSAGE_LENGTH, MAX_ERROR_STACK_LENGTH, normalizeNewTask, validateLeaseMs, validateLimit, validatePatch } from './validation.js';
+import { pickWithinLimits, validateMaxWorking, validateWorkLimits } from './work-limits.js';
 
 /** Options of {@link MemoryRepository}. */
 export interface MemoryRepositoryOptions {
@@ -83,7 +96,7 @@ type InternalOptions = MemoryRepositoryOptions & { [SHARED_STORE]?: MemoryStore 
  * const claimed = await peer.claim(task.id, { owner: 'node-b', leaseMs: 30_000 });
  * ```
  */
-export class MemoryRepository implements Repository, ScheduleStore {
+export class MemoryRepository implements Repository, ScheduleStore, WorkLimiter {
   readonly #store: MemoryStore;
   #unavailable = false;
 
@@ -203,6 +216,38 @@ export class MemoryRepository implements Repository, ScheduleStore {
         .sort(byClaimOrder)
         .slice(0, options.limit);
       return due.map((task) => copy(this.#claimTask(task, options)));
+    });
+  }
+
+  /** {@inheritDoc WorkLimiter.claimWithinLimit} */
+  claimWithinLimit(id: string, options: LimitedClaimOptions): Promise<LimitedClaim> {
+    return this.#run('claimWithinLimit', () => {
+      validateClaimOptions(options);
+      validateMaxWorking(options.maxWorking);
+      if (options.ifScheduledAt !== undefined) assertDate(options.ifScheduledAt, 'ifScheduledAt');
+      const { task } = this.#get(id);
+      if (task.state !== 'Initialized') return null;
+      if (options.ifScheduledAt !== undefined && options.ifScheduledAt.getTime() !== task.scheduledAt.getTime()) return null;
+      if (this.#workingOf(task.workId) >= options.maxWorking) return { refused: 'limit' };
+      return { task: copy(this.#claimTask(task, options)) };
+    });
+  }
+
+  /** {@inheritDoc WorkLimiter.claimDueWithinLimits} */
+  claimDueWithinLimits(options: LimitedClaimDueOptions): Promise<TaskInfo[]> {
+    return this.#run('claimDueWithinLimits', () => {
+      validateClaimOptions(options);
+      validateLimit(options.limit);
+      const limits = validateWorkLimits(options.workLimits);
+      const workIds = options.workIds === undefined ? null : new Set(options.workIds);
+      const now = this.#store.clock.now();
+      const due = [...this.#store.tasks.values()]
+        .map((stored) => stored.task)
+        .filter((task) => task.state === 'Initialized' && task.scheduledAt.getTime() <= now && (workIds === null || workIds.has(task.workId)))
+        .sort(byClaimOrder);
+      const free = new Map([...limits].map(([workId, limit]) => [workId, limit - this.#workingOf(workId)]));
+      const taken = new Set(pickWithinLimits(due, free, options.limit));
+      return due.filter((task) => taken.has(task.id)).map((task) => copy(this.#claimTask(task, options)));
     });
   }
 
@@ -429,6 +474,13 @@ export class MemoryRepository implements Repository, ScheduleStore {
       if (this.#unavailable) throw new RepositoryError(`${operation} failed: the memory repository is set unavailable`);
       return body();
     });
+  }
+
+  /** How many tasks of `workId` are Working (expired leases included, until reclaimed). */
+  #workingOf(workId: string): number {
+    let working = 0;
+    for (const { task } of this.#store.tasks.values()) if (task.state === 'Working' && task.workId === workId) working++;
+    return working;
   }
 
   #get(id: string): StoredTask {

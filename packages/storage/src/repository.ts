@@ -267,3 +267,83 @@ export interface ChangeNotifier {
 export function isChangeNotifier(repository: Repository): repository is Repository & ChangeNotifier {
   return typeof (repository as Partial<ChangeNotifier>).subscribeChanges === 'function';
 }
+
+/**
+ * What {@link WorkLimiter.claimWithinLimit} returns: the claimed task; `{ refused: 'limit' }` when the task was
+ * claimable but its work already had `maxWorking` tasks Working (nothing was written); or null, as
+ * {@link Repository.claim} returns it, when the task was not Initialized or its due time differed.
+ */
+export type LimitedClaim = { task: TaskInfo } | { refused: 'limit' } | null;
+
+/** What {@link WorkLimiter.claimWithinLimit} takes: a claim, and the most tasks of the work that may be Working. */
+export interface LimitedClaimOptions extends ClaimOptions {
+  /** Returns null when the stored due time differs (the task was rescheduled), as with {@link Repository.claim}. */
+  ifScheduledAt?: Date;
+  /** The most tasks of this task's workId that may be Working at once, across every client; an integer ≥ 1. */
+  maxWorking: number;
+}
+
+/** What {@link WorkLimiter.claimDueWithinLimits} takes. */
+export interface LimitedClaimDueOptions extends ClaimOptions {
+  /** The most tasks to claim. */
+  limit: number;
+  /** Only tasks of these works (an empty list claims nothing). */
+  workIds?: readonly string[];
+  /** Per workId, the most tasks of that work that may be Working at once (integers ≥ 1); works not named are unlimited. */
+  workLimits: Readonly<Record<string, number>>;
+}
+
+/**
+ * An optional capability of a repository that can cap how many tasks of one work are Working at once across
+ * every node (a per-workId concurrency limit), because it can count and claim in one atomic step. SQLite
+ * (`BEGIN IMMEDIATE`), PostgreSQL (an advisory lock per work) and the memory repository have it; MongoDB does
+ * not (a count and a claim of another document cannot be made atomic without a transaction), so there the
+ * limit is only node-local.
+ *
+ * Rules:
+ * - A limit binds only the claims that carry it: {@link Repository.claim} and {@link Repository.claimDue} do
+ *   not check it, but the tasks they claim count against it. Give every claimer of a work the same limit.
+ * - A Working task counts until it leaves Working (Done, Failed, Cancelled, released, or its expired lease
+ *   reclaimed): a task whose lease expired still holds its slot until `reclaimExpired` takes it back.
+ * - The count and the claim are one atomic step: however many clients claim tasks of one work concurrently,
+ *   each with `maxWorking: n`, at most n of those tasks are Working at any moment (when none was claimed
+ *   without the limit).
+ */
+export interface WorkLimiter {
+  /**
+   * Initialized → Working, as {@link Repository.claim}, only when fewer than `maxWorking` tasks with the same
+   * workId are Working; the count and the claim are one atomic step.
+   *
+   * Rules: a task that is not Initialized (or whose due time differs from `ifScheduledAt`) returns null, whatever
+   * the count; a claimable task of a work at its limit returns `{ refused: 'limit' }` and nothing is written (no
+   * attempt counted, no history record); otherwise `{ task }`. Of concurrent claims of one task exactly one
+   * returns `{ task }`.
+   *
+   * @param id - the task
+   * @param options - owner, leaseMs, optional ifScheduledAt, and maxWorking
+   * @returns the claimed task, a refusal for the limit, or null
+   * @throws TaskNotFoundError when no task has the id
+   * @throws InvalidInputError on a bad owner, leaseMs, date or maxWorking; nothing is written
+   */
+  claimWithinLimit(id: string, options: LimitedClaimOptions): Promise<LimitedClaim>;
+
+  /**
+   * {@link Repository.claimDue} under per-work limits: claims up to `limit` due tasks in claim order, skipping
+   * the tasks of works that have no free slot left.
+   *
+   * Rules: never returns more tasks of a work named in `workLimits` than its free slots (its limit minus its
+   * Working tasks, counted atomically with the claim); no task is returned to two concurrent callers. It may
+   * return fewer than `limit` tasks while more are due (it stops after a bounded number of passes).
+   *
+   * @param options - owner, leaseMs, limit, optional workIds, and workLimits
+   * @returns the claimed tasks, in claim order
+   * @throws InvalidInputError on a bad owner, leaseMs, limit or work limit; nothing is written
+   */
+  claimDueWithinLimits(options: LimitedClaimDueOptions): Promise<TaskInfo[]>;
+}
+
+/** True when `repository` implements {@link WorkLimiter}. */
+export function isWorkLimiter(repository: Repository): repository is Repository & WorkLimiter {
+  const candidate = repository as Partial<WorkLimiter>;
+  return typeof candidate.claimWithinLimit === 'function' && typeof candidate.claimDueWithinLimits === 'function';
+}

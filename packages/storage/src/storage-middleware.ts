@@ -31,7 +31,7 @@ import { LeaseLostError, TaskNotFoundError } from './errors.js';
 import type { StorageEvents, SyncReport } from './events.js';
 import { LeaseKeeper } from './lease-keeper.js';
 import { ProgressWriter } from './progress-writer.js';
-import type { Repository } from './repository.js';
+import { isWorkLimiter, type Repository } from './repository.js';
 import { retryDelay, type StorageRetryOption } from './retry.js';
 import { StorageTaskHandle } from './storage-task-handle.js';
 import { TaskSync, type LocalPhase, type LocalTaskView, type SyncAction } from './sync.js';
@@ -53,6 +53,10 @@ export interface StorageScheduler {
   readonly clock: Clock;
   /** Schedules through the whole middleware chain. */
   schedule(ctx: SchedulerContext): Promise<TaskHandle>;
+  /** Sets the node-local limit of a work (the core Scheduler has it); storage applies registered `concurrency` through it. */
+  setWorkConcurrency?(workId: string, limit: number | undefined): unknown;
+  /** The node-local limit of a work; `Infinity` when it has none. */
+  workConcurrency?(workId: string): number;
 }
 
 /** Options of {@link singleNodeStorage}; {@link multiNodeStorage} takes the same, with `nodeId` and `leaseMs` required. */
@@ -248,6 +252,7 @@ class DurableStorage implements StorageMiddleware {
     if (this.#scheduler !== undefined) throw new HoraeError('INVALID_STATE', 'this storage middleware was already started');
     this.#scheduler = scheduler;
     this.#stopping = false;
+    this.#applyWorkLimits(scheduler);
     return this.#sync.start();
   }
 
@@ -282,6 +287,22 @@ class DurableStorage implements StorageMiddleware {
       else await inner.cancel(reason);
     }
     return result.cancelled;
+  }
+
+  /**
+   * A work's `concurrency` bounds its runs on this node too (a node never needs more local slots than the whole
+   * cluster has); a lower node-local limit set on the scheduler stays. Reports the works whose limit the
+   * repository cannot enforce across nodes.
+   */
+  #applyWorkLimits(scheduler: StorageScheduler): void {
+    const limited = this.#registry.workIds().filter((workId) => this.#registry.get(workId).options.concurrency !== undefined);
+    for (const workId of limited) {
+      const concurrency = this.#registry.get(workId).options.concurrency!;
+      if (scheduler.setWorkConcurrency !== undefined && (scheduler.workConcurrency?.(workId) ?? Number.POSITIVE_INFINITY) > concurrency) {
+        scheduler.setWorkConcurrency(workId, concurrency);
+      }
+    }
+    if (limited.length > 0 && !isWorkLimiter(this.#repository)) this.events.emit('work-limit:node-local', { workIds: limited });
   }
 
   // ---- schedule time ----
@@ -527,16 +548,44 @@ class DurableStorage implements StorageMiddleware {
     throw new UnrecoverableError(`the stored param no longer passes the validation of "${claimed.workId}": ${error.message}`, { cause: error });
   }
 
+  /**
+   * One claim: within the work's cross-node `concurrency` when it has one and the repository can enforce it.
+   * @returns the claimed task, null when lost, or `'limit'` when refused for the limit (nothing was written)
+   */
+  async #claimOnce(id: string, workId: string, guard: { ifScheduledAt?: Date }): Promise<TaskInfo | null | 'limit'> {
+    const options = { owner: this.nodeId, leaseMs: this.#leaseMs, ...guard };
+    const maxWorking = this.#registry.has(workId) ? this.#registry.get(workId).options.concurrency : undefined;
+    const repository = this.#repository;
+    if (maxWorking === undefined || !isWorkLimiter(repository)) return repository.claim(id, options);
+    const result = await repository.claimWithinLimit(id, { ...options, maxWorking });
+    if (result === null) return null;
+    return 'task' in result ? result.task : 'limit';
+  }
+
+  /**
+   * The work is at its cross-node limit: the task stays Initialized, uncounted, and this node tries again after a
+   * short backoff (a quarter of the lease, at most 1 s, with jitter so that waiting nodes do not claim in step).
+   * The stored due time is unchanged, so the next claim's due-time guard still matches.
+   */
+  #deferForLimit(entry: LocalTask): never {
+    entry.phase = 'scheduled';
+    const maxWorking = this.#registry.get(entry.workId).options.concurrency ?? 0;
+    const base = Math.min(this.#leaseMs / 4, 1_000);
+    const retryAt = new Date(this.#clock.now() + Math.max(1, Math.round(base / 2 + Math.random() * (base / 2))));
+    this.events.emit('task:limited', { taskId: entry.taskId, workId: entry.workId, maxWorking, retryAt });
+    throw new RunDeferred(retryAt, `work "${entry.workId}" has ${maxWorking} tasks running across nodes (its concurrency); trying again soon`);
+  }
+
   /** Claims the task; when the claim is lost, settles what this node knows and throws what the core expects. */
   async #claim(entry: LocalTask): Promise<TaskInfo> {
     const id = entry.taskId;
     for (let tries = 0; ; tries++) {
-      let claimed: TaskInfo | null;
+      let claimed: TaskInfo | null | 'limit';
       try {
         // The last try drops the due-time guard: the row was just read Initialized at the due time this node
         // expects, so a mismatch can only be a store that rounds times; never loop on it.
         const guard = tries < 2 ? { ifScheduledAt: new Date(entry.scheduledAt) } : {};
-        claimed = await this.#durable.run('claim', id, () => this.#repository.claim(id, { owner: this.nodeId, leaseMs: this.#leaseMs, ...guard }));
+        claimed = await this.#durable.run('claim', id, () => this.#claimOnce(id, entry.workId, guard));
       } catch (error) {
         if (error instanceof TaskNotFoundError) {
           entry.outcome = { state: 'cancelled', value: new TaskCancelledError('the task was deleted', { cause: error }) };
@@ -545,6 +594,7 @@ class DurableStorage implements StorageMiddleware {
         entry.phase = 'scheduled';
         throw error;
       }
+      if (claimed === 'limit') return this.#deferForLimit(entry);
       if (claimed !== null) {
         this.events.emit('task:started', { task: claimed });
         return claimed;

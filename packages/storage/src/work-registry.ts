@@ -30,6 +30,15 @@ export interface WorkOptions<P = unknown> {
    * @defaultValue none
    */
   timeoutMs?: number;
+  /**
+   * The most tasks of this work that run at once. With a storage middleware on a repository that is a
+   * WorkLimiter (SQLite, PostgreSQL, memory), the limit holds across every node sharing the repository: a claim
+   * beyond it is refused atomically and the task waits, Initialized, without spending an attempt. On a repository
+   * that is not one (MongoDB), it holds per node only. The storage middleware also applies it as the node-local
+   * limit of the scheduler (`setWorkConcurrency`) when the scheduler has no lower one.
+   * @defaultValue no limit
+   */
+  concurrency?: number;
 }
 
 /** A registered work and its defaults. */
@@ -74,7 +83,7 @@ export class WorkRegistry {
     if (typeof workId !== 'string' || workId === '') throw new InvalidInputError('workId must be a non-empty string');
     if (typeof work !== 'function') throw new InvalidInputError(`the work registered under "${workId}" must be a function`);
     if (this.#works.has(workId)) throw new InvalidInputError(`a work is already registered under "${workId}"`);
-    const { validate, maxAttempts, timeoutMs } = options;
+    const { validate, maxAttempts, timeoutMs, concurrency } = options;
     if (validate !== undefined && typeof validate !== 'function' && typeof (validate as { parse?: unknown } | null)?.parse !== 'function') {
       throw new InvalidInputError(`the validator of "${workId}" must be a function or have a parse() method`);
     }
@@ -83,6 +92,9 @@ export class WorkRegistry {
     }
     if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs <= 0)) {
       throw new InvalidInputError(`timeoutMs of "${workId}" must be a number > 0, got ${String(timeoutMs)}`);
+    }
+    if (concurrency !== undefined && (typeof concurrency !== 'number' || !Number.isSafeInteger(concurrency) || concurrency < 1)) {
+      throw new InvalidInputError(`concurrency of "${workId}" must be an integer ≥ 1, got ${String(concurrency)}`);
     }
     this.#works.set(workId, { workId, work, options: { ...options } });
     return this;

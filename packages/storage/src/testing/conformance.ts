@@ -11,6 +11,7 @@ import { scheduleRules } from './rules/schedule-rules.js';
 import { terminalRules } from './rules/terminal-rules.js';
 import { transitionRules } from './rules/transition-rules.js';
 import { uniqueKeyRules } from './rules/unique-key-rules.js';
+import { workLimitRules } from './rules/work-limit-rules.js';
 import type { ConformanceOptions, RepositoryFixture, RuleGroup, SuiteContext } from './suite-context.js';
 
 /** Every group of rules, in the order they are registered. */
@@ -27,6 +28,7 @@ const RULE_GROUPS: readonly RuleGroup[] = [
   listRules,
   scheduleRules,
   historyRules,
+  workLimitRules,
 ];
 
 /**

@@ -6,3 +6,4 @@
  */
 export { describeRepositoryConformance } from './conformance.js';
 export type { ConformanceOptions, RepositoryFixture } from './suite-context.js';
+export { WORK_LIMIT_GROUP } from './rules/work-limit-rules.js';
