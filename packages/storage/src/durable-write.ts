@@ -39,7 +39,10 @@ export class DurableWriter {
   readonly #clock: Clock;
   readonly #backoff: BackoffFn;
   readonly #onError: ((report: RepositoryErrorReport) => void) | undefined;
-  readonly #inFlight = new Set<Promise<unknown>>();
+  // A count and the waiters of idle(), rather than a set of promises: every task's claim and end go through run(),
+  // and tracking each promise cost a set entry, a closure and a derived promise per call.
+  #inFlight = 0;
+  #idleWaiters: Array<() => void> = [];
 
   /** @param options - the clock, the backoff and the failure listener */
   constructor(options: DurableWriterOptions) {
@@ -50,7 +53,7 @@ export class DurableWriter {
 
   /** How many calls are under way (tried or waiting to be tried again). */
   get inFlight(): number {
-    return this.#inFlight.size;
+    return this.#inFlight;
   }
 
   /**
@@ -63,34 +66,41 @@ export class DurableWriter {
    * @throws whatever `call` throws that is not a RepositoryError
    */
   run<T>(operation: string, taskId: string | undefined, call: () => Promise<T>): Promise<T> {
-    const promise = this.#loop(operation, taskId, call);
-    this.#inFlight.add(promise);
-    const forget = (): void => {
-      this.#inFlight.delete(promise);
-    };
-    promise.then(forget, forget);
-    return promise;
+    this.#inFlight++;
+    return this.#loop(operation, taskId, call);
   }
 
-  /** Settles when every call under way has landed or failed with a non-outage error. */
-  async idle(): Promise<void> {
-    while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
+  /** Settles when every call under way (those started while it waits included) has landed or failed with a non-outage error. */
+  idle(): Promise<void> {
+    if (this.#inFlight === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  #landed(): void {
+    if (--this.#inFlight > 0) return;
+    const waiters = this.#idleWaiters;
+    this.#idleWaiters = [];
+    for (const resolve of waiters) resolve();
   }
 
   async #loop<T>(operation: string, taskId: string | undefined, call: () => Promise<T>): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await call();
-      } catch (error) {
-        if (!(error instanceof RepositoryError)) throw error;
-        const retryInMs = this.#backoff(attempt, error);
+    try {
+      for (let attempt = 1; ; attempt++) {
         try {
-          this.#onError?.({ operation, taskId, attempt, error, retryInMs });
-        } catch {
-          // A throwing listener must not turn an outage into a lost write.
+          return await call();
+        } catch (error) {
+          if (!(error instanceof RepositoryError)) throw error;
+          const retryInMs = this.#backoff(attempt, error);
+          try {
+            this.#onError?.({ operation, taskId, attempt, error, retryInMs });
+          } catch {
+            // A throwing listener must not turn an outage into a lost write.
+          }
+          await new Promise<void>((resolve) => this.#clock.setTimer(resolve, retryInMs));
         }
-        await new Promise<void>((resolve) => this.#clock.setTimer(resolve, retryInMs));
       }
+    } finally {
+      this.#landed();
     }
   }
 }

@@ -41,12 +41,40 @@ export interface TaskRetriedEvent {
   runAt: Date;
 }
 
-/** A task was cancelled (by its handle, by `storage.cancel`, or seen cancelled by sync). */
+/**
+ * A task was cancelled (by its handle, by `storage.cancel`, or seen cancelled by sync).
+ *
+ * Rules of `reporter` — every cancel has exactly one reporting node, when that node is alive:
+ * - A cancel this node wrote (`origin: 'local'`) is reported here, unless the task was running on another node
+ *   at that moment (its attempt record says so): then that node reports it, as a cancel it saw while running.
+ * - A cancel sync saw while this node ran the task (`origin: 'sync'`, the run's signal aborted) is reported here:
+ *   this node held the task, whoever wrote the cancel (another node, or an operator writing the repository).
+ * - A cancel sync saw of a task not running here is reported only by a single-node storage (no other node could
+ *   have written it, so it came from outside); on many nodes, each holding a timer of it, none reports it: a
+ *   cancel written by a node was reported by that node, and one written outside any node, of a task no node
+ *   was running, has no node that held it alone.
+ */
 export interface TaskCancelledEvent {
   /** The task's id. */
   taskId: string;
   /** The task as stored, when known. */
   task: TaskInfo | undefined;
+  /** `'local'`: this node wrote the cancel; `'sync'`: sync saw a cancel written elsewhere. */
+  origin: 'local' | 'sync';
+  /** True on the one node that reports this cancel (status hooks report only these); see the rules above. */
+  reporter: boolean;
+}
+
+/**
+ * Sync on this node reclaimed a task whose lease had expired (its node died or stalled): the task went back to
+ * Initialized (due now, `attempt` counted), or to Failed when its attempts were spent. Exactly one node reclaims
+ * each expired lease, so exactly one node emits this per reclaim.
+ */
+export interface TaskReclaimedEvent {
+  /** The task in its new state: Initialized or Failed. */
+  task: TaskInfo;
+  /** This node, which reclaimed it. */
+  nodeId: string;
 }
 
 /** This node lost the lease of a task it was running: the run's signal was aborted, its result is discarded. */
@@ -144,6 +172,8 @@ export type StorageEvents = {
   'task:retried': TaskRetriedEvent;
   /** A task was cancelled. */
   'task:cancelled': TaskCancelledEvent;
+  /** This node reclaimed a task whose lease had expired: Initialized again, or Failed with its attempts spent. */
+  'task:reclaimed': TaskReclaimedEvent;
   /** A claim was refused because the work is at its cross-node concurrency limit; the task waits. */
   'task:limited': TaskLimitedEvent;
   /** The repository cannot enforce work limits across nodes: they hold per node only. */

@@ -310,7 +310,7 @@ export class MemoryRepository implements Repository, ScheduleStore, WorkLimiter 
   /**
    * {@inheritDoc Repository.markAsCancelled}
    *
-   * @remarks A task already terminal is returned with `cancelled: false` whether or not a token is given.
+   * @implementation A task already terminal is returned with `cancelled: false` whether or not a token is given.
    * The reason is not stored: TaskInfo has no field for it.
    */
   markAsCancelled(id: string, options: { token?: string; reason?: string } = {}): Promise<{ task: TaskInfo; cancelled: boolean }> {
@@ -356,7 +356,7 @@ export class MemoryRepository implements Repository, ScheduleStore, WorkLimiter 
   /**
    * {@inheritDoc Repository.reclaimExpired}
    *
-   * @remarks A lease is expired when `until <= now`, so a lease of 0 ms is expired at once. The oldest
+   * @implementation A lease is expired when `until <= now`, so a lease of 0 ms is expired at once. The oldest
    * expiries are reclaimed first; a reclaimed task's lastError says `LEASE_EXPIRED`.
    */
   reclaimExpired(options: { limit?: number } = {}): Promise<TaskInfo[]> {

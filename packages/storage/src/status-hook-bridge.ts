@@ -35,7 +35,11 @@ export interface StatusHookBridgeOptions {
  * - `task:started`: `Initialized → Working`; `task:succeeded`: `Working → Done`; `task:retried`:
  *   `Working → Initialized` with the run's error; `task:failed`: `Working → Failed` with the run's error
  *   (`Initialized → Failed` when this node last saw the task Initialized, i.e. it never ran here).
- * - `task:cancelled`: `→ Cancelled`, `from` the last state this node saw the task in, else `null`.
+ * - `task:reclaimed` (this node reclaimed an expired lease): `Working → Initialized`, or `Working → Failed` when
+ *   the task's attempts were spent; exactly one node reclaims each expired lease, so it is reported once.
+ * - `task:cancelled`: `→ Cancelled`, `from` the last state this node saw the task in, else `null`; only on the
+ *   node the event names as `reporter` (the node that wrote it; the node that ran the task when it was written
+ *   elsewhere; a single node for a cancel written outside it), so each cancel is reported once.
  * - A hook that throws never stops the others, never reaches the storage middleware, and never changes a
  *   task: the transition was written before its event is emitted.
  */
@@ -78,7 +82,11 @@ export class StatusHookBridge {
       events.on('task:succeeded', ({ task }) => this.#report(task, 'Working', 'Done', undefined)),
       events.on('task:retried', ({ task, error }) => this.#report(task, 'Working', 'Initialized', error)),
       events.on('task:failed', ({ task, error }) => this.#report(task, this.#states.get(task.id) === 'Initialized' ? 'Initialized' : 'Working', 'Failed', error)),
-      events.on('task:cancelled', ({ taskId, task }) => this.#cancelled(taskId, task)),
+      events.on('task:reclaimed', ({ task }) => this.#report(task, 'Working', task.state, task.state === 'Failed' ? task.lastError ?? undefined : undefined)),
+      events.on('task:cancelled', ({ taskId, task, reporter }) => {
+        if (reporter) this.#cancelled(taskId, task);
+        else this.#states.delete(taskId);
+      }),
     ];
   }
 

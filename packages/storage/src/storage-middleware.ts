@@ -9,6 +9,7 @@ import {
   SchedulerContext,
   SchedulerStoppedError,
   TaskCancelledError,
+  StalledError,
   TaskIdKey,
   TimeoutError,
   TypedEventEmitter,
@@ -31,7 +32,7 @@ import { LeaseLostError, TaskNotFoundError } from './errors.js';
 import type { StorageEvents, SyncReport } from './events.js';
 import { LeaseKeeper } from './lease-keeper.js';
 import { ProgressWriter } from './progress-writer.js';
-import { isWorkLimiter, type Repository } from './repository.js';
+import { isChangeNotifier, isWorkLimiter, type Repository } from './repository.js';
 import { retryDelay, type StorageRetryOption } from './retry.js';
 import { StorageTaskHandle } from './storage-task-handle.js';
 import { TaskSync, type LocalPhase, type LocalTaskView, type SyncAction } from './sync.js';
@@ -151,6 +152,8 @@ interface LocalTask extends LocalTaskView {
   cancelWritten: boolean;
   /** How the handle settles, when something other than the local run decided it. */
   outcome: { state: 'done' | 'failed' | 'cancelled'; value: unknown } | undefined;
+  /** The row as sync last read it while this node's claim was under way: what a lost claim learns from. */
+  seen: TaskInfo | undefined;
 }
 
 /** The result of a write that may be refused because the lease was lost. */
@@ -175,6 +178,21 @@ function storedError(error: TaskError | null): Error {
   const out = new Error(error?.message ?? 'the task failed on another node');
   if (error?.name !== undefined) out.name = error.name;
   return out;
+}
+
+/**
+ * The RunAbandoned of a lost claim, without a stack: it only tells the core not to run the task here (the handle
+ * waits for sync), no caller ever sees it, and on many nodes every task makes one per losing node, where
+ * capturing a stack was the costliest part of a lost claim.
+ */
+function lostClaim(message: string): RunAbandoned {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return new RunAbandoned(message);
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
 }
 
 function errorMessage(error: unknown): string {
@@ -206,6 +224,13 @@ class DurableStorage implements StorageMiddleware {
   readonly #entries = new Map<string, LocalTask>();
   readonly #durable: DurableWriter;
   readonly #sync: TaskSync;
+  /** Built by {@link multiNodeStorage}: other nodes share the repository (they claim, write and cancel too). */
+  readonly #multiNode: boolean;
+  /**
+   * Whether a lost claim reads the row back: on a single node (it loses a claim only to an operator's write), or
+   * when nothing would tell it later (no sync loop and no change notices). Otherwise sync reports the outcome.
+   */
+  readonly #readBackLostClaims: boolean;
   // The clock is the scheduler's once started; a proxy lets helpers built now follow it.
   readonly #clockProxy: Clock = {
     now: () => this.#clock.now(),
@@ -214,8 +239,9 @@ class DurableStorage implements StorageMiddleware {
   #scheduler: StorageScheduler | undefined;
   #stopping = false;
 
-  constructor(repository: Repository, registry: WorkRegistry, options: StorageOptions) {
+  constructor(repository: Repository, registry: WorkRegistry, options: StorageOptions, multiNode: boolean) {
     this.#repository = repository;
+    this.#multiNode = multiNode;
     this.#registry = registry;
     this.#options = options;
     this.nodeId = options.nodeId ?? randomUUID();
@@ -226,6 +252,7 @@ class DurableStorage implements StorageMiddleware {
     const windowMs = positiveInteger(options.syncWindowMs ?? DEFAULTS.syncWindowMs, 'syncWindowMs', 1);
     this.#windowMs = windowMs;
     const intervalMs = positiveInteger(options.syncIntervalMs ?? DEFAULTS.syncIntervalMs, 'syncIntervalMs', 0);
+    this.#readBackLostClaims = !multiNode || (intervalMs === 0 && !isChangeNotifier(repository));
     this.#durable = new DurableWriter({
       clock: this.#clockProxy,
       ...(options.repositoryBackoff === undefined ? {} : { backoff: options.repositoryBackoff }),
@@ -277,7 +304,10 @@ class DurableStorage implements StorageMiddleware {
       if (entry !== undefined) entry.cancelRequested = false;
       throw error;
     }
-    if (result.cancelled) this.events.emit('task:cancelled', { taskId, task: result.task });
+    if (result.cancelled) {
+      const reporter = await this.#reportsOwnCancel(taskId, entry?.phase === 'running');
+      this.events.emit('task:cancelled', { taskId, task: result.task, origin: 'local', reporter });
+    }
     if (entry !== undefined && this.#entries.get(taskId) === entry && result.task.state === 'Cancelled') {
       entry.cancelWritten = true;
       const error = new TaskCancelledError(reason);
@@ -287,6 +317,23 @@ class DurableStorage implements StorageMiddleware {
       else await inner.cancel(reason);
     }
     return result.cancelled;
+  }
+
+  /**
+   * Whether this node reports a cancel it wrote (the rules of TaskCancelledEvent): yes, unless the task was running
+   * on another node at that moment (its `cancelled` attempt record names that node), which then reports it. One
+   * read of the attempt records, only for a cancel of a task not running here on a multi-node storage; when the
+   * read fails, this node reports it (a duplicate is better than a lost report).
+   */
+  async #reportsOwnCancel(taskId: string, runningHere: boolean): Promise<boolean> {
+    if (runningHere || !this.#multiNode) return true;
+    try {
+      const attempts = await this.#repository.listAttempts(taskId);
+      const cut = attempts.find((attempt) => attempt.outcome === 'cancelled');
+      return cut === undefined || cut.node === this.nodeId;
+    } catch {
+      return true;
+    }
   }
 
   /**
@@ -398,13 +445,15 @@ class DurableStorage implements StorageMiddleware {
     entry.handle.knownPriority = task.priority;
     const generation = ++entry.generation;
     const registered = this.#registry.get(task.workId);
-    let inner = ctx
-      .withValue(TaskIdKey, task.id)
-      .withRunAt(task.scheduledAt)
-      .withWork(this.#wrap(entry, generation, ctx.work ?? registered.work, registered))
-      .withValue(ParamKey, this.#freeParam ? undefined : task.param)
-      // The stored row (param included) is not kept with the local timer: the claim reads it again.
-      .withValue<TaskInfo | undefined>(RestoredTaskKey, undefined);
+    // Each `with...` copies the context (and `withValue` its map of values): only what differs is set, so that a
+    // restored context, built by #restoredContext with the row's id, due time and param, costs one copy.
+    let inner = ctx.withWork(this.#wrap(entry, generation, ctx.work ?? registered.work, registered));
+    if (inner.value(TaskIdKey) !== task.id) inner = inner.withValue(TaskIdKey, task.id);
+    if (inner.runAtMs !== task.scheduledAt.getTime()) inner = inner.withRunAt(task.scheduledAt);
+    const param = this.#freeParam ? undefined : task.param;
+    if (inner.value(ParamKey) !== param) inner = inner.withValue(ParamKey, param);
+    // The stored row (param included) is not kept with the local timer: the claim reads it again.
+    if (inner.value(RestoredTaskKey) !== undefined) inner = inner.withValue<TaskInfo | undefined>(RestoredTaskKey, undefined);
     if (inner.priority !== task.priority) inner = inner.withPriority(task.priority);
     let handle: TaskHandle;
     try {
@@ -433,6 +482,7 @@ class DurableStorage implements StorageMiddleware {
       cancelRequested: false,
       cancelWritten: false,
       outcome: undefined,
+      seen: undefined,
     };
   }
 
@@ -446,7 +496,7 @@ class DurableStorage implements StorageMiddleware {
   }
 
   #restoredContext(task: TaskInfo, work: WorkFn | undefined): SchedulerContext {
-    const ctx = SchedulerContext.create(
+    return SchedulerContext.create(
       {
         runAt: task.scheduledAt,
         workId: task.workId,
@@ -457,10 +507,11 @@ class DurableStorage implements StorageMiddleware {
         work: work ?? this.#registry.get(task.workId).work,
         ...(this.#freeParam ? {} : { param: task.param }),
         ...(task.uniqueKey === null ? {} : { uniqueKey: task.uniqueKey }),
+        // Set at creation rather than by withValue, which would copy the map of values once more.
+        values: [[RestoredTaskKey, task]],
       },
       this.#clock.now(),
     );
-    return ctx.withValue(RestoredTaskKey, task);
   }
 
   // ---- local handles ----
@@ -484,8 +535,10 @@ class DurableStorage implements StorageMiddleware {
       this.#durable
         .run('markAsCancelled', entry.taskId, () => this.#repository.markAsCancelled(entry.taskId, { reason: value.message }))
         .then(
-          (result) => {
-            if (result.cancelled) this.events.emit('task:cancelled', { taskId: entry.taskId, task: result.task });
+          async (result) => {
+            if (!result.cancelled) return;
+            const reporter = await this.#reportsOwnCancel(entry.taskId, false);
+            this.events.emit('task:cancelled', { taskId: entry.taskId, task: result.task, origin: 'local', reporter });
           },
           () => undefined,
         );
@@ -581,6 +634,7 @@ class DurableStorage implements StorageMiddleware {
     const id = entry.taskId;
     for (let tries = 0; ; tries++) {
       let claimed: TaskInfo | null | 'limit';
+      entry.seen = undefined;
       try {
         // The last try drops the due-time guard: the row was just read Initialized at the due time this node
         // expects, so a mismatch can only be a store that rounds times; never loop on it.
@@ -596,10 +650,20 @@ class DurableStorage implements StorageMiddleware {
       }
       if (claimed === 'limit') return this.#deferForLimit(entry);
       if (claimed !== null) {
+        entry.seen = undefined;
         this.events.emit('task:started', { task: claimed });
         return claimed;
       }
-      const current = await this.#durable.run('getById', id, () => this.#repository.getById(id));
+      // The loser of a claim does not read the row back (on many nodes every task is claimed by each of them): it
+      // drops its timer and sync tells it how the task ends. A row that sync read during this claim is used; a
+      // single node, or one without a sync loop or change notices, reads the row (see #readBackLostClaims).
+      const seen = entry.seen;
+      entry.seen = undefined;
+      const current = seen ?? (!this.#readBackLostClaims ? undefined : await this.#durable.run('getById', id, () => this.#repository.getById(id)));
+      if (current === undefined) {
+        entry.phase = 'remote';
+        throw lostClaim('another node claimed the task; sync reports how it ends');
+      }
       switch (current.state) {
         case 'Initialized': {
           entry.priority = current.priority;
@@ -614,7 +678,7 @@ class DurableStorage implements StorageMiddleware {
         case 'Working':
           // Another node won the claim: it runs the task; this handle settles when sync sees it end.
           entry.phase = 'remote';
-          throw new RunAbandoned(`another node (${current.lease?.owner ?? 'unknown'}) runs the task`);
+          throw lostClaim(`another node (${current.lease?.owner ?? 'unknown'}) runs the task`);
         case 'Done':
           entry.outcome = { state: 'done', value: undefined };
           throw new RunAbandoned('the task already ran elsewhere');
@@ -652,7 +716,26 @@ class DurableStorage implements StorageMiddleware {
       onRepositoryError: (error, attempt) =>
         this.events.emit('repository:error', { operation: 'renewLease', taskId: id, attempt, error, retryInMs: undefined }),
     });
-    const progress = new ProgressWriter(this.#repository, clock, id, token, this.#options.progressThrottleMs ?? DEFAULTS.progressThrottleMs);
+    // Built on the first report only: most works never report, and a run then allocates no writer.
+    let progress: ProgressWriter | undefined;
+    const writer = (): ProgressWriter =>
+      (progress ??= new ProgressWriter(this.#repository, clock, id, token, this.#options.progressThrottleMs ?? DEFAULTS.progressThrottleMs));
+    const { timeoutMs, stallTimeoutMs } = registered.options;
+    // One interruption (timeout or stall) ends the run at once, even when the work ignores its signal.
+    let interrupt: ((reason: Error) => void) | undefined;
+    let timeout: ClockTimer | undefined;
+    let stall: ClockTimer | undefined;
+    let finished = false;
+    let lastCompleted: number | undefined;
+    // A sign of life restarts the stall window (the rules of the core's stallTimeout middleware).
+    const alive =
+      stallTimeoutMs === undefined
+        ? undefined
+        : (): void => {
+            if (finished) return;
+            stall?.clear();
+            stall = clock.setTimer(() => interrupt?.(new StalledError(stallTimeoutMs)), stallTimeoutMs);
+          };
     const runCtx: WorkContext = {
       signal: controller.signal,
       scheduledAt: wctx.scheduledAt,
@@ -661,51 +744,59 @@ class DurableStorage implements StorageMiddleware {
       param: claimed.param,
       context: wctx.context,
       value: (key) => wctx.value(key),
-      ...(wctx.clock === undefined ? {} : { clock: wctx.clock }),
+      // Set even when undefined (readers fall back to the real clock either way): no spread of a temporary object.
+      clock: wctx.clock,
       progress: (report) => {
+        // The run's own context validates the report (and throws on a bad one) before anything records it.
         wctx.progress(report);
-        progress.progress(report);
+        writer().progress(report);
+        if (alive !== undefined && report.completed !== lastCompleted) {
+          lastCompleted = report.completed;
+          alive();
+        }
       },
       checkIn: (message) => {
         wctx.checkIn(message);
-        progress.checkIn(message);
+        writer().checkIn(message);
+        alive?.();
       },
     };
-    let timeout: ClockTimer | undefined;
     let ok = false;
     let value: unknown;
     let error: unknown;
     keeper.start();
     try {
-      const running = Promise.resolve(work(runCtx));
-      const timeoutMs = registered.options.timeoutMs;
-      value = await (timeoutMs === undefined
-        ? running
-        : Promise.race([
-            running,
-            new Promise<never>((_, reject) => {
-              timeout = clock.setTimer(() => {
-                const reason = new TimeoutError(timeoutMs);
-                controller.abort(reason);
-                reject(reason);
-              }, timeoutMs);
-            }),
-          ]));
+      if (timeoutMs === undefined && stallTimeoutMs === undefined) {
+        value = await work(runCtx);
+      } else {
+        const interrupted = new Promise<never>((_, reject) => {
+          interrupt = (reason) => {
+            if (finished) return;
+            controller.abort(reason);
+            reject(reason);
+          };
+        });
+        if (timeoutMs !== undefined) timeout = clock.setTimer(() => interrupt?.(new TimeoutError(timeoutMs)), timeoutMs);
+        alive?.();
+        value = await Promise.race([work(runCtx), interrupted]);
+      }
       ok = true;
     } catch (caught) {
       error = caught;
     } finally {
+      finished = true;
       timeout?.clear();
+      stall?.clear();
       keeper.stop();
       wctx.signal.removeEventListener('abort', forward);
       entry.controller = undefined;
     }
     if (leaseLost !== undefined) {
-      progress.stop();
+      progress?.stop();
       return this.#zombie(entry, leaseLost, true);
     }
     // The last progress and check-in land before the write that ends the run (a Done task shows 8/8, not 7/8).
-    await progress.flush();
+    if (progress !== undefined) await progress.flush();
     return this.#record(entry, claimed, token, { ok, value, error, reason: controller.signal.aborted ? controller.signal.reason : undefined }, registered);
   }
 
@@ -736,7 +827,8 @@ class DurableStorage implements StorageMiddleware {
       if (!entry.cancelWritten) {
         entry.cancelWritten = true;
         const cancelled = await this.#fenced('markAsCancelled', id, () => this.#repository.markAsCancelled(id, { token, reason: (run.reason as Error | undefined)?.message ?? 'cancelled' }));
-        if (cancelled.ok && cancelled.value.cancelled) this.events.emit('task:cancelled', { taskId: id, task: cancelled.value.task });
+        // This node ran the task when it wrote the cancel: it reports it.
+        if (cancelled.ok && cancelled.value.cancelled) this.events.emit('task:cancelled', { taskId: id, task: cancelled.value.task, origin: 'local', reporter: true });
       }
       entry.outcome ??= { state: 'cancelled', value: run.reason instanceof TaskCancelledError ? run.reason : new TaskCancelledError() };
       throw run.error;
@@ -831,6 +923,11 @@ class DurableStorage implements StorageMiddleware {
       durable: this.#durable,
       nodeId: this.nodeId,
       local: (taskId) => this.#entries.get(taskId),
+      observeRunning: (task) => {
+        const entry = this.#entries.get(task.id);
+        // Only while the claim is under way (no controller yet): a lost claim learns from this row.
+        if (entry !== undefined && entry.phase === 'running' && entry.controller === undefined) entry.seen = task;
+      },
       knowsWork: (workId) => this.#registry.has(workId),
       shouldRestore: (task) => this.#options.shouldRestore?.(task) ?? true,
       apply: (action, task) => this.#apply(action, task),
@@ -870,7 +967,8 @@ class DurableStorage implements StorageMiddleware {
             : task.state === 'Failed'
               ? { state: 'failed', value: storedError(task.lastError) }
               : { state: 'cancelled', value: new TaskCancelledError('the task was cancelled elsewhere') };
-        if (task.state === 'Cancelled' && action === 'drop-ended') this.events.emit('task:cancelled', { taskId: task.id, task });
+        // Seen by sync, not running here: a single node reports it (no other node could have written it).
+        if (task.state === 'Cancelled') this.events.emit('task:cancelled', { taskId: task.id, task, origin: 'sync', reporter: !this.#multiNode });
         entry.generation++;
         const old = entry.handle.inner;
         if (old === undefined) this.#settle(entry);
@@ -881,7 +979,8 @@ class DurableStorage implements StorageMiddleware {
         if (entry === undefined || entry.controller === undefined) return;
         entry.cancelWritten = true;
         entry.outcome = { state: 'cancelled', value: new TaskCancelledError('the task was cancelled on another node') };
-        this.events.emit('task:cancelled', { taskId: task.id, task });
+        // This node held the task (it runs it): it reports the cancel, whoever wrote it.
+        this.events.emit('task:cancelled', { taskId: task.id, task, origin: 'sync', reporter: true });
         entry.controller.abort(entry.outcome.value);
         return;
       }
@@ -921,7 +1020,7 @@ class DurableStorage implements StorageMiddleware {
  * ```
  */
 export function singleNodeStorage(repository: Repository, registry: WorkRegistry, options: StorageOptions = {}): StorageMiddleware {
-  return new DurableStorage(repository, registry, options);
+  return new DurableStorage(repository, registry, options, false);
 }
 
 /**
@@ -939,5 +1038,5 @@ export function multiNodeStorage(repository: Repository, registry: WorkRegistry,
   if (options === null || typeof options !== 'object') throw new InvalidInputError('multiNodeStorage needs { nodeId, leaseMs }');
   if (typeof options.nodeId !== 'string' || options.nodeId === '') throw new InvalidInputError('multiNodeStorage needs a nodeId, unique per node');
   if (options.leaseMs === undefined) throw new InvalidInputError('multiNodeStorage needs leaseMs');
-  return new DurableStorage(repository, registry, options);
+  return new DurableStorage(repository, registry, options, true);
 }

@@ -88,6 +88,8 @@ export interface SyncHost {
   local(taskId: string): LocalTaskView | undefined;
   /** Whether this node knows a workId. */
   knowsWork(workId: string): boolean;
+  /** Shown every row read for a task this node is claiming or running (a claim under way learns from it). */
+  observeRunning?(task: TaskInfo): void;
   /** Whether a task may be restored here (the `shouldRestore` option). */
   shouldRestore(task: TaskInfo): boolean;
   /** Carries out an action; returns once it is done. */
@@ -224,6 +226,8 @@ export class TaskSync {
       this.#lastReclaimAt = now;
       const reclaimed = await durable.run('reclaimExpired', undefined, () => repository.reclaimExpired({ limit: this.#options.pageSize }));
       report.reclaimed += reclaimed.length;
+      // Exactly one caller reclaims each expired lease: this node reports those it got, once each.
+      for (const task of reclaimed) this.#host.emit('task:reclaimed', { task, nodeId: this.#host.nodeId });
       for (const task of reclaimed) await this.#apply(task, report);
     }
     if (this.#cursor === null) this.#cursor = await durable.run('getCursor', undefined, () => repository.getCursor());
@@ -257,7 +261,9 @@ export class TaskSync {
 
   async #apply(task: TaskInfo, report: SyncReport): Promise<void> {
     const host = this.#host;
-    const action = decideSync(task, host.local(task.id), {
+    const local = host.local(task.id);
+    if (local?.phase === 'running') host.observeRunning?.(task);
+    const action = decideSync(task, local, {
       nodeId: host.nodeId,
       windowEnd: host.clock.now() + this.#options.windowMs,
       knowsWork: (workId) => host.knowsWork(workId),

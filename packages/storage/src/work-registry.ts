@@ -1,4 +1,4 @@
-import { HoraeError, InvalidInputError, type Middleware, type WorkFn } from '@horae/core';
+import { HoraeError, InvalidInputError, MAX_TIMER_DELAY_MS, type Middleware, type WorkFn } from '@horae/core';
 import type { JsonValue } from './task-info.js';
 import { assertJsonValue } from './validation.js';
 import type { StorageRetryOption } from './retry.js';
@@ -30,6 +30,19 @@ export interface WorkOptions<P = unknown> {
    * @defaultValue none
    */
   timeoutMs?: number;
+  /**
+   * A per-run stall timeout in milliseconds: a run that shows no sign of life for this long is interrupted, its
+   * signal aborts with a StalledError and the run fails with it, so the retry policy applies (StalledError is
+   * retryable). A sign of life is a `ctx.progress()` whose `completed` differs from the last one of this run (the
+   * first always counts) or any `ctx.checkIn()`; each restarts the window, which starts with the run.
+   *
+   * @remarks The storage middleware applies it on whichever node runs the task (it comes from the registered
+   * work, not from the stored row), also after a restart. A `stallTimeout` middleware in the chain (the facade's
+   * `stallTimeoutMs` option, or a task's own `stallTimeoutMs`) watches the run independently: the shorter window
+   * interrupts first.
+   * @defaultValue none
+   */
+  stallTimeoutMs?: number;
   /**
    * The most tasks of this work that run at once. With a storage middleware on a repository that is a
    * WorkLimiter (SQLite, PostgreSQL, memory), the limit holds across every node sharing the repository: a claim
@@ -83,7 +96,7 @@ export class WorkRegistry {
     if (typeof workId !== 'string' || workId === '') throw new InvalidInputError('workId must be a non-empty string');
     if (typeof work !== 'function') throw new InvalidInputError(`the work registered under "${workId}" must be a function`);
     if (this.#works.has(workId)) throw new InvalidInputError(`a work is already registered under "${workId}"`);
-    const { validate, maxAttempts, timeoutMs, concurrency } = options;
+    const { validate, maxAttempts, timeoutMs, stallTimeoutMs, concurrency } = options;
     if (validate !== undefined && typeof validate !== 'function' && typeof (validate as { parse?: unknown } | null)?.parse !== 'function') {
       throw new InvalidInputError(`the validator of "${workId}" must be a function or have a parse() method`);
     }
@@ -92,6 +105,9 @@ export class WorkRegistry {
     }
     if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs <= 0)) {
       throw new InvalidInputError(`timeoutMs of "${workId}" must be a number > 0, got ${String(timeoutMs)}`);
+    }
+    if (stallTimeoutMs !== undefined && (typeof stallTimeoutMs !== 'number' || !(stallTimeoutMs > 0) || stallTimeoutMs > MAX_TIMER_DELAY_MS)) {
+      throw new InvalidInputError(`stallTimeoutMs of "${workId}" must be a number of ms in (0, 2^31-1], got ${String(stallTimeoutMs)}`);
     }
     if (concurrency !== undefined && (typeof concurrency !== 'number' || !Number.isSafeInteger(concurrency) || concurrency < 1)) {
       throw new InvalidInputError(`concurrency of "${workId}" must be an integer ≥ 1, got ${String(concurrency)}`);

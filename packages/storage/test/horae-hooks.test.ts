@@ -132,13 +132,15 @@ describe('status hooks bridge: storage events → onTransition', () => {
 });
 
 describe('status hooks bridge with two nodes', () => {
-  it('a cancel written on B of a task running on A: A reports Working→Cancelled, B reports the cancel it wrote', async () => {
+  it('a cancel written on B of a task running on A is reported once, by A (Working→Cancelled); B reports nothing', async () => {
     const { clock, repo } = world();
     const hookA = capturingHook();
     const hookB = capturingHook();
     const registry = new WorkRegistry().register('long', (ctx) => new Promise((_, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason as Error))));
     const a = await startHorae(horaeOn(clock, repo, registry, { nodeId: 'a', statusHooks: hookA }));
     const b = await startHorae(horaeOn(clock, repo.openPeer(), registry, { nodeId: 'b', statusHooks: hookB, syncIntervalMs: 60_000 }));
+    const cancelsOnB: unknown[] = [];
+    b.events.on('task:cancelled', (event) => void cancelsOnB.push(event));
     const handle = await a.schedule({ workId: 'long' });
     await clock.advance(0);
     expect(await repo.getById(handle.taskId)).toMatchObject({ state: 'Working', lease: { owner: 'a' } });
@@ -146,9 +148,88 @@ describe('status hooks bridge with two nodes', () => {
     await clock.advance(1000); // A's sync sees the cancel and aborts its run
     await expect(handle.result).rejects.toMatchObject({ code: 'CANCELLED' });
     expect(hookA.of(handle.taskId)).toEqual(['null→Initialized', 'Initialized→Working', 'Working→Cancelled']);
-    // B never held the task: it reports the cancel it wrote, from an unknown state.
-    expect(hookB.of(handle.taskId)).toEqual(['null→Cancelled']);
-    expect(hookB.changes[0]).toMatchObject({ workId: 'long', attempt: 1 });
+    // B wrote it, but the task ran on A: its attempt record says so, and A reports it.
+    expect(hookB.of(handle.taskId)).toEqual([]);
+    expect(cancelsOnB).toEqual([expect.objectContaining({ taskId: handle.taskId, origin: 'local', reporter: false })]);
     expect(await repo.getById(handle.taskId)).toMatchObject({ state: 'Cancelled' });
+  });
+});
+
+describe('status hooks: each cancel and each reclaim is reported once', () => {
+  it('a lease reclaimed from a dead node: the node that reclaimed it reports Working→Initialized, or Working→Failed with attempts spent', async () => {
+    const { clock, repo } = world();
+    const hookA = capturingHook();
+    const hookB = capturingHook();
+    const registry = new WorkRegistry().register('w', () => 'ok');
+    // A node that claimed two tasks and died: its leases expire and are never renewed.
+    const dead = repo.openPeer();
+    const retryable = (await dead.insert({ workId: 'w', scheduledAt: new Date(clock.now()), maxAttempts: 2 })).task;
+    const spent = (await dead.insert({ workId: 'w', scheduledAt: new Date(clock.now()), maxAttempts: 1 })).task;
+    await dead.claim(retryable.id, { owner: 'dead', leaseMs: 5000 });
+    await dead.claim(spent.id, { owner: 'dead', leaseMs: 5000 });
+    const a = await startHorae(horaeOn(clock, repo, registry, { nodeId: 'a', statusHooks: hookA, leaseMs: 5000 }));
+    const b = await startHorae(horaeOn(clock, repo.openPeer(), registry, { nodeId: 'b', statusHooks: hookB, leaseMs: 5000 }));
+    const reclaims: Array<{ taskId: string; state: string; nodeId: string }> = [];
+    for (const node of [a, b]) node.events.on('task:reclaimed', ({ task, nodeId }) => void reclaims.push({ taskId: task.id, state: task.state, nodeId }));
+    await clock.advance(7000);
+    expect(reclaims.map((r) => [r.taskId, r.state]).sort()).toEqual([[retryable.id, 'Initialized'], [spent.id, 'Failed']].sort());
+    const of = (taskId: string): string[] => [...hookA.of(taskId), ...hookB.of(taskId)];
+    // Reported by the reclaiming node only; the re-run is then reported by whichever node ran it.
+    expect(of(retryable.id).filter((c) => c === 'Working→Initialized')).toHaveLength(1);
+    expect(of(retryable.id)).toContain('Working→Done');
+    expect(of(spent.id)).toEqual(['Working→Failed']);
+    const failed = [...hookA.changes, ...hookB.changes].find((c) => c.taskId === spent.id)!;
+    expect(failed).toMatchObject({ from: 'Working', to: 'Failed', workId: 'w', attempt: 1 });
+    const reporter = reclaims.find((r) => r.taskId === spent.id)!.nodeId;
+    expect((reporter === 'a' ? hookA : hookB).of(spent.id)).toEqual(['Working→Failed']);
+    expect(await repo.getById(retryable.id)).toMatchObject({ state: 'Done', attempt: 2 });
+  });
+
+  it('a cancel of a waiting task written on B: B reports Initialized→Cancelled; A, which held a timer of it, reports nothing', async () => {
+    const { clock, repo } = world();
+    const hookA = capturingHook();
+    const hookB = capturingHook();
+    const registry = new WorkRegistry().register('w', () => 'ok');
+    const a = await startHorae(horaeOn(clock, repo, registry, { nodeId: 'a', statusHooks: hookA }));
+    const b = await startHorae(horaeOn(clock, repo.openPeer(), registry, { nodeId: 'b', statusHooks: hookB }));
+    const cancelsOnA: unknown[] = [];
+    a.events.on('task:cancelled', (event) => void cancelsOnA.push(event));
+    const handle = await a.schedule({ workId: 'w', delayMs: 60_000 });
+    await clock.advance(1000); // B's sync restores it: both nodes hold a timer
+    expect(await b.cancel(handle.taskId)).toBe(true);
+    await clock.advance(1000); // A's sync sees the cancel
+    await expect(handle.result).rejects.toMatchObject({ code: 'CANCELLED' });
+    expect(hookB.of(handle.taskId)).toEqual(['Initialized→Cancelled']);
+    expect(hookA.of(handle.taskId)).toEqual(['null→Initialized']);
+    expect(cancelsOnA).toEqual([expect.objectContaining({ origin: 'sync', reporter: false })]);
+  });
+
+  it('an operator cancels a running task in the repository: the node that ran it reports Working→Cancelled once', async () => {
+    const { clock, repo } = world();
+    const hookA = capturingHook();
+    const hookB = capturingHook();
+    const registry = new WorkRegistry().register('long', (ctx) => new Promise((_, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason as Error))));
+    const a = await startHorae(horaeOn(clock, repo, registry, { nodeId: 'a', statusHooks: hookA }));
+    await startHorae(horaeOn(clock, repo.openPeer(), registry, { nodeId: 'b', statusHooks: hookB }));
+    const handle = await a.schedule({ workId: 'long' });
+    await clock.advance(0);
+    expect(await repo.getById(handle.taskId)).toMatchObject({ state: 'Working', lease: { owner: 'a' } });
+    await repo.openPeer().markAsCancelled(handle.taskId, { reason: 'operator' });
+    await clock.advance(1000);
+    await expect(handle.result).rejects.toMatchObject({ code: 'CANCELLED' });
+    expect(hookA.of(handle.taskId)).toEqual(['null→Initialized', 'Initialized→Working', 'Working→Cancelled']);
+    expect(hookB.of(handle.taskId).filter((c) => c.endsWith('Cancelled'))).toEqual([]);
+  });
+
+  it('single node: an operator cancels a waiting task in the repository; the node reports Initialized→Cancelled', async () => {
+    const { clock, repo } = world();
+    const hook = capturingHook();
+    const horae = await startHorae(horaeOn(clock, repo, new WorkRegistry().register('w', () => 'ok'), { statusHooks: hook }));
+    expect(horae.mode).toBe('single-node');
+    const handle = await horae.schedule({ workId: 'w', delayMs: 60_000 });
+    await repo.openPeer().markAsCancelled(handle.taskId);
+    await clock.advance(1000);
+    await expect(handle.result).rejects.toMatchObject({ code: 'CANCELLED' });
+    expect(hook.of(handle.taskId)).toEqual(['null→Initialized', 'Initialized→Cancelled']);
   });
 });

@@ -451,3 +451,41 @@ describe('a uniqueKey held by a task running on another node', () => {
     expect(await allTasks(repo)).toHaveLength(1);
   });
 });
+
+describe('claim-path cost: a node that loses a claim does not read the row back', () => {
+  it('two nodes hold the same tasks; each runs once, the losers read nothing, and every handle still follows its task to the end', async () => {
+    const { clock, repo } = fixture();
+    const runs: string[] = [];
+    const registry = new WorkRegistry().register('w', (ctx) => void runs.push(ctx.taskId));
+    const reads = { a: 0, b: 0 };
+    const peerA = repo.openPeer();
+    const peerB = repo.openPeer();
+    for (const [name, peer] of [['a', peerA], ['b', peerB]] as const) {
+      const getById = peer.getById.bind(peer);
+      peer.getById = (id: string) => {
+        reads[name]++;
+        return getById(id);
+      };
+    }
+    const common = { multi: true, leaseMs: LEASE, syncIntervalMs: 1000 };
+    const a = await startNode(peerA, registry, clock, { ...common, nodeId: 'node-a' });
+    const b = await startNode(peerB, registry, clock, { ...common, nodeId: 'node-b' });
+    const handles = await Promise.all(Array.from({ length: 6 }, () => a.scheduler.schedule({ workId: 'w', delayMs: 5000 })));
+    await clock.advance(1000); // B's sync restores them: both nodes hold a timer of each
+    expect(b.events.filter(([name]) => name === 'task:scheduled')).toHaveLength(6);
+    await clock.advance(4000); // both timers fire: one claim wins, the other loses
+    await clock.advance(1000); // the losers' sync sees the tasks end
+    await Promise.all(handles.map((h) => h.result));
+    expect(runs.sort()).toEqual(handles.map((h) => h.taskId).sort());
+    const started = [...a.events, ...b.events].filter(([name]) => name === 'task:started');
+    expect(started).toHaveLength(6);
+    expect(reads).toEqual({ a: 0, b: 0 });
+    expect((await allTasks(repo)).every((t) => t.state === 'Done' && t.attempt === 1)).toBe(true);
+    for (const node of [a, b]) {
+      const stopping = node.scheduler.stop();
+      await clock.advance(1000);
+      await stopping;
+      await node.storage.stop();
+    }
+  });
+});

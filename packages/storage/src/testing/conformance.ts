@@ -32,7 +32,7 @@ const RULE_GROUPS: readonly RuleGroup[] = [
 ];
 
 /**
- * Registers the repository conformance suite: every rule of the {@link Repository} contract as a vitest
+ * Registers the repository conformance suite: every rule of the {@link @horae/storage!index.Repository | Repository} contract as a vitest
  * test, each on a fresh fixture (created before and disposed after every test).
  *
  * Rule: an adapter passes when every rule it does not declare in `options.skip` passes; a declared skip
