@@ -114,7 +114,8 @@ export class TypedEventEmitter<M extends Record<string, unknown>> {
    * @returns true when a listener is registered
    */
   hasListeners(name: keyof M): boolean {
-    return this.#listeners.has(name);
+    // The common case on hot paths (a scheduler nobody watches) answers without hashing the name.
+    return this.#listeners.size !== 0 && this.#listeners.has(name);
   }
 
   /**

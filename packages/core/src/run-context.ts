@@ -26,67 +26,95 @@ export interface RunHost {
   checkIn(task: Task, run: RunContext, message: string): void;
 }
 
-/** One run of a task. @internal */
+// The rarely needed part of a run: its abort state. Most runs are never aborted and never read `signal`, so a
+// run allocates none of this (a run is allocated per execution: its size is GC pressure at high rates).
+class AbortState {
+  controller: AbortController | undefined = undefined;
+  aborted = false;
+  reason: unknown = undefined;
+  cancelError: TaskCancelledError | undefined = undefined;
+}
+
+/**
+ * One run of a task.
+ *
+ * Memory rules (one is allocated per run, so its size is what the garbage collector pays per run): five fields;
+ * the scheduler is reached through the task (whose prototype holds it); the abort state is allocated on the
+ * first abort, cancel or read of `signal`; `startedAt` is `undefined`, not NaN, when untimed, so that no heap
+ * number is boxed per run.
+ *
+ * @internal
+ */
 export class RunContext implements WorkContext {
-  readonly #host: RunHost;
   readonly #task: Task;
   // runAt relative to the scheduler's base: a small integer instead of a boxed double.
   readonly #runAtRel: number;
-  #controller: AbortController | undefined = undefined;
-  #aborted = false;
-  #reason: unknown = undefined;
-  /** Set by `handle.cancel()` while running: the run ends `cancelled` whatever the work does. */
-  cancelError: TaskCancelledError | undefined = undefined;
+  #abortState: AbortState | undefined;
   /** {@inheritDoc WorkContext.attempt} */
   readonly attempt: number;
-  /** When the run started, on the scheduler's clock; NaN when nobody listened for durations at the start. */
-  readonly startedAt: number;
+  /** When the run started, on the scheduler's clock; undefined when nobody listened for durations at the start. */
+  readonly startedAt: number | undefined;
 
   /**
-   * @param host - the scheduler
-   * @param task - the task that runs
+   * @param task - the task that runs (its `host` is the scheduler)
    * @param attempt - this run's attempt, from 1
-   * @param runAtMs - when the run was due
-   * @param startedAt - when it started
+   * @param runAtRel - when the run was due, relative to the scheduler's base time
+   * @param startedAt - when it started, or undefined when untimed
    */
-  constructor(host: RunHost, task: Task, attempt: number, runAtMs: number, startedAt: number) {
-    this.#host = host;
+  constructor(task: Task, attempt: number, runAtRel: number, startedAt: number | undefined) {
     this.#task = task;
+    this.#runAtRel = runAtRel;
+    this.#abortState = undefined;
     this.attempt = attempt;
-    this.#runAtRel = runAtMs - host.base;
     this.startedAt = startedAt;
+  }
+
+  /** The task that runs. */
+  get task(): Task {
+    return this.#task;
   }
 
   /** {@inheritDoc WorkContext.signal} */
   get signal(): AbortSignal {
-    if (this.#controller === undefined) {
-      this.#controller = new AbortController();
-      if (this.#aborted) this.#controller.abort(this.#reason);
+    const state = (this.#abortState ??= new AbortState());
+    if (state.controller === undefined) {
+      state.controller = new AbortController();
+      if (state.aborted) state.controller.abort(state.reason);
     }
-    return this.#controller.signal;
+    return state.controller.signal;
   }
 
   /** Whether the run's signal was aborted. */
   get aborted(): boolean {
-    return this.#aborted;
+    return this.#abortState?.aborted === true;
+  }
+
+  /** Set by `handle.cancel()` while running: the run ends `cancelled` whatever the work does. */
+  get cancelError(): TaskCancelledError | undefined {
+    return this.#abortState?.cancelError;
+  }
+
+  set cancelError(error: TaskCancelledError | undefined) {
+    (this.#abortState ??= new AbortState()).cancelError = error;
   }
 
   /** Aborts the run's signal with `reason`; later calls do nothing. */
   abort(reason: unknown): void {
-    if (this.#aborted) return;
-    this.#aborted = true;
-    this.#reason = reason;
-    this.#controller?.abort(reason);
+    const state = (this.#abortState ??= new AbortState());
+    if (state.aborted) return;
+    state.aborted = true;
+    state.reason = reason;
+    state.controller?.abort(reason);
   }
 
   /** {@inheritDoc WorkContext.scheduledAt} */
   get scheduledAt(): Date {
-    return new Date(this.#host.base + this.#runAtRel);
+    return new Date(this.#task.host.base + this.#runAtRel);
   }
 
   /** {@inheritDoc WorkContext.taskId} */
   get taskId(): string {
-    return this.#host.idOf(this.#task);
+    return this.#task.host.idOf(this.#task);
   }
 
   /** {@inheritDoc WorkContext.param} */
@@ -97,12 +125,12 @@ export class RunContext implements WorkContext {
   /** {@inheritDoc WorkContext.context} */
   get context(): SchedulerContext {
     const task = this.#task;
-    return contextInternals().restore(this.#host.base + this.#runAtRel, task.work, task.priority, task.values);
+    return contextInternals().restore(task.host.base + this.#runAtRel, task.work, task.priority, task.values);
   }
 
   /** {@inheritDoc WorkContext.clock} */
   get clock(): Clock {
-    return this.#host.clock;
+    return this.#task.host.clock;
   }
 
   /** {@inheritDoc WorkContext.value} */
@@ -112,11 +140,11 @@ export class RunContext implements WorkContext {
 
   /** {@inheritDoc WorkContext.progress} */
   progress(report: ProgressReport): void {
-    this.#host.progress(this.#task, this, report);
+    this.#task.host.progress(this.#task, this, report);
   }
 
   /** {@inheritDoc WorkContext.checkIn} */
   checkIn(message: string): void {
-    this.#host.checkIn(this.#task, this, message);
+    this.#task.host.checkIn(this.#task, this, message);
   }
 }

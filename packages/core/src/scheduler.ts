@@ -109,6 +109,11 @@ function workIdOf(values: ReadonlyMap<ValueKey<unknown>, unknown>): string | und
   return values.size === 0 ? undefined : (values.get(WorkIdKey) as string | undefined);
 }
 
+// NaN for a run that started before anyone listened for durations (its start time was not read).
+function durationOf(clock: Clock, run: RunContext): number {
+  return run.startedAt === undefined ? Number.NaN : clock.now() - run.startedAt;
+}
+
 function validateProgress(report: ProgressReport): ProgressReport {
   if (report === null || typeof report !== 'object' || !Number.isFinite(report.completed) || !Number.isFinite(report.total)) {
     throw new InvalidInputError('progress must be { completed, total } with finite numbers');
@@ -171,6 +176,8 @@ export class Scheduler {
   #stopped = false;
   #stopPromise: Promise<void> | undefined = undefined;
   #onIdle: (() => void) | undefined = undefined;
+  // Runs whose work is executing synchronously now, innermost last (a run may start another: setWorkConcurrency).
+  readonly #syncRuns: RunContext[] = [];
 
   /**
    * @param options - clock, concurrency, aging, wall-clock check, ids and stop timings
@@ -344,7 +351,7 @@ export class Scheduler {
       timers.deadline = this.#clock.setTimer(() => {
         const reason = new SchedulerStoppedError('the scheduler stopped and the stop deadline passed; the run was aborted');
         for (const task of this.#tasks) {
-          const run = task?.status === RUNNING ? task.run : undefined;
+          const run = task?.status === RUNNING ? this.#runOf(task) : undefined;
           if (run === undefined || run.aborted) continue;
           aborted++;
           run.abort(reason);
@@ -597,37 +604,63 @@ export class Scheduler {
     const events = this.events;
     // The clock is read only for a listener that wants durationMs (a clock read per run is measurable).
     const timed = events.hasListeners('task:success') || events.hasListeners('task:failure');
-    const run = new RunContext(this.#host, task, task.attempt, this.#base + task.runAtRel!, timed ? this.#clock.now() : Number.NaN);
-    task.run = run;
-    const x = task.x;
-    if (x?.reservation !== undefined) {
-      x.reservation.release();
-      x.reservation = undefined;
-    }
-    if (events.hasListeners('task:start')) {
-      events.emit('task:start', { taskId: this.#idOf(task), attempt: run.attempt, scheduledAt: run.scheduledAt });
-    }
+    const run = new RunContext(task, task.attempt, task.runAtRel!, timed ? this.#clock.now() : undefined);
+    // While the work executes synchronously, the run is found through #syncRuns, not task.run: the task is
+    // usually in the old generation and the run is young, so storing it there would cost a remembered-set entry
+    // that the next scavenge must visit (a random old object per run): that, not the allocation, is what makes
+    // scavenges long at high run rates. Only a work that returns a promise gets its run stored in the task.
+    const syncRuns = this.#syncRuns;
+    syncRuns.push(run);
     let result: unknown;
+    let ok = true;
     try {
+      const x = task.x;
+      if (x?.reservation !== undefined) {
+        x.reservation.release();
+        x.reservation = undefined;
+      }
+      if (events.hasListeners('task:start')) {
+        events.emit('task:start', { taskId: this.#idOf(task), attempt: run.attempt, scheduledAt: run.scheduledAt });
+      }
       result = task.work!(run);
     } catch (error) {
-      this.#settle(task, run, false, error);
-      return;
+      ok = false;
+      result = error;
+    } finally {
+      syncRuns.pop();
     }
-    if (isThenable(result)) {
+    if (ok && isThenable(result)) {
+      task.run = run;
       void Promise.resolve(result).then(
-        (value) => this.#settle(task, run, true, value),
-        (error: unknown) => this.#settle(task, run, false, error),
+        (value) => this.#settleAsync(task, run, true, value),
+        (error: unknown) => this.#settleAsync(task, run, false, error),
       );
     } else {
-      this.#settle(task, run, true, result);
+      // No promise: settle at once (no promise allocated, no microtask turn per run).
+      this.#settle(task, run, ok, result);
     }
   }
 
-  // A run ended: decide the task's fate.
-  #settle(task: Task, run: RunContext, ok: boolean, value: unknown): void {
+  // The run in progress of a RUNNING task: stored in the task while its work awaits, else on #syncRuns.
+  #runOf(task: Task): RunContext | undefined {
+    const run = task.run;
+    if (run !== undefined) return run;
+    const syncRuns = this.#syncRuns;
+    for (let i = syncRuns.length - 1; i >= 0; i--) {
+      if (syncRuns[i]!.task === task) return syncRuns[i];
+    }
+    return undefined;
+  }
+
+  // An awaited run ended (once per run: task.run guards against a second settlement).
+  #settleAsync(task: Task, run: RunContext, ok: boolean, value: unknown): void {
     if (task.run !== run) return;
     task.run = undefined;
+    this.#settle(task, run, ok, value);
+  }
+
+  // A run ended: decide the task's fate. The run is no longer reachable from the task (see #run).
+  #settle(task: Task, run: RunContext, ok: boolean, value: unknown): void {
     if (run.cancelError !== undefined) {
       this.#end(task, CANCELLED, run.cancelError, false);
     } else if (!ok && value instanceof RunDeferred) {
@@ -682,11 +715,11 @@ export class Scheduler {
     const events = this.events;
     if (status === DONE) {
       if (events.hasListeners('task:success')) {
-        events.emit('task:success', { taskId: this.#idOf(task), attempt: run!.attempt, value: outcome, durationMs: this.#clock.now() - run!.startedAt });
+        events.emit('task:success', { taskId: this.#idOf(task), attempt: run!.attempt, value: outcome, durationMs: durationOf(this.#clock, run!) });
       }
     } else if (status === FAILED) {
       if (events.hasListeners('task:failure')) {
-        events.emit('task:failure', { taskId: this.#idOf(task), attempt: run!.attempt, error: outcome, durationMs: this.#clock.now() - run!.startedAt });
+        events.emit('task:failure', { taskId: this.#idOf(task), attempt: run!.attempt, error: outcome, durationMs: durationOf(this.#clock, run!) });
       }
     } else if (events.hasListeners('task:cancelled')) {
       events.emit('task:cancelled', { taskId: this.#idOf(task), reason: task.error() });
@@ -705,7 +738,7 @@ export class Scheduler {
         this.#end(task, CANCELLED, reason, true);
         return true;
       case RUNNING: {
-        const run = task.run!;
+        const run = this.#runOf(task)!;
         if (run.cancelError !== undefined) return false;
         run.cancelError = new TaskCancelledError(reason);
         run.abort(run.cancelError);
@@ -718,14 +751,14 @@ export class Scheduler {
 
   #progress(task: Task, run: RunContext, report: ProgressReport): void {
     const progress = validateProgress(report);
-    if (task.run !== run) return;
+    if (this.#runOf(task) !== run) return;
     (task.x ??= new TaskExtras()).progress = progress;
     if (this.events.hasListeners('task:progress')) this.events.emit('task:progress', { taskId: this.#idOf(task), attempt: run.attempt, progress });
   }
 
   #checkIn(task: Task, run: RunContext, message: string): void {
     if (typeof message !== 'string') throw new InvalidInputError('checkIn takes a string message');
-    if (task.run !== run) return;
+    if (this.#runOf(task) !== run) return;
     if (this.events.hasListeners('task:checkin')) this.events.emit('task:checkin', { taskId: this.#idOf(task), attempt: run.attempt, message });
   }
 }

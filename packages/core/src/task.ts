@@ -9,7 +9,7 @@
 import type { ProgressReport, ValueKey, WorkFn } from './context.js';
 import { TaskCancelledError } from './errors.js';
 import type { TaskHandle, TaskRunState } from './middleware.js';
-import type { RunContext } from './run-context.js';
+import type { RunContext, RunHost } from './run-context.js';
 
 /** Queued in the TimerQueue. @internal */
 export const QUEUED = 0;
@@ -76,8 +76,8 @@ const STATUS_MASK = 7;
  * @internal
  */
 export class Task implements TaskHandle {
-  /** The scheduler; set on the prototype of a per-scheduler subclass (see the Scheduler constructor). */
-  declare readonly host: TaskHost;
+  /** The scheduler; set on the prototype of a per-scheduler subclass (see the Scheduler constructor). Its runs reach it through here too. */
+  declare readonly host: TaskHost & RunHost;
   /** Status (QUEUED … CANCELLED) and attempt, packed. */
   bits: number;
   /**
@@ -85,7 +85,7 @@ export class Task implements TaskHandle {
    * time, so that it is a small integer and not a boxed double. While queued, the queue holds the runAt.
    */
   runAtRel: number | undefined = undefined;
-  /** The run in progress. */
+  /** The run in progress, while its work awaits a promise (a run executing synchronously is found on the scheduler instead, see Scheduler #run). */
   run: RunContext | undefined = undefined;
   /** The rarely needed part. */
   x: TaskExtras | undefined = undefined;

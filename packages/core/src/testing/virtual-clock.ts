@@ -51,7 +51,7 @@ export class VirtualClock implements Clock {
     this.#flushTurns = options.flushTurns ?? 5;
   }
 
-  /** {@inheritDoc Clock.now} */
+  /** {@inheritDoc @horae/core!index.Clock#now} */
   now(): number {
     return this.#wall;
   }
@@ -66,7 +66,7 @@ export class VirtualClock implements Clock {
     return this.#timers.size;
   }
 
-  /** {@inheritDoc Clock.setTimer} */
+  /** {@inheritDoc @horae/core!index.Clock#setTimer} */
   setTimer(callback: () => void, delayMs: number): ClockTimer {
     const id = this.#nextId++;
     const delay = Number.isFinite(delayMs) ? Math.max(0, delayMs) : 0;
@@ -79,7 +79,7 @@ export class VirtualClock implements Clock {
    * due time, and letting async work settle after each.
    *
    * @param ms - how far, ≥ 0
-   * @throws {@link InvalidInputError} when `ms` is negative or not finite
+   * @throws {@link @horae/core!index.InvalidInputError | InvalidInputError} when `ms` is negative or not finite
    */
   async advance(ms: number): Promise<void> {
     if (!Number.isFinite(ms) || ms < 0) throw new InvalidInputError(`advance() takes a finite ms ≥ 0, got ${String(ms)}`);
@@ -112,7 +112,7 @@ export class VirtualClock implements Clock {
    *
    * @param maxTimers - a bound against timers that re-arm forever
    * @returns how many timers fired
-   * @throws {@link InvalidInputError} when more than `maxTimers` fired
+   * @throws {@link @horae/core!index.InvalidInputError | InvalidInputError} when more than `maxTimers` fired
    */
   async runAll(maxTimers = 100_000): Promise<number> {
     let fired = 0;
