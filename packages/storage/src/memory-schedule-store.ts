@@ -3,7 +3,7 @@
  * the peers opened on one store.
  */
 import { InvalidInputError, type Clock } from '@horae/core';
-import { firstRunAfter, normalizeScheduleDefinition, sameScheduleDefinition, sameScheduleSpec, validateScheduleName } from './schedule-definition.js';
+import { firstRunAfter, normalizeScheduleDefinition, sameScheduleDefinition, sameScheduleSpec, validateScheduleAdvance, validateScheduleName } from './schedule-definition.js';
 import { ScheduleNotFoundError, type ListSchedulesOptions, type Schedule, type ScheduleAdvance, type ScheduleDefinition, type UpsertScheduleResult } from './schedule-store.js';
 
 /**
@@ -101,15 +101,7 @@ export class MemoryScheduleTable {
 
   /** {@inheritDoc ScheduleStore.advanceSchedule} */
   advance(name: string, advance: ScheduleAdvance): Schedule | null {
-    if (advance === null || typeof advance !== 'object') throw new InvalidInputError('advanceSchedule takes { version, lastOccurrenceAt, lastTaskId, nextRunAt }');
-    if (typeof advance.version !== 'number' || !Number.isSafeInteger(advance.version) || advance.version < 1) {
-      throw new InvalidInputError(`version must be an integer ≥ 1, got ${String(advance.version)}`);
-    }
-    if (advance.lastOccurrenceAt !== null) assertDate(advance.lastOccurrenceAt, 'lastOccurrenceAt');
-    if (advance.nextRunAt !== null) assertDate(advance.nextRunAt, 'nextRunAt');
-    if (advance.lastTaskId !== null && (typeof advance.lastTaskId !== 'string' || advance.lastTaskId === '')) {
-      throw new InvalidInputError('lastTaskId must be a non-empty string or null');
-    }
+    validateScheduleAdvance(advance);
     const stored = this.#get(name);
     if (stored.version !== advance.version) return null;
     return copy(

@@ -11,7 +11,7 @@ import {
   type CatchUpPolicy,
   type OverlapPolicy,
 } from '@horae/core';
-import type { ScheduleDefinition, StoredScheduleSpec } from './schedule-store.js';
+import type { ScheduleAdvance, ScheduleDefinition, StoredScheduleSpec } from './schedule-store.js';
 import type { JsonValue } from './task-info.js';
 import { assertJsonValue } from './validation.js';
 
@@ -195,4 +195,26 @@ export function jsonEqual(a: JsonValue, b: JsonValue): boolean {
   const keys = Object.keys(a);
   if (keys.length !== Object.keys(b).length) return false;
   return keys.every((key) => Object.prototype.hasOwnProperty.call(b, key) && jsonEqual(a[key]!, b[key]!));
+}
+
+function assertDateOrNull(value: unknown, what: string): void {
+  if (value === null) return;
+  if (!(value instanceof Date) || !Number.isFinite(value.getTime())) throw new InvalidInputError(`${what} must be a valid Date or null, got ${value instanceof Date ? 'an invalid Date' : typeof value}`);
+}
+
+/**
+ * Validates the argument of `advanceSchedule`; every schedule store calls it before writing.
+ *
+ * @throws InvalidInputError on a missing or malformed field
+ */
+export function validateScheduleAdvance(advance: ScheduleAdvance): void {
+  if (advance === null || typeof advance !== 'object') throw new InvalidInputError('advanceSchedule takes { version, lastOccurrenceAt, lastTaskId, nextRunAt }');
+  if (typeof advance.version !== 'number' || !Number.isSafeInteger(advance.version) || advance.version < 1) {
+    throw new InvalidInputError(`version must be an integer ≥ 1, got ${String(advance.version)}`);
+  }
+  assertDateOrNull(advance.lastOccurrenceAt, 'lastOccurrenceAt');
+  assertDateOrNull(advance.nextRunAt, 'nextRunAt');
+  if (advance.lastTaskId !== null && (typeof advance.lastTaskId !== 'string' || advance.lastTaskId === '')) {
+    throw new InvalidInputError('lastTaskId must be a non-empty string or null');
+  }
 }
