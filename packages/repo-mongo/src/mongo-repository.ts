@@ -266,7 +266,7 @@ export class MongoRepository implements Repository {
     return doc;
   }
 
-  /** @inheritDoc Repository.insert */
+  /** {@inheritDoc @horae/storage!index.Repository#insert} */
   async insert(task: NewTask): Promise<InsertResult> {
     const normalized = normalizeNewTask(task);
     return this.#run('insert a task', () => this.#insertOne(normalized, normalized.id ?? randomUUID()));
@@ -294,8 +294,8 @@ export class MongoRepository implements Repository {
   }
 
   /**
-   * @inheritDoc Repository.insertMany
-   * @remarks Without a transaction, a driver failure midway leaves the tasks before it inserted; every
+   * {@inheritDoc @horae/storage!index.Repository#insertMany}
+   * @implementation Without a transaction, a driver failure midway leaves the tasks before it inserted; every
    * input is validated, and every given id checked free, before the first write.
    */
   async insertMany(tasks: readonly NewTask[]): Promise<InsertResult[]> {
@@ -327,15 +327,15 @@ export class MongoRepository implements Repository {
     });
   }
 
-  /** @inheritDoc Repository.getById */
+  /** {@inheritDoc @horae/storage!index.Repository#getById} */
   async getById(id: string): Promise<TaskInfo> {
     assertNonEmptyString(id, 'id');
     return this.#run(`read task ${id}`, async () => toTaskInfo(await this.#load(id)));
   }
 
   /**
-   * @inheritDoc Repository.getUpdatedSince
-   * @remarks Reads up to the watermark of the change log (see the class remarks); first numbers again any
+   * {@inheritDoc @horae/storage!index.Repository#getUpdatedSince}
+   * @implementation Reads up to the watermark of the change log (see the class remarks); first numbers again any
    * write that ran past its ticket's deadline, so it is read now rather than lost.
    */
   async getUpdatedSince(cursor: string | null, limit: number): Promise<ChangePage> {
@@ -353,12 +353,12 @@ export class MongoRepository implements Repository {
     });
   }
 
-  /** @inheritDoc Repository.getCursor */
+  /** {@inheritDoc @horae/storage!index.Repository#getCursor} */
   async getCursor(): Promise<string> {
     return this.#run('read the change cursor', async () => encodeChangeCursor({ seq: await this.#changes.watermark(), id: null }));
   }
 
-  /** @inheritDoc Repository.listDue */
+  /** {@inheritDoc @horae/storage!index.Repository#listDue} */
   async listDue(options: { before: Date; limit: number; after?: string | null }): Promise<ListPage> {
     assertValidDate(options?.before, 'before');
     validateLimit(options.limit);
@@ -369,7 +369,7 @@ export class MongoRepository implements Repository {
     });
   }
 
-  /** @inheritDoc Repository.claim */
+  /** {@inheritDoc @horae/storage!index.Repository#claim} */
   async claim(id: string, options: ClaimOptions & { ifScheduledAt?: Date }): Promise<TaskInfo | null> {
     assertNonEmptyString(id, 'id');
     assertNonEmptyString(options?.owner, 'owner');
@@ -385,8 +385,8 @@ export class MongoRepository implements Repository {
   }
 
   /**
-   * @inheritDoc Repository.claimDue
-   * @remarks Each task is taken by its own `findOneAndUpdate` sorted by priority, due time and age: the
+   * {@inheritDoc @horae/storage!index.Repository#claimDue}
+   * @implementation Each task is taken by its own `findOneAndUpdate` sorted by priority, due time and age: the
    * server re-checks the filter on the document it updates, so two callers never take one task.
    */
   async claimDue(options: ClaimOptions & { limit: number; workIds?: readonly string[] }): Promise<TaskInfo[]> {
@@ -419,14 +419,14 @@ export class MongoRepository implements Repository {
     });
   }
 
-  /** @inheritDoc Repository.renewLease */
+  /** {@inheritDoc @horae/storage!index.Repository#renewLease} */
   async renewLease(id: string, token: string, leaseMs: number): Promise<TaskInfo> {
     assertNonEmptyString(id, 'id');
     validateLeaseMs(leaseMs);
     return this.#run(`renew the lease of task ${id}`, () => this.#fenced(id, token, (t) => renewPipeline(leaseMs, t)));
   }
 
-  /** @inheritDoc Repository.release */
+  /** {@inheritDoc @horae/storage!index.Repository#release} */
   async release(id: string, token: string, options: ReleaseOptions): Promise<TaskInfo> {
     assertNonEmptyString(id, 'id');
     assertValidDate(options?.runAt, 'runAt');
@@ -435,7 +435,7 @@ export class MongoRepository implements Repository {
     return this.#run(`release task ${id}`, () => this.#fenced(id, token, (t) => releasePipeline(options.runAt, error, options.refundAttempt === true, t)));
   }
 
-  /** @inheritDoc Repository.markAsDone */
+  /** {@inheritDoc @horae/storage!index.Repository#markAsDone} */
   async markAsDone(id: string, token: string): Promise<TaskInfo> {
     assertNonEmptyString(id, 'id');
     return this.#run(`mark task ${id} done`, () => this.#fenced(id, token, (t) => endPipeline(TaskState.Done, undefined, t, { outcome: 'succeeded', error: null })));
@@ -454,7 +454,7 @@ export class MongoRepository implements Repository {
     throw new LeaseLostError(id);
   }
 
-  /** @inheritDoc Repository.markAsFailed */
+  /** {@inheritDoc @horae/storage!index.Repository#markAsFailed} */
   async markAsFailed(id: string, error: TaskError, token?: string): Promise<TaskInfo> {
     assertNonEmptyString(id, 'id');
     assertTaskError(error);
@@ -472,8 +472,8 @@ export class MongoRepository implements Repository {
   }
 
   /**
-   * @inheritDoc Repository.markAsCancelled
-   * @remarks A `reason` is kept as the task's `lastError` (`code: 'CANCELLED'`). A task already terminal
+   * {@inheritDoc @horae/storage!index.Repository#markAsCancelled}
+   * @implementation A `reason` is kept as the task's `lastError` (`code: 'CANCELLED'`). A task already terminal
    * is returned with `cancelled: false` whether or not a token is given.
    */
   async markAsCancelled(id: string, options?: { token?: string; reason?: string }): Promise<{ task: TaskInfo; cancelled: boolean }> {
@@ -498,7 +498,7 @@ export class MongoRepository implements Repository {
     });
   }
 
-  /** @inheritDoc Repository.update */
+  /** {@inheritDoc @horae/storage!index.Repository#update} */
   async update(id: string, patch: TaskPatch): Promise<TaskInfo> {
     assertNonEmptyString(id, 'id');
     validatePatch(patch);
@@ -511,7 +511,7 @@ export class MongoRepository implements Repository {
   }
 
   /**
-   * @inheritDoc Repository.setProgress
+   * {@inheritDoc @horae/storage!index.Repository#setProgress}
    * @throws TaskNotFoundError when no task has the id
    */
   async setProgress(id: string, token: string, progress: Omit<TaskProgress, 'at'>): Promise<void> {
@@ -522,7 +522,7 @@ export class MongoRepository implements Repository {
     await this.#run(`record the progress of task ${id}`, () => this.#fenced(id, token, (t) => progressPipeline(given, t)));
   }
 
-  /** @inheritDoc Repository.reclaimExpired */
+  /** {@inheritDoc @horae/storage!index.Repository#reclaimExpired} */
   async reclaimExpired(options?: { limit?: number }): Promise<TaskInfo[]> {
     const limit = options?.limit;
     if (limit !== undefined) validateLimit(limit);
@@ -545,7 +545,7 @@ export class MongoRepository implements Repository {
     });
   }
 
-  /** @inheritDoc Repository.list */
+  /** {@inheritDoc @horae/storage!index.Repository#list} */
   async list(options: ListOptions = {}): Promise<ListPage> {
     if (options.state !== undefined) assertTaskState(options.state);
     if (options.workId !== undefined) assertNonEmptyString(options.workId, 'workId');
@@ -558,7 +558,7 @@ export class MongoRepository implements Repository {
     });
   }
 
-  /** @inheritDoc Repository.countByState */
+  /** {@inheritDoc @horae/storage!index.Repository#countByState} */
   async countByState(): Promise<Record<TaskState, number>> {
     return this.#run('count tasks', async () => {
       const rows = await this.#tasks.aggregate<{ _id: unknown; count: number }>([{ $group: { _id: '$state', count: { $sum: 1 } } }]).toArray();
@@ -569,8 +569,8 @@ export class MongoRepository implements Repository {
   }
 
   /**
-   * @inheritDoc Repository.listAttempts
-   * @remarks The records are embedded in the task's document and read by its `_id`; a task keeps its
+   * {@inheritDoc @horae/storage!index.Repository#listAttempts}
+   * @implementation The records are embedded in the task's document and read by its `_id`; a task keeps its
    * latest 40 records (`MAX_ATTEMPTS_KEPT`; run numbers keep counting). A task written before schema
    * version 2 has no records of its runs before the upgrade.
    */
@@ -584,15 +584,15 @@ export class MongoRepository implements Repository {
   }
 
   /**
-   * @inheritDoc Repository.deleteTerminalBefore
-   * @remarks The attempt records live inside each task's document, so they go with it in the same delete.
+   * {@inheritDoc @horae/storage!index.Repository#deleteTerminalBefore}
+   * @implementation The attempt records live inside each task's document, so they go with it in the same delete.
    */
   async deleteTerminalBefore(before: Date): Promise<number> {
     assertValidDate(before, 'before');
     return this.#run('delete ended tasks', async () => (await this.#tasks.deleteMany(terminalBeforeFilter(before))).deletedCount);
   }
 
-  /** @inheritDoc Repository.close */
+  /** {@inheritDoc @horae/storage!index.Repository#close} */
   async close(): Promise<void> {
     if (this.#ownClient === null) return;
     try {

@@ -38,7 +38,11 @@ export const TASK_INDEXES: readonly IndexDescription[] = [
   { key: { state: 1, updatedAt: 1 }, name: 'horae_terminal_age' },
 ];
 
-/** The slice of the driver the migrations use. */
+/**
+ * The slice of the driver the migrations use.
+ *
+ * @inline
+ */
 export interface SchemaTarget {
   /** The tasks collection. */
   tasks: {

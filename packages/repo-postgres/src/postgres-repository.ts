@@ -69,8 +69,8 @@ export interface PostgresRepositoryCommonOptions {
   schema?: string;
   /**
    * Group commit: `markAsDone` calls made in the same tick are written by one statement (each caller still gets
-   * its own result and its own LeaseLostError). Concurrent `claimDue` calls with the same owner, lease and
-   * workIds are merged the same way.
+   * its own result and its own LeaseLostError). `claim` calls with the same owner and lease, and concurrent
+   * `claimDue` calls with the same owner, lease and workIds, are merged the same way.
    * @defaultValue true
    */
   groupCommit?: boolean;
@@ -124,6 +124,13 @@ const DEFAULT_RECLAIM_LIMIT = 1_000;
 interface DoneItem {
   id: string;
   token: string;
+}
+
+interface ClaimItem {
+  id: string;
+  owner: string;
+  leaseMs: number;
+  ifScheduledAt: Date | null;
 }
 
 interface ClaimDueItem {
@@ -199,6 +206,7 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
   readonly #horizonWaitMs: number;
   readonly #listener: ChangeListener;
   readonly #doneBatcher: Batcher<DoneItem, TaskInfo>;
+  readonly #claimOneBatcher: Batcher<ClaimItem, TaskInfo | null>;
   readonly #claimBatcher: Batcher<ClaimDueItem, TaskInfo[]>;
   readonly #schedules: PostgresScheduleTable;
   #ready: Promise<void> | null = null;
@@ -262,6 +270,12 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
       identityOf: (item) => item.id,
       maxWeight: this.#maxBatchSize,
     });
+    this.#claimOneBatcher = new Batcher<ClaimItem, TaskInfo | null>({
+      run: (items) => this.#runClaims(items),
+      groupOf: (item) => JSON.stringify([item.owner, item.leaseMs]),
+      identityOf: (item) => item.id,
+      maxWeight: this.#maxBatchSize,
+    });
     this.#claimBatcher = new Batcher<ClaimDueItem, TaskInfo[]>({
       run: (items) => this.#runClaimDue(items),
       groupOf: (item) => JSON.stringify([item.owner, item.leaseMs, item.workIds]),
@@ -294,16 +308,16 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
     await this.#ready;
   }
 
-  /** {@inheritDoc @horae/storage!Repository.insert} */
+  /** {@inheritDoc @horae/storage!index.Repository#insert} */
   async insert(task: NewTask): Promise<InsertResult> {
     const [result] = await this.insertMany([task]);
     return result!;
   }
 
   /**
-   * {@inheritDoc @horae/storage!Repository.insertMany}
+   * {@inheritDoc @horae/storage!index.Repository#insertMany}
    *
-   * @remarks One `INSERT … SELECT FROM unnest(…)` per 5,000 tasks, in one transaction when there are more.
+   * @implementation One `INSERT … SELECT FROM unnest(…)` per 5,000 tasks, in one transaction when there are more.
    */
   async insertMany(tasks: readonly NewTask[]): Promise<InsertResult[]> {
     const given: unknown = tasks;
@@ -386,7 +400,7 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
     return results as InsertResult[];
   }
 
-  /** {@inheritDoc @horae/storage!Repository.getById} */
+  /** {@inheritDoc @horae/storage!index.Repository#getById} */
   async getById(id: string): Promise<TaskInfo> {
     assertString(id, 'id');
     const { rows } = await this.#query('read a task', this.#sql.getById, [id]);
@@ -395,9 +409,9 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
   }
 
   /**
-   * {@inheritDoc @horae/storage!Repository.getUpdatedSince}
+   * {@inheritDoc @horae/storage!index.Repository#getUpdatedSince}
    *
-   * @remarks The cursor is (transaction id, sequence) of the last change returned. A change is returned only once
+   * @implementation The cursor is (transaction id, sequence) of the last change returned. A change is returned only once
    * every transaction that started before the one that wrote it has ended, so a later-committing earlier
    * transaction is never stepped over. When a page stops short at such a change, this waits up to
    * `horizonWaitMs` for the older transactions to end; a transaction left open longer delays the changes after
@@ -432,7 +446,7 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
     }
   }
 
-  /** {@inheritDoc @horae/storage!Repository.getCursor} */
+  /** {@inheritDoc @horae/storage!index.Repository#getCursor} */
   async getCursor(): Promise<string> {
     const { rows } = await this.#query('read the change horizon', this.#sql.horizon, []);
     // Every transaction that has not committed yet has an id at or above the horizon, so (horizon, 0) precedes
@@ -440,7 +454,7 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
     return encodeChangeCursor({ xid: rows[0]!.horizon as string, seq: '0' });
   }
 
-  /** {@inheritDoc @horae/storage!Repository.listDue} */
+  /** {@inheritDoc @horae/storage!index.Repository#listDue} */
   async listDue(options: { before: Date; limit: number; after?: string | null }): Promise<ListPage> {
     assertValidDate(options?.before, 'before');
     validateLimit(options.limit);
@@ -451,22 +465,47 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
     return { tasks, next: rows.length > options.limit && last !== undefined ? encodePageCursor(last.scheduledAt, last.id) : null };
   }
 
-  /** {@inheritDoc @horae/storage!Repository.claim} */
+  /**
+   * {@inheritDoc @horae/storage!index.Repository#claim}
+   *
+   * @implementation With group commit, claims with the same owner and lease made in one tick are written by one
+   * statement (one round trip, one commit) whose per-row condition is the same compare-and-set, and which opens
+   * each winner's attempt record; each caller gets its own task, null, or TaskNotFoundError. Two claims of one id
+   * never share a statement, and the grouped statement locks its rows in id order, so concurrent grouped claims
+   * from several nodes never deadlock.
+   */
   async claim(id: string, options: ClaimOptions & { ifScheduledAt?: Date }): Promise<TaskInfo | null> {
     assertString(id, 'id');
     assertString(options?.owner, 'owner');
     validateLeaseMs(options.leaseMs);
     if (options.ifScheduledAt !== undefined) assertValidDate(options.ifScheduledAt, 'ifScheduledAt');
+    if (this.#groupCommit) {
+      await this.init();
+      return this.#claimOneBatcher.add({ id, owner: options.owner, leaseMs: options.leaseMs, ifScheduledAt: options.ifScheduledAt ?? null });
+    }
     const { rows } = await this.#query('claim a task', this.#sql.claim, [id, options.owner, options.leaseMs, options.ifScheduledAt ?? null]);
     if (rows[0] !== undefined) return rowToTask(rows[0]);
     await this.getById(id); // TaskNotFoundError when it does not exist
     return null;
   }
 
+  /** One grouped claim statement for `items` (same owner and lease, unique ids): each gets its task, null, or TaskNotFoundError. */
+  async #runClaims(items: readonly ClaimItem[]): Promise<(TaskInfo | null | Error)[]> {
+    const first = items[0]!;
+    const ids = items.map((item) => item.id);
+    const { rows } = await this.#query('claim tasks', this.#sql.claimMany, [ids, first.owner, first.leaseMs, items.map((item) => item.ifScheduledAt)]);
+    const found = new Map<string, TaskInfo | null>();
+    for (const row of rows) found.set(row.found as string, row.id === null ? null : rowToTask(row));
+    return ids.map((id) => {
+      const task = found.get(id);
+      return task === undefined ? new TaskNotFoundError(id) : task;
+    });
+  }
+
   /**
-   * {@inheritDoc @horae/storage!Repository.claimDue}
+   * {@inheritDoc @horae/storage!index.Repository#claimDue}
    *
-   * @remarks With group commit, concurrent calls with the same owner, lease and workIds made in one tick are
+   * @implementation With group commit, concurrent calls with the same owner, lease and workIds made in one tick are
    * answered by one statement; each caller receives its own tasks, never another's.
    */
   async claimDue(options: ClaimOptions & { limit: number; workIds?: readonly string[] }): Promise<TaskInfo[]> {
@@ -500,9 +539,9 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
   }
 
   /**
-   * {@inheritDoc @horae/storage!WorkLimiter.claimWithinLimit}
+   * {@inheritDoc @horae/storage!index.WorkLimiter#claimWithinLimit}
    *
-   * @remarks One transaction: it takes the advisory lock of the task's work (`pg_advisory_xact_lock` on the hashes
+   * @implementation One transaction: it takes the advisory lock of the task's work (`pg_advisory_xact_lock` on the hashes
    * of the schema and the workId), then reads the task and counts the work's Working tasks (each statement of a
    * READ COMMITTED transaction sees what the previous lock holder committed), then claims. Every limited claim of
    * a work holds that lock until it commits, so the limit is exact across clients; unrelated works do not wait.
@@ -533,9 +572,9 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
   }
 
   /**
-   * {@inheritDoc @horae/storage!WorkLimiter.claimDueWithinLimits}
+   * {@inheritDoc @horae/storage!index.WorkLimiter#claimDueWithinLimits}
    *
-   * @remarks One transaction: the advisory locks of the limited works (in sorted order), their counts, then due
+   * @implementation One transaction: the advisory locks of the limited works (in sorted order), their counts, then due
    * rows in claim order `FOR UPDATE SKIP LOCKED`, leaving out the works already full, at most one pass per limited
    * work plus one. Not grouped with other calls (group commit applies to the plain claimDue only).
    */
@@ -577,7 +616,7 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
     });
   }
 
-  /** {@inheritDoc @horae/storage!Repository.renewLease} */
+  /** {@inheritDoc @horae/storage!index.Repository#renewLease} */
   async renewLease(id: string, token: string, leaseMs: number): Promise<TaskInfo> {
     assertString(id, 'id');
     validateLeaseMs(leaseMs);
@@ -586,7 +625,7 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
     throw await this.#leaseFailure(id);
   }
 
-  /** {@inheritDoc @horae/storage!Repository.release} */
+  /** {@inheritDoc @horae/storage!index.Repository#release} */
   async release(id: string, token: string, options: ReleaseOptions): Promise<TaskInfo> {
     assertString(id, 'id');
     assertValidDate(options?.runAt, 'runAt');
@@ -597,9 +636,9 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
   }
 
   /**
-   * {@inheritDoc @horae/storage!Repository.markAsDone}
+   * {@inheritDoc @horae/storage!index.Repository#markAsDone}
    *
-   * @remarks With group commit, calls made in one tick are written by one `UPDATE … FROM unnest(…)` whose
+   * @implementation With group commit, calls made in one tick are written by one `UPDATE … FROM unnest(…)` whose
    * per-row condition is the same compare-and-set; each caller gets its own task or LeaseLostError.
    */
   async markAsDone(id: string, token: string): Promise<TaskInfo> {
@@ -626,7 +665,7 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
     return ids.map((id) => byId.get(id) ?? (existing.has(id) ? new LeaseLostError(id) : new TaskNotFoundError(id)));
   }
 
-  /** {@inheritDoc @horae/storage!Repository.markAsFailed} */
+  /** {@inheritDoc @horae/storage!index.Repository#markAsFailed} */
   async markAsFailed(id: string, error: TaskError, token?: string): Promise<TaskInfo> {
     assertString(id, 'id');
     const stored = JSON.stringify(boundedError(error));
@@ -641,7 +680,7 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
     throw new InvalidStateError(id, current.state, 'fail');
   }
 
-  /** {@inheritDoc @horae/storage!Repository.markAsCancelled} */
+  /** {@inheritDoc @horae/storage!index.Repository#markAsCancelled} */
   async markAsCancelled(id: string, options?: { token?: string; reason?: string }): Promise<{ task: TaskInfo; cancelled: boolean }> {
     assertString(id, 'id');
     const token = options?.token;
@@ -656,7 +695,7 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
     return { task: current, cancelled: false };
   }
 
-  /** {@inheritDoc @horae/storage!Repository.update} */
+  /** {@inheritDoc @horae/storage!index.Repository#update} */
   async update(id: string, patch: TaskPatch): Promise<TaskInfo> {
     assertString(id, 'id');
     validatePatch(patch);
@@ -673,7 +712,7 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
     throw new InvalidStateError(id, current.state, 'update');
   }
 
-  /** {@inheritDoc @horae/storage!Repository.setProgress} */
+  /** {@inheritDoc @horae/storage!index.Repository#setProgress} */
   async setProgress(id: string, token: string, progress: Omit<TaskProgress, 'at'>): Promise<void> {
     assertString(id, 'id');
     if (progress === null || typeof progress !== 'object') throw new InvalidInputError('progress must be an object');
@@ -687,7 +726,7 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
     if (rows.length === 0) throw await this.#leaseFailure(id);
   }
 
-  /** {@inheritDoc @horae/storage!Repository.reclaimExpired} */
+  /** {@inheritDoc @horae/storage!index.Repository#reclaimExpired} */
   async reclaimExpired(options?: { limit?: number }): Promise<TaskInfo[]> {
     const limit = options?.limit ?? DEFAULT_RECLAIM_LIMIT;
     validateLimit(limit);
@@ -695,7 +734,7 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
     return rows.map(rowToTask);
   }
 
-  /** {@inheritDoc @horae/storage!Repository.list} */
+  /** {@inheritDoc @horae/storage!index.Repository#list} */
   async list(options: ListOptions = {}): Promise<ListPage> {
     const limit = options.limit ?? 100;
     validateLimit(limit);
@@ -708,7 +747,7 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
     return { tasks, next: rows.length > limit && last !== undefined ? encodePageCursor(last.createdAt, last.id) : null };
   }
 
-  /** {@inheritDoc @horae/storage!Repository.countByState} */
+  /** {@inheritDoc @horae/storage!index.Repository#countByState} */
   async countByState(): Promise<Record<TaskState, number>> {
     const { rows } = await this.#query('count tasks', this.#sql.countByState, []);
     const counts = Object.fromEntries(ALL_TASK_STATES.map((state) => [state, 0])) as Record<TaskState, number>;
@@ -717,9 +756,9 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
   }
 
   /**
-   * {@inheritDoc @horae/storage!Repository.listAttempts}
+   * {@inheritDoc @horae/storage!index.Repository#listAttempts}
    *
-   * @remarks One read of `task_attempts` (keyed `(task_id, run)`) joined to the task, so an unknown id and a task
+   * @implementation One read of `task_attempts` (keyed `(task_id, run)`) joined to the task, so an unknown id and a task
    * that never ran are told apart in one round trip. A task migrated from schema version 2 has no record of the
    * runs it made before the upgrade; its history starts with its next claim, as run 1.
    */
@@ -731,9 +770,9 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
   }
 
   /**
-   * {@inheritDoc @horae/storage!Repository.deleteTerminalBefore}
+   * {@inheritDoc @horae/storage!index.Repository#deleteTerminalBefore}
    *
-   * @remarks The attempt records go with their tasks in the same statement (`ON DELETE CASCADE`).
+   * @implementation The attempt records go with their tasks in the same statement (`ON DELETE CASCADE`).
    */
   async deleteTerminalBefore(before: Date): Promise<number> {
     assertValidDate(before, 'before');
@@ -741,45 +780,45 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
     return rowCount ?? 0;
   }
 
-  /** {@inheritDoc @horae/storage!ScheduleStore.upsertSchedule} */
+  /** {@inheritDoc @horae/storage!index.ScheduleStore#upsertSchedule} */
   upsertSchedule(definition: ScheduleDefinition): Promise<UpsertScheduleResult> {
     return this.#schedules.upsert(definition);
   }
 
-  /** {@inheritDoc @horae/storage!ScheduleStore.getSchedule} */
+  /** {@inheritDoc @horae/storage!index.ScheduleStore#getSchedule} */
   getSchedule(name: string): Promise<Schedule> {
     return this.#schedules.get(name);
   }
 
-  /** {@inheritDoc @horae/storage!ScheduleStore.listSchedules} */
+  /** {@inheritDoc @horae/storage!index.ScheduleStore#listSchedules} */
   listSchedules(options?: ListSchedulesOptions): Promise<Schedule[]> {
     return this.#schedules.list(options);
   }
 
-  /** {@inheritDoc @horae/storage!ScheduleStore.setSchedulePaused} */
+  /** {@inheritDoc @horae/storage!index.ScheduleStore#setSchedulePaused} */
   setSchedulePaused(name: string, paused: boolean): Promise<Schedule> {
     return this.#schedules.setPaused(name, paused);
   }
 
-  /** {@inheritDoc @horae/storage!ScheduleStore.removeSchedule} */
+  /** {@inheritDoc @horae/storage!index.ScheduleStore#removeSchedule} */
   removeSchedule(name: string): Promise<void> {
     return this.#schedules.remove(name);
   }
 
-  /** {@inheritDoc @horae/storage!ScheduleStore.pullScheduleForward} */
+  /** {@inheritDoc @horae/storage!index.ScheduleStore#pullScheduleForward} */
   pullScheduleForward(name: string, withinMs: number): Promise<Schedule> {
     return this.#schedules.pullForward(name, withinMs);
   }
 
-  /** {@inheritDoc @horae/storage!ScheduleStore.advanceSchedule} */
+  /** {@inheritDoc @horae/storage!index.ScheduleStore#advanceSchedule} */
   advanceSchedule(name: string, advance: ScheduleAdvance): Promise<Schedule | null> {
     return this.#schedules.advance(name, advance);
   }
 
   /**
-   * {@inheritDoc @horae/storage!ChangeNotifier.subscribeChanges}
+   * {@inheritDoc @horae/storage!index.ChangeNotifier#subscribeChanges}
    *
-   * @remarks One dedicated connection LISTENs while anyone is subscribed (with a pool of yours, it is checked out
+   * @implementation One dedicated connection LISTENs while anyone is subscribed (with a pool of yours, it is checked out
    * of that pool); when it drops, it reconnects with backoff (100 ms doubling to 5 s). Notices sent while it is
    * down are lost: they are hints, and the next sync reads the change anyway.
    * @throws RepositoryError when the LISTEN connection cannot be opened
@@ -791,14 +830,14 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
   }
 
   /**
-   * {@inheritDoc @horae/storage!Repository.close}
+   * {@inheritDoc @horae/storage!index.Repository#close}
    *
-   * @remarks Waits for grouped writes already queued, then ends the LISTEN connection and, when the adapter
+   * @implementation Waits for grouped writes already queued, then ends the LISTEN connection and, when the adapter
    * opened it from a connection string, the pool. Later calls throw RepositoryError.
    */
   async close(): Promise<void> {
     if (this.#closed) return;
-    await Promise.allSettled([this.#doneBatcher.drain(), this.#claimBatcher.drain(), this.#analyzing]);
+    await Promise.allSettled([this.#doneBatcher.drain(), this.#claimOneBatcher.drain(), this.#claimBatcher.drain(), this.#analyzing]);
     this.#closed = true;
     await this.#listener.close();
     if (this.#ownsPool) await this.#pool.end();

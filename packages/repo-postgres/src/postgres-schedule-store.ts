@@ -11,6 +11,7 @@ import {
   normalizeScheduleDefinition,
   sameScheduleDefinition,
   sameScheduleSpec,
+  validateScheduleAdvance,
   validateScheduleName,
   type JsonValue,
   type ListSchedulesOptions,
@@ -98,7 +99,7 @@ export class PostgresScheduleTable {
     this.#sql = buildScheduleStatements(schema);
   }
 
-  /** {@inheritDoc @horae/storage!ScheduleStore.upsertSchedule} */
+  /** {@inheritDoc @horae/storage!index.ScheduleStore#upsertSchedule} */
   async upsert(definition: ScheduleDefinition): Promise<UpsertScheduleResult> {
     const next = normalizeScheduleDefinition(definition);
     for (let round = 0; round < MAX_CAS_ROUNDS; round++) {
@@ -139,7 +140,7 @@ export class PostgresScheduleTable {
     throw new RepositoryError(`schedule "${next.name}" kept changing under this upsert; try again`);
   }
 
-  /** {@inheritDoc @horae/storage!ScheduleStore.getSchedule} */
+  /** {@inheritDoc @horae/storage!index.ScheduleStore#getSchedule} */
   async get(name: string): Promise<Schedule> {
     validateScheduleName(name);
     const { stored } = await this.#read(name);
@@ -147,7 +148,7 @@ export class PostgresScheduleTable {
     return stored;
   }
 
-  /** {@inheritDoc @horae/storage!ScheduleStore.listSchedules} */
+  /** {@inheritDoc @horae/storage!index.ScheduleStore#listSchedules} */
   async list(options: ListSchedulesOptions = {}): Promise<Schedule[]> {
     if (options === null || typeof options !== 'object') throw new InvalidInputError('listSchedules takes an options object');
     if (options.dueBy === undefined) return (await this.#run('list schedules', this.#sql.list, [])).rows.map(rowToSchedule);
@@ -155,7 +156,7 @@ export class PostgresScheduleTable {
     return (await this.#run('list due schedules', this.#sql.listDue, [options.dueBy])).rows.map(rowToSchedule);
   }
 
-  /** {@inheritDoc @horae/storage!ScheduleStore.setSchedulePaused} */
+  /** {@inheritDoc @horae/storage!index.ScheduleStore#setSchedulePaused} */
   async setPaused(name: string, paused: boolean): Promise<Schedule> {
     validateScheduleName(name);
     if (typeof paused !== 'boolean') throw new InvalidInputError(`paused must be a boolean, got ${String(paused)}`);
@@ -171,14 +172,14 @@ export class PostgresScheduleTable {
     throw new RepositoryError(`schedule "${name}" kept changing under this call; try again`);
   }
 
-  /** {@inheritDoc @horae/storage!ScheduleStore.removeSchedule} */
+  /** {@inheritDoc @horae/storage!index.ScheduleStore#removeSchedule} */
   async remove(name: string): Promise<void> {
     validateScheduleName(name);
     const { rows } = await this.#run('remove a schedule', this.#sql.remove, [name]);
     if (rows.length === 0) throw new ScheduleNotFoundError(name);
   }
 
-  /** {@inheritDoc @horae/storage!ScheduleStore.pullScheduleForward} */
+  /** {@inheritDoc @horae/storage!index.ScheduleStore#pullScheduleForward} */
   async pullForward(name: string, withinMs: number): Promise<Schedule> {
     validateScheduleName(name);
     if (typeof withinMs !== 'number' || !Number.isSafeInteger(withinMs) || withinMs < 0) {
@@ -189,18 +190,10 @@ export class PostgresScheduleTable {
     return this.get(name); // Already within the bound (nothing written), or ScheduleNotFoundError.
   }
 
-  /** {@inheritDoc @horae/storage!ScheduleStore.advanceSchedule} */
+  /** {@inheritDoc @horae/storage!index.ScheduleStore#advanceSchedule} */
   async advance(name: string, advance: ScheduleAdvance): Promise<Schedule | null> {
     validateScheduleName(name);
-    if (advance === null || typeof advance !== 'object') throw new InvalidInputError('advanceSchedule takes { version, lastOccurrenceAt, lastTaskId, nextRunAt }');
-    if (typeof advance.version !== 'number' || !Number.isSafeInteger(advance.version) || advance.version < 1) {
-      throw new InvalidInputError(`version must be an integer ≥ 1, got ${String(advance.version)}`);
-    }
-    if (advance.lastOccurrenceAt !== null) assertDate(advance.lastOccurrenceAt, 'lastOccurrenceAt');
-    if (advance.nextRunAt !== null) assertDate(advance.nextRunAt, 'nextRunAt');
-    if (advance.lastTaskId !== null && (typeof advance.lastTaskId !== 'string' || advance.lastTaskId === '')) {
-      throw new InvalidInputError('lastTaskId must be a non-empty string or null');
-    }
+    validateScheduleAdvance(advance);
     const { rows } = await this.#run('advance a schedule', this.#sql.advance, [name, advance.version, advance.lastOccurrenceAt, advance.lastTaskId, advance.nextRunAt]);
     if (rows[0] !== undefined) return rowToSchedule(rows[0]);
     await this.get(name); // ScheduleNotFoundError when it is gone; else the version had moved on.

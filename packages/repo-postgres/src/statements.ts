@@ -97,6 +97,32 @@ export function buildStatements(s: string, channel: string) {
         RETURNING ${cols}, runs
       ),${openRun('claimed')}
       SELECT ${cols} FROM claimed`,
+    /**
+     * $1: ids (unique, sorted), $2: owner, $3: leaseMs, $4: ifScheduledAt per id (parallel to $1, null for none).
+     * The claims of one tick as one statement: each row keeps its own compare-and-set (Initialized, and its due
+     * time when given) and opens its run's record. `picked` locks the rows in id order (LockRows sits above the
+     * Sort), so two grouped claims of overlapping ids, from any nodes, never wait on each other in a cycle; a row
+     * changed meanwhile is re-checked under the lock (READ COMMITTED) and left out when it no longer matches.
+     * One row back per id that exists, `found` set: with the task's columns when this statement claimed it, NULL
+     * columns when not; an id with no row names no task (no second round trip to tell lost from missing).
+     */
+    claimMany: `
+      WITH picked AS (
+        SELECT t.id FROM ${t} t
+        JOIN unnest($1::text[], $4::timestamptz[]) AS u(id, if_scheduled_at) ON t.id = u.id
+        -- "id = ANY" steers the planner to primary-key look-ups whatever its statistics say.
+        WHERE t.id = ANY($1::text[]) AND t.state = 'Initialized' AND (u.if_scheduled_at IS NULL OR t.scheduled_at = u.if_scheduled_at)
+        ORDER BY t.id
+        FOR UPDATE OF t
+      ), claimed AS (
+        UPDATE ${t} t SET state = 'Working', attempt = t.attempt + 1, runs = t.runs + 1, lease_owner = $2, lease_token = gen_random_uuid()::text,
+          lease_until = ${NOW} + $3::float8 * interval '1 millisecond', ${NEW_RUN}, ${CHANGED}
+        FROM picked WHERE t.id = picked.id AND t.state = 'Initialized'
+        RETURNING ${tcols}, t.runs
+      ),${openRun('claimed')}
+      SELECT e.id AS found, ${taskColumns('c')}
+      FROM ${t} e LEFT JOIN claimed c ON c.id = e.id
+      WHERE e.id = ANY($1::text[])`,
     /** $1: owner, $2: leaseMs, $3: limit, $4: workIds or null. Highest priority first, then earliest due, then oldest. */
     claimDue: `
       WITH due AS (

@@ -18,6 +18,11 @@ export interface SqliteStatement {
   get(...params: unknown[]): unknown;
   /** Runs it and returns every row. */
   all(...params: unknown[]): unknown[];
+  /**
+   * With `true`, rows come back as arrays of column values, in the order of the SELECT list; returns the statement.
+   * Optional: without it, the adapter reads those rows as objects.
+   */
+  raw?(toggle?: boolean): SqliteStatement;
 }
 
 /** The part of a better-sqlite3 `Database` the adapter uses; a better-sqlite3 `Database` satisfies it. */

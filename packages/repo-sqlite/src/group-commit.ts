@@ -74,6 +74,8 @@ export interface WriteQueueOptions {
   groupCommit: boolean;
   /** Flush at once when this many writes are queued. */
   maxBatchSize: number;
+  /** Called after each transaction that committed; must not throw. */
+  onCommit?: () => void;
 }
 
 /**
@@ -135,6 +137,7 @@ export class WriteQueue {
       for (const op of batch) op.reject(failure);
       return;
     }
+    this.#options.onCommit?.();
     batch.forEach((op, i) => {
       const outcome = outcomes[i]!;
       if (outcome.ok) op.resolve(outcome.value);

@@ -29,6 +29,61 @@ export interface TaskRow {
   runs: number;
 }
 
+/** Every column of a {@link TaskRow}, in the order {@link tupleToRow} reads them. */
+export const TASK_ROW_COLUMNS = [
+  'id',
+  'work_id',
+  'param',
+  'scheduled_at',
+  'state',
+  'priority',
+  'attempt',
+  'max_attempts',
+  'lease_owner',
+  'lease_until',
+  'lease_token',
+  'last_error',
+  'unique_key',
+  'progress',
+  'created_at',
+  'updated_at',
+  'change_seq',
+  'kind',
+  'schedule_name',
+  'runs',
+] as const satisfies readonly (keyof TaskRow)[];
+
+/**
+ * Builds a {@link TaskRow} from the values of a raw row selected with {@link TASK_ROW_COLUMNS}, in that order.
+ *
+ * @param values - the column values, as better-sqlite3 returns a raw row
+ * @returns a fresh row object
+ */
+export function tupleToRow(values: readonly unknown[]): TaskRow {
+  return {
+    id: values[0] as string,
+    work_id: values[1] as string,
+    param: values[2] as string,
+    scheduled_at: values[3] as number,
+    state: values[4] as TaskState,
+    priority: values[5] as number,
+    attempt: values[6] as number,
+    max_attempts: values[7] as number,
+    lease_owner: values[8] as string | null,
+    lease_until: values[9] as number | null,
+    lease_token: values[10] as string | null,
+    last_error: values[11] as string | null,
+    unique_key: values[12] as string | null,
+    progress: values[13] as string | null,
+    created_at: values[14] as number,
+    updated_at: values[15] as number,
+    change_seq: values[16] as number,
+    kind: values[17] as TaskKind,
+    schedule_name: values[18] as string | null,
+    runs: values[19] as number,
+  };
+}
+
 /** The stored shape of a progress report: `at` in epoch ms. */
 interface StoredProgress {
   completed: number;

@@ -110,7 +110,7 @@ export class SqliteScheduleTable {
     this.#statements = statements;
   }
 
-  /** {@inheritDoc @horae/storage#ScheduleStore.upsertSchedule} */
+  /** {@inheritDoc @horae/storage!index.ScheduleStore#upsertSchedule} */
   upsert(tx: WriteContext, next: NormalizedScheduleDefinition): UpsertScheduleResult {
     const row = this.#statements.scheduleGet.get({ name: next.name }) as ScheduleRow | undefined;
     if (row === undefined) {
@@ -134,18 +134,18 @@ export class SqliteScheduleTable {
     return { schedule: this.#write(tx, stored, { ...stored, ...next, nextRunAt }), created: false, changed: true };
   }
 
-  /** {@inheritDoc @horae/storage#ScheduleStore.getSchedule} */
+  /** {@inheritDoc @horae/storage!index.ScheduleStore#getSchedule} */
   get(name: string): Schedule {
     return rowToSchedule(this.#require(name));
   }
 
-  /** {@inheritDoc @horae/storage#ScheduleStore.listSchedules} */
+  /** {@inheritDoc @horae/storage!index.ScheduleStore#listSchedules} */
   list(dueBy: Date | undefined): Schedule[] {
     const rows = (dueBy === undefined ? this.#statements.scheduleListAll.all() : this.#statements.scheduleListDue.all({ dueBy: dueBy.getTime() })) as ScheduleRow[];
     return rows.map(rowToSchedule);
   }
 
-  /** {@inheritDoc @horae/storage#ScheduleStore.setSchedulePaused} */
+  /** {@inheritDoc @horae/storage!index.ScheduleStore#setSchedulePaused} */
   setPaused(tx: WriteContext, name: string, paused: boolean): Schedule {
     const stored = rowToSchedule(this.#require(name));
     if (stored.paused === paused) return stored;
@@ -154,12 +154,12 @@ export class SqliteScheduleTable {
     return this.#write(tx, stored, { ...stored, paused, nextRunAt: firstRunAfter(stored.spec, new Date(after)) });
   }
 
-  /** {@inheritDoc @horae/storage#ScheduleStore.removeSchedule} */
+  /** {@inheritDoc @horae/storage!index.ScheduleStore#removeSchedule} */
   remove(name: string): void {
     if (this.#statements.scheduleDelete.run({ name }).changes === 0) throw new ScheduleNotFoundError(name);
   }
 
-  /** {@inheritDoc @horae/storage#ScheduleStore.pullScheduleForward} */
+  /** {@inheritDoc @horae/storage!index.ScheduleStore#pullScheduleForward} */
   pullForward(tx: WriteContext, name: string, withinMs: number): Schedule {
     const stored = rowToSchedule(this.#require(name));
     const bound = tx.now + withinMs;
@@ -167,7 +167,7 @@ export class SqliteScheduleTable {
     return this.#write(tx, stored, { ...stored, nextRunAt: new Date(bound) });
   }
 
-  /** {@inheritDoc @horae/storage#ScheduleStore.advanceSchedule} */
+  /** {@inheritDoc @horae/storage!index.ScheduleStore#advanceSchedule} */
   advance(tx: WriteContext, name: string, advance: ScheduleAdvance): Schedule | null {
     const stored = rowToSchedule(this.#require(name));
     if (stored.version !== advance.version) return null;

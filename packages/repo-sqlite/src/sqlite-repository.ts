@@ -11,6 +11,7 @@ import {
   isTerminal,
   normalizeNewTask,
   normalizeScheduleDefinition,
+  validateScheduleAdvance,
   validateScheduleName,
   validateLeaseMs,
   validateLimit,
@@ -49,13 +50,14 @@ import {
 import { openDatabase, type SqliteDatabase } from './driver.js';
 import { assertNonEmptyString, assertProgress, assertValidDate, normalizeTaskError } from './input.js';
 import { decodeChangeCursor, decodePageCursor, encodePageCursor } from './page-cursor.js';
-import { progressToText, rowToTask, type TaskRow } from './row-mapping.js';
+import { progressToText, rowToTask, tupleToRow, type TaskRow } from './row-mapping.js';
 import { rowToAttempt, type AttemptRow } from './attempt-mapping.js';
 import { migrate, readSchemaVersion, SCHEMA_VERSION } from './schema.js';
 import { prepareStatements, type Statements } from './statements.js';
 import { idTakenError, isConstraintError, isIdTakenError, translateError } from './translate-error.js';
 import { WriteQueue, alsoWrite, type WriteContext } from './group-commit.js';
 import { SqliteScheduleTable } from './schedule-table.js';
+import { Checkpointer } from './checkpointer.js';
 
 /**
  * SQLite's `PRAGMA synchronous` levels, with WAL journaling (what the adapter sets on a file):
@@ -109,7 +111,25 @@ export interface SqliteRepositoryOptions {
    * @defaultValue 512
    */
   maxBatchSize?: number;
+  /**
+   * Who copies the WAL back into a database file the adapter opened itself (a path, not `':memory:'`):
+   *
+   * - `'background'`: a worker thread with its own connection, every 100 ms (started once the repository has
+   *   committed 100 transactions, so short-lived repositories spawn no thread). The copy and its fsync then never
+   *   block the event loop; the guarantees of {@link SqliteSynchronous} are unchanged (the checkpoints sync as the
+   *   repository's level says). If the worker cannot start or stops, SQLite's automatic checkpoint takes over again.
+   * - `'inline'`: SQLite's automatic checkpoint, inside the COMMIT that crosses 1,000 WAL pages.
+   *
+   * A `Database` given by the caller keeps its own settings: always inline.
+   * @defaultValue 'background'
+   */
+  checkpoint?: 'background' | 'inline';
 }
+
+/** Committed transactions after which a repository starts its background checkpointer. */
+const BACKGROUND_CHECKPOINT_AFTER_COMMITS = 100;
+/** How often the background checkpointer runs, in ms. */
+const BACKGROUND_CHECKPOINT_INTERVAL_MS = 100;
 
 /** What the TaskInfo of a lease-expired task records as `lastError`, and its attempt as `error`. */
 const LEASE_EXPIRED_ERROR: TaskError = { message: 'lease expired', code: 'LEASE_EXPIRED' };
@@ -134,6 +154,10 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
   readonly #writes: WriteQueue;
   readonly #schedules: SqliteScheduleTable;
   #closed = false;
+  /** Starts the background checkpointer; null when there is none to start (inline checkpoints, or started). */
+  #startCheckpointer: (() => void) | null = null;
+  #checkpointer: Checkpointer | null = null;
+  #commits = 0;
 
   /**
    * Opens (or adopts) the database, sets WAL journaling, the busy timeout and the sync level, and brings the
@@ -159,6 +183,8 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
     if (!Number.isSafeInteger(busyTimeoutMs) || busyTimeoutMs < 0) throw new InvalidInputError(`busyTimeoutMs must be an integer ≥ 0, got ${String(busyTimeoutMs)}`);
     const synchronous = opts.synchronous ?? 'NORMAL';
     if (!SYNCHRONOUS_LEVELS.includes(synchronous)) throw new InvalidInputError(`synchronous must be one of ${SYNCHRONOUS_LEVELS.join(', ')}, got ${String(synchronous)}`);
+    const checkpoint = opts.checkpoint ?? 'background';
+    if (checkpoint !== 'background' && checkpoint !== 'inline') throw new InvalidInputError(`checkpoint must be 'background' or 'inline', got ${String(checkpoint)}`);
     const maxBatchSize = opts.maxBatchSize ?? 512;
     if (!Number.isSafeInteger(maxBatchSize) || maxBatchSize < 1) throw new InvalidInputError(`maxBatchSize must be an integer ≥ 1, got ${String(maxBatchSize)}`);
     if (typeof opts.database !== 'string' && (opts.database === null || typeof opts.database !== 'object')) {
@@ -185,7 +211,24 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
       if (this.#ownsDatabase) this.#db.close();
       throw translateError(error, 'preparing the SQLite database');
     }
-    this.#writes = new WriteQueue(this.#statements, this.#clock, { groupCommit: opts.groupCommit ?? true, maxBatchSize });
+    if (checkpoint === 'background' && typeof given === 'string' && given !== '' && given !== ':memory:' && !given.startsWith('file:')) {
+      const path = given;
+      this.#startCheckpointer = () => {
+        this.#startCheckpointer = null;
+        try {
+          this.#checkpointer = new Checkpointer(this.#db, { path, synchronous, intervalMs: BACKGROUND_CHECKPOINT_INTERVAL_MS });
+        } catch {
+          // No thread to be had: SQLite's automatic checkpoint stays on.
+        }
+      };
+    }
+    this.#writes = new WriteQueue(this.#statements, this.#clock, {
+      groupCommit: opts.groupCommit ?? true,
+      maxBatchSize,
+      onCommit: () => {
+        if (this.#startCheckpointer !== null && ++this.#commits >= BACKGROUND_CHECKPOINT_AFTER_COMMITS) this.#startCheckpointer();
+      },
+    });
     this.#schedules = new SqliteScheduleTable(this.#statements);
   }
 
@@ -315,9 +358,8 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
     const ifScheduledAt = options.ifScheduledAt?.getTime() ?? null;
     return this.#write('claim', (tx) => {
       const row = this.#claimRow(tx, id, owner, leaseMs, ifScheduledAt);
-      if (row !== undefined) return rowToTask(row);
-      if (this.#statements.getById.get({ id }) === undefined) throw new TaskNotFoundError(id);
-      return null;
+      if (row === undefined) throw new TaskNotFoundError(id);
+      return row === null ? null : rowToTask(row);
     });
   }
 
@@ -356,16 +398,16 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
       const claimed: TaskInfo[] = [];
       for (const { id } of ids) {
         const row = this.#claimRow(tx, id, owner, leaseMs, null);
-        if (row !== undefined) claimed.push(rowToTask(row));
+        if (row) claimed.push(rowToTask(row));
       }
       return claimed;
     });
   }
 
   /**
-   * {@inheritDoc @horae/storage!WorkLimiter.claimWithinLimit}
+   * {@inheritDoc @horae/storage!index.WorkLimiter#claimWithinLimit}
    *
-   * @remarks The count (a read of the partial index of Working rows by work) and the claim run in one
+   * @implementation The count (a read of the partial index of Working rows by work) and the claim run in one
    * `BEGIN IMMEDIATE` transaction, which holds SQLite's single write lock: the limit holds across processes too.
    */
   async claimWithinLimit(id: string, options: LimitedClaimOptions): Promise<LimitedClaim> {
@@ -380,14 +422,14 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
       if (current.state !== 'Initialized' || (ifScheduledAt !== null && current.scheduled_at !== ifScheduledAt)) return null;
       if (this.#workingOf(current.work_id) >= maxWorking) return { refused: 'limit' };
       const row = this.#claimRow(tx, id, owner, leaseMs, ifScheduledAt);
-      return row === undefined ? null : { task: rowToTask(row) };
+      return row ? { task: rowToTask(row) } : null;
     });
   }
 
   /**
-   * {@inheritDoc @horae/storage!WorkLimiter.claimDueWithinLimits}
+   * {@inheritDoc @horae/storage!index.WorkLimiter#claimDueWithinLimits}
    *
-   * @remarks One `BEGIN IMMEDIATE` transaction: counts the Working rows of each limited work, then reads due rows
+   * @implementation One `BEGIN IMMEDIATE` transaction: counts the Working rows of each limited work, then reads due rows
    * in claim order leaving out the works already full, at most one pass per limited work plus one.
    */
   async claimDueWithinLimits(options: LimitedClaimDueOptions): Promise<TaskInfo[]> {
@@ -419,7 +461,7 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
         );
         for (const id of taken) {
           const row = this.#claimRow(tx, id, owner, leaseMs, null);
-          if (row !== undefined) claimed.push(rowToTask(row));
+          if (row) claimed.push(rowToTask(row));
         }
         if (taken.length === rows.length) break;
       }
@@ -478,8 +520,22 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
     checkId(id);
     const held = tokenOrNull(token);
     return this.#write('markAsDone', (tx) => {
-      const row = this.#statements.markAsDone.get({ id, token: held, now: tx.now, seq: tx.nextSeq() }) as TaskRow | undefined;
-      return this.#held(id, this.#endAttempt(tx, row, 'succeeded', null));
+      // Read, then write without RETURNING (see STATEMENT_SQL.rowForWrite): nothing else writes between the two,
+      // inside the transaction, and the UPDATE still checks the state and the token.
+      const current = this.#readRow(id);
+      if (current === undefined) throw new TaskNotFoundError(id);
+      if (current.state !== 'Working' || current.lease_token !== held) throw new LeaseLostError(id);
+      const row: TaskRow = {
+        ...current,
+        state: 'Done',
+        lease_owner: null,
+        lease_until: null,
+        lease_token: null,
+        updated_at: Math.max(tx.now, current.created_at),
+        change_seq: tx.nextSeq(),
+      };
+      if (this.#statements.markAsDoneKnown.run({ id, token: held, now: tx.now, seq: row.change_seq }).changes !== 1) throw new LeaseLostError(id);
+      return rowToTask(this.#endAttempt(tx, row, 'succeeded', null)!);
     });
   }
 
@@ -768,15 +824,7 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
    */
   advanceSchedule(name: string, advance: ScheduleAdvance): Promise<Schedule | null> {
     return settle(() => {
-      if (advance === null || typeof advance !== 'object') throw new InvalidInputError('advanceSchedule takes { version, lastOccurrenceAt, lastTaskId, nextRunAt }');
-      if (typeof advance.version !== 'number' || !Number.isSafeInteger(advance.version) || advance.version < 1) {
-        throw new InvalidInputError(`version must be an integer ≥ 1, got ${String(advance.version)}`);
-      }
-      if (advance.lastOccurrenceAt !== null) assertValidDate(advance.lastOccurrenceAt, 'lastOccurrenceAt');
-      if (advance.nextRunAt !== null) assertValidDate(advance.nextRunAt, 'nextRunAt');
-      if (advance.lastTaskId !== null && (typeof advance.lastTaskId !== 'string' || advance.lastTaskId === '')) {
-        throw new InvalidInputError('lastTaskId must be a non-empty string or null');
-      }
+      validateScheduleAdvance(advance);
       validateScheduleName(name);
     }).then(() => this.#write('advanceSchedule', (tx) => this.#schedules.advance(tx, name, advance)));
   }
@@ -791,6 +839,8 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
       this.#closed = true;
       if (this.#db.open) this.#writes.flush();
       else this.#writes.rejectAll('the SQLite database was closed');
+      this.#startCheckpointer = null;
+      this.#checkpointer?.close();
       if (this.#ownsDatabase && this.#db.open) this.#db.close();
     });
   }
@@ -870,15 +920,47 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
     return { task: rowToTask(row), created: true };
   }
 
-  /** Claims one row and, in the same transaction, opens the attempt record of its run. */
-  #claimRow(tx: WriteContext, id: string, owner: string, leaseMs: number, ifScheduledAt: number | null): TaskRow | undefined {
+  /**
+   * Claims one row and, in the same transaction, opens the attempt record of its run.
+   *
+   * It reads the row, then writes without RETURNING and builds the claimed row in JS (see
+   * STATEMENT_SQL.rowForWrite): inside the transaction nothing else writes between the two, and the UPDATE still
+   * holds the whole compare-and-set.
+   *
+   * @returns the claimed row; null when the task is not claimable (not Initialized, or due at another time than
+   * `ifScheduledAt`); undefined when no task has the id
+   */
+  #claimRow(tx: WriteContext, id: string, owner: string, leaseMs: number, ifScheduledAt: number | null): TaskRow | null | undefined {
     const s = this.#statements;
-    const row = s.claim.get({ id, owner, until: tx.now + leaseMs, newToken: randomUUID(), ifScheduledAt, now: tx.now, seq: tx.nextSeq() }) as TaskRow | undefined;
-    if (row !== undefined) {
-      // startedAt is the claim's updatedAt: the same instant, never below createdAt.
-      alsoWrite('recording the attempt of a claim', () => s.openAttempt.run({ id, run: row.runs, attempt: row.attempt, owner, now: row.updated_at }));
-    }
+    const current = this.#readRow(id);
+    if (current === undefined) return undefined;
+    if (current.state !== 'Initialized' || (ifScheduledAt !== null && current.scheduled_at !== ifScheduledAt)) return null;
+    const row: TaskRow = {
+      ...current,
+      state: 'Working',
+      lease_owner: owner,
+      lease_until: tx.now + leaseMs,
+      lease_token: randomUUID(),
+      attempt: current.attempt + 1,
+      runs: current.runs + 1,
+      progress: null,
+      updated_at: Math.max(tx.now, current.created_at),
+      change_seq: tx.nextSeq(),
+    };
+    const { changes } = s.claimKnown.run({ id, owner, until: row.lease_until, newToken: row.lease_token, ifScheduledAt, now: tx.now, seq: row.change_seq });
+    if (changes !== 1) return null;
+    // startedAt is the claim's updatedAt: the same instant, never below createdAt.
+    alsoWrite('recording the attempt of a claim', () => s.openAttempt.run({ id, run: row.runs, attempt: row.attempt, owner, now: row.updated_at }));
     return row;
+  }
+
+  /**
+   * The current row of a task, read through the primary key as an array (cheaper than an object per row), or as
+   * an object from a driver slice without `raw`.
+   */
+  #readRow(id: string): TaskRow | undefined {
+    const read = this.#statements.rowForWrite.get({ id }) as unknown[] | TaskRow | undefined;
+    return Array.isArray(read) ? tupleToRow(read) : read;
   }
 
   /**
