@@ -3,6 +3,7 @@
  * capability a repository implements to persist them, and the error it throws for an unknown name.
  */
 import { HoraeError, type CatchUpPolicy, type OverlapPolicy } from '@horae/core';
+import type { NormalizedScheduleDefinition } from './schedule-definition.js';
 import type { Repository } from './repository.js';
 import type { JsonValue } from './task-info.js';
 
@@ -53,25 +54,7 @@ export interface ScheduleDefinition {
 }
 
 /** A persisted schedule: its definition, and where its materialization stands. */
-export interface Schedule {
-  /** The unique name. */
-  name: string;
-  /** When it fires, defaults filled in. */
-  spec: StoredScheduleSpec;
-  /** The work each occurrence runs. */
-  workId: string;
-  /** The param of each occurrence's task. */
-  param: JsonValue;
-  /** The priority of each occurrence's task. */
-  priority: number;
-  /** The maxAttempts of each occurrence's task. */
-  maxAttempts: number;
-  /** The catch-up policy. */
-  catchUp: CatchUpPolicy;
-  /** The bound of one catch-up. */
-  maxCatchUp: number;
-  /** The overlap policy. */
-  overlap: OverlapPolicy;
+export interface Schedule extends NormalizedScheduleDefinition {
   /** A paused schedule materializes nothing until it is resumed. */
   paused: boolean;
   /**
