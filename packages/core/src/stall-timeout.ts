@@ -2,18 +2,11 @@
  * The stall timeout middleware: interrupts a run that shows no sign of life for too long (Boundary's interrupt
  * threshold, Harbor's check-in).
  */
-import { MAX_TIMER_DELAY_MS, realClock, type ClockTimer } from './clock.js';
+import { realClock, type ClockTimer } from './clock.js';
 import { StallTimeoutMsKey, type ProgressReport, type WorkContext } from './context.js';
-import { deriveWorkContext } from './derived-work-context.js';
-import { InvalidInputError, StalledError } from './errors.js';
+import { StalledError } from './errors.js';
+import { startInterruptible, validateWindowMs } from './interruptible-run.js';
 import type { Middleware } from './middleware.js';
-
-function validateStallTimeout(value: unknown, what: string): number {
-  if (typeof value !== 'number' || !(value > 0) || value > MAX_TIMER_DELAY_MS) {
-    throw new InvalidInputError(`${what} must be a number of ms in (0, 2^31-1], got ${String(value)}`);
-  }
-  return value;
-}
 
 /**
  * A middleware that interrupts a run which shows no sign of life within `StallTimeoutMsKey` of the task's
@@ -55,10 +48,10 @@ function validateStallTimeout(value: unknown, what: string): number {
  * ```
  */
 export function stallTimeout(defaultMs?: number): Middleware {
-  if (defaultMs !== undefined) validateStallTimeout(defaultMs, 'defaultMs');
+  if (defaultMs !== undefined) validateWindowMs(defaultMs, 'defaultMs');
   return (next) => (ctx) => {
     const own = ctx.value(StallTimeoutMsKey);
-    const windowMs = own === undefined ? defaultMs : validateStallTimeout(own, 'StallTimeoutMsKey');
+    const windowMs = own === undefined ? defaultMs : validateWindowMs(own, 'StallTimeoutMsKey');
     const work = ctx.work;
     if (windowMs === undefined || work === undefined) return next(ctx);
     return next(ctx.withWork((run: WorkContext) => watch(run, work, windowMs)));
@@ -68,65 +61,33 @@ export function stallTimeout(defaultMs?: number): Middleware {
 // Runs `work` under the stall window.
 function watch(run: WorkContext, work: (ctx: WorkContext) => unknown, windowMs: number): Promise<unknown> {
   const clock = run.clock ?? realClock;
-  const parent = run.signal;
-  const controller = new AbortController();
-  const onParentAbort = (): void => controller.abort(parent.reason);
-  if (parent.aborted) controller.abort(parent.reason);
-  else parent.addEventListener('abort', onParentAbort, { once: true });
-  return new Promise<unknown>((resolve, reject) => {
-    let settled = false;
-    let timer: ClockTimer | undefined;
-    let lastCompleted: number | undefined;
-    const stall = (): void => {
-      if (settled) return;
-      settled = true;
-      parent.removeEventListener('abort', onParentAbort);
-      const error = new StalledError(windowMs);
-      controller.abort(error);
-      reject(error);
-    };
-    // Re-arming on each sign of life keeps the window on the clock's monotonic timers (a wall-clock jump
-    // neither stalls a healthy run nor hides a stalled one).
-    const alive = (): void => {
-      if (settled) return;
-      timer?.clear();
-      timer = clock.setTimer(stall, windowMs);
-    };
-    const cleanUp = (): void => {
-      settled = true;
-      timer?.clear();
-      parent.removeEventListener('abort', onParentAbort);
-    };
-    const derived = deriveWorkContext(run, controller.signal, {
+  let timer: ClockTimer | undefined;
+  let settled = false;
+  let lastCompleted: number | undefined;
+  // Re-arming on each sign of life keeps the window on the clock's monotonic timers (a wall-clock jump
+  // neither stalls a healthy run nor hides a stalled one).
+  const alive = (): void => {
+    if (settled) return;
+    timer?.clear();
+    // The callback runs later, when `interruptible` is set.
+    timer = clock.setTimer(() => interruptible.interrupt(new StalledError(windowMs)), windowMs);
+  };
+  alive(); // The window starts when the run starts.
+  const interruptible = startInterruptible(
+    run,
+    work,
+    {
       onProgress: (report: ProgressReport) => {
         if (report.completed === lastCompleted) return;
         lastCompleted = report.completed;
         alive();
       },
       onCheckIn: alive,
-    });
-    alive();
-    let result: unknown;
-    try {
-      result = work(derived);
-    } catch (error) {
-      cleanUp();
-      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the work's own error, as thrown
-      reject(error);
-      return;
-    }
-    void Promise.resolve(result).then(
-      (value) => {
-        if (settled) return;
-        cleanUp();
-        resolve(value);
-      },
-      (error: unknown) => {
-        if (settled) return;
-        cleanUp();
-        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the work's own error, as thrown
-        reject(error);
-      },
-    );
-  });
+    },
+    () => {
+      settled = true;
+      timer?.clear();
+    },
+  );
+  return interruptible.result;
 }
