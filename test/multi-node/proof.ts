@@ -3,17 +3,15 @@
  * the tasks, run them with random retried failures, one of them is killed with SIGKILL while it runs tasks, and
  * the parent then checks every row against the workers' run logs (see run-log.ts for the rules).
  */
-import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { join } from 'node:path';
 import type { Repository, TaskAttempt, TaskInfo, TaskState } from '@horae/storage';
 import { checkRuns, parseRunLog, type RunCheck, type RunLine } from './run-log.js';
+import { buildPackagesForChildren, builtPackageUrl } from '../support/built-packages.js';
 import { WORKER_SOURCE } from './worker-source.js';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const dist = (pkg: string): string => pathToFileURL(join(root, 'packages', pkg, 'dist', 'index.js')).href;
+const dist = builtPackageUrl;
 
 /**
  * Builds the packages the workers import (dist): they run on plain Node, not on vitest's sources. `tsc -b` is
@@ -22,15 +20,7 @@ const dist = (pkg: string): string => pathToFileURL(join(root, 'packages', pkg, 
  * @throws Error when a package's dist is missing after the build
  */
 export function buildPackages(): void {
-  const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
-  try {
-    execFileSync(process.execPath, [tsc, '-b', 'packages/repo-sqlite', 'packages/repo-postgres'], { cwd: root, stdio: 'pipe' });
-  } catch {
-    // Type errors elsewhere in the workspace still emit; the check below is what matters.
-  }
-  for (const pkg of ['core', 'storage', 'repo-sqlite', 'repo-postgres']) {
-    if (!existsSync(join(root, 'packages', pkg, 'dist', 'index.js'))) throw new Error(`packages/${pkg}/dist is missing: run npx tsc -b`);
-  }
+  buildPackagesForChildren(['repo-sqlite', 'repo-postgres']);
 }
 
 /** What the parent reads of the shared database: the slice of a Repository the proof uses. */

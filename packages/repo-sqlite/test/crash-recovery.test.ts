@@ -1,19 +1,16 @@
-import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SqliteRepository } from '@horae/repo-sqlite';
+import { buildPackagesForChildren, builtPackageUrl } from '../../../test/support/built-packages.js';
 import { tempDir, type TempDir } from './temp-database.js';
 
 // The crash test of issue 3: a real process runs durable tasks on a SQLite file and is killed with SIGKILL in
 // the middle of a run; a new process starts on the same file and every task ends Done exactly once, the killed
 // run being retried and counted as an attempt.
 
-const here = dirname(fileURLToPath(import.meta.url));
-const root = join(here, '..', '..', '..');
-const dist = (pkg: string): string => pathToFileURL(join(root, 'packages', pkg, 'dist', 'index.js')).href;
+const dist = builtPackageUrl;
 
 /**
  * The child: a plain .mjs written to the test's temp directory, importing the built packages by URL. In `seed`
@@ -128,15 +125,7 @@ function spawnChild(script: string, mode: 'seed' | 'resume', dbPath: string, log
 
 let dir: TempDir;
 beforeAll(() => {
-  // The children import the built packages (dist): build them first (incremental, seconds when little changed).
-  const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
-  try {
-    execFileSync(process.execPath, [tsc, '-b', 'packages/repo-sqlite'], { cwd: root, stdio: 'pipe' });
-  } catch {
-    // Type errors elsewhere in the workspace may still emit; the checks below are what matter.
-  }
-  expect(existsSync(join(root, 'packages', 'storage', 'dist', 'storage-middleware.js'))).toBe(true);
-  expect(existsSync(join(root, 'packages', 'repo-sqlite', 'dist', 'index.js'))).toBe(true);
+  buildPackagesForChildren(['repo-sqlite']);
   dir = tempDir();
 }, 120_000);
 afterAll(() => dir?.remove());

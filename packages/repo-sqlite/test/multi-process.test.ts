@@ -1,15 +1,12 @@
-import { execFileSync, fork, type ChildProcess } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fork, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SqliteRepository } from '@horae/repo-sqlite';
+import { buildPackagesForChildren, builtPackageUrl } from '../../../test/support/built-packages.js';
 import { tempDir, type TempDir } from './temp-database.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const root = join(here, '..', '..', '..');
-const distEntry = pathToFileURL(join(root, 'packages', 'repo-sqlite', 'dist', 'index.js')).href;
+const distEntry = builtPackageUrl('repo-sqlite');
 
 /**
  * The child: a plain .mjs written to the test's temp directory (so no untyped file sits in the linted tree),
@@ -69,15 +66,7 @@ function nextMessage(child: ChildProcess): Promise<WorkerMessage> {
 
 let dir: TempDir;
 beforeAll(() => {
-  // The children are plain Node processes: they import the built package (dist), so build it first.
-  // tsc -b is incremental: this takes seconds when little changed.
-  const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
-  try {
-    execFileSync(process.execPath, [tsc, '-b', 'packages/repo-sqlite'], { cwd: root, stdio: 'pipe' });
-  } catch {
-    // Type errors elsewhere in the workspace still emit; the check below is what matters.
-  }
-  expect(existsSync(join(root, 'packages', 'repo-sqlite', 'dist', 'index.js'))).toBe(true);
+  buildPackagesForChildren(['repo-sqlite']);
   dir = tempDir();
 }, 120_000);
 afterAll(() => dir?.remove());
