@@ -154,6 +154,11 @@ interface LocalTask extends LocalTaskView {
   outcome: { state: 'done' | 'failed' | 'cancelled'; value: unknown } | undefined;
   /** The row as sync last read it while this node's claim was under way: what a lost claim learns from. */
   seen: TaskInfo | undefined;
+  /**
+   * The Done write of a run that gave its slot back before the write landed: the handle settles once it has.
+   * See {@link DurableStorage.#finishDone}.
+   */
+  ending: Promise<void> | undefined;
 }
 
 /** The result of a write that may be refused because the lease was lost. */
@@ -483,6 +488,7 @@ class DurableStorage implements StorageMiddleware {
       cancelWritten: false,
       outcome: undefined,
       seen: undefined,
+      ending: undefined,
     };
   }
 
@@ -527,6 +533,16 @@ class DurableStorage implements StorageMiddleware {
   #innerSettled(entry: LocalTask, inner: TaskHandle, state: 'done' | 'failed' | 'cancelled', value: unknown): void {
     // A replaced timer (rescheduled, or taken over by another node) settles without touching the task.
     if (entry.handle.inner !== inner) return;
+    const ending = entry.ending;
+    if (ending !== undefined) {
+      // The run gave its slot back before its Done write landed: the handle tells what the write decided.
+      entry.ending = undefined;
+      void ending.then(() => {
+        entry.handle.finishing = false;
+        this.#innerSettled(entry, inner, state, value);
+      });
+      return;
+    }
     entry.handle.inner = undefined;
     if (entry.outcome === undefined && entry.phase === 'remote') return;
     if (entry.outcome === undefined && value instanceof TaskCancelledError && !entry.cancelWritten && !this.#stopping) {
@@ -811,6 +827,11 @@ class DurableStorage implements StorageMiddleware {
     const id = entry.taskId;
     const now = (): Date => new Date(this.#clock.now());
     if (run.ok) {
+      if (registered.options.concurrency === undefined) {
+        entry.handle.finishing = true;
+        entry.ending = this.#finishDone(entry, token, run.value);
+        return run.value;
+      }
       const done = await this.#fenced('markAsDone', id, () => this.#repository.markAsDone(id, token));
       if (!done.ok) return this.#zombie(entry, done.error);
       this.events.emit('task:succeeded', { task: done.value, result: run.value });
@@ -866,6 +887,32 @@ class DurableStorage implements StorageMiddleware {
     entry.outcome = { state: 'failed', value: run.error };
     // The task is Failed for good: a retry middleware outside this one must not run it again.
     throw run.error instanceof UnrecoverableError ? run.error : new UnrecoverableError(`the task failed for good: ${errorMessage(run.error)}`, { cause: run.error });
+  }
+
+  /**
+   * Writes Done for a run that succeeded, after the run has given its slot back to the scheduler.
+   *
+   * Why: the slot is the work's, not the bookkeeping's. Holding it through the Done round trip halved the runs
+   * a node starts per second on a database a round trip away (each of the C slots waited for a claim, then a
+   * Done). The task stays Working, under this node's lease, until the write lands; the handle, `task:succeeded`
+   * and `storage.stop()` wait for it. A work with a cross-node `concurrency` keeps its slot until Done (the next
+   * claim is counted against the Working rows, so an early slot would only be refused for the limit).
+   * A refused write (the lease was lost) makes the run a zombie as before: its result is discarded and the
+   * handle waits for sync to report how the task ends.
+   */
+  async #finishDone(entry: LocalTask, token: string, value: unknown): Promise<void> {
+    const id = entry.taskId;
+    try {
+      const done = await this.#fenced('markAsDone', id, () => this.#repository.markAsDone(id, token));
+      if (done.ok) {
+        this.events.emit('task:succeeded', { task: done.value, result: value });
+        return;
+      }
+      this.#zombie(entry, done.error);
+    } catch (error) {
+      if (error instanceof RunAbandoned) return;
+      entry.outcome ??= { state: 'failed', value: error };
+    }
   }
 
   #rearm(entry: LocalTask, runAt: Date): void {

@@ -17,6 +17,8 @@ export class StorageTaskHandle implements TaskHandle {
   knownRunAt: Date;
   /** The priority this node last knew of. */
   knownPriority: number;
+  /** True while the run is over but its end is still being written: the task is still `running`. */
+  finishing = false;
   readonly #cancel: (reason?: string) => Promise<boolean>;
   #resolve!: (value: unknown) => void;
   #reject!: (error: unknown) => void;
@@ -54,6 +56,7 @@ export class StorageTaskHandle implements TaskHandle {
   /** `scheduled` or `running` while pending (also while another node runs it), then its end. */
   get state(): TaskRunState {
     if (this.#final !== undefined) return this.#final;
+    if (this.finishing) return 'running';
     const inner = this.inner?.state;
     // While the local timer is being replaced, or the task runs on another node, the task is still pending.
     if (inner === undefined) return 'scheduled';
