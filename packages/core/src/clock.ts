@@ -26,7 +26,13 @@ export interface Clock {
 /** The largest delay `setTimeout` takes without overflowing to 1 ms. */
 export const MAX_TIMER_DELAY_MS = 2 ** 31 - 1;
 
-/** The system clock: `Date.now()` and `setTimeout`. */
+/**
+ * The system clock: `Date.now()`, and `setTimeout` for a delay, `setImmediate` for none.
+ *
+ * A timer of 0 ms (or less) fires in the check phase of the current event-loop turn, after pending I/O, rather
+ * than through `setTimeout(0)`, which Node rounds up to 1 ms: work that is due already (a task scheduled due
+ * now, the next turn of a pump) then waits for no timer, while I/O callbacks still run in between.
+ */
 export class RealClock implements Clock {
   /** {@inheritDoc Clock.now} */
   now(): number {
@@ -35,7 +41,11 @@ export class RealClock implements Clock {
 
   /** {@inheritDoc Clock.setTimer} */
   setTimer(callback: () => void, delayMs: number): ClockTimer {
-    const timeout = setTimeout(callback, Math.min(Math.max(0, delayMs), MAX_TIMER_DELAY_MS));
+    if (!(delayMs > 0)) {
+      const immediate = setImmediate(callback);
+      return { clear: () => clearImmediate(immediate) };
+    }
+    const timeout = setTimeout(callback, Math.min(delayMs, MAX_TIMER_DELAY_MS));
     return { clear: () => clearTimeout(timeout) };
   }
 }
