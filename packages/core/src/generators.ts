@@ -69,6 +69,12 @@ export interface GeneratorHandle {
    * `remove()` was called is still scheduled. An iterator's `return()` is called so that its `finally` blocks run.
    */
   remove(): void;
+  /**
+   * Asks the generator again now, rather than at its next check: for a TaskGenerator that has just learned it has
+   * work (its `isReady()` turned true). It is pulled as soon as a slot is free. Does nothing once removed, nor
+   * while a round is done and waits for its interval.
+   */
+  wake(): void;
 }
 
 /** What the pool needs from its scheduler. @internal */
@@ -210,6 +216,15 @@ class Entry implements GeneratorHandle {
 
   remove(): void {
     this.pool.remove(this);
+  }
+
+  wake(): void {
+    // A finished round waits for its interval (the timer then is the periodic reset): nothing to ask.
+    if (this.removed || this.done) return;
+    this.waitingForCheck = false;
+    this.timer?.clear();
+    this.timer = undefined;
+    this.pool.wake();
   }
 }
 

@@ -238,6 +238,11 @@ export class Scheduler {
     return this.#queue.size + this.#dispatcher.waiting;
   }
 
+  /** The most runs in progress at once (the `concurrency` option); `Infinity` when unbounded. */
+  get concurrency(): number {
+    return this.#dispatcher.concurrency;
+  }
+
   /** Runs in progress. */
   get running(): number {
     return this.#dispatcher.running;

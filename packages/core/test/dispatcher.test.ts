@@ -31,6 +31,7 @@ describe('Dispatcher', () => {
     expect(started).toEqual(['x', 'h1', 'h2', 'm1', 'm2', 'm3', 'l1', 'l2']);
     expect(maxActive).toBe(2);
     expect(scheduler.running).toBe(0);
+    expect(scheduler.concurrency).toBe(2);
   });
 
   it('ages waiting tasks: a low priority task runs under a constant stream of high ones', async () => {

@@ -161,6 +161,38 @@ describe('generators', () => {
     expect(ran).toEqual(['r0-1', 'r0-2']);
   });
 
+  it('TaskGenerator: wake() asks it again at once, without waiting for the check or a slot release', async () => {
+    const { clock, scheduler } = setup({ concurrency: 1 });
+    const ran: string[] = [];
+    const { generator, state } = zotGenerator(2, ran);
+    state.ready = false;
+    const handle = scheduler.addGenerator(generator, { readyCheckMs: 10_000 });
+    await clock.advance(10);
+    expect(state.generateCalls).toBe(0);
+    state.ready = true;
+    handle.wake();
+    await clock.advance(30);
+    expect(ran).toEqual(['r0-1', 'r0-2']);
+    // Removed: wake does nothing.
+    handle.remove();
+    handle.wake();
+    expect(handle.removed).toBe(true);
+  });
+
+  it('periodic: wake() does not cut short the interval of a finished round', async () => {
+    const { clock, scheduler } = setup({ concurrency: 2 });
+    const ran: string[] = [];
+    const { generator, state } = zotGenerator(1, ran, 10);
+    const handle = scheduler.addGenerator(generator, { intervalMs: 1000 });
+    await clock.advance(20);
+    expect(handle.done).toBe(true);
+    handle.wake();
+    await clock.advance(500);
+    expect(state.resets).toBe(0);
+    await clock.advance(500);
+    expect(state.resets).toBe(1);
+  });
+
   it('periodic: a generator is reset and run again every interval after it is done', async () => {
     const { clock, scheduler } = setup({ concurrency: 2 });
     const done = collect(scheduler, 'generator:done');
