@@ -5,8 +5,12 @@ import type { TaskInfo } from './task-info.js';
 export interface TaskScheduledEvent {
   /** The task as stored. */
   task: TaskInfo;
-  /** How it came to be held by this node: a new insert, an insert that met a live uniqueKey, or a sync restore. */
-  source: 'inserted' | 'existing' | 'restored';
+  /**
+   * How it came to be held by this node: a new insert, an insert that met a live uniqueKey, a sync restore, or a
+   * batch claim of the backlog (`claimed`: the task was due already and this node claimed it to run at once; the
+   * `task` is the claimed row, Working under this node's lease).
+   */
+  source: 'inserted' | 'existing' | 'restored' | 'claimed';
 }
 
 /** This node claimed a task and its work starts. */
@@ -101,7 +105,10 @@ export interface RepositoryErrorEvent {
 
 /** What one sync did. */
 export interface SyncReport {
-  /** Tasks this node started to hold (restored, inserted by another node, released back). */
+  /**
+   * Tasks this node started to hold (restored, inserted by another node, released back), or, when already due,
+   * handed to the batch claim of the backlog (which may find another node took them first).
+   */
   scheduled: number;
   /** Tasks whose local timer moved because their runAt, param or priority changed elsewhere. */
   rescheduled: number;

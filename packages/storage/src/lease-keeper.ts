@@ -18,6 +18,11 @@ export interface LeaseKeeperOptions {
   onLost: (error: LeaseLostError) => void;
   /** Called for each renewal that failed with an outage. */
   onRepositoryError?: (error: RepositoryError, attempt: number) => void;
+  /**
+   * The latest time, on `clock`, the lease is known to last: for a claim taken earlier and kept alive by another
+   * keeper until now. @defaultValue now + `leaseMs` (the claim just landed)
+   */
+  expiresAt?: number;
 }
 
 /**
@@ -41,7 +46,12 @@ export class LeaseKeeper {
     this.#options = options;
     this.#intervalMs = Math.max(1, Math.floor(options.leaseMs / 3));
     // The claim landed before this keeper was built: its lease cannot outlast now + leaseMs.
-    this.#expiresAt = options.clock.now() + options.leaseMs;
+    this.#expiresAt = options.expiresAt ?? options.clock.now() + options.leaseMs;
+  }
+
+  /** The latest time, on the clock, the lease is known to last: the last renewal that landed, plus `leaseMs`. */
+  get expiresAt(): number {
+    return this.#expiresAt;
   }
 
   /** Arms the first renewal. */

@@ -20,15 +20,19 @@ import {
   type Clock,
   type BackoffFn,
   type ClockTimer,
+  type GeneratorHandle,
+  type GeneratorOptions,
   type Middleware,
   type ScheduleHandler,
+  type TaskGenerator,
   type TaskHandle,
   type ValueKey,
   type WorkContext,
   type WorkFn,
 } from '@horae/core';
+import { BacklogClaimKey, BacklogClaimer, type BacklogClaim } from './backlog-claimer.js';
 import { DurableWriter, type RepositoryErrorReport } from './durable-write.js';
-import { LeaseLostError, TaskNotFoundError } from './errors.js';
+import { LeaseLostError, RepositoryError, TaskNotFoundError } from './errors.js';
 import type { StorageEvents, SyncReport } from './events.js';
 import { LeaseKeeper } from './lease-keeper.js';
 import { ProgressWriter } from './progress-writer.js';
@@ -58,6 +62,12 @@ export interface StorageScheduler {
   setWorkConcurrency?(workId: string, limit: number | undefined): unknown;
   /** The node-local limit of a work; `Infinity` when it has none. */
   workConcurrency?(workId: string): number;
+  /** The most runs in progress at once; with `running`, how many tasks a batch claim may take. */
+  readonly concurrency?: number;
+  /** Runs in progress. */
+  readonly running?: number;
+  /** Adds a generator pulled only while run slots are free: how storage claims the backlog in batches. */
+  addGenerator?(generator: TaskGenerator, options: GeneratorOptions): GeneratorHandle;
 }
 
 /** Options of {@link singleNodeStorage}; {@link multiNodeStorage} takes the same, with `nodeId` and `leaseMs` required. */
@@ -96,6 +106,15 @@ export interface StorageOptions {
   notifyDebounceMs?: number;
   /** Decides whether sync restores a task on this node (for example, skip overdue ones). @defaultValue every task */
   shouldRestore?: (task: TaskInfo) => boolean;
+  /**
+   * Claim the backlog in batches: a task already due when sync finds it, and not held here, is claimed with
+   * `claimDue` together with others as run slots free up, rather than held on a local timer and claimed alone.
+   * On many nodes the database spreads the backlog between them (one claim per run instead of one per node).
+   * Applies to works without a `concurrency` limit (registered or node-local); needs a scheduler with generators
+   * (the core Scheduler); off when `shouldRestore` is given, since a batch claim cannot ask it first.
+   * @defaultValue true
+   */
+  claimBacklog?: boolean;
   /** Delay between two tries of a repository write that failed with an outage. @defaultValue 100 ms doubling to 10 s, with jitter */
   repositoryBackoff?: BackoffFn;
   /** Shortest gap between two progress writes of one run. @defaultValue 1000 */
@@ -154,6 +173,8 @@ interface LocalTask extends LocalTaskView {
   outcome: { state: 'done' | 'failed' | 'cancelled'; value: unknown } | undefined;
   /** The row as sync last read it while this node's claim was under way: what a lost claim learns from. */
   seen: TaskInfo | undefined;
+  /** A batch claim of the backlog, held until the run takes it (or it is handed back). */
+  backlog: BacklogClaim | undefined;
   /**
    * The Done write of a run that gave its slot back before the write landed: the handle settles once it has.
    * See {@link DurableStorage.#finishDone}.
@@ -243,6 +264,12 @@ class DurableStorage implements StorageMiddleware {
   };
   #scheduler: StorageScheduler | undefined;
   #stopping = false;
+  /** Claims the backlog in batches, while the scheduler it was attached to runs (see `claimBacklog`). */
+  #backlog: BacklogClaimer | undefined;
+  /** Successes whose Done write is still on its way (see #finishDone). */
+  #finishing = 0;
+  /** Works whose batch-claimed task this node's chain refused: held on timers from then on. */
+  readonly #refusedWorks = new Set<string>();
 
   constructor(repository: Repository, registry: WorkRegistry, options: StorageOptions, multiNode: boolean) {
     this.#repository = repository;
@@ -271,6 +298,8 @@ class DurableStorage implements StorageMiddleware {
       notifyDebounceMs: positiveInteger(options.notifyDebounceMs ?? DEFAULTS.notifyDebounceMs, 'notifyDebounceMs', 0),
     });
     this.middleware = (next: ScheduleHandler): ScheduleHandler => (ctx) => {
+      const claim = ctx.value(BacklogClaimKey);
+      if (claim !== undefined) return this.#hold(next, ctx, claim.task, claim);
       const restored = ctx.value(RestoredTaskKey);
       return restored === undefined ? this.#insert(next, ctx) : this.#hold(next, ctx, restored);
     };
@@ -285,7 +314,53 @@ class DurableStorage implements StorageMiddleware {
     this.#scheduler = scheduler;
     this.#stopping = false;
     this.#applyWorkLimits(scheduler);
+    if ((this.#options.claimBacklog ?? true) && this.#options.shouldRestore === undefined && scheduler.addGenerator !== undefined) {
+      const backlog = this.#newBacklogClaimer(scheduler);
+      this.#backlog = backlog;
+      backlog.attach((generator, options) => scheduler.addGenerator!(generator, options));
+    }
     return this.#sync.start();
+  }
+
+  #newBacklogClaimer(scheduler: StorageScheduler): BacklogClaimer {
+    return new BacklogClaimer({
+      repository: this.#repository,
+      durable: this.#durable,
+      clock: this.#clockProxy,
+      nodeId: this.nodeId,
+      leaseMs: this.#leaseMs,
+      workIds: () => this.#registry.workIds().filter((workId) => this.#claimsBacklogOf(workId)),
+      freeSlots: () => (scheduler.concurrency ?? 1) - (scheduler.running ?? 0),
+      schedule: (claim) => scheduler.schedule(this.#restoredContext(claim.task, undefined, claim)),
+      refused: (claim) => {
+        // The chain of this node refuses tasks of this work (a middleware before storage threw): a batch claim
+        // cannot tell which ones before it claims them, so the work's tasks are held on timers from now on, where
+        // a refusal writes nothing and is reported once per row (sync:error).
+        this.#refusedWorks.add(claim.task.workId);
+      },
+      onRepositoryError: (taskId, error, attempt) =>
+        this.events.emit('repository:error', { operation: 'renewLease', taskId, attempt, error, retryInMs: undefined }),
+      onClaimError: (error) =>
+        this.events.emit('repository:error', {
+          operation: 'claimDue',
+          taskId: undefined,
+          attempt: 1,
+          error: error instanceof RepositoryError ? error : new RepositoryError(`a batch claim of the backlog failed: ${errorMessage(error)}`, { cause: error }),
+          retryInMs: undefined,
+        }),
+    });
+  }
+
+  /** Whether a work's backlog is claimed in batches: known here, and limited neither across nodes nor on this one. */
+  #claimsBacklogOf(workId: string): boolean {
+    if (!this.#registry.has(workId) || this.#registry.get(workId).options.concurrency !== undefined || this.#refusedWorks.has(workId)) return false;
+    const local = this.#scheduler?.workConcurrency?.(workId);
+    return local === undefined || local === Number.POSITIVE_INFINITY;
+  }
+
+  /** Whether sync hands a task to the backlog claimer rather than holding it on a timer. */
+  #takesBacklog(task: TaskInfo): boolean {
+    return this.#backlog !== undefined && !this.#stopping && task.scheduledAt.getTime() <= this.#clock.now() && this.#claimsBacklogOf(task.workId);
   }
 
   sync(): Promise<SyncReport> {
@@ -296,6 +371,9 @@ class DurableStorage implements StorageMiddleware {
   async stop(): Promise<void> {
     this.#stopping = true;
     await this.#sync.stop();
+    const backlog = this.#backlog;
+    this.#backlog = undefined;
+    await backlog?.stop();
     await this.#durable.idle();
   }
 
@@ -434,14 +512,35 @@ class DurableStorage implements StorageMiddleware {
     return entry.handle;
   }
 
-  /** Holds a stored Initialized task on this node: wraps its work and arms a local timer through `next`. */
-  async #hold(next: ScheduleHandler, ctx: SchedulerContext, task: TaskInfo): Promise<TaskHandle> {
+  /**
+   * Holds a stored task on this node: wraps its work and arms a local timer through `next`. The task is
+   * Initialized, or, with `claim`, already claimed by this node in a batch of the backlog (its run starts at once
+   * and makes no claim of its own).
+   */
+  async #hold(next: ScheduleHandler, ctx: SchedulerContext, task: TaskInfo, claim?: BacklogClaim): Promise<TaskHandle> {
     let entry = this.#entries.get(task.id);
-    if (entry !== undefined && entry.phase === 'scheduled' && entry.handle.inner !== undefined) return entry.handle;
+    if (claim === undefined) {
+      if (entry !== undefined && (entry.backlog !== undefined || (entry.phase === 'scheduled' && entry.handle.inner !== undefined))) return entry.handle;
+    } else if (entry !== undefined) {
+      if (entry.controller !== undefined || entry.backlog !== undefined) {
+        // A run of this node still holds the task (a zombie whose lease was reclaimed, not yet back): the batch
+        // claim is handed back, and the task is claimed again once that run has let go of it.
+        void this.#backlog?.handBack(claim).catch(() => undefined);
+        throw new HoraeError('INVALID_STATE', `task "${task.id}" still runs on this node; its batch claim was handed back`);
+      }
+      // This node's own timer (or a claim of it under way, which now loses) gives way to the batch claim.
+      const old = entry.handle.inner;
+      entry.generation++;
+      entry.handle.inner = undefined;
+      if (old !== undefined) void old.cancel('claimed with the backlog').catch(() => undefined);
+    } else {
+      this.events.emit('task:scheduled', { task, source: 'claimed' });
+    }
     if (entry === undefined) {
       entry = this.#newEntry(task.id, task.workId, 'scheduled', task.scheduledAt, task.priority);
       this.#entries.set(task.id, entry);
     }
+    entry.backlog = claim;
     entry.phase = 'scheduled';
     entry.workId = task.workId;
     entry.scheduledAt = task.scheduledAt.getTime();
@@ -452,18 +551,20 @@ class DurableStorage implements StorageMiddleware {
     const registered = this.#registry.get(task.workId);
     // Each `with...` copies the context (and `withValue` its map of values): only what differs is set, so that a
     // restored context, built by #restoredContext with the row's id, due time and param, costs one copy.
-    let inner = ctx.withWork(this.#wrap(entry, generation, ctx.work ?? registered.work, registered));
+    let inner = ctx.withWork(this.#wrap(entry, generation, ctx.work ?? registered.work, registered, claim));
     if (inner.value(TaskIdKey) !== task.id) inner = inner.withValue(TaskIdKey, task.id);
     if (inner.runAtMs !== task.scheduledAt.getTime()) inner = inner.withRunAt(task.scheduledAt);
     const param = this.#freeParam ? undefined : task.param;
     if (inner.value(ParamKey) !== param) inner = inner.withValue(ParamKey, param);
     // The stored row (param included) is not kept with the local timer: the claim reads it again.
     if (inner.value(RestoredTaskKey) !== undefined) inner = inner.withValue<TaskInfo | undefined>(RestoredTaskKey, undefined);
+    if (claim !== undefined) inner = inner.withValue<BacklogClaim | undefined>(BacklogClaimKey, undefined);
     if (inner.priority !== task.priority) inner = inner.withPriority(task.priority);
     let handle: TaskHandle;
     try {
       handle = await next(inner);
     } catch (error) {
+      if (claim !== undefined) void this.#handBack(entry, claim);
       if (this.#entries.get(task.id) === entry && entry.generation === generation) this.#entries.delete(task.id);
       throw error;
     }
@@ -471,7 +572,24 @@ class DurableStorage implements StorageMiddleware {
       entry.handle.inner = handle;
       this.#watch(entry, handle);
     }
+    if (claim !== undefined) {
+      // A task that ends without its run taking the claim (cancelled, the scheduler stopped) hands the claim back.
+      const drop = (): void => void this.#handBack(entry, claim);
+      handle.result.then(drop, drop);
+    }
     return entry.handle;
+  }
+
+  /** Gives a batch claim back to the repository (released, uncounted) unless a run took it. */
+  async #handBack(entry: LocalTask, claim: BacklogClaim): Promise<void> {
+    if (claim.settled) return;
+    if (entry.backlog === claim) entry.backlog = undefined;
+    const backlog = this.#backlog;
+    if (backlog !== undefined) return backlog.handBack(claim).catch(() => undefined);
+    // The claimer already stopped: release here, the same way.
+    if (!claim.settle()) return;
+    const token = claim.task.lease?.token ?? '';
+    await this.#fenced('release', claim.task.id, () => this.#repository.release(claim.task.id, token, { runAt: claim.task.scheduledAt, refundAttempt: true })).catch(() => undefined);
   }
 
   #newEntry(taskId: string, workId: string, phase: LocalPhase, runAt: Date, priority: number): LocalTask {
@@ -489,6 +607,7 @@ class DurableStorage implements StorageMiddleware {
       outcome: undefined,
       seen: undefined,
       ending: undefined,
+      backlog: undefined,
     };
   }
 
@@ -501,7 +620,8 @@ class DurableStorage implements StorageMiddleware {
     }
   }
 
-  #restoredContext(task: TaskInfo, work: WorkFn | undefined): SchedulerContext {
+  /** The context that schedules a stored task through the chain: restored by sync, or claimed with the backlog. */
+  #restoredContext(task: TaskInfo, work: WorkFn | undefined, claim?: BacklogClaim): SchedulerContext {
     return SchedulerContext.create(
       {
         runAt: task.scheduledAt,
@@ -513,8 +633,9 @@ class DurableStorage implements StorageMiddleware {
         work: work ?? this.#registry.get(task.workId).work,
         ...(this.#freeParam ? {} : { param: task.param }),
         ...(task.uniqueKey === null ? {} : { uniqueKey: task.uniqueKey }),
-        // Set at creation rather than by withValue, which would copy the map of values once more.
-        values: [[RestoredTaskKey, task]],
+        // Set at creation rather than by withValue, which would copy the map of values once more. A claimed task
+        // carries the restore key too: middlewares before storage tell a stored task from a new one by it.
+        values: claim === undefined ? [[RestoredTaskKey, task]] : [[RestoredTaskKey, task], [BacklogClaimKey, claim]],
       },
       this.#clock.now(),
     );
@@ -571,17 +692,36 @@ class DurableStorage implements StorageMiddleware {
 
   // ---- run time ----
 
-  #wrap(entry: LocalTask, generation: number, work: WorkFn, registered: RegisteredWork): WorkFn {
+  #wrap(entry: LocalTask, generation: number, work: WorkFn, registered: RegisteredWork, claim: BacklogClaim | undefined): WorkFn {
     return async (wctx: WorkContext) => {
       if (entry.generation !== generation || entry.handle.settled) {
+        if (claim !== undefined) void this.#handBack(entry, claim);
         throw new RunAbandoned('the local timer was replaced; the task runs from its new timer');
       }
       entry.phase = 'running';
-      const claimed = await this.#claim(entry);
+      const claimed = claim === undefined ? await this.#claim(entry, generation) : this.#takeBacklogClaim(entry, claim);
       const invalid = this.#revalidate(claimed, registered);
       if (invalid !== undefined) return this.#failInvalidParam(entry, claimed, invalid);
-      return this.#run(entry, claimed, wctx, work, registered);
+      return this.#run(entry, claimed, wctx, work, registered, claim?.keeper.expiresAt);
     };
+  }
+
+  /** The run of a task claimed with the backlog takes its claim: the lease kept since the batch claim is its own. */
+  #takeBacklogClaim(entry: LocalTask, claim: BacklogClaim): TaskInfo {
+    const taken = claim.settle();
+    if (entry.backlog === claim) entry.backlog = undefined;
+    if (!taken) {
+      // Handed back already (the node is stopping): the task is Initialized again, for whoever claims it next.
+      entry.phase = 'remote';
+      throw lostClaim('the batch claim was handed back before the run started');
+    }
+    if (claim.lost !== undefined) {
+      // Lost before the run started (cancelled or reclaimed elsewhere): nothing ran; sync tells how it ends.
+      entry.phase = 'remote';
+      throw lostClaim(`the batch claim was lost before the run started: ${claim.lost.message}`);
+    }
+    this.events.emit('task:started', { task: claim.task });
+    return claim.task;
   }
 
   /**
@@ -646,7 +786,7 @@ class DurableStorage implements StorageMiddleware {
   }
 
   /** Claims the task; when the claim is lost, settles what this node knows and throws what the core expects. */
-  async #claim(entry: LocalTask): Promise<TaskInfo> {
+  async #claim(entry: LocalTask, generation: number): Promise<TaskInfo> {
     const id = entry.taskId;
     for (let tries = 0; ; tries++) {
       let claimed: TaskInfo | null | 'limit';
@@ -656,7 +796,10 @@ class DurableStorage implements StorageMiddleware {
         // expects, so a mismatch can only be a store that rounds times; never loop on it.
         const guard = tries < 2 ? { ifScheduledAt: new Date(entry.scheduledAt) } : {};
         claimed = await this.#durable.run('claim', id, () => this.#claimOnce(id, entry.workId, guard));
+        // A batch claim of this node took the task over meanwhile: this timer's claim lost to it, quietly.
+        if (claimed === null && entry.generation !== generation) throw new RunAbandoned('the task was claimed with the backlog on this node');
       } catch (error) {
+        if (entry.generation !== generation) throw error;
         if (error instanceof TaskNotFoundError) {
           entry.outcome = { state: 'cancelled', value: new TaskCancelledError('the task was deleted', { cause: error }) };
           throw new RunAbandoned('the task no longer exists', { cause: error });
@@ -708,7 +851,8 @@ class DurableStorage implements StorageMiddleware {
     }
   }
 
-  async #run(entry: LocalTask, claimed: TaskInfo, wctx: WorkContext, work: WorkFn, registered: RegisteredWork): Promise<unknown> {
+  /** @param leaseExpiresAt - when the claim's lease expires at the latest, when it was taken before the run (a batch claim) */
+  async #run(entry: LocalTask, claimed: TaskInfo, wctx: WorkContext, work: WorkFn, registered: RegisteredWork, leaseExpiresAt?: number): Promise<unknown> {
     const id = entry.taskId;
     const token = claimed.lease?.token ?? '';
     const clock = this.#clock;
@@ -724,6 +868,7 @@ class DurableStorage implements StorageMiddleware {
       taskId: id,
       token,
       leaseMs: this.#leaseMs,
+      ...(leaseExpiresAt === undefined ? {} : { expiresAt: leaseExpiresAt }),
       onLost: (error) => {
         leaseLost = error;
         this.events.emit('task:lease-lost', { taskId: id, error });
@@ -827,9 +972,14 @@ class DurableStorage implements StorageMiddleware {
     const id = entry.taskId;
     const now = (): Date => new Date(this.#clock.now());
     if (run.ok) {
-      if (registered.options.concurrency === undefined) {
+      // At most `concurrency` successes are being written at once: a node holds at most twice its concurrency in
+      // Working rows, and a crash re-runs at most that many.
+      if (registered.options.concurrency === undefined && this.#finishing < (this.#scheduler?.concurrency ?? Number.POSITIVE_INFINITY)) {
         entry.handle.finishing = true;
-        entry.ending = this.#finishDone(entry, token, run.value);
+        this.#finishing++;
+        entry.ending = this.#finishDone(entry, token, run.value).finally(() => {
+          this.#finishing--;
+        });
         return run.value;
       }
       const done = await this.#fenced('markAsDone', id, () => this.#repository.markAsDone(id, token));
@@ -895,8 +1045,10 @@ class DurableStorage implements StorageMiddleware {
    * Why: the slot is the work's, not the bookkeeping's. Holding it through the Done round trip halved the runs
    * a node starts per second on a database a round trip away (each of the C slots waited for a claim, then a
    * Done). The task stays Working, under this node's lease, until the write lands; the handle, `task:succeeded`
-   * and `storage.stop()` wait for it. A work with a cross-node `concurrency` keeps its slot until Done (the next
-   * claim is counted against the Working rows, so an early slot would only be refused for the limit).
+   * and `storage.stop()` wait for it. At most the scheduler's `concurrency` successes are written this way at once
+   * (beyond that a run keeps its slot until its Done lands), so a node holds at most twice its concurrency in
+   * Working rows. A work with a cross-node `concurrency` keeps its slot until Done (the next claim is counted
+   * against the Working rows, so an early slot would only be refused for the limit).
    * A refused write (the lease was lost) makes the run a zombie as before: its result is discarded and the
    * handle waits for sync to report how the task ends.
    */
@@ -986,6 +1138,11 @@ class DurableStorage implements StorageMiddleware {
     const entry = this.#entries.get(task.id);
     switch (action) {
       case 'schedule':
+        if (this.#takesBacklog(task)) {
+          // Due already: claimed in a batch as slots free up (or by another node first), not held on a timer.
+          this.#backlog!.notify();
+          return;
+        }
         this.events.emit('task:scheduled', { task, source: 'restored' });
         return this.#restore(task);
       case 'reschedule': {
