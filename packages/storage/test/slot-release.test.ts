@@ -46,6 +46,25 @@ describe('a run gives its slot back before its Done write lands', () => {
     expect(node.events.filter(([name]) => name === 'task:succeeded')).toHaveLength(2);
   });
 
+  it('at most `concurrency` Done writes are in flight: beyond that a run keeps its slot until its Done lands', async () => {
+    const { clock, repo } = setUp();
+    const started: string[] = [];
+    const registry = new WorkRegistry().register('w', (ctx) => void started.push(ctx.taskId));
+    const node = await startNode(repo, registry, clock, { concurrency: 1 });
+    repo.gate = deferred();
+    for (const id of ['a', 'b', 'c']) await node.scheduler.schedule({ workId: 'w', taskId: id });
+    await clock.advance(0);
+    await clock.advance(0);
+    // a gave its slot back with its Done in flight; b could not (one Done in flight already), so c waits.
+    expect(started).toEqual(['a', 'b']);
+    expect(repo.doneCalls).toEqual(['a', 'b']);
+    expect(await repo.countByState()).toMatchObject({ Working: 2, Initialized: 1 });
+    repo.gate.resolve();
+    for (let i = 0; i < 5; i++) await clock.advance(0);
+    expect(started).toEqual(['a', 'b', 'c']);
+    expect((await repo.countByState()).Done).toBe(3);
+  });
+
   it('storage.stop() waits for a Done write still in flight', async () => {
     const { clock, repo } = setUp();
     const registry = new WorkRegistry().register('w', () => 'ok');
