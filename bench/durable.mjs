@@ -32,6 +32,9 @@ const BATCH_CLAIM = 256;
 // HORAE_BENCH_SYNC_COMMIT=off: PostgreSQL commits without waiting for the WAL flush, on Horae's connections and
 // the baseline's alike (a diagnostic: it shows how much of a figure is the disk's fsync). Default: the server's.
 const SYNC_COMMIT = process.env.HORAE_BENCH_SYNC_COMMIT !== 'off';
+// HORAE_BENCH_CLAIM_BACKLOG=off: the nodes hold due tasks on timers and claim them one by one (the storage option
+// claimBacklog: false), for an A/B against batch claims of the backlog (the default) in the same machine state.
+const CLAIM_BACKLOG = process.env.HORAE_BENCH_CLAIM_BACKLOG !== 'off';
 
 const { Scheduler } = await import(pkg('core'));
 const { WorkRegistry, multiNodeStorage, MemoryRepository } = await import(pkg('storage'));
@@ -102,7 +105,7 @@ async function insertAll(repository, n, prefix) {
 /** One Horae node: a Scheduler behind multiNodeStorage, running a no-op (or `work`). */
 function makeNode(repository, concurrency, nodeId, work = () => undefined) {
   const registry = new WorkRegistry().register('noop', work);
-  const storage = multiNodeStorage(repository, registry, { nodeId, leaseMs: 30_000 });
+  const storage = multiNodeStorage(repository, registry, { nodeId, leaseMs: 30_000, claimBacklog: CLAIM_BACKLOG });
   const scheduler = new Scheduler({ concurrency }).use(storage.middleware);
   let succeeded = 0;
   let waiter;
@@ -382,6 +385,7 @@ async function main() {
   }
   const out = { adapter, n, concurrency };
   if (adapter === 'postgres') out.synchronous_commit = SYNC_COMMIT ? 'on' : 'off';
+  out.claim_backlog = CLAIM_BACKLOG;
   try {
     // Insert, then drain on one node.
     const one = newDatabase(adapter, 'one');
