@@ -772,7 +772,7 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
   /**
    * {@inheritDoc @horae/storage!index.Repository#deleteTerminalBefore}
    *
-   * @implementation The attempt records go with their tasks in the same statement (`ON DELETE CASCADE`).
+   * @implementation The attempt records go with their tasks in the same statement (an `AFTER DELETE` trigger on tasks).
    */
   async deleteTerminalBefore(before: Date): Promise<number> {
     assertValidDate(before, 'before');

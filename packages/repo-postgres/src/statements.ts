@@ -10,7 +10,7 @@
  * increments; a record is closed only while it is `running`, so a transition out of Initialized (or a task
  * migrated from a schema without history) touches none.
  */
-import { ATTEMPT_COLUMNS, taskColumns } from './row-mapping.js';
+import { ATTEMPT_COLUMNS, taskColumns, taskOutput } from './row-mapping.js';
 
 /** The statement's start on the database's clock, at millisecond precision. */
 const NOW = `date_trunc('milliseconds', statement_timestamp())`;
@@ -36,8 +36,11 @@ export type Statements = ReturnType<typeof buildStatements>;
  */
 export function buildStatements(s: string, channel: string) {
   const t = `${s}.tasks`;
+  /** A task's columns as a CTE returns them, for the rest of its statement. */
   const cols = taskColumns();
   const tcols = taskColumns('t');
+  /** A task's columns as a statement returns them to the adapter (times as epoch milliseconds). */
+  const out = taskOutput();
   const a = `${s}.task_attempts`;
   const notify = (reason: string, alias = ''): string =>
     `pg_notify('${channel}', json_build_object('taskId', ${alias}id, 'reason', '${reason}')::text) AS notified`;
@@ -63,16 +66,16 @@ export function buildStatements(s: string, channel: string) {
         WITH ORDINALITY AS u(id, work_id, param, scheduled_at, priority, max_attempts, unique_key, kind, schedule_name, ord)
       ORDER BY u.ord
       ON CONFLICT (unique_key) WHERE ${LIVE} DO NOTHING
-      RETURNING ${cols}, ${notify('inserted')}`,
+      RETURNING ${out}, ${notify('inserted')}`,
     /** $1: unique keys. */
-    liveByKeys: `SELECT ${cols} FROM ${t} WHERE unique_key = ANY($1::text[]) AND ${LIVE}`,
+    liveByKeys: `SELECT ${out} FROM ${t} WHERE unique_key = ANY($1::text[]) AND ${LIVE}`,
     /** $1: id. */
-    getById: `SELECT ${cols} FROM ${t} WHERE id = $1`,
+    getById: `SELECT ${out} FROM ${t} WHERE id = $1`,
     /** $1: ids. */
     existing: `SELECT id, state FROM ${t} WHERE id = ANY($1::text[])`,
     /** $1: xid, $2: seq, $3: limit. `settled`: every transaction below the row's has ended. */
     changes: `
-      SELECT ${cols}, change_xid::text AS cursor_xid, change_seq::text AS cursor_seq, change_xid < h.horizon AS settled
+      SELECT ${out}, change_xid::text AS cursor_xid, change_seq::text AS cursor_seq, change_xid < h.horizon AS settled
       FROM ${t}, (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon) AS h
       WHERE (change_xid, change_seq) > ($1::xid8, $2::int8)
       ORDER BY change_xid, change_seq
@@ -83,10 +86,11 @@ export function buildStatements(s: string, channel: string) {
     horizon: `SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon`,
     /** $1: before, $2: after time (null: first page), $3: after id, $4: limit. */
     listDue: `
-      SELECT ${cols} FROM ${t}
+      SELECT ${out} FROM ${t} t
       WHERE state = 'Initialized' AND scheduled_at < $1::timestamptz
         AND ($2::timestamptz IS NULL OR (scheduled_at, id) > ($2::timestamptz, $3::text))
-      ORDER BY scheduled_at, id
+      -- Qualified: a bare name would mean the output column (the time in milliseconds), which no index orders.
+      ORDER BY t.scheduled_at, t.id
       LIMIT $4`,
     /** $1: id, $2: owner, $3: leaseMs, $4: ifScheduledAt or null. Opens the run's record. */
     claim: `
@@ -96,7 +100,7 @@ export function buildStatements(s: string, channel: string) {
         WHERE id = $1 AND state = 'Initialized' AND ($4::timestamptz IS NULL OR scheduled_at = $4::timestamptz)
         RETURNING ${cols}, runs
       ),${openRun('claimed')}
-      SELECT ${cols} FROM claimed`,
+      SELECT ${out} FROM claimed`,
     /**
      * $1: ids (unique, sorted), $2: owner, $3: leaseMs, $4: ifScheduledAt per id (parallel to $1, null for none).
      * The claims of one tick as one statement: each row keeps its own compare-and-set (Initialized, and its due
@@ -104,7 +108,8 @@ export function buildStatements(s: string, channel: string) {
      * Sort), so two grouped claims of overlapping ids, from any nodes, never wait on each other in a cycle; a row
      * changed meanwhile is re-checked under the lock (READ COMMITTED) and left out when it no longer matches.
      * One row back per id that exists, `found` set: with the task's columns when this statement claimed it, NULL
-     * columns when not; an id with no row names no task (no second round trip to tell lost from missing).
+     * columns when not; an id with no row names no task (no second round trip to tell lost from missing). Only the
+     * ids left unclaimed are looked up again (the second half): when every id won, the common case, it reads nothing.
      */
     claimMany: `
       WITH picked AS (
@@ -120,9 +125,12 @@ export function buildStatements(s: string, channel: string) {
         FROM picked WHERE t.id = picked.id AND t.state = 'Initialized'
         RETURNING ${tcols}, t.runs
       ),${openRun('claimed')}
-      SELECT e.id AS found, ${taskColumns('c')}
-      FROM ${t} e LEFT JOIN claimed c ON c.id = e.id
-      WHERE e.id = ANY($1::text[])`,
+      SELECT c.id AS found, ${taskOutput('c')} FROM claimed c
+      UNION ALL
+      -- "ON false": the columns of claimed, all NULL, so both halves have the same shape.
+      SELECT e.id, ${taskOutput('n')}
+      FROM ${t} e LEFT JOIN claimed n ON false
+      WHERE e.id = ANY(ARRAY(SELECT unnest($1::text[]) EXCEPT SELECT id FROM claimed))`,
     /** $1: owner, $2: leaseMs, $3: limit, $4: workIds or null. Highest priority first, then earliest due, then oldest. */
     claimDue: `
       WITH due AS (
@@ -138,7 +146,7 @@ export function buildStatements(s: string, channel: string) {
         FROM due WHERE t.id = due.id AND t.state = 'Initialized'
         RETURNING ${tcols}, t.insert_seq, t.runs
       ),${openRun('claimed')}
-      SELECT ${cols} FROM claimed ORDER BY priority DESC, scheduled_at, created_at, insert_seq`,
+      SELECT ${out} FROM claimed ORDER BY claimed.priority DESC, claimed.scheduled_at, claimed.created_at, claimed.insert_seq`,
     /** $1: id. The work and claimability of a task, read under its work's lock by claimWithinLimit. */
     claimable: `SELECT work_id, state, scheduled_at FROM ${t} WHERE id = $1`,
     /**
@@ -165,12 +173,12 @@ export function buildStatements(s: string, channel: string) {
         FROM unnest($3::text[]) AS picked(id) WHERE t.id = picked.id AND t.state = 'Initialized'
         RETURNING ${tcols}, t.insert_seq, t.runs
       ),${openRun('claimed')}
-      SELECT ${cols} FROM claimed ORDER BY priority DESC, scheduled_at, created_at, insert_seq`,
+      SELECT ${out} FROM claimed ORDER BY claimed.priority DESC, claimed.scheduled_at, claimed.created_at, claimed.insert_seq`,
     /** $1: id, $2: token, $3: leaseMs. */
     renew: `
       UPDATE ${t} SET lease_until = ${NOW} + $3::float8 * interval '1 millisecond', ${CHANGED}
       WHERE id = $1 AND state = 'Working' AND lease_token = $2
-      RETURNING ${cols}`,
+      RETURNING ${out}`,
     /**
      * $1: id, $2: token, $3: runAt, $4: error (jsonb) or null to keep the last, $5: refund the attempt. Closes the
      * run `retried` with the error, or `released` without one.
@@ -183,7 +191,7 @@ export function buildStatements(s: string, channel: string) {
         WHERE id = $1 AND state = 'Working' AND lease_token = $2
         RETURNING ${cols}, runs, ${notify('released')}
       ),${closeRun('released', `CASE WHEN $4::jsonb IS NULL THEN 'released' ELSE 'retried' END`, '$4::jsonb')}
-      SELECT ${cols}, notified FROM released`,
+      SELECT ${out}, notified FROM released`,
     /** $1: ids, $2: tokens (parallel arrays, ids unique). Closes each run `succeeded`. */
     doneMany: `
       WITH done AS (
@@ -193,7 +201,7 @@ export function buildStatements(s: string, channel: string) {
         WHERE t.id = ANY($1::text[]) AND t.id = u.id AND t.state = 'Working' AND t.lease_token = u.token
         RETURNING ${tcols}, t.runs
       ),${closeRun('done', `'succeeded'`, 'NULL')}
-      SELECT ${cols} FROM done`,
+      SELECT ${out} FROM done`,
     /** $1: id, $2: token. Closes the run `succeeded`. */
     done: `
       WITH done AS (
@@ -201,7 +209,7 @@ export function buildStatements(s: string, channel: string) {
         WHERE id = $1 AND state = 'Working' AND lease_token = $2
         RETURNING ${cols}, runs
       ),${closeRun('done', `'succeeded'`, 'NULL')}
-      SELECT ${cols} FROM done`,
+      SELECT ${out} FROM done`,
     /** $1: id, $2: error (jsonb), $3: token. Closes the run `failed` with the error. */
     failWorking: `
       WITH failed AS (
@@ -209,12 +217,12 @@ export function buildStatements(s: string, channel: string) {
         WHERE id = $1 AND state = 'Working' AND lease_token = $3
         RETURNING ${cols}, runs
       ),${closeRun('failed', `'failed'`, '$2::jsonb')}
-      SELECT ${cols} FROM failed`,
+      SELECT ${out} FROM failed`,
     /** $1: id, $2: error (jsonb). */
     failInitialized: `
       UPDATE ${t} SET state = 'Failed', last_error = $2::jsonb, ${CHANGED}
       WHERE id = $1 AND state = 'Initialized'
-      RETURNING ${cols}`,
+      RETURNING ${out}`,
     /**
      * $1: id. Out of Working, closes the run `cancelled`; out of Initialized there is none running (every
      * transition out of Working closed it), so nothing is written.
@@ -225,7 +233,7 @@ export function buildStatements(s: string, channel: string) {
         WHERE id = $1 AND ${LIVE}
         RETURNING ${cols}, runs, ${notify('cancelled')}
       ),${closeRun('cancelled', `'cancelled'`, 'NULL')}
-      SELECT ${cols}, notified FROM cancelled`,
+      SELECT ${out}, notified FROM cancelled`,
     /** $1: id, $2: token. Closes the run `cancelled`. */
     cancelWorking: `
       WITH cancelled AS (
@@ -233,14 +241,14 @@ export function buildStatements(s: string, channel: string) {
         WHERE id = $1 AND state = 'Working' AND lease_token = $2
         RETURNING ${cols}, runs, ${notify('cancelled')}
       ),${closeRun('cancelled', `'cancelled'`, 'NULL')}
-      SELECT ${cols}, notified FROM cancelled`,
+      SELECT ${out}, notified FROM cancelled`,
     /** $1: id, $2: scheduledAt or null, $3: set param?, $4: param (json text), $5: priority or null. */
     update: `
       UPDATE ${t} SET scheduled_at = coalesce($2::timestamptz, scheduled_at),
         param = CASE WHEN $3::boolean THEN $4::json ELSE param END,
         priority = coalesce($5::float8, priority), ${CHANGED}
       WHERE id = $1 AND state = 'Initialized'
-      RETURNING ${cols}, ${notify('updated')}`,
+      RETURNING ${out}, ${notify('updated')}`,
     /**
      * $1: id, $2: token, $3: progress (jsonb), $4: message or null, $5: the most check-ins an attempt keeps.
      * A message that differs from the running record's last check-in is appended to it (the oldest dropped
@@ -280,18 +288,19 @@ export function buildStatements(s: string, channel: string) {
         RETURNING ${tcols}, t.runs,
           CASE WHEN t.state = 'Initialized' THEN pg_notify('${channel}', json_build_object('taskId', t.id, 'reason', 'released')::text) END AS notified
       ),${closeRun('reclaimed', `'lease-expired'`, LEASE_EXPIRED)}
-      SELECT ${cols}, notified FROM reclaimed`,
+      SELECT ${out}, notified FROM reclaimed`,
     /** $1: state or null, $2: workId or null, $3: after time or null, $4: after id, $5: limit. */
     list: `
-      SELECT ${cols} FROM ${t}
+      SELECT ${out} FROM ${t} t
       WHERE ($1::text IS NULL OR state = $1::text) AND ($2::text IS NULL OR work_id = $2::text)
         AND ($3::timestamptz IS NULL OR (created_at, id) > ($3::timestamptz, $4::text))
-      ORDER BY created_at, id
+      -- Qualified: a bare name would mean the output column (the time in milliseconds), which no index orders.
+      ORDER BY t.created_at, t.id
       LIMIT $5`,
     /** Refreshes the planner's statistics after a bulk insert (autovacuum may take a minute to notice). */
     analyze: `ANALYZE ${t}`,
     countByState: `SELECT state, count(*)::int AS n FROM ${t} GROUP BY state`,
-    /** $1: before. Their attempt records go with them (ON DELETE CASCADE, in the same statement). */
+    /** $1: before. Their attempt records go with them (the tasks_delete_attempts trigger, in the same statement). */
     deleteTerminal: `DELETE FROM ${t} WHERE state IN ('Done', 'Cancelled', 'Failed') AND updated_at < $1::timestamptz`,
     /** $1: id. No row: no such task; one row with a null `task_id`: a task that never ran; else its runs, oldest first. */
     listAttempts: `

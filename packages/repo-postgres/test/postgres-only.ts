@@ -275,6 +275,32 @@ export function postgresOnlyTests(fixture: () => RepositoryFixture): void {
       expect(Object.keys((await repo().getById(task.id)).param as object)).toEqual(['nul', 'z', 'a', 'nested']);
     });
 
+    it('times read back to the millisecond, inside and outside the window read as a double (1900 to 2040)', async () => {
+      // Times come back as epoch milliseconds: a double between 1900 and 2040, the exact numeric form outside.
+      const times = [
+        '0001-01-01T00:00:00.000Z',
+        '1000-06-15T12:34:56.789Z',
+        '1899-12-31T23:59:59.999Z',
+        '1900-01-01T00:00:00.000Z',
+        '1970-01-01T00:00:00.001Z',
+        '2039-12-31T23:59:59.999Z',
+        '2040-01-01T00:00:00.000Z',
+        '2110-01-01T00:00:00.999Z',
+        '4149-12-31T23:56:45.611Z', // a double would read 45.610
+        '9999-12-31T23:59:59.999Z',
+        '+275760-09-13T00:00:00.000Z',
+      ].map((iso) => new Date(iso));
+      for (const at of times) {
+        const task = await insert(repo(), { scheduledAt: at });
+        expect(task.scheduledAt.toISOString(), at.toISOString()).toBe(at.toISOString());
+        expect((await repo().getById(task.id)).scheduledAt.getTime(), at.toISOString()).toBe(at.getTime());
+        // ifScheduledAt compares with the stored time, so the grouped claim finds it equal.
+        const claimed = await repo().claim(task.id, { owner: 'node-a', leaseMs: MINUTE, ifScheduledAt: at });
+        expect(claimed?.scheduledAt.getTime(), at.toISOString()).toBe(at.getTime());
+        expect((await repo().markAsDone(task.id, claimed!.lease!.token)).scheduledAt.getTime(), at.toISOString()).toBe(at.getTime());
+      }
+    });
+
     it('lease.until is the database clock at the claim plus leaseMs', async () => {
       const task = await insert(repo());
       const claimed = await repo().claim(task.id, { owner: 'node-a', leaseMs: 12_345 });

@@ -121,6 +121,51 @@ describe('PostgresRepository schema and migrations', () => {
     expect(await repo.deleteTerminalBefore(new Date(Date.now() + 60_000))).toBe(3);
   });
 
+  it('a schema at version 4 upgrades: uniqueKeys stay enforced, and deleting tasks (any DELETE or TRUNCATE) deletes their history', async () => {
+    const schema = newSchema();
+    const pool = new pg.Pool({ connectionString: PG_URL, max: 2 });
+    try {
+      expect(await migrate(pool as unknown as PgPool, schema, MIGRATIONS.slice(0, 4))).toBe(0);
+      // Rows as version 4 of the adapter wrote them: a keyed task waiting, a task that ran and ended, its record.
+      await pool.query(
+        `INSERT INTO "${schema}".tasks (id, work_id, param, scheduled_at, state, unique_key, runs, created_at, updated_at)
+         VALUES ('keyed', 'w', 'null', now(), 'Initialized', 'k', 0, now(), now()),
+                ('ended', 'w', 'null', now(), 'Done', NULL, 1, now(), now() - interval '1 hour'),
+                ('other', 'w', 'null', now(), 'Done', NULL, 1, now(), now())`,
+      );
+      await pool.query(
+        `INSERT INTO "${schema}".task_attempts (task_id, run, attempt, node, started_at, ended_at, outcome)
+         VALUES ('ended', 1, 1, 'node-old', now(), now(), 'succeeded'), ('other', 1, 1, 'node-old', now(), now(), 'succeeded')`,
+      );
+    } finally {
+      await pool.end();
+    }
+
+    const repo = open(schema);
+    await repo.init();
+    // Keys are still enforced, and a task is still claimed, on the upgraded tables.
+    expect(await repo.insert({ workId: 'w', scheduledAt: new Date(), uniqueKey: 'k' })).toMatchObject({ created: false, task: { id: 'keyed' } });
+    const { task } = await repo.insert({ workId: 'w', scheduledAt: new Date(Date.now() - 1_000) });
+    expect(await repo.claim(task.id, { owner: 'node-new', leaseMs: 60_000 })).toMatchObject({ state: 'Working' });
+    const client = await rawClient();
+    try {
+      const keys = await client.query(`SELECT count(*)::int AS n FROM pg_constraint WHERE conrelid = '"${schema}".task_attempts'::regclass AND contype = 'f'`);
+      expect(keys.rows[0]).toEqual({ n: 0 });
+      // Records go with their task: through the adapter, and through a DELETE of anyone's.
+      expect(await repo.listAttempts('ended')).toMatchObject([{ outcome: 'succeeded' }]);
+      expect(await repo.deleteTerminalBefore(new Date(Date.now() - 60_000))).toBe(1);
+      await expect(repo.listAttempts('ended')).rejects.toMatchObject({ code: 'TASK_NOT_FOUND' });
+      await client.query(`DELETE FROM "${schema}".tasks WHERE id = 'other'`);
+      const left = await client.query(`SELECT task_id FROM "${schema}".task_attempts ORDER BY task_id`);
+      expect(left.rows).toEqual([{ task_id: task.id }]);
+      await client.query(`TRUNCATE "${schema}".tasks`);
+      const none = await client.query(`SELECT count(*)::int AS n FROM "${schema}".task_attempts`);
+      expect(none.rows[0]).toEqual({ n: 0 });
+    } finally {
+      await client.end();
+    }
+  });
+
   it('refuses a schema name that is not a plain identifier', () => {
     for (const schema of ['', 'a-b', 'x"; DROP TABLE y; --', 'a'.repeat(50), '1abc']) {
       expect(() => new PostgresRepository({ connectionString: PG_URL, schema }), schema).toThrow(InvalidInputError);
