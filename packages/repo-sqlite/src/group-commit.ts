@@ -76,6 +76,8 @@ export interface WriteQueueOptions {
   maxBatchSize: number;
   /** Called after each transaction that committed; must not throw. */
   onCommit?: () => void;
+  /** Called after each transaction that failed as a whole and was rolled back; must not throw. */
+  onRollback?: () => void;
 }
 
 /**
@@ -134,6 +136,7 @@ export class WriteQueue {
       outcomes = this.#runTransaction(batch);
     } catch (error) {
       const failure = translateError(error, batch.length === 1 ? batch[0]!.action : `a batch of ${batch.length} writes`);
+      this.#options.onRollback?.();
       for (const op of batch) op.reject(failure);
       return;
     }

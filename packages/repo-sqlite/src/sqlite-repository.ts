@@ -58,6 +58,7 @@ import { idTakenError, isConstraintError, isIdTakenError, translateError } from 
 import { WriteQueue, alsoWrite, type WriteContext } from './group-commit.js';
 import { SqliteScheduleTable } from './schedule-table.js';
 import { Checkpointer } from './checkpointer.js';
+import { KnownRows } from './known-rows.js';
 
 /**
  * SQLite's `PRAGMA synchronous` levels, with WAL journaling (what the adapter sets on a file):
@@ -131,6 +132,13 @@ const BACKGROUND_CHECKPOINT_AFTER_COMMITS = 100;
 /** How often the background checkpointer runs, in ms. */
 const BACKGROUND_CHECKPOINT_INTERVAL_MS = 100;
 
+/**
+ * How many claimed rows a repository remembers for the markAsDone that follows (see KnownRows), and how many
+ * characters of their text: far more than the tasks a process runs at once, and a few MB at most.
+ */
+const KNOWN_ROWS = 10_000;
+const KNOWN_ROWS_WEIGHT = 4_000_000;
+
 /** What the TaskInfo of a lease-expired task records as `lastError`, and its attempt as `error`. */
 const LEASE_EXPIRED_ERROR: TaskError = { message: 'lease expired', code: 'LEASE_EXPIRED' };
 
@@ -153,6 +161,13 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
   readonly #statements: Statements;
   readonly #writes: WriteQueue;
   readonly #schedules: SqliteScheduleTable;
+  /** The rows this repository claimed (or renewed) last, so that their markAsDone need not read them. */
+  readonly #known = new KnownRows(KNOWN_ROWS, KNOWN_ROWS_WEIGHT);
+  /**
+   * The rows written by the transaction under way, remembered once it commits: a transaction that fails as a whole
+   * hands its change numbers out again, so a row it wrote must never be remembered.
+   */
+  #written: TaskRow[] = [];
   #closed = false;
   /** Starts the background checkpointer; null when there is none to start (inline checkpoints, or started). */
   #startCheckpointer: (() => void) | null = null;
@@ -226,7 +241,12 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
       groupCommit: opts.groupCommit ?? true,
       maxBatchSize,
       onCommit: () => {
+        for (const row of this.#written) this.#known.remember(row);
+        this.#written = [];
         if (this.#startCheckpointer !== null && ++this.#commits >= BACKGROUND_CHECKPOINT_AFTER_COMMITS) this.#startCheckpointer();
+      },
+      onRollback: () => {
+        this.#written = [];
       },
     });
     this.#schedules = new SqliteScheduleTable(this.#statements);
@@ -385,19 +405,20 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
     const limit = options.limit;
     return this.#write('claimDue', (tx) => {
       const s = this.#statements;
-      const ids: { id: string }[] = [];
+      const due: TaskRow[] = [];
       let below = Number.POSITIVE_INFINITY;
-      while (ids.length < limit) {
+      while (due.length < limit) {
         const level = (s.topPriorityBelow.get({ below }) as { priority: number | null }).priority;
         if (level === null) break;
-        const params = { priority: level, now: tx.now, limit: limit - ids.length };
-        const found = (workIds === undefined ? s.selectDue.all(params) : s.selectDueOfWorks.all({ ...params, workIds: JSON.stringify(workIds) })) as { id: string }[];
-        ids.push(...found);
+        const params = { priority: level, now: tx.now, limit: limit - due.length };
+        const found = workIds === undefined ? s.selectDue.all(params) : s.selectDueOfWorks.all({ ...params, workIds: JSON.stringify(workIds) });
+        for (const read of found) due.push(asRow(read));
         below = level;
       }
+      // The rows were read in this transaction, by this write: they are the stored ones.
       const claimed: TaskInfo[] = [];
-      for (const { id } of ids) {
-        const row = this.#claimRow(tx, id, owner, leaseMs, null);
+      for (const current of due) {
+        const row = this.#claimCurrent(tx, current, owner, leaseMs, null);
         if (row) claimed.push(rowToTask(row));
       }
       return claimed;
@@ -421,7 +442,7 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
       const current = this.#requireRow(id);
       if (current.state !== 'Initialized' || (ifScheduledAt !== null && current.scheduled_at !== ifScheduledAt)) return null;
       if (this.#workingOf(current.work_id) >= maxWorking) return { refused: 'limit' };
-      const row = this.#claimRow(tx, id, owner, leaseMs, ifScheduledAt);
+      const row = this.#claimCurrent(tx, current, owner, leaseMs, ifScheduledAt);
       return row ? { task: rowToTask(row) } : null;
     });
   }
@@ -479,9 +500,12 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
     checkId(id);
     const held = tokenOrNull(token);
     validateLeaseMs(leaseMs);
-    return this.#write('renewLease', (tx) =>
-      this.#held(id, this.#statements.renewLease.get({ id, token: held, until: tx.now + leaseMs, now: tx.now, seq: tx.nextSeq() }) as TaskRow | undefined),
-    );
+    return this.#write('renewLease', (tx) => {
+      const row = this.#statements.renewLease.get({ id, token: held, until: tx.now + leaseMs, now: tx.now, seq: tx.nextSeq() }) as TaskRow | undefined;
+      // The holder's markAsDone comes next.
+      if (row !== undefined) this.#written.push(row);
+      return this.#held(id, row);
+    });
   }
 
   /**
@@ -520,21 +544,23 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
     checkId(id);
     const held = tokenOrNull(token);
     return this.#write('markAsDone', (tx) => {
+      const s = this.#statements;
+      // The row this repository claimed, if it still is the stored one (the UPDATE checks its change_seq): no read.
+      const known = this.#known.take(id);
+      let seq: number | null = null;
+      if (known !== undefined && known.state === 'Working' && known.lease_token === held) {
+        seq = tx.nextSeq();
+        if (s.markAsDoneIfUnchanged.run({ id, token: held, knownSeq: known.change_seq, now: tx.now, seq }).changes === 1) {
+          return rowToTask(this.#endAttempt(tx, doneRow(known, tx.now, seq), 'succeeded', null)!);
+        }
+      }
       // Read, then write without RETURNING (see STATEMENT_SQL.rowForWrite): nothing else writes between the two,
       // inside the transaction, and the UPDATE still checks the state and the token.
       const current = this.#readRow(id);
       if (current === undefined) throw new TaskNotFoundError(id);
       if (current.state !== 'Working' || current.lease_token !== held) throw new LeaseLostError(id);
-      const row: TaskRow = {
-        ...current,
-        state: 'Done',
-        lease_owner: null,
-        lease_until: null,
-        lease_token: null,
-        updated_at: Math.max(tx.now, current.created_at),
-        change_seq: tx.nextSeq(),
-      };
-      if (this.#statements.markAsDoneKnown.run({ id, token: held, now: tx.now, seq: row.change_seq }).changes !== 1) throw new LeaseLostError(id);
+      const row = doneRow(current, tx.now, seq ?? tx.nextSeq());
+      if (s.markAsDoneKnown.run({ id, token: held, now: tx.now, seq: row.change_seq }).changes !== 1) throw new LeaseLostError(id);
       return rowToTask(this.#endAttempt(tx, row, 'succeeded', null)!);
     });
   }
@@ -931,9 +957,18 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
    * `ifScheduledAt`); undefined when no task has the id
    */
   #claimRow(tx: WriteContext, id: string, owner: string, leaseMs: number, ifScheduledAt: number | null): TaskRow | null | undefined {
-    const s = this.#statements;
     const current = this.#readRow(id);
-    if (current === undefined) return undefined;
+    return current === undefined ? undefined : this.#claimCurrent(tx, current, owner, leaseMs, ifScheduledAt);
+  }
+
+  /**
+   * {@link SqliteRepository.#claimRow} of a row already read in this transaction (by this write).
+   *
+   * @returns the claimed row; null when the task is not claimable
+   */
+  #claimCurrent(tx: WriteContext, current: TaskRow, owner: string, leaseMs: number, ifScheduledAt: number | null): TaskRow | null {
+    const s = this.#statements;
+    const id = current.id;
     if (current.state !== 'Initialized' || (ifScheduledAt !== null && current.scheduled_at !== ifScheduledAt)) return null;
     const row: TaskRow = {
       ...current,
@@ -951,6 +986,7 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
     if (changes !== 1) return null;
     // startedAt is the claim's updatedAt: the same instant, never below createdAt.
     alsoWrite('recording the attempt of a claim', () => s.openAttempt.run({ id, run: row.runs, attempt: row.attempt, owner, now: row.updated_at }));
+    this.#written.push(row);
     return row;
   }
 
@@ -959,8 +995,8 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
    * an object from a driver slice without `raw`.
    */
   #readRow(id: string): TaskRow | undefined {
-    const read = this.#statements.rowForWrite.get({ id }) as unknown[] | TaskRow | undefined;
-    return Array.isArray(read) ? tupleToRow(read) : read;
+    const read = this.#statements.rowForWrite.get({ id });
+    return read === undefined ? undefined : asRow(read);
   }
 
   /**
@@ -993,6 +1029,27 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
     if (row === undefined) throw new TaskNotFoundError(id);
     return row;
   }
+}
+
+/**
+ * A row read by a statement of STATEMENT_SQL that selects {@link TASK_ROW_COLUMNS}: an array of values (`raw`), or an
+ * object from a driver slice without `raw`.
+ */
+function asRow(read: unknown): TaskRow {
+  return Array.isArray(read) ? tupleToRow(read) : (read as TaskRow);
+}
+
+/** The row of `current` (a Working row) once markAsDone has written it: what markAsDoneKnown's SET does, in JS. */
+function doneRow(current: TaskRow, now: number, seq: number): TaskRow {
+  return {
+    ...current,
+    state: 'Done',
+    lease_owner: null,
+    lease_until: null,
+    lease_token: null,
+    updated_at: Math.max(now, current.created_at),
+    change_seq: seq,
+  };
 }
 
 /** A non-string id names no task. @throws TaskNotFoundError */

@@ -18,7 +18,9 @@ const CLAIM_WHERE = `id = @id AND state = 'Initialized' AND (@ifScheduledAt IS N
 const DONE_SET = `state = 'Done', ${CLEAR_LEASE}, ${STAMP}`;
 
 /** The statements that return their own rows as arrays (`raw`): the columns in {@link TASK_ROW_COLUMNS} order. */
-const RAW_STATEMENTS: ReadonlySet<StatementName> = new Set<StatementName>(['rowForWrite']);
+const RAW_STATEMENTS: ReadonlySet<StatementName> = new Set<StatementName>(['rowForWrite', 'selectDue', 'selectDueOfWorks']);
+/** The columns of a whole row, in {@link TASK_ROW_COLUMNS} order. */
+const ROW = TASK_ROW_COLUMNS.join(', ');
 
 /** The SQL of every statement, by name. */
 export const STATEMENT_SQL = {
@@ -34,15 +36,20 @@ export const STATEMENT_SQL = {
   // then write without RETURNING and build the new row in JS: in SQLite, RETURNING buffers its rows in an
   // ephemeral table and builds an object per row, which costs more than the read. The WHERE clause still holds
   // the whole compare-and-set.
-  rowForWrite: `SELECT ${TASK_ROW_COLUMNS.join(', ')} FROM horae_tasks WHERE id = @id`,
+  rowForWrite: `SELECT ${ROW} FROM horae_tasks WHERE id = @id`,
   claimKnown: `UPDATE horae_tasks SET ${CLAIM_SET} WHERE ${CLAIM_WHERE}`,
   markAsDoneKnown: `UPDATE horae_tasks SET ${DONE_SET} WHERE id = @id AND ${HELD}`,
+  // markAsDone of a row this repository claimed (KnownRows): no read at all. Every write of a row sets a new
+  // change_seq, so an unchanged @knownSeq proves the remembered row is the stored one; otherwise nothing changes and
+  // the repository reads the row (markAsDoneKnown).
+  markAsDoneIfUnchanged: `UPDATE horae_tasks SET ${DONE_SET} WHERE id = @id AND change_seq = @knownSeq AND ${HELD}`,
   // claimDue walks the priority levels present, highest first (one O(log n) probe each), and reads each
-  // level's due rows as one range of the claim index: tasks due later never get scanned, however many.
+  // level's due rows as one range of the claim index: tasks due later never get scanned, however many. It reads the
+  // whole rows (as arrays) in that range, so that each claim writes without reading its row again.
   topPriorityBelow: `SELECT max(priority) AS priority FROM ${CLAIM_INDEX} WHERE state = 'Initialized' AND priority < @below`,
-  selectDue: `SELECT id FROM ${CLAIM_INDEX} WHERE state = 'Initialized' AND priority = @priority AND scheduled_at <= @now
+  selectDue: `SELECT ${ROW} FROM ${CLAIM_INDEX} WHERE state = 'Initialized' AND priority = @priority AND scheduled_at <= @now
     ${CLAIM_ORDER} LIMIT @limit`,
-  selectDueOfWorks: `SELECT id FROM ${CLAIM_INDEX} WHERE state = 'Initialized' AND priority = @priority AND scheduled_at <= @now
+  selectDueOfWorks: `SELECT ${ROW} FROM ${CLAIM_INDEX} WHERE state = 'Initialized' AND priority = @priority AND scheduled_at <= @now
     AND work_id IN (SELECT value FROM json_each(@workIds)) ${CLAIM_ORDER} LIMIT @limit`,
   // Work limits (WorkLimiter): the Working rows of one work, counted on their own partial index.
   countWorkingOfWork: `SELECT count(*) AS n FROM horae_tasks INDEXED BY horae_tasks_working_work WHERE state = 'Working' AND work_id = @workId`,
