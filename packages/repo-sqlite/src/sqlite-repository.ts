@@ -857,18 +857,23 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
 
   /**
    * Commits the writes still queued, then closes the database if the repository opened it; a `Database`
-   * given by the caller stays open. Later calls fail with a RepositoryError. Calling it twice does nothing.
+   * given by the caller stays open. Resolves once the background checkpoint thread (if any) has closed its own
+   * connection, so the file and its `-wal`/`-shm` companions may be moved or deleted then. Later calls fail with a
+   * RepositoryError. Calling it twice does nothing.
    */
-  close(): Promise<void> {
-    return settle(() => {
+  async close(): Promise<void> {
+    let checkpointerStopped: Promise<void> | undefined;
+    await settle(() => {
       if (this.#closed) return;
       this.#closed = true;
       if (this.#db.open) this.#writes.flush();
       else this.#writes.rejectAll('the SQLite database was closed');
       this.#startCheckpointer = null;
-      this.#checkpointer?.close();
+      checkpointerStopped = this.#checkpointer?.close();
       if (this.#ownsDatabase && this.#db.open) this.#db.close();
     });
+    // Once close() resolves nothing touches the file any more: the checkpoint thread has closed its connection.
+    await checkpointerStopped;
   }
 
   #checkOpen(): void {
