@@ -22,6 +22,26 @@ const NO_LEASE = `lease_owner = NULL, lease_until = NULL, lease_token = NULL`;
 const NEW_RUN = `progress = NULL, progress_at = NULL`;
 /** The states that hold a uniqueKey; must match the predicate of the tasks_unique_key index. */
 const LIVE = `state IN ('Initialized', 'Working')`;
+/**
+ * The compare-and-set on a row's state in a statement that reaches its rows by id: `state = '<state>'`, written so
+ * that the planner cannot use it to choose an index.
+ *
+ * Why: a plain `state = 'Working'` also implies the predicate of every partial index on that state (tasks_lease,
+ * tasks_working_work; tasks_claim and tasks_due for Initialized; tasks_unique_key for both), so the planner may read
+ * the rows by walking such an index whole and filtering by id. It does when it believes the index nearly empty: a
+ * partial index's row count is refreshed only by VACUUM and ANALYZE, and the ANALYZE after a bulk insert (or
+ * autovacuum's) sees no Working rows, so a few thousand claims later every Done, renewal or claim by id walks all
+ * Working (or Initialized) rows, in custom and generic plans alike. Compared with an uncorrelated sub-select (an
+ * InitPlan, evaluated once per execution, never folded into a constant), the state proves no index predicate: the
+ * only paths left are the primary key and, on a table too small to matter, a sequential scan. The row's value is
+ * still checked on every row, and re-checked under its lock like any other condition.
+ */
+const stateIs = (state: string, alias = ''): string => `${alias}state = (SELECT '${state}'::text)`;
+/**
+ * {@link LIVE} as {@link stateIs} writes a state, for the same reason (tasks_unique_key holds every live row). The
+ * cast makes the parenthesized sub-select one array value, not the row source of `= ANY (subquery)`.
+ */
+const LIVE_BY_ID = `state = ANY ((SELECT ARRAY['Initialized', 'Working'])::text[])`;
 /** The error a run whose lease expired ends with. */
 const LEASE_EXPIRED = `'{"message": "lease expired", "code": "LEASE_EXPIRED"}'::jsonb`;
 
@@ -97,7 +117,7 @@ export function buildStatements(s: string, channel: string) {
       WITH claimed AS (
         UPDATE ${t} SET state = 'Working', attempt = attempt + 1, runs = runs + 1, lease_owner = $2, lease_token = gen_random_uuid()::text,
           lease_until = ${NOW} + $3::float8 * interval '1 millisecond', ${NEW_RUN}, ${CHANGED}
-        WHERE id = $1 AND state = 'Initialized' AND ($4::timestamptz IS NULL OR scheduled_at = $4::timestamptz)
+        WHERE id = $1 AND ${stateIs('Initialized')} AND ($4::timestamptz IS NULL OR scheduled_at = $4::timestamptz)
         RETURNING ${cols}, runs
       ),${openRun('claimed')}
       SELECT ${out} FROM claimed`,
@@ -116,13 +136,13 @@ export function buildStatements(s: string, channel: string) {
         SELECT t.id FROM ${t} t
         JOIN unnest($1::text[], $4::timestamptz[]) AS u(id, if_scheduled_at) ON t.id = u.id
         -- "id = ANY" steers the planner to primary-key look-ups whatever its statistics say.
-        WHERE t.id = ANY($1::text[]) AND t.state = 'Initialized' AND (u.if_scheduled_at IS NULL OR t.scheduled_at = u.if_scheduled_at)
+        WHERE t.id = ANY($1::text[]) AND ${stateIs('Initialized', 't.')} AND (u.if_scheduled_at IS NULL OR t.scheduled_at = u.if_scheduled_at)
         ORDER BY t.id
         FOR UPDATE OF t
       ), claimed AS (
         UPDATE ${t} t SET state = 'Working', attempt = t.attempt + 1, runs = t.runs + 1, lease_owner = $2, lease_token = gen_random_uuid()::text,
           lease_until = ${NOW} + $3::float8 * interval '1 millisecond', ${NEW_RUN}, ${CHANGED}
-        FROM picked WHERE t.id = picked.id AND t.state = 'Initialized'
+        FROM picked WHERE t.id = picked.id AND ${stateIs('Initialized', 't.')}
         RETURNING ${tcols}, t.runs
       ),${openRun('claimed')}
       SELECT c.id AS found, ${taskOutput('c')} FROM claimed c
@@ -143,7 +163,8 @@ export function buildStatements(s: string, channel: string) {
       ), claimed AS (
         UPDATE ${t} t SET state = 'Working', attempt = t.attempt + 1, runs = t.runs + 1, lease_owner = $1, lease_token = gen_random_uuid()::text,
           lease_until = ${NOW} + $2::float8 * interval '1 millisecond', ${NEW_RUN}, ${CHANGED}
-        FROM due WHERE t.id = due.id AND t.state = 'Initialized'
+        -- Not a join with due: planned without knowing $3, due looks big enough to hash-join with the whole table.
+        WHERE t.id = ANY (ARRAY(SELECT id FROM due)) AND ${stateIs('Initialized', 't.')}
         RETURNING ${tcols}, t.insert_seq, t.runs
       ),${openRun('claimed')}
       SELECT ${out} FROM claimed ORDER BY claimed.priority DESC, claimed.scheduled_at, claimed.created_at, claimed.insert_seq`,
@@ -170,14 +191,14 @@ export function buildStatements(s: string, channel: string) {
       WITH claimed AS (
         UPDATE ${t} t SET state = 'Working', attempt = t.attempt + 1, runs = t.runs + 1, lease_owner = $1, lease_token = gen_random_uuid()::text,
           lease_until = ${NOW} + $2::float8 * interval '1 millisecond', ${NEW_RUN}, ${CHANGED}
-        FROM unnest($3::text[]) AS picked(id) WHERE t.id = picked.id AND t.state = 'Initialized'
+        FROM unnest($3::text[]) AS picked(id) WHERE t.id = picked.id AND ${stateIs('Initialized', 't.')}
         RETURNING ${tcols}, t.insert_seq, t.runs
       ),${openRun('claimed')}
       SELECT ${out} FROM claimed ORDER BY claimed.priority DESC, claimed.scheduled_at, claimed.created_at, claimed.insert_seq`,
     /** $1: id, $2: token, $3: leaseMs. */
     renew: `
       UPDATE ${t} SET lease_until = ${NOW} + $3::float8 * interval '1 millisecond', ${CHANGED}
-      WHERE id = $1 AND state = 'Working' AND lease_token = $2
+      WHERE id = $1 AND ${stateIs('Working')} AND lease_token = $2
       RETURNING ${out}`,
     /**
      * $1: id, $2: token, $3: runAt, $4: error (jsonb) or null to keep the last, $5: refund the attempt. Closes the
@@ -188,7 +209,7 @@ export function buildStatements(s: string, channel: string) {
         UPDATE ${t} SET state = 'Initialized', scheduled_at = $3::timestamptz, ${NO_LEASE},
           last_error = coalesce($4::jsonb, last_error),
           attempt = CASE WHEN $5::boolean THEN greatest(attempt - 1, 0) ELSE attempt END, ${CHANGED}
-        WHERE id = $1 AND state = 'Working' AND lease_token = $2
+        WHERE id = $1 AND ${stateIs('Working')} AND lease_token = $2
         RETURNING ${cols}, runs, ${notify('released')}
       ),${closeRun('released', `CASE WHEN $4::jsonb IS NULL THEN 'released' ELSE 'retried' END`, '$4::jsonb')}
       SELECT ${out}, notified FROM released`,
@@ -198,7 +219,7 @@ export function buildStatements(s: string, channel: string) {
         UPDATE ${t} t SET state = 'Done', ${NO_LEASE}, ${CHANGED}
         FROM unnest($1::text[], $2::text[]) AS u(id, token)
         -- "id = ANY" steers the planner to primary-key look-ups whatever its statistics say.
-        WHERE t.id = ANY($1::text[]) AND t.id = u.id AND t.state = 'Working' AND t.lease_token = u.token
+        WHERE t.id = ANY($1::text[]) AND t.id = u.id AND ${stateIs('Working', 't.')} AND t.lease_token = u.token
         RETURNING ${tcols}, t.runs
       ),${closeRun('done', `'succeeded'`, 'NULL')}
       SELECT ${out} FROM done`,
@@ -206,7 +227,7 @@ export function buildStatements(s: string, channel: string) {
     done: `
       WITH done AS (
         UPDATE ${t} SET state = 'Done', ${NO_LEASE}, ${CHANGED}
-        WHERE id = $1 AND state = 'Working' AND lease_token = $2
+        WHERE id = $1 AND ${stateIs('Working')} AND lease_token = $2
         RETURNING ${cols}, runs
       ),${closeRun('done', `'succeeded'`, 'NULL')}
       SELECT ${out} FROM done`,
@@ -214,14 +235,14 @@ export function buildStatements(s: string, channel: string) {
     failWorking: `
       WITH failed AS (
         UPDATE ${t} SET state = 'Failed', ${NO_LEASE}, last_error = $2::jsonb, ${CHANGED}
-        WHERE id = $1 AND state = 'Working' AND lease_token = $3
+        WHERE id = $1 AND ${stateIs('Working')} AND lease_token = $3
         RETURNING ${cols}, runs
       ),${closeRun('failed', `'failed'`, '$2::jsonb')}
       SELECT ${out} FROM failed`,
     /** $1: id, $2: error (jsonb). */
     failInitialized: `
       UPDATE ${t} SET state = 'Failed', last_error = $2::jsonb, ${CHANGED}
-      WHERE id = $1 AND state = 'Initialized'
+      WHERE id = $1 AND ${stateIs('Initialized')}
       RETURNING ${out}`,
     /**
      * $1: id. Out of Working, closes the run `cancelled`; out of Initialized there is none running (every
@@ -230,7 +251,7 @@ export function buildStatements(s: string, channel: string) {
     cancel: `
       WITH cancelled AS (
         UPDATE ${t} SET state = 'Cancelled', ${NO_LEASE}, ${CHANGED}
-        WHERE id = $1 AND ${LIVE}
+        WHERE id = $1 AND ${LIVE_BY_ID}
         RETURNING ${cols}, runs, ${notify('cancelled')}
       ),${closeRun('cancelled', `'cancelled'`, 'NULL')}
       SELECT ${out}, notified FROM cancelled`,
@@ -238,7 +259,7 @@ export function buildStatements(s: string, channel: string) {
     cancelWorking: `
       WITH cancelled AS (
         UPDATE ${t} SET state = 'Cancelled', ${NO_LEASE}, ${CHANGED}
-        WHERE id = $1 AND state = 'Working' AND lease_token = $2
+        WHERE id = $1 AND ${stateIs('Working')} AND lease_token = $2
         RETURNING ${cols}, runs, ${notify('cancelled')}
       ),${closeRun('cancelled', `'cancelled'`, 'NULL')}
       SELECT ${out}, notified FROM cancelled`,
@@ -247,7 +268,7 @@ export function buildStatements(s: string, channel: string) {
       UPDATE ${t} SET scheduled_at = coalesce($2::timestamptz, scheduled_at),
         param = CASE WHEN $3::boolean THEN $4::json ELSE param END,
         priority = coalesce($5::float8, priority), ${CHANGED}
-      WHERE id = $1 AND state = 'Initialized'
+      WHERE id = $1 AND ${stateIs('Initialized')}
       RETURNING ${out}, ${notify('updated')}`,
     /**
      * $1: id, $2: token, $3: progress (jsonb), $4: message or null, $5: the most check-ins an attempt keeps.
@@ -257,7 +278,7 @@ export function buildStatements(s: string, channel: string) {
     progress: `
       WITH progressed AS (
         UPDATE ${t} SET progress = $3::jsonb, progress_at = ${NOW}, ${CHANGED}
-        WHERE id = $1 AND state = 'Working' AND lease_token = $2
+        WHERE id = $1 AND ${stateIs('Working')} AND lease_token = $2
         RETURNING id, runs
       ), checked_in AS (
         UPDATE ${a} a SET check_ins =
@@ -284,7 +305,8 @@ export function buildStatements(s: string, channel: string) {
           state = CASE WHEN t.attempt >= t.max_attempts THEN 'Failed' ELSE 'Initialized' END,
           scheduled_at = CASE WHEN t.attempt >= t.max_attempts THEN t.scheduled_at ELSE ${NOW} END,
           ${NO_LEASE}, last_error = ${LEASE_EXPIRED}, ${CHANGED}
-        FROM expired WHERE t.id = expired.id AND t.state = 'Working'
+        -- Not a join with expired: see claimDue.
+        WHERE t.id = ANY (ARRAY(SELECT id FROM expired)) AND ${stateIs('Working', 't.')}
         RETURNING ${tcols}, t.runs,
           CASE WHEN t.state = 'Initialized' THEN pg_notify('${channel}', json_build_object('taskId', t.id, 'reason', 'released')::text) END AS notified
       ),${closeRun('reclaimed', `'lease-expired'`, LEASE_EXPIRED)}
