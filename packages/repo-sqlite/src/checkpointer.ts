@@ -120,6 +120,8 @@ export class Checkpointer {
     if (!this.#closed) {
       this.#fallBack();
       this.#worker.postMessage('close');
+      // Unref'd so that a running worker never keeps the process alive; a caller awaiting its end must be able to.
+      this.#worker.ref();
     }
     return this.#exited;
   }
