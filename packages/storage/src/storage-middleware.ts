@@ -175,6 +175,8 @@ interface LocalTask extends LocalTaskView {
   seen: TaskInfo | undefined;
   /** A batch claim of the backlog, held until the run takes it (or it is handed back). */
   backlog: BacklogClaim | undefined;
+  /** When the lease of a batch claim the run took expires at the latest (its keeper's last renewal). */
+  leaseExpiresAt: number | undefined;
   /**
    * The Done write of a run that gave its slot back before the write landed: the handle settles once it has.
    * See {@link DurableStorage.#finishDone}.
@@ -332,7 +334,8 @@ class DurableStorage implements StorageMiddleware {
       workIds: () => this.#registry.workIds().filter((workId) => this.#claimsBacklogOf(workId)),
       freeSlots: () => (scheduler.concurrency ?? 1) - (scheduler.running ?? 0),
       schedule: (claim) => scheduler.schedule(this.#restoredContext(claim.task, undefined, claim)),
-      refused: (claim) => {
+      refused: (claim, error) => {
+        if (isStopReason(error)) return;
         // The chain of this node refuses tasks of this work (a middleware before storage threw): a batch claim
         // cannot tell which ones before it claims them, so the work's tasks are held on timers from now on, where
         // a refusal writes nothing and is reported once per row (sync:error).
@@ -523,16 +526,18 @@ class DurableStorage implements StorageMiddleware {
       if (entry !== undefined && (entry.backlog !== undefined || (entry.phase === 'scheduled' && entry.handle.inner !== undefined))) return entry.handle;
     } else if (entry !== undefined) {
       if (entry.controller !== undefined || entry.backlog !== undefined) {
-        // A run of this node still holds the task (a zombie whose lease was reclaimed, not yet back): the batch
-        // claim is handed back, and the task is claimed again once that run has let go of it.
-        void this.#backlog?.handBack(claim).catch(() => undefined);
-        throw new HoraeError('INVALID_STATE', `task "${task.id}" still runs on this node; its batch claim was handed back`);
+        // A run of this node still holds the task (a zombie whose lease was reclaimed, not back yet), or a batch
+        // claim waits for it already: this claim is handed back; the task is claimed again once it is free.
+        void this.#handBack(undefined, claim);
+        return entry.handle;
       }
-      // This node's own timer (or a claim of it under way, which now loses) gives way to the batch claim.
-      const old = entry.handle.inner;
-      entry.generation++;
-      entry.handle.inner = undefined;
-      if (old !== undefined) void old.cancel('claimed with the backlog').catch(() => undefined);
+      if (entry.handle.inner !== undefined) {
+        // This node holds the task on a timer (its retry, say), or that timer's run is claiming it right now: that
+        // run takes the batch claim (its own claim by id loses to it), so the task keeps one local task.
+        entry.backlog = claim;
+        return entry.handle;
+      }
+      // A handle that waits for another node, or an insert of this node under way: the claim's run takes over.
     } else {
       this.events.emit('task:scheduled', { task, source: 'claimed' });
     }
@@ -551,7 +556,7 @@ class DurableStorage implements StorageMiddleware {
     const registered = this.#registry.get(task.workId);
     // Each `with...` copies the context (and `withValue` its map of values): only what differs is set, so that a
     // restored context, built by #restoredContext with the row's id, due time and param, costs one copy.
-    let inner = ctx.withWork(this.#wrap(entry, generation, ctx.work ?? registered.work, registered, claim));
+    let inner = ctx.withWork(this.#wrap(entry, generation, ctx.work ?? registered.work, registered));
     if (inner.value(TaskIdKey) !== task.id) inner = inner.withValue(TaskIdKey, task.id);
     if (inner.runAtMs !== task.scheduledAt.getTime()) inner = inner.withRunAt(task.scheduledAt);
     const param = this.#freeParam ? undefined : task.param;
@@ -572,18 +577,16 @@ class DurableStorage implements StorageMiddleware {
       entry.handle.inner = handle;
       this.#watch(entry, handle);
     }
-    if (claim !== undefined) {
-      // A task that ends without its run taking the claim (cancelled, the scheduler stopped) hands the claim back.
-      const drop = (): void => void this.#handBack(entry, claim);
-      handle.result.then(drop, drop);
-    }
     return entry.handle;
   }
 
-  /** Gives a batch claim back to the repository (released, uncounted) unless a run took it. */
-  async #handBack(entry: LocalTask, claim: BacklogClaim): Promise<void> {
+  /**
+   * Gives a batch claim back to the repository (released, uncounted) unless a run took it: the local task that
+   * was to run it ended first (cancelled, the scheduler stopped), or this node could not take it.
+   */
+  async #handBack(entry: LocalTask | undefined, claim: BacklogClaim): Promise<void> {
+    if (entry?.backlog === claim) entry.backlog = undefined;
     if (claim.settled) return;
-    if (entry.backlog === claim) entry.backlog = undefined;
     const backlog = this.#backlog;
     if (backlog !== undefined) return backlog.handBack(claim).catch(() => undefined);
     // The claimer already stopped: release here, the same way.
@@ -608,6 +611,7 @@ class DurableStorage implements StorageMiddleware {
       seen: undefined,
       ending: undefined,
       backlog: undefined,
+      leaseExpiresAt: undefined,
     };
   }
 
@@ -654,6 +658,9 @@ class DurableStorage implements StorageMiddleware {
   #innerSettled(entry: LocalTask, inner: TaskHandle, state: 'done' | 'failed' | 'cancelled', value: unknown): void {
     // A replaced timer (rescheduled, or taken over by another node) settles without touching the task.
     if (entry.handle.inner !== inner) return;
+    // The local task ended without its run taking the batch claim waiting for it (cancelled, the scheduler
+    // stopped): nothing else here would take it.
+    if (entry.backlog !== undefined) void this.#handBack(entry, entry.backlog);
     const ending = entry.ending;
     if (ending !== undefined) {
       // The run gave its slot back before its Done write landed: the handle tells what the write decided.
@@ -692,24 +699,28 @@ class DurableStorage implements StorageMiddleware {
 
   // ---- run time ----
 
-  #wrap(entry: LocalTask, generation: number, work: WorkFn, registered: RegisteredWork, claim: BacklogClaim | undefined): WorkFn {
+  #wrap(entry: LocalTask, generation: number, work: WorkFn, registered: RegisteredWork): WorkFn {
     return async (wctx: WorkContext) => {
       if (entry.generation !== generation || entry.handle.settled) {
-        if (claim !== undefined) void this.#handBack(entry, claim);
         throw new RunAbandoned('the local timer was replaced; the task runs from its new timer');
       }
       entry.phase = 'running';
-      const claimed = claim === undefined ? await this.#claim(entry, generation) : this.#takeBacklogClaim(entry, claim);
+      // A batch claim of this node waiting for the task is this run's claim; otherwise the run claims by id.
+      const claimed = entry.backlog !== undefined ? this.#takeBacklogClaim(entry, entry.backlog) : await this.#claim(entry);
       const invalid = this.#revalidate(claimed, registered);
       if (invalid !== undefined) return this.#failInvalidParam(entry, claimed, invalid);
-      return this.#run(entry, claimed, wctx, work, registered, claim?.keeper.expiresAt);
+      const leaseExpiresAt = entry.leaseExpiresAt;
+      entry.leaseExpiresAt = undefined;
+      return this.#run(entry, claimed, wctx, work, registered, leaseExpiresAt);
     };
   }
 
   /** The run of a task claimed with the backlog takes its claim: the lease kept since the batch claim is its own. */
   #takeBacklogClaim(entry: LocalTask, claim: BacklogClaim): TaskInfo {
+    const expiresAt = claim.keeper.expiresAt;
     const taken = claim.settle();
     if (entry.backlog === claim) entry.backlog = undefined;
+    entry.leaseExpiresAt = expiresAt;
     if (!taken) {
       // Handed back already (the node is stopping): the task is Initialized again, for whoever claims it next.
       entry.phase = 'remote';
@@ -786,7 +797,7 @@ class DurableStorage implements StorageMiddleware {
   }
 
   /** Claims the task; when the claim is lost, settles what this node knows and throws what the core expects. */
-  async #claim(entry: LocalTask, generation: number): Promise<TaskInfo> {
+  async #claim(entry: LocalTask): Promise<TaskInfo> {
     const id = entry.taskId;
     for (let tries = 0; ; tries++) {
       let claimed: TaskInfo | null | 'limit';
@@ -796,10 +807,7 @@ class DurableStorage implements StorageMiddleware {
         // expects, so a mismatch can only be a store that rounds times; never loop on it.
         const guard = tries < 2 ? { ifScheduledAt: new Date(entry.scheduledAt) } : {};
         claimed = await this.#durable.run('claim', id, () => this.#claimOnce(id, entry.workId, guard));
-        // A batch claim of this node took the task over meanwhile: this timer's claim lost to it, quietly.
-        if (claimed === null && entry.generation !== generation) throw new RunAbandoned('the task was claimed with the backlog on this node');
       } catch (error) {
-        if (entry.generation !== generation) throw error;
         if (error instanceof TaskNotFoundError) {
           entry.outcome = { state: 'cancelled', value: new TaskCancelledError('the task was deleted', { cause: error }) };
           throw new RunAbandoned('the task no longer exists', { cause: error });
@@ -808,6 +816,8 @@ class DurableStorage implements StorageMiddleware {
         throw error;
       }
       if (claimed === 'limit') return this.#deferForLimit(entry);
+      // Lost to a batch claim of this very node, made while this claim was under way: that claim is this run's.
+      if (claimed === null && entry.backlog !== undefined) return this.#takeBacklogClaim(entry, entry.backlog);
       if (claimed !== null) {
         entry.seen = undefined;
         this.events.emit('task:started', { task: claimed });

@@ -13,17 +13,25 @@ interface Calls {
 }
 
 /**
- * A client of `repo` that counts its claims; `gate`, when set, holds each claimDue until it resolves. A proxy
+ * A client of `repo` that counts its claims; `gate` (`claimGate`), when set, holds each claimDue (claim by id)
+ * until it resolves: a database round trip held open by the test. A proxy
  * rather than a subclass, so that two clients can share one store (peers) and each count its own calls.
  */
-function countingClient(repo: MemoryRepository): { client: MemoryRepository; calls: Calls; gate: { current: Deferred<void> | undefined } } {
+function countingClient(repo: MemoryRepository): {
+  client: MemoryRepository;
+  calls: Calls;
+  gate: { current: Deferred<void> | undefined };
+  claimGate: { current: Deferred<void> | undefined };
+} {
   const calls: Calls = { claim: 0, claimDue: [], claimedRows: 0 };
   const gate: { current: Deferred<void> | undefined } = { current: undefined };
+  const claimGate: { current: Deferred<void> | undefined } = { current: undefined };
   const client = new Proxy(repo, {
     get(target, property) {
       if (property === 'claim') {
-        return (...args: Parameters<MemoryRepository['claim']>) => {
+        return async (...args: Parameters<MemoryRepository['claim']>) => {
           calls.claim++;
+          await claimGate.current?.promise;
           return target.claim(...args);
         };
       }
@@ -46,7 +54,7 @@ function countingClient(repo: MemoryRepository): { client: MemoryRepository; cal
       return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
     },
   });
-  return { client, calls, gate };
+  return { client, calls, gate, claimGate };
 }
 
 async function insertDue(repo: MemoryRepository, clock: VirtualClock, count: number, workId = 'w'): Promise<void> {
@@ -111,6 +119,59 @@ describe('the backlog is claimed in batches as run slots free up', () => {
     expect(a.calls.claim + b.calls.claim).toBe(0);
     expect(a.calls.claimedRows).toBeGreaterThan(0);
     expect(b.calls.claimedRows).toBeGreaterThan(0);
+  });
+
+  it('a batch that claims a task this node holds on a timer gives the claim to that timer\'s run: one run, no hand-back', async () => {
+    const clock = new VirtualClock();
+    const repo = new MemoryRepository({ clock });
+    // X is held on a timer (due in 1 s); Y is inserted by another node just before X falls due, so that the sync
+    // at 1 s finds backlog and the batch claims both X and Y while X's own timer fires.
+    await repo.insert({ id: 'x', workId: 'w', scheduledAt: new Date(clock.now() + 1000) });
+    const runs: string[] = [];
+    const registry = new WorkRegistry().register('w', (ctx) => void runs.push(ctx.taskId));
+    const { client, calls } = countingClient(repo.openPeer());
+    const node = await startNode(client, registry, clock, { multi: true, nodeId: 'a', leaseMs: 9000, syncIntervalMs: 1000 });
+    await clock.advance(999);
+    await repo.insert({ id: 'y', workId: 'w', scheduledAt: new Date(clock.now()) });
+    for (let i = 0; i < 10; i++) await clock.advance(i === 0 ? 1 : 0);
+
+    expect(runs.sort()).toEqual(['x', 'y']);
+    expect(calls.claimedRows).toBe(2);
+    expect((await repo.listAttempts('x')).map((a) => a.outcome)).toEqual(['succeeded']);
+    expect((await repo.getById('x')).attempt).toBe(1);
+    expect(node.events.filter(([name]) => name === 'task:started')).toHaveLength(2);
+  });
+
+  it('a batch claim made while this node\'s own claim by id is under way: that run takes the batch claim', async () => {
+    const clock = new VirtualClock();
+    const repo = new MemoryRepository({ clock });
+    await repo.insert({ id: 'x', workId: 'w', scheduledAt: new Date(clock.now() + 999) });
+    const runs: string[] = [];
+    const registry = new WorkRegistry().register('w', (ctx) => void runs.push(ctx.taskId));
+    const { client, calls, claimGate } = countingClient(repo.openPeer());
+    const node = await startNode(client, registry, clock, { multi: true, nodeId: 'a', leaseMs: 9000, syncIntervalMs: 1000 });
+    await clock.advance(998);
+    await repo.insert({ id: 'y', workId: 'w', scheduledAt: new Date(clock.now()) });
+    // X's timer fires at 999 ms and its claim by id hangs; the sync of 1 s finds Y and the batch claims X and Y.
+    claimGate.current = deferred();
+    await clock.advance(1);
+    expect(calls.claim).toBe(1);
+    for (let i = 0; i < 10; i++) await clock.advance(i === 0 ? 1 : 0);
+    expect(calls.claim).toBe(1);
+    expect(calls.claimedRows).toBe(2);
+    expect(runs).toEqual(['y']);
+    claimGate.current.resolve();
+    for (let i = 0; i < 10; i++) await clock.advance(0);
+
+    expect(runs.sort()).toEqual(['x', 'y']);
+    expect((await repo.listAttempts('x')).map((a) => a.outcome)).toEqual(['succeeded']);
+    expect(node.events.some(([name]) => name === 'repository:error')).toBe(false);
+    // The work was not mistaken for one the chain refuses: a later backlog task is still claimed in a batch.
+    await repo.insert({ id: 'z', workId: 'w', scheduledAt: new Date(clock.now()) });
+    await clock.advance(1000);
+    for (let i = 0; i < 10; i++) await clock.advance(0);
+    expect(runs).toContain('z');
+    expect(calls.claimedRows).toBe(3);
   });
 
   it('a task another node inserts due now is claimed at the next sync, not at the claimer\'s next check', async () => {
