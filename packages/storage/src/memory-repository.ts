@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { InvalidInputError, realClock, type Clock } from '@horae/core';
 import { InvalidStateError, LeaseLostError, RepositoryError, TaskNotFoundError } from './errors.js';
+import { firstInOrder } from './first-in-order.js';
 import type {
   ChangePage,
   ClaimOptions,
@@ -60,6 +61,8 @@ interface StoredTask {
  */
 class MemoryStore {
   readonly tasks = new Map<string, StoredTask>();
+  /** The Initialized tasks (as stored in `tasks`): what claims look at, without walking every ended task. */
+  readonly initialized = new Map<string, TaskInfo>();
   /** uniqueKey → id of the live (non-terminal) task holding it. */
   readonly liveKeys = new Map<string, string>();
   /** task id → its execution history, oldest run first; deleted with the task. */
@@ -210,11 +213,11 @@ export class MemoryRepository implements Repository, ScheduleStore, WorkLimiter 
       validateLimit(options.limit);
       const workIds = options.workIds === undefined ? null : new Set(options.workIds);
       const now = this.#store.clock.now();
-      const due = [...this.#store.tasks.values()]
-        .map((stored) => stored.task)
-        .filter((task) => task.state === 'Initialized' && task.scheduledAt.getTime() <= now && (workIds === null || workIds.has(task.workId)))
-        .sort(byClaimOrder)
-        .slice(0, options.limit);
+      const due = firstInOrder(
+        this.#dueInitialized(now, workIds),
+        options.limit,
+        byClaimOrder,
+      );
       return due.map((task) => copy(this.#claimTask(task, options)));
     });
   }
@@ -241,10 +244,7 @@ export class MemoryRepository implements Repository, ScheduleStore, WorkLimiter 
       const limits = validateWorkLimits(options.workLimits);
       const workIds = options.workIds === undefined ? null : new Set(options.workIds);
       const now = this.#store.clock.now();
-      const due = [...this.#store.tasks.values()]
-        .map((stored) => stored.task)
-        .filter((task) => task.state === 'Initialized' && task.scheduledAt.getTime() <= now && (workIds === null || workIds.has(task.workId)))
-        .sort(byClaimOrder);
+      const due = [...this.#dueInitialized(now, workIds)].sort(byClaimOrder);
       const free = new Map([...limits].map(([workId, limit]) => [workId, limit - this.#workingOf(workId)]));
       const taken = new Set(pickWithinLimits(due, free, options.limit));
       return due.filter((task) => taken.has(task.id)).map((task) => copy(this.#claimTask(task, options)));
@@ -567,6 +567,13 @@ export class MemoryRepository implements Repository, ScheduleStore, WorkLimiter 
     if (attempt.checkIns.length > MAX_CHECK_INS_PER_ATTEMPT) attempt.checkIns.splice(0, attempt.checkIns.length - MAX_CHECK_INS_PER_ATTEMPT);
   }
 
+  /** The Initialized tasks due at `now`, of the given works (all when null), in no particular order. */
+  *#dueInitialized(now: number, workIds: ReadonlySet<string> | null): Generator<TaskInfo> {
+    for (const task of this.#store.initialized.values()) {
+      if (task.scheduledAt.getTime() <= now && (workIds === null || workIds.has(task.workId))) yield task;
+    }
+  }
+
   /**
    * Stores `task` as its latest state: a new change at the end of the change log, updatedAt from the
    * store's clock, and the uniqueKey index kept to live tasks only.
@@ -579,6 +586,8 @@ export class MemoryRepository implements Repository, ScheduleStore, WorkLimiter 
     store.seq++;
     store.tasks.delete(task.id);
     store.tasks.set(task.id, { task: stored, seq: store.seq });
+    if (stored.state === 'Initialized') store.initialized.set(stored.id, stored);
+    else store.initialized.delete(stored.id);
     if (stored.uniqueKey !== null) {
       if (!isTerminal(stored.state)) store.liveKeys.set(stored.uniqueKey, stored.id);
       else if (store.liveKeys.get(stored.uniqueKey) === stored.id) store.liveKeys.delete(stored.uniqueKey);
