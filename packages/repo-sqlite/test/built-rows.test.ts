@@ -2,7 +2,8 @@ import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { VirtualClock } from '@horae/core/testing';
 import { LeaseLostError, TaskNotFoundError } from '@horae/storage';
-import { SqliteRepository, type SqliteDatabase } from '@horae/repo-sqlite';
+import { SqliteRepository } from '@horae/repo-sqlite';
+import { driverSlice } from './driver-slice.js';
 
 const T0 = Date.UTC(2026, 0, 1);
 const MINUTE = 60_000;
@@ -70,21 +71,11 @@ describe('claim and markAsDone return exactly the stored row', () => {
 
   it('works the same through a driver slice whose statements have no raw() (rows read as objects)', async () => {
     const db = new Database(':memory:');
-    const slice: SqliteDatabase = {
-      prepare: (source) => {
-        const statement = db.prepare(source);
-        return { run: (...params) => statement.run(...params), get: (...params) => statement.get(...params), all: (...params) => statement.all(...params) };
-      },
-      exec: (source) => db.exec(source),
-      pragma: (source, options) => db.pragma(source, options),
-      close: () => db.close(),
-      get open() {
-        return db.open;
-      },
-      get inTransaction() {
-        return db.inTransaction;
-      },
-    };
+    const slice = driverSlice(db, (_source, statement) => ({
+      run: (...params) => statement.run(...params),
+      get: (...params) => statement.get(...params),
+      all: (...params) => statement.all(...params),
+    }));
     const plain = new SqliteRepository({ database: slice, clock });
     try {
       const { task } = await plain.insert({ workId: 'w', scheduledAt: new Date(T0), param: { a: 1 } });

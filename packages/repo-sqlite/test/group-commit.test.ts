@@ -3,6 +3,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { InvalidInputError } from '@horae/core';
 import { LeaseLostError, RepositoryError, TaskNotFoundError, type TaskInfo } from '@horae/storage';
 import { SqliteRepository, type SqliteDatabase, type SqliteRepositoryOptions, type SqliteStatement } from '@horae/repo-sqlite';
+import { driverSlice } from './driver-slice.js';
 import { tempDir, type TempDir } from './temp-database.js';
 
 /**
@@ -11,29 +12,17 @@ import { tempDir, type TempDir } from './temp-database.js';
  */
 function countingConnection(db: Database.Database): { connection: SqliteDatabase; transactions: () => number } {
   let transactions = 0;
-  const connection: SqliteDatabase = {
-    prepare: (source: string): SqliteStatement => {
-      const statement = db.prepare(source);
-      if (source !== 'BEGIN IMMEDIATE') return statement;
-      return {
-        run: (...params: unknown[]) => {
-          transactions++;
-          return statement.run(...params);
-        },
-        get: (...params: unknown[]) => statement.get(...params),
-        all: (...params: unknown[]) => statement.all(...params),
-      };
-    },
-    exec: (source) => db.exec(source),
-    pragma: (source, options) => db.pragma(source, options),
-    close: () => db.close(),
-    get open() {
-      return db.open;
-    },
-    get inTransaction() {
-      return db.inTransaction;
-    },
-  };
+  const connection = driverSlice(db, (source, statement): SqliteStatement => {
+    if (source !== 'BEGIN IMMEDIATE') return statement;
+    return {
+      run: (...params: unknown[]) => {
+        transactions++;
+        return statement.run(...params);
+      },
+      get: (...params: unknown[]) => statement.get(...params),
+      all: (...params: unknown[]) => statement.all(...params),
+    };
+  });
   return { connection, transactions: () => transactions };
 }
 

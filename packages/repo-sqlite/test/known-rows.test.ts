@@ -2,7 +2,8 @@ import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { VirtualClock } from '@horae/core/testing';
 import { LeaseLostError, RepositoryError } from '@horae/storage';
-import { SqliteRepository, type SqliteDatabase } from '@horae/repo-sqlite';
+import { SqliteRepository } from '@horae/repo-sqlite';
+import { driverSlice } from './driver-slice.js';
 import { KnownRows } from '../src/known-rows.js';
 import type { TaskRow } from '../src/row-mapping.js';
 import { STATEMENT_SQL } from '../src/statements.js';
@@ -95,29 +96,17 @@ describe('transitions of remembered rows', () => {
   it('a markAsDone after a claim on one connection reads no row: the claimed row is remembered', async () => {
     const db = new Database(':memory:');
     let rowReads = 0;
-    const slice: SqliteDatabase = {
-      prepare: (source) => {
-        const statement = db.prepare(source);
-        const reads = source === STATEMENT_SQL.rowForWrite;
-        return {
-          run: (...params) => statement.run(...params),
-          get: (...params) => {
-            if (reads) rowReads++;
-            return statement.get(...params);
-          },
-          all: (...params) => statement.all(...params),
-        };
-      },
-      exec: (source) => db.exec(source),
-      pragma: (source, options) => db.pragma(source, options),
-      close: () => db.close(),
-      get open() {
-        return db.open;
-      },
-      get inTransaction() {
-        return db.inTransaction;
-      },
-    };
+    const slice = driverSlice(db, (source, statement) => {
+      const reads = source === STATEMENT_SQL.rowForWrite;
+      return {
+        run: (...params) => statement.run(...params),
+        get: (...params) => {
+          if (reads) rowReads++;
+          return statement.get(...params);
+        },
+        all: (...params) => statement.all(...params),
+      };
+    });
     const repository = new SqliteRepository({ database: slice, clock });
     try {
       const { task } = await repository.insert({ workId: 'w', scheduledAt: new Date(T0), param: { a: 1 } });
