@@ -341,8 +341,7 @@ class DurableStorage implements StorageMiddleware {
         // a refusal writes nothing and is reported once per row (sync:error).
         this.#refusedWorks.add(claim.task.workId);
       },
-      onRepositoryError: (taskId, error, attempt) =>
-        this.events.emit('repository:error', { operation: 'renewLease', taskId, attempt, error, retryInMs: undefined }),
+      onRepositoryError: (taskId, error, attempt) => this.#reportRenewalError(taskId, error, attempt),
       onClaimError: (error) =>
         this.events.emit('repository:error', {
           operation: 'claimDue',
@@ -352,6 +351,11 @@ class DurableStorage implements StorageMiddleware {
           retryInMs: undefined,
         }),
     });
+  }
+
+  /** A lease renewal failed with an outage (it is tried again until the lease would expire). */
+  #reportRenewalError(taskId: string, error: RepositoryError, attempt: number): void {
+    this.events.emit('repository:error', { operation: 'renewLease', taskId, attempt, error, retryInMs: undefined });
   }
 
   /** Whether a work's backlog is claimed in batches: known here, and limited neither across nodes nor on this one. */
@@ -374,9 +378,8 @@ class DurableStorage implements StorageMiddleware {
   async stop(): Promise<void> {
     this.#stopping = true;
     await this.#sync.stop();
-    const backlog = this.#backlog;
-    this.#backlog = undefined;
-    await backlog?.stop();
+    // Kept after it stopped: a claim still in flight when a local task ends is handed back through it.
+    await this.#backlog?.stop();
     await this.#durable.idle();
   }
 
@@ -586,13 +589,8 @@ class DurableStorage implements StorageMiddleware {
    */
   async #handBack(entry: LocalTask | undefined, claim: BacklogClaim): Promise<void> {
     if (entry?.backlog === claim) entry.backlog = undefined;
-    if (claim.settled) return;
-    const backlog = this.#backlog;
-    if (backlog !== undefined) return backlog.handBack(claim).catch(() => undefined);
-    // The claimer already stopped: release here, the same way.
-    if (!claim.settle()) return;
-    const token = claim.task.lease?.token ?? '';
-    await this.#fenced('release', claim.task.id, () => this.#repository.release(claim.task.id, token, { runAt: claim.task.scheduledAt, refundAttempt: true })).catch(() => undefined);
+    // A claim exists only once the claimer does; the claimer hands back after it stopped too.
+    await this.#backlog?.handBack(claim).catch(() => undefined);
   }
 
   #newEntry(taskId: string, workId: string, phase: LocalPhase, runAt: Date, priority: number): LocalTask {
@@ -884,8 +882,7 @@ class DurableStorage implements StorageMiddleware {
         this.events.emit('task:lease-lost', { taskId: id, error });
         controller.abort(error);
       },
-      onRepositoryError: (error, attempt) =>
-        this.events.emit('repository:error', { operation: 'renewLease', taskId: id, attempt, error, retryInMs: undefined }),
+      onRepositoryError: (error, attempt) => this.#reportRenewalError(id, error, attempt),
     });
     // Built on the first report only: most works never report, and a run then allocates no writer.
     let progress: ProgressWriter | undefined;
