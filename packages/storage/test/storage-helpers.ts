@@ -1,4 +1,4 @@
-import { Scheduler, type Middleware } from '@horae/core';
+import { Scheduler, type Middleware, type WorkFn } from '@horae/core';
 import { VirtualClock } from '@horae/core/testing';
 import type {
   WorkRegistry} from '@horae/storage';
@@ -16,6 +16,20 @@ export interface Deferred<T> {
   promise: Promise<T>;
   resolve: (value: T) => void;
   reject: (error: unknown) => void;
+}
+
+/**
+ * A work that runs until its signal is aborted, then fails with the abort's reason; `onAbort` sees the reason
+ * first, so a test can check why the run was cut.
+ */
+export function untilAborted(onAbort: (reason: unknown) => void): WorkFn {
+  return (ctx) =>
+    new Promise((_, reject) => {
+      ctx.signal.addEventListener('abort', () => {
+        onAbort(ctx.signal.reason);
+        reject(ctx.signal.reason as Error);
+      });
+    });
 }
 
 export function deferred<T = void>(): Deferred<T> {

@@ -2,7 +2,7 @@ import { TaskCancelledError } from '@horae/core';
 import { VirtualClock } from '@horae/core/testing';
 import { LeaseLostError, MemoryRepository, WorkRegistry, multiNodeStorage, type ChangeNotifier, type TaskChangeNotice, type TaskLeaseLostEvent } from '@horae/storage';
 import { describe, expect, it } from 'vitest';
-import { allTasks, deferred, eventNames, fixture, startNode, type TestNode } from './storage-helpers.js';
+import { allTasks, deferred, eventNames, fixture, startNode, untilAborted, type TestNode } from './storage-helpers.js';
 
 const LEASE = 9_000;
 
@@ -114,13 +114,7 @@ describe('semantics 2 and 3: leases, reclaim, fencing', () => {
     let reason: unknown;
     const registry = new WorkRegistry().register(
       'w',
-      (ctx) =>
-        new Promise((_, reject) => {
-          ctx.signal.addEventListener('abort', () => {
-            reason = ctx.signal.reason;
-            reject(ctx.signal.reason as Error);
-          });
-        }),
+      untilAborted((abortReason) => (reason = abortReason)),
       { maxAttempts: 2 },
     );
     const node = await startNode(peer, registry, clock, { multi: true, nodeId: 'n', leaseMs: LEASE, syncIntervalMs: 60_000 });
@@ -248,13 +242,7 @@ describe('semantics 4: sync is exact', () => {
     let reason: unknown;
     const registry = new WorkRegistry().register(
       'w',
-      (ctx) =>
-        new Promise((_, reject) => {
-          ctx.signal.addEventListener('abort', () => {
-            reason = ctx.signal.reason;
-            reject(ctx.signal.reason as Error);
-          });
-        }),
+      untilAborted((abortReason) => (reason = abortReason)),
     );
     const { clock, repo, a, b } = await twoNodes(registry);
     const handle = await a.scheduler.schedule({ workId: 'w' });

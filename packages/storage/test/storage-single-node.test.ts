@@ -2,7 +2,7 @@ import { InvalidInputError, TaskCancelledError, UnrecoverableError, type Middlew
 import { VirtualClock } from '@horae/core/testing';
 import { MemoryRepository, RestoredTaskKey, UnknownWorkError, WorkRegistry } from '@horae/storage';
 import { describe, expect, it } from 'vitest';
-import { allTasks, deferred, eventNames, fixture, startNode } from './storage-helpers.js';
+import { allTasks, deferred, eventNames, fixture, startNode, untilAborted } from './storage-helpers.js';
 
 describe('singleNodeStorage: the life of a task', () => {
   it('writes the task at schedule time and marks it Done after the run', async () => {
@@ -157,13 +157,7 @@ describe('retries (maxAttempts, backoff, custom function, UnrecoverableError)', 
     let aborted: unknown;
     const registry = new WorkRegistry().register(
       'slow',
-      (ctx) =>
-        new Promise((_, reject) => {
-          ctx.signal.addEventListener('abort', () => {
-            aborted = ctx.signal.reason;
-            reject(ctx.signal.reason as Error);
-          });
-        }),
+      untilAborted((abortReason) => (aborted = abortReason)),
       { timeoutMs: 5000 },
     );
     const node = await startNode(repo, registry, clock);
@@ -197,13 +191,7 @@ describe('cancel', () => {
     let reason: unknown;
     const registry = new WorkRegistry().register(
       'w',
-      (ctx) =>
-        new Promise((_, reject) => {
-          ctx.signal.addEventListener('abort', () => {
-            reason = ctx.signal.reason;
-            reject(ctx.signal.reason as Error);
-          });
-        }),
+      untilAborted((abortReason) => (reason = abortReason)),
     );
     const node = await startNode(repo, registry, clock);
     const handle = await node.scheduler.schedule({ workId: 'w' });
