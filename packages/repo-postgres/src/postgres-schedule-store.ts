@@ -15,6 +15,7 @@ import {
   validateScheduleName,
   type JsonValue,
   type ListSchedulesOptions,
+  type NormalizedScheduleDefinition,
   type Schedule,
   type ScheduleAdvance,
   type ScheduleDefinition,
@@ -38,6 +39,14 @@ const COLUMNS = `name, spec, work_id, param, priority, max_attempts, catch_up, m
 /** A stored spec as JSON: an interval's anchor as epoch milliseconds. */
 function specToJson(spec: StoredScheduleSpec): string {
   return JSON.stringify('cron' in spec ? { cron: spec.cron, timezone: spec.timezone } : { everyMs: spec.everyMs, anchor: spec.anchor.getTime() });
+}
+
+/**
+ * A definition's values in the order the `insert` ($2..$9) and `redefine` ($3..$10) statements bind them: spec,
+ * work_id, param, priority, max_attempts, catch_up, max_catch_up, overlap.
+ */
+function definitionValues(next: NormalizedScheduleDefinition): unknown[] {
+  return [specToJson(next.spec), next.workId, JSON.stringify(next.param), next.priority, next.maxAttempts, next.catchUp, next.maxCatchUp, next.overlap];
 }
 
 function specFromJson(value: unknown): StoredScheduleSpec {
@@ -105,36 +114,13 @@ export class PostgresScheduleTable {
     for (let round = 0; round < MAX_CAS_ROUNDS; round++) {
       const { now, stored } = await this.#read(next.name);
       if (stored === null) {
-        const { rows } = await this.#run('create a schedule', this.#sql.insert, [
-          next.name,
-          specToJson(next.spec),
-          next.workId,
-          JSON.stringify(next.param),
-          next.priority,
-          next.maxAttempts,
-          next.catchUp,
-          next.maxCatchUp,
-          next.overlap,
-          firstRunAfter(next.spec, now),
-        ]);
+        const { rows } = await this.#run('create a schedule', this.#sql.insert, [next.name, ...definitionValues(next), firstRunAfter(next.spec, now)]);
         if (rows[0] !== undefined) return { schedule: rowToSchedule(rows[0]), created: true, changed: true };
         continue; // Another node created it first: compare with what it wrote.
       }
       if (sameScheduleDefinition(stored, next)) return { schedule: stored, created: false, changed: false };
       const nextRunAt = sameScheduleSpec(stored.spec, next.spec) ? stored.nextRunAt : firstRunAfter(next.spec, startAfter(now, stored.lastOccurrenceAt));
-      const { rows } = await this.#run('update a schedule', this.#sql.redefine, [
-        next.name,
-        stored.version,
-        specToJson(next.spec),
-        next.workId,
-        JSON.stringify(next.param),
-        next.priority,
-        next.maxAttempts,
-        next.catchUp,
-        next.maxCatchUp,
-        next.overlap,
-        nextRunAt,
-      ]);
+      const { rows } = await this.#run('update a schedule', this.#sql.redefine, [next.name, stored.version, ...definitionValues(next), nextRunAt]);
       if (rows[0] !== undefined) return { schedule: rowToSchedule(rows[0]), created: false, changed: true };
     }
     throw new RepositoryError(`schedule "${next.name}" kept changing under this upsert; try again`);
