@@ -2,41 +2,19 @@
  * How a task is stored in MongoDB, and the mapping between a stored document and a {@link TaskInfo}.
  */
 import { RepositoryError, MAX_ERROR_MESSAGE_LENGTH, MAX_ERROR_STACK_LENGTH } from '@horae/storage';
-import type { AttemptOutcome, CheckIn, JsonValue, Lease, TaskAttempt, TaskError, TaskInfo, TaskKind, TaskProgress, TaskState } from '@horae/storage';
+import type { AttemptOutcome, CheckIn, JsonValue, Lease, TaskAttempt, TaskError, TaskInfo, TaskKind, TaskProgress } from '@horae/storage';
 
 /**
- * A task as stored. `param` is kept as a JSON string, so keys that start with `$` or contain `.` are
- * stored and returned intact and no user value is ever read as an operator.
+ * A task as stored: the fields of {@link TaskInfo} under the same names, but for these. `_id` is the task id.
+ * `param` is kept as a JSON string, so keys that start with `$` or contain `.` are stored and returned intact and
+ * no user value is ever read as an operator. `kind` and `scheduleName` may be absent (below). The times the
+ * adapter sets (`createdAt`, `updatedAt`, `lease.until`) come from the server's `$$NOW`.
  */
-export interface TaskDocument {
+export interface TaskDocument extends Omit<TaskInfo, 'id' | 'param' | 'kind' | 'scheduleName'> {
   /** The task id. */
   _id: string;
-  /** See {@link TaskInfo.workId}. */
-  workId: string;
   /** The param, encoded by {@link encodeParam}. */
   param: string;
-  /** See {@link TaskInfo.scheduledAt}. */
-  scheduledAt: Date;
-  /** See {@link TaskInfo.state}. */
-  state: TaskState;
-  /** See {@link TaskInfo.priority}. */
-  priority: number;
-  /** See {@link TaskInfo.attempt}. */
-  attempt: number;
-  /** See {@link TaskInfo.maxAttempts}. */
-  maxAttempts: number;
-  /** See {@link TaskInfo.lease}; `until` is set from the server's `$$NOW`. */
-  lease: Lease | null;
-  /** See {@link TaskInfo.lastError}. */
-  lastError: TaskError | null;
-  /** See {@link TaskInfo.uniqueKey}. */
-  uniqueKey: string | null;
-  /** See {@link TaskInfo.progress}. */
-  progress: TaskProgress | null;
-  /** Set from the server's `$$NOW` at insert. */
-  createdAt: Date;
-  /** Set from the server's `$$NOW` at every write. */
-  updatedAt: Date;
   /** True while the task is not terminal: the live uniqueKey index covers only these documents. */
   live: boolean;
   /** The change sequence of the last write; null while a late write waits to be sequenced again. */
