@@ -1,11 +1,10 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
-import pg from 'pg';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PostgresRepository } from '@horae/repo-postgres';
 import { SqliteRepository } from '@horae/repo-sqlite';
+import { PG_URL, dropSchema, testSchema } from '../../packages/repo-postgres/test/pg-fixture.js';
 import { buildPackages, runProof, WORK, type ProofDatabase, type ProofResult } from './proof.js';
 import { runFails } from './run-log.js';
 
@@ -15,7 +14,6 @@ import { runFails } from './run-log.js';
 // SIGKILL while it runs tasks. See run-log.ts for the rules checked against the workers' logs.
 
 const TASKS = 5000;
-const PG_URL = process.env.HORAE_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -82,17 +80,11 @@ describe('multi-node proof: three real processes, one killed with SIGKILL', () =
 
   it('PostgreSQL: three workers on one database (own schema) run 5,000 tasks with the same guarantees', async () => {
     const dir = tempDir();
-    const schema = `horae_multi_node_${randomBytes(6).toString('hex')}`;
+    const schema = testSchema();
     const observer = new PostgresRepository({ connectionString: PG_URL, schema, poolSize: 2 });
     cleanups.push(async () => {
       await observer.close();
-      const client = new pg.Client({ connectionString: PG_URL });
-      await client.connect();
-      try {
-        await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-      } finally {
-        await client.end();
-      }
+      await dropSchema(schema);
     });
     // Create the tables once, before the workers open the schema.
     await observer.init();
