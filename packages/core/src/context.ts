@@ -71,6 +71,12 @@ export interface WorkContext {
   readonly attempt: number;
   /** The task's param, as scheduled (with storage: as stored). */
   readonly param: unknown;
+  /**
+   * With durable storage, the fencing token of the claim this run holds: the task's claim count, which only grows.
+   * A downstream system that keeps the highest token it saw for a resource can refuse a write from an older
+   * claim (a zombie whose lease was taken over). Undefined without storage.
+   */
+  readonly fencingToken?: number;
   /** The scheduling context the task was scheduled with. */
   readonly context: SchedulerContext;
   /** Reads a value the context carries. */

@@ -17,6 +17,8 @@ export type HoraeErrorCode =
   | 'SCHEDULE_NOT_FOUND'
   | 'LEASE_LOST'
   | 'INVALID_STATE'
+  | 'NOT_DUE'
+  | 'POISON_TASK'
   | 'UNKNOWN_WORK'
   | 'DUPLICATE_KEY'
   | 'REPOSITORY_UNAVAILABLE'

@@ -31,6 +31,20 @@ export class InvalidStateError extends HoraeError {
   }
 }
 
+/**
+ * A claim by id of a task that is not due yet by the database's clock (a node whose clock runs ahead fired its
+ * timer early). Nothing was written; `dueInMs` says how long until it is due, by the database's clock.
+ */
+export class TaskNotDueError extends HoraeError {
+  /**
+   * @param taskId - the task
+   * @param dueInMs - milliseconds until it is due, by the database's clock (> 0)
+   */
+  constructor(readonly taskId: string, readonly dueInMs: number) {
+    super('NOT_DUE', `task "${taskId}" is not due for another ${dueInMs} ms by the database's clock`);
+  }
+}
+
 /** The database cannot be reached or failed; the original driver error is the `cause`. */
 export class RepositoryError extends HoraeError {
   /** @param message - what failed */

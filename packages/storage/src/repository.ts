@@ -1,6 +1,8 @@
 import type { NewTask, TaskAttempt, TaskError, TaskInfo, TaskPatch, TaskProgress, TaskState } from './task-info.js';
 // eslint-disable-next-line @typescript-eslint/no-unused-vars -- referenced from TSDoc
-import type { MAX_CHECK_INS_PER_ATTEMPT } from './task-info.js';
+import type { DEFAULT_MAX_UNSTARTED_CLAIMS, MAX_CHECK_INS_PER_ATTEMPT, poisonTaskError } from './task-info.js';
+// eslint-disable-next-line @typescript-eslint/no-unused-vars -- referenced from TSDoc
+import type { TaskNotDueError, InvalidStateError } from './errors.js';
 
 /** The result of an insert: the task, and whether this call created it (false: a live task held the uniqueKey). */
 export interface InsertResult {
@@ -26,13 +28,42 @@ export interface ClaimOptions {
   leaseMs: number;
 }
 
+/** What `claimDue` takes. */
+export interface ClaimDueOptions extends ClaimOptions {
+  /** The most tasks to claim (an integer ≥ 1). */
+  limit: number;
+  /** Only tasks of these works (an empty list claims nothing). */
+  workIds?: readonly string[];
+  /**
+   * The aging of the claim order, as the core Dispatcher's: a due task's effective priority is
+   * `priority + waitedMs / agingMs`, where waitedMs is how long it has been due by the database's clock, so no
+   * priority starves. `Infinity` orders by priority alone. @defaultValue 10000
+   */
+  agingMs?: number;
+}
+
+/** What `reclaimExpired` takes. */
+export interface ReclaimOptions {
+  /** The most tasks to reclaim in one call. */
+  limit?: number;
+  /**
+   * A task whose lease expires before its run started for the `maxUnstartedClaims`-th time in a row is failed as
+   * a poison task ({@link poisonTaskError}) rather than made Initialized again. An integer ≥ 1.
+   * @defaultValue {@link DEFAULT_MAX_UNSTARTED_CLAIMS}
+   */
+  maxUnstartedClaims?: number;
+}
+
 /** What `release` takes. */
 export interface ReleaseOptions {
   /** When the task is due again. */
   runAt: Date;
   /** The error of the run, recorded as `lastError` (a retry); leave out to keep the last one. */
   error?: TaskError;
-  /** Give the attempt back (a run stopped by a graceful stop does not count). @defaultValue false */
+  /**
+   * Give the attempt back (a run stopped by a graceful stop does not count). A claim whose run never started
+   * spent no attempt: there is nothing to give back. @defaultValue false
+   */
   refundAttempt?: boolean;
 }
 
@@ -113,24 +144,48 @@ export interface Repository {
   listDue(options: { before: Date; limit: number; after?: string | null }): Promise<ListPage>;
 
   /**
-   * Initialized → Working: takes a lease for `owner`, sets a new token, counts an attempt, and clears the
-   * progress of any earlier run (the new run reports its own).
+   * Initialized → Working, and the run starts at once: takes a lease for `owner` (`lease.started` true), sets a
+   * new token, counts a claim (`claims` + 1) and an attempt, resets `unstartedClaims`, and clears the progress of
+   * any earlier run (the new run reports its own). How a node claims a task whose own timer fired.
    *
-   * Rule: of concurrent claims of one Initialized task exactly one returns the task; the others, and any
-   * claim of a task that is not Initialized, return null. A claim made with `ifScheduledAt` returns null
-   * when the stored due time differs (the task was rescheduled).
+   * Rules: of concurrent claims of one Initialized task exactly one returns the task; the others, and any claim of
+   * a task that is not Initialized, return null. A claim made with `ifScheduledAt` returns null when the stored due
+   * time differs (the task was rescheduled). "Due" is judged by the database's clock, never the caller's: a claim
+   * of an Initialized task (with a matching `ifScheduledAt`) that is not due yet throws {@link TaskNotDueError}
+   * and writes nothing.
    *
    * @throws TaskNotFoundError when no task has the id
+   * @throws TaskNotDueError when the task is not due yet by the database's clock; nothing is written
    */
   claim(id: string, options: ClaimOptions & { ifScheduledAt?: Date }): Promise<TaskInfo | null>;
 
   /**
-   * Claims up to `limit` Initialized tasks due by the database's clock, highest priority first, then
-   * earliest due, then oldest.
+   * Claims ahead: up to `limit` Initialized tasks due by the database's clock go to Working under a lease for
+   * `owner` whose run has not started (`lease.started` false): each counts a claim (`claims` + 1) but no attempt,
+   * and opens no attempt record. The run starts with {@link Repository.markAsStarted}; a claim handed back with
+   * `release` costs nothing; a claim whose lease expires unstarted counts in `unstartedClaims`.
+   *
+   * Order: highest effective priority first, aged as the core Dispatcher ages it (`priority + waitedMs / agingMs`,
+   * waitedMs by the database's clock), then earliest due, then oldest, then id.
    *
    * Rule: no task is returned to two concurrent callers.
+   *
+   * @throws InvalidInputError on a bad owner, leaseMs, limit or agingMs; nothing is written
    */
-  claimDue(options: ClaimOptions & { limit: number; workIds?: readonly string[] }): Promise<TaskInfo[]>;
+  claimDue(options: ClaimDueOptions): Promise<TaskInfo[]>;
+
+  /**
+   * Starts the run of a claim made ahead by `claimDue`: counts the attempt (`attempt` + 1), resets
+   * `unstartedClaims`, sets `lease.started`, and opens the `running` attempt record (node = lease owner), in one
+   * write. A claim already started is returned unchanged (a retried write that had landed).
+   *
+   * Rule: calls made together (many runs starting in one tick) may be written in one statement, and each is
+   * fenced on its own: a call whose token no longer holds its task is refused and the others land.
+   *
+   * @throws LeaseLostError when the task is not Working under this token
+   * @throws TaskNotFoundError when no task has the id
+   */
+  markAsStarted(id: string, token: string): Promise<TaskInfo>;
 
   /**
    * Extends the lease of a Working task held with `token` to now + `leaseMs`.
@@ -151,10 +206,12 @@ export interface Repository {
   /**
    * Working → Done.
    *
-   * Rule: succeeds only while the task is Working under `token`; a zombie whose lease was reclaimed is
-   * refused, so its result is discarded.
+   * Rules: succeeds only while the task is Working under `token` and its run has started; a zombie whose lease
+   * was reclaimed is refused, so its result is discarded. Calls made together (many runs ending in one tick) may
+   * be written in one statement, and each is fenced on its own: a refused call does not refuse the others.
    *
    * @throws LeaseLostError when the task is not Working under this token
+   * @throws InvalidStateError when the task is Working under this token but its run has not started
    * @throws TaskNotFoundError when no task has the id
    */
   markAsDone(id: string, token: string): Promise<TaskInfo>;
@@ -162,8 +219,12 @@ export interface Repository {
   /**
    * Working → Failed under `token`, or Initialized → Failed without one (a task that can never run).
    *
+   * Rule: with a token, as {@link Repository.markAsDone}: the run must have started, and calls made together may be
+   * written in one statement, each fenced on its own.
+   *
    * @throws LeaseLostError when a token is given and the task is not Working under it
-   * @throws InvalidStateError when no token is given and the task is not Initialized
+   * @throws InvalidStateError when no token is given and the task is not Initialized, or a token is given and the
+   * run of its claim has not started
    * @throws TaskNotFoundError when no task has the id
    */
   markAsFailed(id: string, error: TaskError, token?: string): Promise<TaskInfo>;
@@ -203,11 +264,16 @@ export interface Repository {
    * Working tasks whose lease expired by the database's clock go back to Initialized (due now), or to
    * Failed when their attempts are spent; their lease is cleared, so the old holder's token is refused.
    *
+   * A task whose run had started spent its attempt (its record closes `lease-expired`). A task claimed ahead whose
+   * run never started spent none: it goes back to Initialized with `unstartedClaims` + 1 (no record, none was
+   * opened), or, when that reaches `maxUnstartedClaims`, to Failed with {@link poisonTaskError} as its error.
+   *
    * Rule: each expired task is reclaimed by exactly one concurrent caller.
    *
    * @returns the reclaimed tasks, in their new state
+   * @throws InvalidInputError on a bad limit or maxUnstartedClaims; nothing is written
    */
-  reclaimExpired(options?: { limit?: number }): Promise<TaskInfo[]>;
+  reclaimExpired(options?: ReclaimOptions): Promise<TaskInfo[]>;
 
   /** Lists tasks, by state and/or workId, in pages. */
   list(options?: ListOptions): Promise<ListPage>;
@@ -218,8 +284,9 @@ export interface Repository {
   /**
    * The execution history of a task: one record per run, oldest first.
    *
-   * Rule: each record is written in the same write as the transition it records: a claim (claim, claimDue)
-   * opens a `running` record (node = lease owner); markAsDone closes it `succeeded`; markAsFailed out of
+   * Rule: each record is written in the same write as the transition it records: a run's start (`claim`, or
+   * `markAsStarted` after `claimDue`) opens a `running` record (node = lease owner), and a claim ahead whose run
+   * never started has none; markAsDone closes it `succeeded`; markAsFailed out of
    * Working closes it `failed` with the error; release closes it `retried` (with the error) when an error is
    * given, else `released`; markAsCancelled out of Working closes it `cancelled`; reclaimExpired closes it
    * `lease-expired`. A transition that is refused writes no record.
@@ -284,11 +351,7 @@ export interface LimitedClaimOptions extends ClaimOptions {
 }
 
 /** What {@link WorkLimiter.claimDueWithinLimits} takes. */
-export interface LimitedClaimDueOptions extends ClaimOptions {
-  /** The most tasks to claim. */
-  limit: number;
-  /** Only tasks of these works (an empty list claims nothing). */
-  workIds?: readonly string[];
+export interface LimitedClaimDueOptions extends ClaimDueOptions {
   /** Per workId, the most tasks of that work that may be Working at once (integers ≥ 1); works not named are unlimited. */
   workLimits: Readonly<Record<string, number>>;
 }
@@ -316,8 +379,9 @@ export interface WorkLimiter {
    *
    * Rules: a task that is not Initialized (or whose due time differs from `ifScheduledAt`) returns null, whatever
    * the count; a claimable task of a work at its limit returns `{ refused: 'limit' }` and nothing is written (no
-   * attempt counted, no history record); otherwise `{ task }`. Of concurrent claims of one task exactly one
-   * returns `{ task }`.
+   * attempt counted, no history record); otherwise `{ task }`, started as by `claim`. A claimable task not due yet
+   * by the database's clock throws {@link TaskNotDueError}, as `claim` does. Of concurrent claims of one task
+   * exactly one returns `{ task }`.
    *
    * @param id - the task
    * @param options - owner, leaseMs, optional ifScheduledAt, and maxWorking
@@ -328,8 +392,8 @@ export interface WorkLimiter {
   claimWithinLimit(id: string, options: LimitedClaimOptions): Promise<LimitedClaim>;
 
   /**
-   * {@link Repository.claimDue} under per-work limits: claims up to `limit` due tasks in claim order, skipping
-   * the tasks of works that have no free slot left.
+   * {@link Repository.claimDue} under per-work limits: claims ahead (unstarted, as claimDue) up to `limit` due
+   * tasks in claim order (aged), skipping the tasks of works that have no free slot left.
    *
    * Rules: never returns more tasks of a work named in `workLimits` than its free slots (its limit minus its
    * Working tasks, counted atomically with the claim); no task is returned to two concurrent callers. It may

@@ -33,6 +33,11 @@ export interface Lease {
   until: Date;
   /** A random token, new at every claim; the writes that end the run must carry it. */
   token: string;
+  /**
+   * Whether the run of this claim has started (its attempt is counted). A claim by id starts at once; a claim
+   * ahead (`claimDue`) starts with `markAsStarted`, when a run slot takes it.
+   */
+  started: boolean;
 }
 
 /** An error as stored on a task: bounded in size. */
@@ -73,8 +78,23 @@ export interface TaskInfo {
   state: TaskState;
   /** Higher runs first when slots are scarce. */
   priority: number;
-  /** Runs started so far (a claim counts one). */
+  /**
+   * Runs started so far. A run counts when it starts (`claim`, or `markAsStarted` after `claimDue`), never for a
+   * claim whose run did not start: a node that dies holding tasks claimed ahead spends none of their attempts.
+   */
   attempt: number;
+  /**
+   * How many times the task was claimed, in all: it only grows (a release, a reclaim or a refund never lowers it).
+   * It is the claim's fencing token: a downstream system that keeps the highest value it saw can refuse a write
+   * made under an older claim (a random lease token cannot be compared).
+   */
+  claims: number;
+  /**
+   * Claims in a row whose lease expired before their run started (the node died holding the task claimed ahead).
+   * Reset to 0 when a run starts. At `maxUnstartedClaims`, `reclaimExpired` fails the task as a poison task
+   * ({@link poisonTaskError}).
+   */
+  unstartedClaims: number;
   /** Runs allowed in all; when `attempt` reaches it, a failure is final. */
   maxAttempts: number;
   /** Set while Working. */
@@ -104,6 +124,21 @@ export type TaskKind = 'immediate' | 'scheduled' | 'periodic';
 /** Every task kind. */
 export const ALL_TASK_KINDS: readonly TaskKind[] = ['immediate', 'scheduled', 'periodic'];
 
+/** The most unstarted claims in a row before `reclaimExpired` fails a task as a poison task, unless told otherwise. */
+export const DEFAULT_MAX_UNSTARTED_CLAIMS = 3;
+
+/**
+ * The error `reclaimExpired` stores on a task it fails as a poison task: claimed `claims` times in a row by nodes
+ * whose lease expired before the run started (each died, or stalled, holding it). Code `POISON_TASK`.
+ */
+export function poisonTaskError(unstartedClaims: number): TaskError {
+  return {
+    name: 'PoisonTaskError',
+    code: 'POISON_TASK',
+    message: `the task was claimed ${unstartedClaims} times in a row by nodes whose lease expired before its run started; failed as a poison task`,
+  };
+}
+
 /** How one run of a task ended, or `running` while it runs. */
 export type AttemptOutcome = 'running' | 'succeeded' | 'failed' | 'retried' | 'released' | 'cancelled' | 'lease-expired';
 
@@ -131,7 +166,7 @@ export interface TaskAttempt {
   attempt: number;
   /** The node that ran it (the lease owner). */
   node: string;
-  /** When the claim started it (database clock). */
+  /** When the run started (database clock): the claim by id, or `markAsStarted` after a claim ahead. */
   startedAt: Date;
   /** When it ended (database clock), null while running. */
   endedAt: Date | null;
