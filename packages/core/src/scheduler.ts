@@ -243,6 +243,11 @@ export class Scheduler {
     return this.#dispatcher.concurrency;
   }
 
+  /** The aging of the ready queue: a due task waiting for a slot gains one priority point per `agingMs`. */
+  get agingMs(): number {
+    return this.#dispatcher.agingMs;
+  }
+
   /** Runs in progress. */
   get running(): number {
     return this.#dispatcher.running;
