@@ -71,6 +71,10 @@ export interface BacklogHost {
   workIds(): readonly string[];
   /** Run slots free on the scheduler now. */
   freeSlots(): number;
+  /** How many tasks to hold claimed beyond the free slots (see the storage option `claimAhead`). */
+  readonly claimAhead: number;
+  /** The aging of the claim order (the scheduler's). */
+  readonly agingMs: number;
   /** Hands a claimed task to the scheduler, through the whole middleware chain (the storage middleware holds it). */
   schedule(claim: BacklogClaim): Promise<unknown>;
   /**
@@ -88,14 +92,18 @@ export interface BacklogHost {
 export const BACKLOG_BATCH_MAX = 256;
 
 /**
- * The scheduler-side generator of the backlog, pulled by the core's generator pool when a run slot is free.
+ * The scheduler-side generator of the backlog, pulled by the core's generator pool when a run slot is free, and a
+ * buffer of tasks claimed ahead.
  *
- * Rules: a pull claims up to the free slots (at most {@link BACKLOG_BATCH_MAX}) with one `claimDue`, where the free
- * slots are the scheduler's minus the claims handed to it and not started yet, so a node claims no more than it can
- * start at once; each claimed task goes to the scheduler at once, and keeps its lease alive until its run starts;
- * a claim that will not run here (the chain refused it, its task ended first, the claimer stopped) is released,
- * uncounted, at its due time; when `claimDue` returns fewer tasks than asked, the backlog is empty until
- * {@link BacklogClaimer.notify} says otherwise.
+ * Rules: a claim asks for the room left — the free slots plus `claimAhead`, minus the claims handed to the scheduler
+ * and not started yet (and those asked for by batches under way) — at most {@link BACKLOG_BATCH_MAX}, with one
+ * `claimDue`, so a node holds at most `claimAhead` claimed tasks beyond what it can start at once. Claims ahead are
+ * unstarted: they spend no attempt until a run takes one (`markAsStarted`). A pull of the pool claims when a slot is
+ * free; a run that takes a claim refills the buffer once half of it is free (without waiting for a free slot with
+ * nothing queued, which is when the pool would pull), so the next run finds its task claimed. Each claimed task goes
+ * to the scheduler at once and keeps its lease alive until its run starts; a claim that will not run here (the chain
+ * refused it, its task ended first, the claimer stopped) is released, uncounted, at its due time; when `claimDue`
+ * returns fewer tasks than asked, the backlog is empty until {@link BacklogClaimer.notify} says otherwise.
  * @internal
  */
 export class BacklogClaimer implements TaskGenerator {
@@ -143,7 +151,7 @@ export class BacklogClaimer implements TaskGenerator {
 
   /** Ready while sync said there is backlog and a slot is left that no claim waits for. */
   isReady(): boolean {
-    return !this.#stopped && this.#pending && this.#freeSlots() > 0;
+    return !this.#stopped && this.#pending && this.#host.freeSlots() - this.#outstanding > 0;
   }
 
   /** Nothing to start over. */
@@ -156,10 +164,20 @@ export class BacklogClaimer implements TaskGenerator {
    * a repository with group commit writes those of one tick in one transaction.
    */
   generate(): ScheduleOptions | undefined {
+    this.#startBatch();
+    return undefined;
+  }
+
+  #startBatch(): void {
     if (this.#pending && !this.#stopped) {
       this.#claimBatch().catch((error: unknown) => this.#host.onClaimError(error));
     }
-    return undefined;
+  }
+
+  /** A run took a claim (or one was handed back): refill the buffer once half of it is free. */
+  #refill(): void {
+    const ahead = this.#host.claimAhead;
+    if (ahead > 0 && this.#room() >= Math.max(1, Math.ceil(ahead / 2))) this.#startBatch();
   }
 
   /** Stops claiming and releases the claims whose run has not started, uncounted, for the next start. */
@@ -187,8 +205,9 @@ export class BacklogClaimer implements TaskGenerator {
     }
   }
 
-  #freeSlots(): number {
-    return this.#host.freeSlots() - this.#outstanding;
+  /** How many more tasks a claim may take now: free slots plus the claim-ahead buffer, less what is held or asked for. */
+  #room(): number {
+    return Math.max(0, this.#host.freeSlots()) + this.#host.claimAhead - this.#outstanding;
   }
 
   async #claimBatch(): Promise<void> {
@@ -198,14 +217,15 @@ export class BacklogClaimer implements TaskGenerator {
       this.#pending = false;
       return;
     }
-    const limit = Math.min(BACKLOG_BATCH_MAX, this.#freeSlots());
+    const limit = Math.min(BACKLOG_BATCH_MAX, this.#room());
     if (limit <= 0) return;
     const notices = this.#notices;
     // The slots asked for are taken until the batch is back: a claim of the next release asks only for the rest.
     this.#outstanding += limit;
     let claimed: TaskInfo[];
     try {
-      claimed = await host.durable.run('claimDue', undefined, () => host.repository.claimDue({ owner: host.nodeId, leaseMs: host.leaseMs, limit, workIds }));
+      const options = { owner: host.nodeId, leaseMs: host.leaseMs, limit, workIds, agingMs: host.agingMs };
+      claimed = await host.durable.run('claimDue', undefined, () => host.repository.claimDue(options));
     } finally {
       this.#outstanding -= limit;
     }
@@ -229,6 +249,7 @@ export class BacklogClaimer implements TaskGenerator {
         () => {
           this.#outstanding--;
           this.#unsettled.delete(claim);
+          this.#refill();
         },
       );
       this.#unsettled.add(claim);

@@ -30,9 +30,9 @@ import {
   type WorkContext,
   type WorkFn,
 } from '@horae/core';
-import { BacklogClaimKey, BacklogClaimer, type BacklogClaim } from './backlog-claimer.js';
+import { BACKLOG_BATCH_MAX, BacklogClaimKey, BacklogClaimer, type BacklogClaim } from './backlog-claimer.js';
 import { DurableWriter, type RepositoryErrorReport } from './durable-write.js';
-import { LeaseLostError, RepositoryError, TaskNotFoundError } from './errors.js';
+import { LeaseLostError, RepositoryError, TaskNotDueError, TaskNotFoundError } from './errors.js';
 import type { StorageEvents, SyncReport } from './events.js';
 import { LeaseKeeper } from './lease-keeper.js';
 import { ProgressWriter } from './progress-writer.js';
@@ -40,7 +40,7 @@ import { isChangeNotifier, isWorkLimiter, type Repository } from './repository.j
 import { retryDelay, type StorageRetryOption } from './retry.js';
 import { StorageTaskHandle } from './storage-task-handle.js';
 import { TaskSync, type LocalPhase, type LocalTaskView, type SyncAction } from './sync.js';
-import type { NewTask, TaskError, TaskInfo } from './task-info.js';
+import { DEFAULT_MAX_UNSTARTED_CLAIMS, type NewTask, type TaskError, type TaskInfo } from './task-info.js';
 import { normalizeNewTask, toTaskError } from './validation.js';
 import type { RegisteredWork, WorkRegistry } from './work-registry.js';
 
@@ -66,6 +66,8 @@ export interface StorageScheduler {
   readonly concurrency?: number;
   /** Runs in progress. */
   readonly running?: number;
+  /** The aging of the scheduler's ready queue; the database's claim order ages the same way. */
+  readonly agingMs?: number;
   /** Adds a generator pulled only while run slots are free: how storage claims the backlog in batches. */
   addGenerator?(generator: TaskGenerator, options: GeneratorOptions): GeneratorHandle;
 }
@@ -115,6 +117,20 @@ export interface StorageOptions {
    * @defaultValue true
    */
   claimBacklog?: boolean;
+  /**
+   * How many tasks of the backlog a node claims ahead of its free run slots, so that a slot that frees up finds its
+   * next task already claimed instead of waiting for a claim round trip. A task claimed ahead spends no attempt until
+   * its run starts; its lease is renewed while it waits; a graceful stop hands it back at once. 0 claims only for
+   * free slots.
+   * @defaultValue the scheduler's concurrency (at most 256)
+   */
+  claimAhead?: number;
+  /**
+   * A task whose lease expires this many times in a row before its run started (the nodes holding it died with it
+   * claimed ahead) is failed as a poison task, with code `POISON_TASK`, by the node that reclaims it.
+   * @defaultValue 3
+   */
+  maxUnstartedClaims?: number;
   /** Delay between two tries of a repository write that failed with an outage. @defaultValue 100 ms doubling to 10 s, with jitter */
   repositoryBackoff?: BackoffFn;
   /** Shortest gap between two progress writes of one run. @defaultValue 1000 */
@@ -281,6 +297,7 @@ class DurableStorage implements StorageMiddleware {
     this.nodeId = options.nodeId ?? randomUUID();
     if (typeof this.nodeId !== 'string' || this.nodeId === '') throw new InvalidInputError('nodeId must be a non-empty string');
     this.#leaseMs = positiveInteger(options.leaseMs ?? DEFAULTS.leaseMs, 'leaseMs', 3);
+    if (options.claimAhead !== undefined) positiveInteger(options.claimAhead, 'claimAhead', 0);
     this.#maxAttempts = positiveInteger(options.maxAttempts ?? DEFAULTS.maxAttempts, 'maxAttempts', 1);
     this.#freeParam = options.freeParam ?? false;
     const windowMs = positiveInteger(options.syncWindowMs ?? DEFAULTS.syncWindowMs, 'syncWindowMs', 1);
@@ -297,6 +314,7 @@ class DurableStorage implements StorageMiddleware {
       intervalMs,
       reclaimIntervalMs: positiveInteger(options.reclaimIntervalMs ?? intervalMs, 'reclaimIntervalMs', 0),
       pageSize: positiveInteger(options.syncPageSize ?? DEFAULTS.syncPageSize, 'syncPageSize', 1),
+      maxUnstartedClaims: positiveInteger(options.maxUnstartedClaims ?? DEFAULT_MAX_UNSTARTED_CLAIMS, 'maxUnstartedClaims', 1),
       notifyDebounceMs: positiveInteger(options.notifyDebounceMs ?? DEFAULTS.notifyDebounceMs, 'notifyDebounceMs', 0),
     });
     this.middleware = (next: ScheduleHandler): ScheduleHandler => (ctx) => {
@@ -333,6 +351,8 @@ class DurableStorage implements StorageMiddleware {
       leaseMs: this.#leaseMs,
       workIds: () => this.#registry.workIds().filter((workId) => this.#claimsBacklogOf(workId)),
       freeSlots: () => (scheduler.concurrency ?? 1) - (scheduler.running ?? 0),
+      claimAhead: this.#options.claimAhead ?? Math.min(BACKLOG_BATCH_MAX, Number.isFinite(scheduler.concurrency) ? (scheduler.concurrency ?? 1) : BACKLOG_BATCH_MAX),
+      agingMs: scheduler.agingMs ?? 10_000,
       schedule: (claim) => scheduler.schedule(this.#restoredContext(claim.task, undefined, claim)),
       refused: (claim, error) => {
         if (isStopReason(error)) return;
@@ -704,7 +724,7 @@ class DurableStorage implements StorageMiddleware {
       }
       entry.phase = 'running';
       // A batch claim of this node waiting for the task is this run's claim; otherwise the run claims by id.
-      const claimed = entry.backlog !== undefined ? this.#takeBacklogClaim(entry, entry.backlog) : await this.#claim(entry);
+      const claimed = entry.backlog !== undefined ? await this.#takeBacklogClaim(entry, entry.backlog) : await this.#claim(entry);
       const invalid = this.#revalidate(claimed, registered);
       if (invalid !== undefined) return this.#failInvalidParam(entry, claimed, invalid);
       const leaseExpiresAt = entry.leaseExpiresAt;
@@ -713,12 +733,16 @@ class DurableStorage implements StorageMiddleware {
     };
   }
 
-  /** The run of a task claimed with the backlog takes its claim: the lease kept since the batch claim is its own. */
-  #takeBacklogClaim(entry: LocalTask, claim: BacklogClaim): TaskInfo {
+  /**
+   * The run of a task claimed with the backlog takes its claim and starts it: `markAsStarted` counts the attempt
+   * (a claim ahead spent none) and opens its record. The run waits for that write, so a cancel written by any node
+   * before it lands wins (the start is refused) and the work never starts. The lease kept since the batch claim is
+   * the run's own.
+   */
+  async #takeBacklogClaim(entry: LocalTask, claim: BacklogClaim): Promise<TaskInfo> {
     const expiresAt = claim.keeper.expiresAt;
     const taken = claim.settle();
     if (entry.backlog === claim) entry.backlog = undefined;
-    entry.leaseExpiresAt = expiresAt;
     if (!taken) {
       // Handed back already (the node is stopping): the task is Initialized again, for whoever claims it next.
       entry.phase = 'remote';
@@ -729,8 +753,21 @@ class DurableStorage implements StorageMiddleware {
       entry.phase = 'remote';
       throw lostClaim(`the batch claim was lost before the run started: ${claim.lost.message}`);
     }
-    this.events.emit('task:started', { task: claim.task });
-    return claim.task;
+    const id = entry.taskId;
+    const token = claim.task.lease?.token ?? '';
+    const started = await this.#fenced('markAsStarted', id, () => this.#repository.markAsStarted(id, token));
+    if (!started.ok) {
+      if (started.error instanceof TaskNotFoundError) {
+        entry.outcome = { state: 'cancelled', value: new TaskCancelledError('the task was deleted', { cause: started.error }) };
+        throw new RunAbandoned('the task no longer exists', { cause: started.error });
+      }
+      // Cancelled, or reclaimed after the lease ran out, before the run could start: nothing ran here.
+      entry.phase = 'remote';
+      throw lostClaim(`the batch claim was lost before the run started: ${started.error.message}`);
+    }
+    entry.leaseExpiresAt = expiresAt;
+    this.events.emit('task:started', { task: started.value });
+    return started.value;
   }
 
   /**
@@ -811,11 +848,16 @@ class DurableStorage implements StorageMiddleware {
           throw new RunAbandoned('the task no longer exists', { cause: error });
         }
         entry.phase = 'scheduled';
+        if (error instanceof TaskNotDueError) {
+          // This node's clock runs ahead of the database's: the timer fired early. Nothing was written; the timer is
+          // armed again for when the database says the task is due.
+          throw new RunDeferred(new Date(this.#clock.now() + error.dueInMs), error.message);
+        }
         throw error;
       }
       if (claimed === 'limit') return this.#deferForLimit(entry);
       // Lost to a batch claim of this very node, made while this claim was under way: that claim is this run's.
-      if (claimed === null && entry.backlog !== undefined) return this.#takeBacklogClaim(entry, entry.backlog);
+      if (claimed === null && entry.backlog !== undefined) return await this.#takeBacklogClaim(entry, entry.backlog);
       if (claimed !== null) {
         entry.seen = undefined;
         this.events.emit('task:started', { task: claimed });
@@ -909,6 +951,7 @@ class DurableStorage implements StorageMiddleware {
       scheduledAt: wctx.scheduledAt,
       taskId: id,
       attempt: claimed.attempt,
+      fencingToken: claimed.claims,
       param: claimed.param,
       context: wctx.context,
       value: (key) => wctx.value(key),

@@ -108,6 +108,8 @@ export interface TaskSyncOptions {
   reclaimIntervalMs: number;
   /** Rows read per page. */
   pageSize: number;
+  /** Unstarted claims in a row after which a reclaimed task fails as a poison task. */
+  maxUnstartedClaims: number;
   /** Delay that gathers a burst of change notices into one sync. */
   notifyDebounceMs: number;
 }
@@ -224,7 +226,7 @@ export class TaskSync {
     const now = clock.now();
     if (now - this.#lastReclaimAt >= this.#options.reclaimIntervalMs) {
       this.#lastReclaimAt = now;
-      const reclaimed = await durable.run('reclaimExpired', undefined, () => repository.reclaimExpired({ limit: this.#options.pageSize }));
+      const reclaimed = await durable.run('reclaimExpired', undefined, () => repository.reclaimExpired({ limit: this.#options.pageSize, maxUnstartedClaims: this.#options.maxUnstartedClaims }));
       report.reclaimed += reclaimed.length;
       // Exactly one caller reclaims each expired lease: this node reports those it got, once each.
       for (const task of reclaimed) this.#host.emit('task:reclaimed', { task, nodeId: this.#host.nodeId });
