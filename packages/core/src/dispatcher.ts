@@ -250,7 +250,9 @@ export class Dispatcher {
       this.#startRun(id, workId);
       return;
     }
-    const readyAt = this.#clock.now() - this.#base;
+    // A task ages from its due time, as the database's claim order ages it (a task claimed from a backlog it had
+    // waited in keeps the priority it earned there): never from later than now.
+    const readyAt = Math.min(runAt, this.#clock.now()) - this.#base;
     const entry = new Waiting(id, seq, runAt, priority - readyAt / this.#agingMs, workId);
     this.#waiting.set(id, entry);
     if (atLimit) {

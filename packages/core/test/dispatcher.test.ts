@@ -51,6 +51,18 @@ describe('Dispatcher', () => {
     expect(scheduler.pending).toBeGreaterThan(100); // high tasks were still waiting when low ran
   });
 
+  it('a task ages from its due time: one overdue for 20 s outranks a fresh task 10 points higher', async () => {
+    const { clock, scheduler } = setup({ concurrency: 1, agingMs: 1000 });
+    const order: string[] = [];
+    await scheduler.schedule({ delayMs: 0, work: sleepWork(100) });
+    await clock.advance(0);
+    // Both wait for the one slot: 'old' was due 20 s ago (effective 0 + 20), 'fresh' is due now (10 + 0).
+    await scheduler.schedule({ delayMs: 0, priority: 10, work: () => void order.push('fresh') });
+    await scheduler.schedule({ runAt: clock.now() - 20_000, priority: 0, work: () => void order.push('old') });
+    await clock.advance(200);
+    expect(order).toEqual(['old', 'fresh']);
+  });
+
   it('without aging, the same low priority task is still waiting after 30 s', async () => {
     const { clock, scheduler } = setup({ concurrency: 1, agingMs: Infinity });
     let lowRan = false;
