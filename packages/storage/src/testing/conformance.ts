@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { changeRules } from './rules/change-rules.js';
+import { claimAheadRules } from './rules/claim-ahead-rules.js';
 import { claimRules } from './rules/claim-rules.js';
 import { historyRules } from './rules/history-rules.js';
 import { insertRules } from './rules/insert-rules.js';
@@ -20,6 +21,7 @@ const RULE_GROUPS: readonly RuleGroup[] = [
   paramRules,
   notFoundRules,
   claimRules,
+  claimAheadRules,
   leaseRules,
   terminalRules,
   transitionRules,

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'vitest';
-import type { ClaimOptions, ListOptions, Repository } from '../repository.js';
+import type { ClaimDueOptions, ClaimOptions, ListOptions, Repository } from '../repository.js';
 import type { Lease, NewTask, TaskInfo, TaskState } from '../task-info.js';
 import { ALL_TASK_STATES } from '../task-info.js';
 
@@ -45,6 +45,37 @@ export async function claimOrFail(repo: Repository, id: string, options: Partial
 export async function insertClaimed(repo: Repository, overrides: Partial<NewTask> = {}, options: Partial<ClaimOptions> = {}): Promise<ClaimedTask> {
   const task = await insertTask(repo, { maxAttempts: 3, ...overrides });
   return claimOrFail(repo, task.id, options);
+}
+
+/**
+ * Inserts one task (maxAttempts 3 unless overridden) under a work of its own and claims it ahead with `claimDue`
+ * (filtered to that work, so other due tasks of the fixture are left alone); fails the test unless exactly that
+ * task is claimed, unstarted.
+ */
+export async function insertClaimedAhead(repo: Repository, overrides: Partial<NewTask> = {}, options: Partial<ClaimDueOptions> = {}): Promise<ClaimedTask> {
+  const task = await insertTask(repo, { maxAttempts: 3, workId: `ahead-${randomUUID()}`, ...overrides });
+  const claimed = await repo.claimDue({ owner: 'node-a', leaseMs: 60_000, limit: 1, workIds: [task.workId], ...options });
+  expect(idsOf(claimed), `claimDue of ${task.id}`).toEqual([task.id]);
+  expect(claimed[0]!.lease, `lease of ${task.id}`).toMatchObject({ started: false });
+  return claimed[0] as ClaimedTask;
+}
+
+/** Claims `id` ahead again with `claimDue` (it must be its work's only due task), and fails the test unless it is claimed. */
+export async function claimAheadOrFail(repo: Repository, task: TaskInfo, options: Partial<ClaimDueOptions> = {}): Promise<ClaimedTask> {
+  const claimed = await repo.claimDue({ owner: 'node-a', leaseMs: 60_000, limit: 1, workIds: [task.workId], ...options });
+  expect(idsOf(claimed), `claimDue of ${task.id}`).toEqual([task.id]);
+  return claimed[0] as ClaimedTask;
+}
+
+/** What a call settled to: its value, or the error it rejected with. */
+export type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
+
+/** Awaits `promise` and reports how it settled, so that a rule can check refusals one call at a time. */
+export function settle<T>(promise: Promise<T>): Promise<Settled<T>> {
+  return promise.then(
+    (value) => ({ ok: true as const, value }),
+    (error: unknown) => ({ ok: false as const, error }),
+  );
 }
 
 /** A terminal task and the token of the run that ended it (or a random one when no run ended it). */

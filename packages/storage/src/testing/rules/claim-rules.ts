@@ -12,9 +12,11 @@ export function claimRules({ group, rule, repo, fixture }: SuiteContext): void {
       const before = Date.now();
       const claimed = await repo().claim(task.id, { owner: 'node-a', leaseMs: 60_000 });
       expect(claimed).not.toBeNull();
-      expect(claimed).toMatchObject({ id: task.id, state: 'Working', attempt: 1, maxAttempts: 3 });
+      expect(claimed).toMatchObject({ id: task.id, state: 'Working', attempt: 1, claims: 1, unstartedClaims: 0, maxAttempts: 3 });
       const lease = claimed!.lease!;
       expect(lease.owner).toBe('node-a');
+      // A claim by id starts its run at once.
+      expect(lease.started).toBe(true);
       expect(typeof lease.token).toBe('string');
       expect(lease.token.length).toBeGreaterThan(0);
       expect(lease.until).toBeInstanceOf(Date);
@@ -50,7 +52,7 @@ export function claimRules({ group, rule, repo, fixture }: SuiteContext): void {
       const winners = results.filter((r): r is TaskInfo => r !== null);
       expect(winners).toHaveLength(1);
       const stored = await repo().getById(task.id);
-      expect(stored.attempt).toBe(1);
+      expect(stored).toMatchObject({ attempt: 1, claims: 1 });
       expect(stored.lease?.owner).toBe(winners[0]!.lease?.owner);
       expect(stored.lease?.token).toBe(winners[0]!.lease?.token);
     });
@@ -70,7 +72,8 @@ export function claimRules({ group, rule, repo, fixture }: SuiteContext): void {
       const later = await insertTask(repo(), { scheduledAt: future() });
       const claimed = await repo().claimDue({ owner: 'node-a', leaseMs: 60_000, limit: 10 });
       expect(idsOf(claimed)).toEqual([due.id]);
-      expect(claimed[0]).toMatchObject({ state: 'Working', attempt: 1, lease: { owner: 'node-a' } });
+      // A claim ahead: the run has not started, so no attempt is counted yet.
+      expect(claimed[0]).toMatchObject({ state: 'Working', attempt: 0, claims: 1, lease: { owner: 'node-a', started: false } });
       expect(await repo().getById(due.id)).toEqual(claimed[0]);
       expect(await repo().getById(later.id)).toEqual(later);
     });
@@ -81,7 +84,7 @@ export function claimRules({ group, rule, repo, fixture }: SuiteContext): void {
       expect(await repo().getById(later.id)).toEqual(later);
     });
 
-    rule('claimDue takes the highest priority first, then the earliest due', async () => {
+    rule('claimDue without aging takes the highest priority first, then the earliest due', async () => {
       const insert = async (priority: number, minutesAgo: number): Promise<string> => (await insertTask(repo(), { priority, scheduledAt: past(minutesAgo * MINUTE) })).id;
       const a = await insert(0, 30);
       const b = await insert(5, 10);
@@ -89,9 +92,11 @@ export function claimRules({ group, rule, repo, fixture }: SuiteContext): void {
       const d = await insert(-1, 40);
       const e = await insert(0, 5);
       const order: string[] = [];
-      for (let i = 0; i < 5; i++) order.push(...idsOf(await repo().claimDue({ owner: 'node-a', leaseMs: 60_000, limit: 1 })));
+      // agingMs Infinity: priority alone (the default aging would let the tasks due long ago pass; see the claim ahead rules).
+      const options = { owner: 'node-a', leaseMs: 60_000, limit: 1, agingMs: Number.POSITIVE_INFINITY };
+      for (let i = 0; i < 5; i++) order.push(...idsOf(await repo().claimDue(options)));
       expect(order).toEqual([c, b, a, e, d]);
-      expect(await repo().claimDue({ owner: 'node-a', leaseMs: 60_000, limit: 1 })).toEqual([]);
+      expect(await repo().claimDue(options)).toEqual([]);
     });
 
     rule('claimDue respects its limit', async () => {
@@ -121,8 +126,8 @@ export function claimRules({ group, rule, repo, fixture }: SuiteContext): void {
         repo().claimDue({ owner: 'node-a', leaseMs: 60_000, limit: 50 }),
         peer.claimDue({ owner: 'node-b', leaseMs: 60_000, limit: 50 }),
       ]);
-      for (const task of mine) expect(task.lease?.owner).toBe('node-a');
-      for (const task of theirs) expect(task.lease?.owner).toBe('node-b');
+      for (const task of mine) expect(task).toMatchObject({ claims: 1, attempt: 0, lease: { owner: 'node-a', started: false } });
+      for (const task of theirs) expect(task).toMatchObject({ claims: 1, attempt: 0, lease: { owner: 'node-b', started: false } });
       const all = [...idsOf(mine), ...idsOf(theirs)];
       expectNoDuplicates(all, 'a task claimed by both');
       expect(all.sort()).toEqual(inserted.map((r) => r.task.id).sort());

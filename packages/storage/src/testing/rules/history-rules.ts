@@ -82,10 +82,13 @@ export function historyRules({ group, rule, repo, fixture }: SuiteContext): void
       expect(attempt).toMatchObject({ outcome: 'running', node: winners[0]!.lease!.owner, run: 1, attempt: 1 });
     });
 
-    rule('claimDue opens a record for each claimed task', async () => {
+    rule('claimDue opens no record; markAsStarted opens it for each started task', async () => {
+      // A claim ahead is not a run (DESIGN rule 11): the record opens when the run starts.
       await repo().insertMany(Array.from({ length: 4 }, () => newTask({ maxAttempts: 2 })));
       const claimed = await repo().claimDue({ owner: 'node-due', leaseMs: 60_000, limit: 3 });
       expect(claimed).toHaveLength(3);
+      for (const task of claimed) expect(await repo().listAttempts(task.id)).toEqual([]);
+      for (const task of claimed) await repo().markAsStarted(task.id, task.lease!.token);
       for (const task of claimed) {
         expect(await onlyAttempt(repo(), task.id)).toMatchObject({ node: 'node-due', run: 1, attempt: 1, outcome: 'running', endedAt: null, error: null });
       }
@@ -187,6 +190,7 @@ export function historyRules({ group, rule, repo, fixture }: SuiteContext): void
       const before = await attemptsOf(repo(), claimed.id);
       const wrong = foreignToken();
       const refused: [string, () => Promise<unknown>][] = [
+        ['markAsStarted', () => repo().markAsStarted(claimed.id, wrong)],
         ['markAsDone', () => repo().markAsDone(claimed.id, wrong)],
         ['markAsFailed', () => repo().markAsFailed(claimed.id, { message: 'x' }, wrong)],
         ['markAsFailed without a token', () => repo().markAsFailed(claimed.id, { message: 'x' })],

@@ -19,6 +19,8 @@ export function insertRules({ group, rule, repo }: SuiteContext): void {
         param: null,
         state: 'Initialized',
         attempt: 0,
+        claims: 0,
+        unstartedClaims: 0,
         maxAttempts: 1,
         priority: 0,
         lease: null,

@@ -28,7 +28,8 @@ export function leaseRules({ group, rule, repo, fixture }: SuiteContext): void {
       const reclaimed = await repo().reclaimExpired();
       expect(idsOf(reclaimed)).toEqual([claimed.id]);
       const task = reclaimed[0]!;
-      expect(task).toMatchObject({ state: 'Initialized', lease: null, attempt: 1 });
+      // The run had started (a claim by id): its attempt is spent, and it was not an unstarted claim.
+      expect(task).toMatchObject({ state: 'Initialized', lease: null, attempt: 1, claims: 1, unstartedClaims: 0 });
       expect(Math.abs(task.scheduledAt.getTime() - Date.now())).toBeLessThan(5 * MINUTE);
       expect(await repo().getById(claimed.id)).toEqual(task);
       expect(await repo().reclaimExpired()).toEqual([]);
@@ -55,6 +56,7 @@ export function leaseRules({ group, rule, repo, fixture }: SuiteContext): void {
       expect(idsOf(await repo().reclaimExpired())).toEqual([zombie.id]);
       const afterReclaim = await repo().getById(zombie.id);
       const refused: [string, () => Promise<unknown>][] = [
+        ['markAsStarted', () => repo().markAsStarted(zombie.id, old)],
         ['markAsDone', () => repo().markAsDone(zombie.id, old)],
         ['markAsFailed', () => repo().markAsFailed(zombie.id, { message: 'late' }, old)],
         ['release', () => repo().release(zombie.id, old, { runAt: new Date() })],
@@ -68,6 +70,8 @@ export function leaseRules({ group, rule, repo, fixture }: SuiteContext): void {
       const next = await claimOrFail(repo(), zombie.id, { owner: 'node-b' });
       expect(next.lease.token).not.toBe(old);
       expect(next.attempt).toBe(2);
+      // claims is the fencing token a downstream system can compare: the new holder's is higher.
+      expect(next.claims).toBeGreaterThan(zombie.claims);
       for (const [name, call] of refused) await expect(call(), `${name} while another node holds the task`).rejects.toBeInstanceOf(LeaseLostError);
       expect(await repo().getById(zombie.id)).toEqual(next);
       expect((await repo().markAsDone(zombie.id, next.lease.token)).state).toBe('Done');

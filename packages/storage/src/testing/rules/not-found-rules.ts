@@ -9,6 +9,7 @@ import type { SuiteContext } from '../suite-context.js';
 const CALLS: [string, (repo: Repository, id: string) => Promise<unknown>][] = [
   ['getById', (repo, id) => repo.getById(id)],
   ['claim', (repo, id) => repo.claim(id, { owner: 'node-a', leaseMs: 60_000 })],
+  ['markAsStarted', (repo, id) => repo.markAsStarted(id, foreignToken())],
   ['renewLease', (repo, id) => repo.renewLease(id, foreignToken(), 60_000)],
   ['release', (repo, id) => repo.release(id, foreignToken(), { runAt: new Date() })],
   ['markAsDone', (repo, id) => repo.markAsDone(id, foreignToken())],

@@ -18,6 +18,7 @@ export function terminalRules({ group, rule, repo }: SuiteContext): void {
 
         expect(await repo().claim(task.id, { owner: 'node-b', leaseMs: 60_000 })).toBeNull();
         expect(idsOf(await repo().claimDue({ owner: 'node-b', leaseMs: 60_000, limit: 10 }))).not.toContain(task.id);
+        await expect(repo().markAsStarted(task.id, token), 'markAsStarted').rejects.toBeInstanceOf(LeaseLostError);
         await expect(repo().markAsDone(task.id, token), 'markAsDone').rejects.toBeInstanceOf(LeaseLostError);
         await expect(repo().markAsFailed(task.id, { message: 'x' }, token), 'markAsFailed with token').rejects.toBeInstanceOf(LeaseLostError);
         await expect(repo().markAsFailed(task.id, { message: 'x' }), 'markAsFailed without token').rejects.toBeInstanceOf(InvalidStateError);

@@ -1,8 +1,9 @@
 import { InvalidInputError } from '@horae/core';
 import { expect } from 'vitest';
+import { TaskNotDueError } from '../../errors.js';
 import { isWorkLimiter, type LimitedClaim, type Repository, type WorkLimiter } from '../../repository.js';
 import type { TaskInfo } from '../../task-info.js';
-import { MINUTE, claimOrFail, expectNoDuplicates, future, insertTask, newTask, openPeers } from '../helpers.js';
+import { MINUTE, claimOrFail, expectNoDuplicates, future, idsOf, insertTask, newTask, openPeers, past } from '../helpers.js';
 import type { SuiteContext } from '../suite-context.js';
 
 /** The name of the group: an adapter without the {@link WorkLimiter} capability declares it in `skip`. */
@@ -35,7 +36,8 @@ export function workLimitRules({ group, rule, repo, fixture }: SuiteContext): vo
       const r = limiter(repo());
       const [a, b, c] = await Promise.all([insertTask(r, { workId: 'encode' }), insertTask(r, { workId: 'encode' }), insertTask(r, { workId: 'encode' })]);
       const first = claimedTask(await r.claimWithinLimit(a.id, { ...LEASE, maxWorking: 2 }));
-      expect(first).toMatchObject({ id: a.id, state: 'Working', attempt: 1, lease: { owner: 'node-a' } });
+      // A claim by id, limited or not, starts the run at once.
+      expect(first).toMatchObject({ id: a.id, state: 'Working', attempt: 1, claims: 1, lease: { owner: 'node-a', started: true } });
       claimedTask(await r.claimWithinLimit(b.id, { ...LEASE, maxWorking: 2 }));
       expect(await r.claimWithinLimit(c.id, { ...LEASE, maxWorking: 2 })).toEqual({ refused: 'limit' });
       // Refused: no attempt counted, no history record, no change.
@@ -127,7 +129,9 @@ export function workLimitRules({ group, rule, repo, fixture }: SuiteContext): vo
       const byWork = (workId: string): number => claimed.filter((task) => task.workId === workId).length;
       // encode: 3 slots, 1 in use → 2; thumbnail: 2; mail: unlimited → 2.
       expect([byWork('encode'), byWork('thumbnail'), byWork('mail')]).toEqual([2, 2, 2]);
-      for (const task of claimed) expect(task).toMatchObject({ state: 'Working', lease: { owner: 'node-a' } });
+      // Claimed ahead, as claimDue claims: unstarted, no attempt counted, no record; yet each holds its slot.
+      for (const task of claimed) expect(task).toMatchObject({ state: 'Working', attempt: 0, claims: 1, lease: { owner: 'node-a', started: false } });
+      for (const task of claimed) expect(await r.listAttempts(task.id)).toEqual([]);
       // The highest priority first, as claimDue orders them.
       expect(claimed.slice(0, 2).map((task) => task.workId)).toEqual(['encode', 'encode']);
       expect(await r.claimDueWithinLimits({ ...LEASE, limit: 10, workLimits: { encode: 3, thumbnail: 2 } })).toEqual([]);
@@ -145,6 +149,38 @@ export function workLimitRules({ group, rule, repo, fixture }: SuiteContext): vo
       expectNoDuplicates(all, 'a task claimed by two clients');
       expect(all).toHaveLength(3);
       expect(await workingOf(r, 'encode')).toBe(3);
+    });
+
+    rule('claimWithinLimit of a task not due yet throws TaskNotDueError and writes nothing', async () => {
+      const r = limiter(repo());
+      const later = await insertTask(r, { workId: 'encode', scheduledAt: future(5 * MINUTE) });
+      const error: unknown = await r.claimWithinLimit(later.id, { ...LEASE, maxWorking: 2 }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(TaskNotDueError);
+      expect((error as TaskNotDueError).dueInMs).toBeGreaterThan(0);
+      expect(await r.getById(later.id)).toEqual(later);
+      expect(await r.listAttempts(later.id)).toEqual([]);
+      // Not Initialized, or rescheduled: null, checked before the due time.
+      const stale = new Date(later.scheduledAt.getTime() + 1_000);
+      expect(await r.claimWithinLimit(later.id, { ...LEASE, maxWorking: 2, ifScheduledAt: stale })).toBeNull();
+      await r.markAsCancelled(later.id);
+      expect(await r.claimWithinLimit(later.id, { ...LEASE, maxWorking: 2 })).toBeNull();
+    });
+
+    rule('claimDueWithinLimits claims in the aged order of claimDue', async () => {
+      const r = limiter(repo());
+      // priority 0 due 10 minutes ago ages to 10 at one point a minute; priority 5 due 1 minute ago to 6.
+      const old = await insertTask(r, { workId: 'encode', priority: 0, scheduledAt: past(10 * MINUTE) });
+      const recent = await insertTask(r, { workId: 'encode', priority: 5, scheduledAt: past(MINUTE) });
+      const options = { ...LEASE, limit: 1, workLimits: { encode: 5 } };
+      const aged = [...(await r.claimDueWithinLimits({ ...options, agingMs: MINUTE })), ...(await r.claimDueWithinLimits({ ...options, agingMs: MINUTE }))];
+      expect(idsOf(aged)).toEqual([old.id, recent.id]);
+      for (const task of aged) await r.release(task.id, task.lease!.token, { runAt: new Date(task.scheduledAt.getTime()) });
+      const byPriority = [...(await r.claimDueWithinLimits({ ...options, agingMs: Number.POSITIVE_INFINITY })), ...(await r.claimDueWithinLimits({ ...options, agingMs: Number.POSITIVE_INFINITY }))];
+      expect(idsOf(byPriority)).toEqual([recent.id, old.id]);
+      await expect(r.claimDueWithinLimits({ ...options, agingMs: 0 })).rejects.toBeInstanceOf(InvalidInputError);
     });
 
     rule('claimWithinLimit and claimDueWithinLimits refuse an invalid limit and write nothing', async () => {
