@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { InvalidInputError, realClock, type Clock } from '@horae/core';
-import { InvalidStateError, LeaseLostError, RepositoryError, TaskNotFoundError } from './errors.js';
+import { InvalidStateError, LeaseLostError, RepositoryError, TaskNotDueError, TaskNotFoundError } from './errors.js';
 import { firstInOrder } from './first-in-order.js';
 import type {
   ChangePage,
+  ClaimDueOptions,
   ClaimOptions,
   InsertResult,
   LimitedClaim,
@@ -11,6 +12,7 @@ import type {
   LimitedClaimOptions,
   ListOptions,
   ListPage,
+  ReclaimOptions,
   ReleaseOptions,
   Repository,
   WorkLimiter,
@@ -19,8 +21,10 @@ import { MemoryScheduleTable } from './memory-schedule-store.js';
 import type { ListSchedulesOptions, Schedule, ScheduleAdvance, ScheduleDefinition, ScheduleStore, UpsertScheduleResult } from './schedule-store.js';
 import {
   ALL_TASK_STATES,
+  DEFAULT_MAX_UNSTARTED_CLAIMS,
   MAX_CHECK_INS_PER_ATTEMPT,
   isTerminal,
+  poisonTaskError,
   type AttemptOutcome,
   type NewTask,
   type TaskAttempt,
@@ -36,8 +40,9 @@ import { pickWithinLimits, validateMaxWorking, validateWorkLimits } from './work
 /** Options of {@link MemoryRepository}. */
 export interface MemoryRepositoryOptions {
   /**
-   * The "database clock": createdAt, updatedAt, lease.until, progress.at, and the due and expiry checks of
-   * `claimDue` and `reclaimExpired` read it. Pass the VirtualClock of `@horae/core/testing` to drive them
+   * The "database clock": createdAt, updatedAt, lease.until, progress.at, the due checks of `claim` (a task not due
+   * by it is refused with TaskNotDueError) and `claimDue`, the aged claim order, and the expiry checks of
+   * `reclaimExpired` read it. Pass the VirtualClock of `@horae/core/testing` to drive them
    * by hand. Peers opened with {@link MemoryRepository.openPeer} share it, as clients of one database do.
    *
    * @defaultValue `realClock`
@@ -202,23 +207,37 @@ export class MemoryRepository implements Repository, ScheduleStore, WorkLimiter 
       const { task } = this.#get(id);
       if (task.state !== 'Initialized') return null;
       if (options.ifScheduledAt !== undefined && options.ifScheduledAt.getTime() !== task.scheduledAt.getTime()) return null;
-      return copy(this.#claimTask(task, options));
+      this.#assertDue(task);
+      return copy(this.#claimTask(task, options, true));
     });
   }
 
   /** {@inheritDoc Repository.claimDue} */
-  claimDue(options: ClaimOptions & { limit: number; workIds?: readonly string[] }): Promise<TaskInfo[]> {
+  claimDue(options: ClaimDueOptions): Promise<TaskInfo[]> {
     return this.#run('claimDue', () => {
       validateClaimOptions(options);
       validateLimit(options.limit);
+      const order = claimOrder(validateAgingMs(options.agingMs));
       const workIds = options.workIds === undefined ? null : new Set(options.workIds);
       const now = this.#store.clock.now();
-      const due = firstInOrder(
-        this.#dueInitialized(now, workIds),
-        options.limit,
-        byClaimOrder,
-      );
-      return due.map((task) => copy(this.#claimTask(task, options)));
+      // One pass over the due tasks keeping the first `limit` in the aged order: a batch of a large backlog costs
+      // no sort of all of it. The aged key does not depend on now, so the order of two tasks never changes while
+      // both wait.
+      const due = firstInOrder(this.#dueInitialized(now, workIds), options.limit, order);
+      return due.map((task) => copy(this.#claimTask(task, options, false)));
+    });
+  }
+
+  /**
+   * {@inheritDoc Repository.markAsStarted}
+   *
+   * @implementation Calls are serialized one by one, so a call made together with others is fenced on its own.
+   */
+  markAsStarted(id: string, token: string): Promise<TaskInfo> {
+    return this.#run('markAsStarted', () => {
+      const task = this.#getHeld(id, token);
+      if (task.lease!.started) return copy(task);
+      return copy(this.#startTask(task));
     });
   }
 
@@ -231,8 +250,10 @@ export class MemoryRepository implements Repository, ScheduleStore, WorkLimiter 
       const { task } = this.#get(id);
       if (task.state !== 'Initialized') return null;
       if (options.ifScheduledAt !== undefined && options.ifScheduledAt.getTime() !== task.scheduledAt.getTime()) return null;
+      // Not due is a fact of the task, the limit one of the moment: the caller re-arms its timer either way.
+      this.#assertDue(task);
       if (this.#workingOf(task.workId) >= options.maxWorking) return { refused: 'limit' };
-      return { task: copy(this.#claimTask(task, options)) };
+      return { task: copy(this.#claimTask(task, options, true)) };
     });
   }
 
@@ -242,12 +263,13 @@ export class MemoryRepository implements Repository, ScheduleStore, WorkLimiter 
       validateClaimOptions(options);
       validateLimit(options.limit);
       const limits = validateWorkLimits(options.workLimits);
+      const order = claimOrder(validateAgingMs(options.agingMs));
       const workIds = options.workIds === undefined ? null : new Set(options.workIds);
       const now = this.#store.clock.now();
-      const due = [...this.#dueInitialized(now, workIds)].sort(byClaimOrder);
+      const due = [...this.#dueInitialized(now, workIds)].sort(order);
       const free = new Map([...limits].map(([workId, limit]) => [workId, limit - this.#workingOf(workId)]));
       const taken = new Set(pickWithinLimits(due, free, options.limit));
-      return due.filter((task) => taken.has(task.id)).map((task) => copy(this.#claimTask(task, options)));
+      return due.filter((task) => taken.has(task.id)).map((task) => copy(this.#claimTask(task, options, false)));
     });
   }
 
@@ -268,7 +290,9 @@ export class MemoryRepository implements Repository, ScheduleStore, WorkLimiter 
       assertDate(options.runAt, 'runAt');
       const error = options.error === undefined ? undefined : boundTaskError(options.error);
       const task = this.#getHeld(id, token);
-      this.#closeAttempt(id, error === undefined ? 'released' : 'retried', error ?? null);
+      // A claim whose run never started has no record to close and spent no attempt to give back.
+      const started = task.lease!.started;
+      if (started) this.#closeAttempt(id, error === undefined ? 'released' : 'retried', error ?? null);
       return copy(
         this.#write({
           ...task,
@@ -276,7 +300,7 @@ export class MemoryRepository implements Repository, ScheduleStore, WorkLimiter 
           scheduledAt: new Date(options.runAt.getTime()),
           lease: null,
           lastError: error ?? task.lastError,
-          attempt: options.refundAttempt === true ? Math.max(0, task.attempt - 1) : task.attempt,
+          attempt: started && options.refundAttempt === true ? Math.max(0, task.attempt - 1) : task.attempt,
         }),
       );
     });
@@ -285,7 +309,7 @@ export class MemoryRepository implements Repository, ScheduleStore, WorkLimiter 
   /** {@inheritDoc Repository.markAsDone} */
   markAsDone(id: string, token: string): Promise<TaskInfo> {
     return this.#run('markAsDone', () => {
-      const task = this.#getHeld(id, token);
+      const task = this.#getStarted(id, token, 'mark as done');
       this.#closeAttempt(id, 'succeeded', null);
       return copy(this.#write({ ...task, state: 'Done', lease: null }));
     });
@@ -300,7 +324,7 @@ export class MemoryRepository implements Repository, ScheduleStore, WorkLimiter 
         task = this.#get(id).task;
         if (task.state !== 'Initialized') throw new InvalidStateError(id, task.state, 'fail without a lease token');
       } else {
-        task = this.#getHeld(id, token);
+        task = this.#getStarted(id, token, 'fail');
         this.#closeAttempt(id, 'failed', lastError);
       }
       return copy(this.#write({ ...task, state: 'Failed', lease: null, lastError }));
@@ -318,7 +342,8 @@ export class MemoryRepository implements Repository, ScheduleStore, WorkLimiter 
       const { task } = this.#get(id);
       if (isTerminal(task.state)) return { task: copy(task), cancelled: false };
       if (options.token !== undefined) this.#getHeld(id, options.token);
-      if (task.state === 'Working') this.#closeAttempt(id, 'cancelled', null);
+      // A claim whose run never started has no record to close.
+      if (task.state === 'Working' && task.lease?.started === true) this.#closeAttempt(id, 'cancelled', null);
       return { task: copy(this.#write({ ...task, state: 'Cancelled', lease: null })), cancelled: true };
     });
   }
@@ -357,11 +382,14 @@ export class MemoryRepository implements Repository, ScheduleStore, WorkLimiter 
    * {@inheritDoc Repository.reclaimExpired}
    *
    * @implementation A lease is expired when `until <= now`, so a lease of 0 ms is expired at once. The oldest
-   * expiries are reclaimed first; a reclaimed task's lastError says `LEASE_EXPIRED`.
+   * expiries are reclaimed first; a reclaimed started run's lastError says `LEASE_EXPIRED`. An unstarted claim sent
+   * back to Initialized keeps its lastError: no run failed.
    */
-  reclaimExpired(options: { limit?: number } = {}): Promise<TaskInfo[]> {
+  reclaimExpired(options: ReclaimOptions = {}): Promise<TaskInfo[]> {
     return this.#run('reclaimExpired', () => {
+      if (options === null || typeof options !== 'object') throw new InvalidInputError('reclaimExpired takes options { limit?, maxUnstartedClaims? }');
       if (options.limit !== undefined) validateLimit(options.limit);
+      const maxUnstartedClaims = validateMaxUnstartedClaims(options.maxUnstartedClaims);
       const now = this.#store.clock.now();
       const expired = [...this.#store.tasks.values()]
         .map((stored) => stored.task)
@@ -370,6 +398,16 @@ export class MemoryRepository implements Repository, ScheduleStore, WorkLimiter 
         .slice(0, options.limit ?? Number.POSITIVE_INFINITY);
       const lastError: TaskError = { message: 'lease expired', code: 'LEASE_EXPIRED' };
       return expired.map((task) => {
+        if (!task.lease!.started) {
+          // The node died (or stalled) holding a claim ahead: no attempt was spent, but a task that keeps killing
+          // its claimers before they start it must not be claimed forever.
+          const unstartedClaims = task.unstartedClaims + 1;
+          return copy(
+            unstartedClaims >= maxUnstartedClaims
+              ? this.#write({ ...task, state: 'Failed', lease: null, unstartedClaims, lastError: poisonTaskError(unstartedClaims) })
+              : this.#write({ ...task, state: 'Initialized', scheduledAt: new Date(now), lease: null, unstartedClaims }),
+          );
+        }
         this.#closeAttempt(task.id, 'lease-expired', lastError);
         return copy(
           task.attempt >= task.maxAttempts
@@ -510,6 +548,8 @@ export class MemoryRepository implements Repository, ScheduleStore, WorkLimiter 
       state: 'Initialized',
       priority: normalized.priority,
       attempt: 0,
+      claims: 0,
+      unstartedClaims: 0,
       maxAttempts: normalized.maxAttempts,
       lease: null,
       lastError: null,
@@ -523,24 +563,47 @@ export class MemoryRepository implements Repository, ScheduleStore, WorkLimiter 
     return { task: copy(this.#write(task)), created: true };
   }
 
-  #claimTask(task: TaskInfo, options: ClaimOptions): TaskInfo {
+  /** The task when it is Working under `token` with its run started. @throws LeaseLostError, InvalidStateError */
+  #getStarted(id: string, token: string, action: string): TaskInfo {
+    const task = this.#getHeld(id, token);
+    if (!task.lease!.started) throw new InvalidStateError(id, 'Working, claimed ahead with its run not started', action);
+    return task;
+  }
+
+  /** @throws TaskNotDueError when `task` is not due by the store's clock */
+  #assertDue(task: TaskInfo): void {
+    const dueInMs = task.scheduledAt.getTime() - this.#store.clock.now();
+    if (dueInMs > 0) throw new TaskNotDueError(task.id, dueInMs);
+  }
+
+  /**
+   * Initialized → Working under a new lease, counted in `claims`, in one write; with `start` the run starts in that
+   * same write (a claim by id), else the claim is ahead, unstarted (claimDue).
+   */
+  #claimTask(task: TaskInfo, options: ClaimOptions, start: boolean): TaskInfo {
     const until = new Date(this.#store.clock.now() + options.leaseMs);
-    // A new run starts with no progress: what the task reports is its current run's.
-    const claimed = this.#write({ ...task, state: 'Working', attempt: task.attempt + 1, lease: { owner: options.owner, until, token: randomUUID() }, progress: null });
+    // What the task reports is its current claim's run: an earlier run's progress goes.
+    const claimed: TaskInfo = { ...task, state: 'Working', claims: task.claims + 1, lease: { owner: options.owner, until, token: randomUUID(), started: false }, progress: null };
+    return start ? this.#startTask(claimed) : this.#write(claimed);
+  }
+
+  /** Starts the run of a claim, in one write: counts the attempt, resets `unstartedClaims`, and opens its `running` record. */
+  #startTask(task: TaskInfo): TaskInfo {
+    const started = this.#write({ ...task, attempt: task.attempt + 1, unstartedClaims: 0, lease: { ...task.lease!, started: true } });
     const history = this.#store.attempts.get(task.id) ?? [];
     history.push({
       taskId: task.id,
       run: history.length + 1,
-      attempt: claimed.attempt,
-      node: options.owner,
-      startedAt: new Date(claimed.updatedAt.getTime()),
+      attempt: started.attempt,
+      node: started.lease!.owner,
+      startedAt: new Date(started.updatedAt.getTime()),
       endedAt: null,
       outcome: 'running',
       error: null,
       checkIns: [],
     });
     this.#store.attempts.set(task.id, history);
-    return claimed;
+    return started;
   }
 
   /** The record of the run in progress of `id`, if any. */
@@ -643,9 +706,32 @@ function compareText(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-/** claimDue's order: highest priority, then earliest due, then oldest, then id. */
-function byClaimOrder(a: TaskInfo, b: TaskInfo): number {
-  return b.priority - a.priority || a.scheduledAt.getTime() - b.scheduledAt.getTime() || a.createdAt.getTime() - b.createdAt.getTime() || compareText(a.id, b.id);
+/** The default of {@link ClaimDueOptions.agingMs}, as the core Dispatcher's. */
+const DEFAULT_AGING_MS = 10_000;
+
+/** @returns agingMs, or its default @throws InvalidInputError unless a number > 0 (Infinity allowed) */
+function validateAgingMs(agingMs: number | undefined): number {
+  if (agingMs === undefined) return DEFAULT_AGING_MS;
+  if (typeof agingMs !== 'number' || Number.isNaN(agingMs) || agingMs <= 0) throw new InvalidInputError(`agingMs must be a number > 0 (or Infinity), got ${String(agingMs)}`);
+  return agingMs;
+}
+
+/** @returns maxUnstartedClaims, or its default @throws InvalidInputError unless an integer ≥ 1 */
+function validateMaxUnstartedClaims(value: number | undefined): number {
+  if (value === undefined) return DEFAULT_MAX_UNSTARTED_CLAIMS;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) throw new InvalidInputError(`maxUnstartedClaims must be an integer ≥ 1, got ${String(value)}`);
+  return value;
+}
+
+/**
+ * claimDue's order: highest aged priority, then earliest due, then oldest, then id. The aged priority
+ * `priority + (now − scheduledAt) / agingMs` orders as `priority − scheduledAt / agingMs`, which needs no now;
+ * with agingMs Infinity the second term is 0: priority alone.
+ */
+function claimOrder(agingMs: number): (a: TaskInfo, b: TaskInfo) => number {
+  const aged = (task: TaskInfo): number => task.priority - task.scheduledAt.getTime() / agingMs;
+  return (a, b) =>
+    aged(b) - aged(a) || a.scheduledAt.getTime() - b.scheduledAt.getTime() || a.createdAt.getTime() - b.createdAt.getTime() || compareText(a.id, b.id);
 }
 
 /** A keyset position: a time and an id, encoded as `<ms>:<id>`. */

@@ -2,7 +2,7 @@ import { InvalidInputError } from '@horae/core';
 import { expect } from 'vitest';
 import type { TaskInfo } from '../../task-info.js';
 import { ALL_TASK_STATES } from '../../task-info.js';
-import { MINUTE, compareIds, expectNoDuplicates, idsOf, insertClaimed, insertTask, insertTerminal, listAll, listAllDue, newTask } from '../helpers.js';
+import { MINUTE, compareIds, expectNoDuplicates, idsOf, insertClaimed, insertTask, insertTerminal, listAll, listAllDue, newTask, past } from '../helpers.js';
 import type { SuiteContext } from '../suite-context.js';
 
 /** Asserts that `tasks` are ordered by createdAt, then id. */
@@ -84,8 +84,9 @@ export function listRules({ group, rule, repo }: SuiteContext): void {
       const t4 = await insertTask(repo(), { scheduledAt: at(3) });
       await insertTask(repo(), { scheduledAt: at(10) }); // exactly at `before`: excluded
       await insertTask(repo(), { scheduledAt: at(20) });
-      await insertClaimed(repo(), { scheduledAt: at(1) }); // Working: excluded
-      await insertTerminal(repo(), 'Done', { scheduledAt: at(1) }); // terminal: excluded
+      // Due already (a claim by id of a task not due is refused), before `before`, and excluded by their state.
+      await insertClaimed(repo(), { scheduledAt: past(5 * MINUTE) }); // Working: excluded
+      await insertTerminal(repo(), 'Done', { scheduledAt: past(5 * MINUTE) }); // terminal: excluded
       const cancelled = await insertTask(repo(), { scheduledAt: at(1) });
       await repo().markAsCancelled(cancelled.id);
       const early = await insertTask(repo(), { scheduledAt: new Date(Date.now() - 5 * MINUTE) });
