@@ -8,6 +8,6 @@ export type { MongoRepositoryBaseOptions, MongoRepositoryOptions } from './mongo
 export type { MongoClientLike, MongoDbLike } from './driver.js';
 export { SCHEMA_VERSION, UNIQUE_KEY_INDEX, TASK_INDEXES, migrate } from './schema.js';
 export { encodeParam, decodeParam, toTaskInfo, toTaskAttempt } from './task-document.js';
-export type { TaskDocument, AttemptDocument } from './task-document.js';
+export type { TaskDocument, AttemptDocument, LeaseDocument } from './task-document.js';
 export { MAX_ATTEMPTS_KEPT, TASK_PROJECTION } from './queries.js';
 export { translateMongoError } from './translate-error.js';

@@ -4,9 +4,11 @@ import type { Collection, Document, MongoClientOptions } from 'mongodb';
 import { InvalidInputError } from '@horae/core';
 import {
   ALL_TASK_STATES,
+  DEFAULT_MAX_UNSTARTED_CLAIMS,
   InvalidStateError,
   LeaseLostError,
   RepositoryError,
+  TaskNotDueError,
   TaskNotFoundError,
   TaskState,
   isTerminal,
@@ -17,12 +19,14 @@ import {
 } from '@horae/storage';
 import type {
   ChangePage,
+  ClaimDueOptions,
   ClaimOptions,
   InsertResult,
   ListOptions,
   ListPage,
   NewTask,
   NormalizedNewTask,
+  ReclaimOptions,
   ReleaseOptions,
   Repository,
   TaskAttempt,
@@ -35,17 +39,30 @@ import { ChangeLog } from './change-log.js';
 import { decodeChangeCursor, decodePageCursor, encodeChangeCursor, encodePageCursor } from './cursors.js';
 import type { PagePosition } from './cursors.js';
 import type { MongoClientLike, MongoDbLike } from './driver.js';
-import { assertNonEmptyString, assertProgress, assertTaskError, assertTaskState, assertValidDate, boundMessage } from './input.js';
+import {
+  assertAgingMs,
+  assertMaxUnstartedClaims,
+  assertNonEmptyString,
+  assertProgress,
+  assertTaskError,
+  assertTaskState,
+  assertValidDate,
+  boundMessage,
+} from './input.js';
 import {
   CHANGES_SORT,
-  DUE_SORT,
+  DEFAULT_AGING_MS,
   LIST_DUE_SORT,
   LIST_SORT,
   TASK_PROJECTION,
+  agedCandidatesPipeline,
   cancellableFilter,
   changesFilter,
+  claimAheadPipeline,
+  claimDueSort,
   claimFilter,
   claimPipeline,
+  claimRefusalPipeline,
   dueFilter,
   endPipeline,
   expiredFilter,
@@ -60,10 +77,13 @@ import {
   releasePipeline,
   renewPipeline,
   resequencePipeline,
+  startPipeline,
+  startedLeaseFilter,
   stateFilter,
   terminalBeforeFilter,
+  unstartedLeaseFilter,
 } from './queries.js';
-import type { ChangeTicket } from './queries.js';
+import type { ChangeTicket, ClaimRefusal } from './queries.js';
 import { UNIQUE_KEY_INDEX, migrate } from './schema.js';
 import { sanitizeTaskError, toTaskAttempt, toTaskInfo } from './task-document.js';
 import type { MetaDocument, TaskDocument } from './task-document.js';
@@ -369,53 +389,127 @@ export class MongoRepository implements Repository {
     });
   }
 
-  /** {@inheritDoc @horae/storage!index.Repository#claim} */
+  /**
+   * {@inheritDoc @horae/storage!index.Repository#claim}
+   * @implementation The write's filter holds the due check (`scheduledAt ≤ $$NOW`), so a task not due by the
+   * server's clock matches nothing and nothing is written. Only a miss costs one more read, an aggregation so that
+   * it carries the server's `$$NOW`, to tell why: no task (TaskNotFoundError), not Initialized or rescheduled
+   * (null), or not due (TaskNotDueError with the server's `dueInMs`). A task that the read finds claimable (it
+   * became due, or Initialized again, between the write and the read) is claimed again.
+   */
   async claim(id: string, options: ClaimOptions & { ifScheduledAt?: Date }): Promise<TaskInfo | null> {
     assertNonEmptyString(id, 'id');
     assertNonEmptyString(options?.owner, 'owner');
     validateLeaseMs(options.leaseMs);
     if (options.ifScheduledAt !== undefined) assertValidDate(options.ifScheduledAt, 'ifScheduledAt');
     return this.#run(`claim task ${id}`, async () => {
-      const token = randomUUID();
-      const doc = await this.#writeOne(claimFilter(id, options.ifScheduledAt), (t) => claimPipeline(options.owner, token, options.leaseMs, t));
-      if (doc !== null) return toTaskInfo(doc);
-      await this.#load(id);
-      return null;
+      for (let round = 1; round <= RACE_ROUNDS; round++) {
+        const token = randomUUID();
+        const doc = await this.#writeOne(claimFilter(id, options.ifScheduledAt), (t) => claimPipeline(options.owner, token, options.leaseMs, t));
+        if (doc !== null) return toTaskInfo(doc);
+        const [seen] = await this.#tasks.aggregate<ClaimRefusal>(claimRefusalPipeline(id)).toArray();
+        if (seen === undefined) throw new TaskNotFoundError(id);
+        // In the contract's order: a task that is not Initialized, or was rescheduled, is null whether due or not.
+        if (seen.state !== TaskState.Initialized) return null;
+        if (options.ifScheduledAt !== undefined && !(seen.scheduledAt instanceof Date && seen.scheduledAt.getTime() === options.ifScheduledAt.getTime())) return null;
+        const dueInMs = Number(seen.dueInMs);
+        if (dueInMs > 0) throw new TaskNotDueError(id, dueInMs);
+        // Due and Initialized now: it became so after the write was evaluated. Claim again.
+      }
+      throw new RepositoryError(`task ${id} kept changing while being claimed; try again`);
     });
   }
 
   /**
    * {@inheritDoc @horae/storage!index.Repository#claimDue}
-   * @implementation Each task is taken by its own `findOneAndUpdate` sorted by priority, due time and age: the
-   * server re-checks the filter on the document it updates, so two callers never take one task.
+   * @implementation Claims ahead, one `findOneAndUpdate` a task: the server re-checks the filter (Initialized, due
+   * by `$$NOW`) on the document it updates, so two callers never take one task. With the default `agingMs` the
+   * write sorts on the aged key every task stores (`claimOrder`, index `horae_claim_aged`), with `Infinity` on the
+   * priority (index `horae_claim_due`). Any other aging has no stored key: an aggregation first computes the key of
+   * every due task and picks the ids in order (a sort in memory over all due tasks; see the MongoDB guide), then
+   * each id is claimed by its own conditional write.
    */
-  async claimDue(options: ClaimOptions & { limit: number; workIds?: readonly string[] }): Promise<TaskInfo[]> {
+  async claimDue(options: ClaimDueOptions): Promise<TaskInfo[]> {
     assertNonEmptyString(options?.owner, 'owner');
     validateLeaseMs(options.leaseMs);
     validateLimit(options.limit);
+    const agingMs = options.agingMs ?? DEFAULT_AGING_MS;
+    assertAgingMs(agingMs);
     if (options.workIds !== undefined) {
       const workIds: unknown = options.workIds;
       if (!Array.isArray(workIds)) throw new InvalidInputError('workIds must be an array of strings');
       options.workIds.forEach((workId, i) => assertNonEmptyString(workId, `workIds[${i}]`));
       if (options.workIds.length === 0) return [];
     }
-    return this.#run('claim due tasks', async () => {
-      const claimed: TaskInfo[] = [];
-      let exhausted = false;
-      while (!exhausted && claimed.length < options.limit) {
+    const sort = claimDueSort(agingMs);
+    return this.#run('claim due tasks', () => (sort === null ? this.#claimDuePicked(options, agingMs) : this.#claimDueSorted(options, sort)));
+  }
+
+  /** claimDue when an index holds the order: each write takes the first due task in `sort`. */
+  async #claimDueSorted(options: ClaimDueOptions, sort: Document): Promise<TaskInfo[]> {
+    const claimed: TaskInfo[] = [];
+    let exhausted = false;
+    while (!exhausted && claimed.length < options.limit) {
+      await this.#changes.withTicket(async (ticket) => {
+        for (let n = 0; n < TICKET_BATCH && claimed.length < options.limit; n++) {
+          const token = randomUUID();
+          const doc = await this.#writeOne(dueFilter(options.workIds), (t) => claimAheadPipeline(options.owner, token, options.leaseMs, t), { sort }, ticket);
+          if (doc === null) {
+            exhausted = true;
+            return;
+          }
+          claimed.push(toTaskInfo(doc));
+        }
+      });
+    }
+    return claimed;
+  }
+
+  /** claimDue for an aging no document stores: pick the ids in order with an aggregation, then claim each. */
+  async #claimDuePicked(options: ClaimDueOptions, agingMs: number): Promise<TaskInfo[]> {
+    const claimed: TaskInfo[] = [];
+    // Rounds in which every picked task went to another caller first; bounded so that a storm of racers cannot
+    // keep one call looping (it returns what it has, as a claim of fewer than `limit` tasks may).
+    let lostRounds = 0;
+    while (claimed.length < options.limit && lostRounds < RACE_ROUNDS) {
+      const picked = await this.#tasks.aggregate<{ _id: string }>(agedCandidatesPipeline(options.workIds, agingMs, options.limit - claimed.length)).toArray();
+      if (picked.length === 0) break;
+      const before = claimed.length;
+      for (let from = 0; from < picked.length; from += TICKET_BATCH) {
         await this.#changes.withTicket(async (ticket) => {
-          for (let n = 0; n < TICKET_BATCH && claimed.length < options.limit; n++) {
+          for (const { _id: id } of picked.slice(from, from + TICKET_BATCH)) {
             const token = randomUUID();
-            const doc = await this.#writeOne(dueFilter(options.workIds), (t) => claimPipeline(options.owner, token, options.leaseMs, t), { sort: DUE_SORT }, ticket);
-            if (doc === null) {
-              exhausted = true;
-              return;
-            }
-            claimed.push(toTaskInfo(doc));
+            // The filter re-checks Initialized and due: a task another caller took since the pick is skipped.
+            const doc = await this.#writeOne({ ...dueFilter(options.workIds), _id: id }, (t) => claimAheadPipeline(options.owner, token, options.leaseMs, t), {}, ticket);
+            if (doc !== null) claimed.push(toTaskInfo(doc));
           }
         });
       }
-      return claimed;
+      lostRounds = claimed.length === before ? lostRounds + 1 : 0;
+    }
+    return claimed;
+  }
+
+  /**
+   * {@inheritDoc @horae/storage!index.Repository#markAsStarted}
+   * @implementation One `findOneAndUpdate` filtered on the token and `lease.started: false`; on a miss one read
+   * tells a start that had already landed (returned unchanged) from a lost lease. Calls made together are written
+   * one by one, each fenced on its own.
+   */
+  async markAsStarted(id: string, token: string): Promise<TaskInfo> {
+    assertNonEmptyString(id, 'id');
+    return this.#run(`start the run of task ${id}`, async () => {
+      // A token that is not a string can hold no lease; it must not reach the filter either.
+      if (typeof token !== 'string') {
+        await this.#load(id);
+        throw new LeaseLostError(id);
+      }
+      const doc = await this.#writeOne(unstartedLeaseFilter(id, token), startPipeline);
+      if (doc !== null) return toTaskInfo(doc);
+      const current = toTaskInfo(await this.#load(id));
+      // A lease never becomes unstarted again under one token: still Working under it means started already.
+      if (current.state === TaskState.Working && current.lease?.token === token) return current;
+      throw new LeaseLostError(id);
     });
   }
 
@@ -438,7 +532,7 @@ export class MongoRepository implements Repository {
   /** {@inheritDoc @horae/storage!index.Repository#markAsDone} */
   async markAsDone(id: string, token: string): Promise<TaskInfo> {
     assertNonEmptyString(id, 'id');
-    return this.#run(`mark task ${id} done`, () => this.#fenced(id, token, (t) => endPipeline(TaskState.Done, undefined, t, { outcome: 'succeeded', error: null })));
+    return this.#run(`mark task ${id} done`, () => this.#ended(id, token, 'mark as done', (t) => endPipeline(TaskState.Done, undefined, t, { outcome: 'succeeded', error: null })));
   }
 
   /** A write that needs the task Working under `token`; a miss is LeaseLostError (or TaskNotFoundError). */
@@ -454,13 +548,33 @@ export class MongoRepository implements Repository {
     throw new LeaseLostError(id);
   }
 
+  /**
+   * A write that ends a run: it needs the task Working under `token` with its run started. A miss is
+   * InvalidStateError when the token holds a claim ahead whose run never started (there is no run to end; nothing
+   * is written), else LeaseLostError (or TaskNotFoundError).
+   */
+  async #ended(id: string, token: string, action: string, build: (ticket: ChangeTicket) => Document[]): Promise<TaskInfo> {
+    if (typeof token !== 'string') {
+      await this.#load(id);
+      throw new LeaseLostError(id);
+    }
+    const doc = await this.#writeOne(startedLeaseFilter(id, token), build);
+    if (doc !== null) return toTaskInfo(doc);
+    const current = await this.#load(id);
+    // A lease never becomes unstarted again under one token, so this read is no stale view of a task that matched.
+    if (current.state === TaskState.Working && current.lease?.token === token && current.lease.started === false) {
+      throw new InvalidStateError(id, current.state, `${action} (its run has not started)`);
+    }
+    throw new LeaseLostError(id);
+  }
+
   /** {@inheritDoc @horae/storage!index.Repository#markAsFailed} */
   async markAsFailed(id: string, error: TaskError, token?: string): Promise<TaskInfo> {
     assertNonEmptyString(id, 'id');
     assertTaskError(error);
     const stored = sanitizeTaskError(error);
     if (token !== undefined) {
-      return this.#run(`mark task ${id} failed`, () => this.#fenced(id, token, (t) => endPipeline(TaskState.Failed, stored, t, { outcome: 'failed', error: stored })));
+      return this.#run(`mark task ${id} failed`, () => this.#ended(id, token, 'mark as failed', (t) => endPipeline(TaskState.Failed, stored, t, { outcome: 'failed', error: stored })));
     }
     return this.#run(`mark task ${id} failed`, async () => {
       // Out of Initialized no run happened: no attempt record.
@@ -522,17 +636,23 @@ export class MongoRepository implements Repository {
     await this.#run(`record the progress of task ${id}`, () => this.#fenced(id, token, (t) => progressPipeline(given, t)));
   }
 
-  /** {@inheritDoc @horae/storage!index.Repository#reclaimExpired} */
-  async reclaimExpired(options?: { limit?: number }): Promise<TaskInfo[]> {
+  /**
+   * {@inheritDoc @horae/storage!index.Repository#reclaimExpired}
+   * @implementation One `findOneAndUpdate` a task, oldest lease end first; its pipeline tells a started run from a
+   * claim ahead by `lease.started`, and builds the poison error, with its count, on the server.
+   */
+  async reclaimExpired(options?: ReclaimOptions): Promise<TaskInfo[]> {
     const limit = options?.limit;
     if (limit !== undefined) validateLimit(limit);
+    const maxUnstartedClaims = options?.maxUnstartedClaims ?? DEFAULT_MAX_UNSTARTED_CLAIMS;
+    assertMaxUnstartedClaims(maxUnstartedClaims);
     return this.#run('reclaim expired leases', async () => {
       const reclaimed: TaskInfo[] = [];
       let exhausted = false;
       while (!exhausted && (limit === undefined || reclaimed.length < limit)) {
         await this.#changes.withTicket(async (ticket) => {
           for (let n = 0; n < TICKET_BATCH && (limit === undefined || reclaimed.length < limit); n++) {
-            const doc = await this.#writeOne(expiredFilter(), reclaimPipeline, { sort: { 'lease.until': 1, _id: 1 } }, ticket);
+            const doc = await this.#writeOne(expiredFilter(), (t) => reclaimPipeline(maxUnstartedClaims, t), { sort: { 'lease.until': 1, _id: 1 } }, ticket);
             if (doc === null) {
               exhausted = true;
               return;

@@ -13,7 +13,7 @@
  * as the transition it records: one `findOneAndUpdate`, so a record can never disagree with the state.
  */
 import type { Document } from 'mongodb';
-import { MAX_CHECK_INS_PER_ATTEMPT, TaskState } from '@horae/storage';
+import { MAX_CHECK_INS_PER_ATTEMPT, TaskState, poisonTaskError } from '@horae/storage';
 import type { AttemptOutcome, TaskError, TaskPatch } from '@horae/storage';
 import type { ChangePosition, PagePosition } from './cursors.js';
 import type { NormalizedNewTask } from '@horae/storage';
@@ -36,8 +36,10 @@ const LIVE_STATES = [TaskState.Initialized, TaskState.Working];
 const TERMINAL_STATES = [TaskState.Done, TaskState.Cancelled, TaskState.Failed];
 
 /**
- * The last stage of every write: recomputes `live` from the state, stamps `updatedAt` from the server's
- * clock, and the change sequence, or null when the write runs past its ticket's deadline.
+ * The last stage of every write: recomputes `live` from the state and the stored claim order from the priority
+ * and due time (see {@link CLAIM_ORDER_EXPRESSION}), stamps `updatedAt` from the server's clock, and the change
+ * sequence, or null when the write runs past its ticket's deadline. Recomputing the order on every write, rather
+ * than only on the writes that change the priority or the due time, means no transition can leave it stale.
  *
  * @param ticket - the ticket of this write
  */
@@ -45,11 +47,37 @@ export function finalizeStage(ticket: ChangeTicket): Document {
   return {
     $set: {
       live: { $in: ['$state', LIVE_STATES] },
+      claimOrder: CLAIM_ORDER_EXPRESSION,
       updatedAt: '$$NOW',
       seq: sequenceExpression(ticket),
     },
   };
 }
+
+/** The aging `claimDue` uses unless told otherwise, as the core Dispatcher's: a priority point per 10 s waited. */
+export const DEFAULT_AGING_MS = 10_000;
+
+/**
+ * The aged claim key of a document for `agingMs`: `priority × agingMs − scheduledAt` (in ms since the epoch).
+ *
+ * `claimDue` orders due tasks by effective priority `priority + (now − scheduledAt) / agingMs`, highest first.
+ * Multiplied by `agingMs` (> 0, so the order holds) that is `priority × agingMs − scheduledAt + now`, and `now` is
+ * the same for every task of one claim: the order is that of this key, which does not depend on the time. So it
+ * can be stored and indexed. It is kept in milliseconds, not divided by `agingMs`, so that integer priorities
+ * give exact integer keys and two tasks whose effective priorities are equal tie exactly (then the due time
+ * decides), with no rounding of a division.
+ *
+ * @param agingMs - a finite aging, > 0
+ */
+export function claimOrderExpression(agingMs: number): Document {
+  return { $subtract: [{ $multiply: ['$priority', literal(agingMs)] }, { $toLong: '$scheduledAt' }] };
+}
+
+/**
+ * The key stored on every task as `claimOrder` (for {@link DEFAULT_AGING_MS}) and indexed with the state, so
+ * that `claimDue` with the default aging walks an index in claim order.
+ */
+export const CLAIM_ORDER_EXPRESSION: Document = claimOrderExpression(DEFAULT_AGING_MS);
 
 /** `ticket.seq` while the server's clock is before the ticket's deadline, else null. */
 export function sequenceExpression(ticket: ChangeTicket): Document {
@@ -82,17 +110,18 @@ export const TASK_PROJECTION: Document = { attempts: 0 };
 const ATTEMPTS: Document = { $ifNull: ['$attempts', []] };
 
 /**
- * A stage that opens a `running` attempt record; it must follow the stage of the claim, since it reads the
- * new `attempt` counter. Its run number is one past the last record's (1 for the first run), so numbering
+ * A stage that opens a `running` attempt record; it must follow the stage that starts the run, since it reads
+ * the new `attempt` counter. Its run number is one past the last record's (1 for the first run), so numbering
  * goes on when the oldest records are dropped ({@link MAX_ATTEMPTS_KEPT}).
  *
- * @param owner - the node that claimed the task
+ * @param owner - the node that claimed the task, or `{ fromLease: true }` to read it from the stored lease (a run
+ *   started by `markAsStarted`, whose caller names only the token)
  */
-export function openAttemptStage(owner: string): Document {
+export function openAttemptStage(owner: string | { fromLease: true }): Document {
   const record = {
     run: { $add: [{ $ifNull: [{ $arrayElemAt: ['$attempts.run', -1] }, 0] }, 1] },
     attempt: '$attempt',
-    node: literal(owner),
+    node: typeof owner === 'string' ? literal(owner) : '$lease.owner',
     startedAt: '$$NOW',
     endedAt: literal(null),
     outcome: literal('running'),
@@ -103,9 +132,16 @@ export function openAttemptStage(owner: string): Document {
 }
 
 /**
+ * True for a document whose lease is a started run: `lease.started` true, or absent (a lease written before claims
+ * ahead existed always started its run at once). False for a claim ahead whose run has not started.
+ */
+export const LEASE_STARTED: Document = { $ne: ['$lease.started', false] };
+
+/**
  * The new value of `attempts` that closes the running record with `end`, stamped with the server's now.
- * It reads the state before the write, so it must sit in the stage that changes the state: it closes a
- * record only when the task was Working (a cancel of an Initialized task records nothing).
+ * It reads the state and lease before the write, so it must sit in the stage that changes the state: it closes
+ * a record only when the task was Working with its run started (a cancel of an Initialized task, or the end of a
+ * claim ahead that never started, records nothing: no record was opened).
  *
  * @param end - the outcome and error of the run
  */
@@ -122,7 +158,7 @@ export function closeAttemptExpression(end: AttemptEnd): Document {
       },
     },
   };
-  return { $cond: [{ $eq: ['$state', TaskState.Working] }, closed, ATTEMPTS] };
+  return { $cond: [{ $and: [{ $eq: ['$state', TaskState.Working] }, LEASE_STARTED] }, closed, ATTEMPTS] };
 }
 
 /**
@@ -178,6 +214,8 @@ export function insertPipeline(task: NormalizedNewTask, ticket: ChangeTicket): D
         state: literal(TaskState.Initialized),
         priority: literal(task.priority),
         attempt: literal(0),
+        claims: literal(0),
+        unstartedClaims: literal(0),
         maxAttempts: literal(task.maxAttempts),
         lease: literal(null),
         lastError: literal(null),
@@ -198,9 +236,23 @@ export function stateFilter(id: string, state: TaskState): Document {
   return { _id: id, state };
 }
 
-/** The filter of a write that needs the task Working under `token` (fencing). */
+/** The filter of a write that needs the task Working under `token` (fencing), whether its run started or not. */
 export function leaseFilter(id: string, token: string): Document {
   return { _id: id, state: TaskState.Working, 'lease.token': token };
+}
+
+/**
+ * The filter of a write that ends a run (`markAsDone`, `markAsFailed` with a token): Working under `token` with its
+ * run started. `$ne: false` also matches a lease without the field: one written before claims ahead existed,
+ * which always started its run at once.
+ */
+export function startedLeaseFilter(id: string, token: string): Document {
+  return { ...leaseFilter(id, token), 'lease.started': { $ne: false } };
+}
+
+/** The filter of `markAsStarted`: Working under `token`, claimed ahead and its run not started yet. */
+export function unstartedLeaseFilter(id: string, token: string): Document {
+  return { ...leaseFilter(id, token), 'lease.started': false };
 }
 
 /** The filter of a cancel without a token: any non-terminal task. */
@@ -208,8 +260,12 @@ export function cancellableFilter(id: string): Document {
   return { _id: id, state: { $in: LIVE_STATES } };
 }
 
+/** Due by the server's clock: the only clock that decides, so a node whose clock runs ahead claims nothing early. */
+const DUE: Document = { $lte: ['$scheduledAt', '$$NOW'] };
+
 /**
- * The filter of `claim`: the task Initialized and, when asked, still due at `ifScheduledAt`.
+ * The filter of `claim`: the task Initialized, due by the server's clock and, when asked, still due at
+ * `ifScheduledAt`. A miss is told apart afterwards by {@link claimRefusalPipeline}.
  *
  * @param id - the task
  * @param ifScheduledAt - the due time the caller saw, or undefined
@@ -217,7 +273,31 @@ export function cancellableFilter(id: string): Document {
 export function claimFilter(id: string, ifScheduledAt?: Date): Document {
   const filter: Document = { _id: id, state: TaskState.Initialized };
   if (ifScheduledAt !== undefined) filter.scheduledAt = ifScheduledAt;
+  filter.$expr = DUE;
   return filter;
+}
+
+/**
+ * The read that tells why a claim by id matched nothing, in one round trip: the task's state and due time, and
+ * `dueInMs`, how long until it is due by the server's clock (`scheduledAt − $$NOW`; ≤ 0 when due). Empty when
+ * no task has the id.
+ *
+ * @param id - the task
+ */
+export function claimRefusalPipeline(id: string): Document[] {
+  return [{ $match: { _id: id } }, { $project: { state: 1, scheduledAt: 1, dueInMs: { $subtract: ['$scheduledAt', '$$NOW'] } } }];
+}
+
+/** What {@link claimRefusalPipeline} reads. */
+export interface ClaimRefusal {
+  /** The task id. */
+  _id: string;
+  /** Its state. */
+  state: TaskState;
+  /** When it is due. */
+  scheduledAt: Date;
+  /** Milliseconds until it is due by the server's clock; ≤ 0 when due. A 64-bit integer the driver reads as a number. */
+  dueInMs: number;
 }
 
 /**
@@ -226,30 +306,106 @@ export function claimFilter(id: string, ifScheduledAt?: Date): Document {
  * @param workIds - only these works; undefined for all
  */
 export function dueFilter(workIds?: readonly string[]): Document {
-  const filter: Document = { state: TaskState.Initialized, $expr: { $lte: ['$scheduledAt', '$$NOW'] } };
+  const filter: Document = { state: TaskState.Initialized, $expr: DUE };
   if (workIds !== undefined) filter.workId = { $in: [...workIds] };
   return filter;
 }
 
-/** The order of `claimDue`: highest priority, then earliest due, then oldest, then id for a total order. */
-export const DUE_SORT: Document = { priority: -1, scheduledAt: 1, createdAt: 1, _id: 1 };
+/**
+ * The order of `claimDue` with the default aging: the stored aged key (highest effective priority first), then
+ * earliest due, then oldest, then id for a total order. The index `horae_claim_aged` holds it after the state.
+ */
+export const AGED_DUE_SORT: Document = { claimOrder: -1, scheduledAt: 1, createdAt: 1, _id: 1 };
+
+/** The order of `claimDue` with `agingMs: Infinity`: priority alone, then as {@link AGED_DUE_SORT}; index `horae_claim_due`. */
+export const PRIORITY_DUE_SORT: Document = { priority: -1, scheduledAt: 1, createdAt: 1, _id: 1 };
 
 /**
- * The pipeline of a claim: Initialized → Working under a new lease that ends `leaseMs` after the server's
- * now, counting an attempt and opening its `running` record. A new run starts with no progress: what the
- * task reports is its current run's.
+ * The sort a `claimDue` `findOneAndUpdate` can use for `agingMs`: an index-backed one for the default aging and
+ * for `Infinity`; null for any other aging, whose key no document stores (see {@link agedCandidatesPipeline}).
+ *
+ * @param agingMs - a validated aging (> 0, `Infinity` allowed)
+ */
+export function claimDueSort(agingMs: number): Document | null {
+  if (agingMs === DEFAULT_AGING_MS) return AGED_DUE_SORT;
+  if (agingMs === Infinity) return PRIORITY_DUE_SORT;
+  return null;
+}
+
+/**
+ * The aggregation that picks the ids `claimDue` should take next for an aging other than the stored one: it
+ * computes the aged key of every due task, sorts them, and keeps the first `limit`. No index serves the computed
+ * sort: it reads every due Initialized task of the works (the `state, scheduledAt` index bounds the read to
+ * Initialized tasks) and sorts them in memory, keeping only the top `limit` (a top-k sort). Each id is then
+ * claimed by its own conditional write, which re-checks that it is still Initialized and due.
+ *
+ * @param workIds - only these works; undefined for all
+ * @param agingMs - a finite aging, > 0
+ * @param limit - how many ids to pick
+ */
+export function agedCandidatesPipeline(workIds: readonly string[] | undefined, agingMs: number, limit: number): Document[] {
+  return [
+    { $match: dueFilter(workIds) },
+    { $set: { agedClaimOrder: claimOrderExpression(agingMs) } },
+    { $sort: { agedClaimOrder: -1, scheduledAt: 1, createdAt: 1, _id: 1 } },
+    { $limit: limit },
+    { $project: { _id: 1 } },
+  ];
+}
+
+/** `claims` of a document, or `attempt` for one written before claims were counted apart (each run was a claim). */
+const CLAIMS: Document = { $ifNull: ['$claims', '$attempt'] };
+
+/** `unstartedClaims` of a document, or 0 for one written before claims ahead existed. */
+const UNSTARTED_CLAIMS: Document = { $ifNull: ['$unstartedClaims', 0] };
+
+/** The fields both kinds of claim set: Working under a new lease ending `leaseMs` after the server's now, one claim more. */
+function claimFields(owner: string, token: string, leaseMs: number, started: boolean): Document {
+  return {
+    state: literal(TaskState.Working),
+    claims: { $add: [CLAIMS, 1] },
+    lease: { $mergeObjects: [literal({ owner, token, started }), { until: { $add: ['$$NOW', literal(leaseMs)] } }] },
+    progress: literal(null),
+  };
+}
+
+/**
+ * The pipeline of a claim by id, which starts the run at once: Initialized → Working under a new lease (started),
+ * counting a claim and an attempt, resetting the unstarted claims, and opening the run's `running` record. A new
+ * run starts with no progress: what the task reports is its current run's.
  */
 export function claimPipeline(owner: string, token: string, leaseMs: number, ticket: ChangeTicket): Document[] {
   return [
+    { $set: { ...claimFields(owner, token, leaseMs, true), attempt: { $add: ['$attempt', 1] }, unstartedClaims: literal(0) } },
+    openAttemptStage(owner),
+    finalizeStage(ticket),
+  ];
+}
+
+/**
+ * The pipeline of `claimDue`, a claim ahead: Initialized → Working under a new lease whose run has not started,
+ * counting a claim but no attempt, and opening no record (the run opens one when it starts, with `markAsStarted`).
+ */
+export function claimAheadPipeline(owner: string, token: string, leaseMs: number, ticket: ChangeTicket): Document[] {
+  return [{ $set: { ...claimFields(owner, token, leaseMs, false), unstartedClaims: UNSTARTED_CLAIMS } }, finalizeStage(ticket)];
+}
+
+/**
+ * The pipeline of `markAsStarted`: the run of a claim ahead starts, counting its attempt, resetting the unstarted
+ * claims, marking the lease started (its owner, token and end unchanged) and opening the `running` record (node =
+ * the lease owner), as a claim by id does in one step.
+ */
+export function startPipeline(ticket: ChangeTicket): Document[] {
+  return [
     {
       $set: {
-        state: literal(TaskState.Working),
         attempt: { $add: ['$attempt', 1] },
-        lease: { $mergeObjects: [literal({ owner, token }), { until: { $add: ['$$NOW', literal(leaseMs)] } }] },
+        unstartedClaims: literal(0),
+        lease: { $mergeObjects: ['$lease', literal({ started: true })] },
         progress: literal(null),
       },
     },
-    openAttemptStage(owner),
+    openAttemptStage({ fromLease: true }),
     finalizeStage(ticket),
   ];
 }
@@ -262,8 +418,9 @@ export function renewPipeline(leaseMs: number, ticket: ChangeTicket): Document[]
 
 /**
  * The pipeline of `release`: Working → Initialized due at `runAt`, the lease cleared; the attempt given
- * back (never below 0) when `refundAttempt`; `lastError` replaced when an error is given. The running
- * record closes `retried` with the error when one is given, else `released` (a graceful stop).
+ * back (never below 0) when `refundAttempt` and the run had started (a claim ahead spent none); `lastError`
+ * replaced when an error is given. The running record closes `retried` with the error when one is given, else
+ * `released` (a graceful stop); a claim ahead that never started has none.
  */
 export function releasePipeline(runAt: Date, error: TaskError | undefined, refundAttempt: boolean, ticket: ChangeTicket): Document[] {
   const end: AttemptEnd = error === undefined ? { outcome: 'released', error: null } : { outcome: 'retried', error };
@@ -273,7 +430,8 @@ export function releasePipeline(runAt: Date, error: TaskError | undefined, refun
         state: literal(TaskState.Initialized),
         scheduledAt: literal(runAt),
         lease: literal(null),
-        attempt: refundAttempt ? { $max: [0, { $subtract: ['$attempt', 1] }] } : '$attempt',
+        // Read from the lease before this stage clears it: every expression of one $set sees the input document.
+        attempt: refundAttempt ? { $cond: [LEASE_STARTED, { $max: [0, { $subtract: ['$attempt', 1] }] }, '$attempt'] } : '$attempt',
         lastError: error === undefined ? '$lastError' : literal(error),
         attempts: closeAttemptExpression(end),
       },
@@ -287,8 +445,8 @@ export function releasePipeline(runAt: Date, error: TaskError | undefined, refun
  *
  * @param state - Done, Failed or Cancelled
  * @param error - the new `lastError`; undefined keeps the current one
- * @param end - how the run ended, closing its record when the task was Working; undefined records nothing
- *   (a task failed before it ever ran)
+ * @param end - how the run ended, closing its record when the task was Working with its run started; undefined
+ *   records nothing (a task failed before it ever ran)
  */
 export function endPipeline(state: TaskState, error: TaskError | undefined, ticket: ChangeTicket, end?: AttemptEnd): Document[] {
   const set: Document = { state: literal(state), lease: literal(null), lastError: error === undefined ? '$lastError' : literal(error) };
@@ -325,19 +483,60 @@ export function expiredFilter(): Document {
   return { state: TaskState.Working, 'lease.until': { $type: 'date' }, $expr: { $lte: ['$lease.until', '$$NOW'] } };
 }
 
-/** The lastError a reclaimed task carries. */
+/** The lastError a reclaimed task whose run had started carries. */
 export const LEASE_EXPIRED_ERROR: TaskError = { message: 'lease expired', code: 'LEASE_EXPIRED' };
 
 /**
- * The pipeline of `reclaimExpired`: back to Initialized due at the server's now, or Failed when the attempts
- * are spent; the lease cleared so the old holder's token is refused; the running record closed
- * `lease-expired`.
+ * The message of {@link poisonTaskError} cut around its count, so that the server builds it for the count it
+ * computes: `before + n + after`. Taken from the storage package's own function, so the two never drift apart.
  */
-export function reclaimPipeline(ticket: ChangeTicket): Document[] {
+export const POISON_MESSAGE_PARTS: readonly [string, string] = (() => {
+  const mark = 987_654_321;
+  const parts = poisonTaskError(mark).message.split(String(mark));
+  if (parts.length !== 2) throw new Error('poisonTaskError no longer names its count once: update POISON_MESSAGE_PARTS');
+  return [parts[0]!, parts[1]!];
+})();
+
+/**
+ * The {@link poisonTaskError} of `count` unstarted claims, built by the server.
+ *
+ * @param count - an expression of the count (an integer)
+ */
+export function poisonErrorExpression(count: Document): Document {
+  const { message: _message, ...rest } = poisonTaskError(0);
+  return {
+    $mergeObjects: [literal(rest), { message: { $concat: [literal(POISON_MESSAGE_PARTS[0]), { $toString: { $toInt: count } }, literal(POISON_MESSAGE_PARTS[1])] } }],
+  };
+}
+
+/**
+ * The pipeline of `reclaimExpired`, for both kinds of expired lease, decided per document by `lease.started`:
+ *
+ * - a started run spent its attempt: back to Initialized due at the server's now, or Failed when the attempts
+ *   are spent; its running record closes `lease-expired`, and `lastError` says so;
+ * - a claim ahead whose run never started spent nothing: `unstartedClaims` + 1, and back to Initialized due now
+ *   (attempt, record and lastError unchanged), or, when that count reaches `maxUnstartedClaims`, Failed with
+ *   {@link poisonTaskError} of the count.
+ *
+ * Either way the lease is cleared, so the old holder's token is refused.
+ *
+ * @param maxUnstartedClaims - a validated integer ≥ 1
+ */
+export function reclaimPipeline(maxUnstartedClaims: number, ticket: ChangeTicket): Document[] {
+  const unstartedAfter: Document = { $add: [UNSTARTED_CLAIMS, 1] };
+  const poisoned: Document = { $gte: [unstartedAfter, literal(maxUnstartedClaims)] };
   return [
     {
       $set: {
-        state: { $cond: [{ $gte: ['$attempt', '$maxAttempts'] }, literal(TaskState.Failed), literal(TaskState.Initialized)] },
+        state: {
+          $cond: [
+            LEASE_STARTED,
+            { $cond: [{ $gte: ['$attempt', '$maxAttempts'] }, literal(TaskState.Failed), literal(TaskState.Initialized)] },
+            { $cond: [poisoned, literal(TaskState.Failed), literal(TaskState.Initialized)] },
+          ],
+        },
+        unstartedClaims: { $cond: [LEASE_STARTED, UNSTARTED_CLAIMS, unstartedAfter] },
+        lastError: { $cond: [LEASE_STARTED, literal(LEASE_EXPIRED_ERROR), { $cond: [poisoned, poisonErrorExpression(unstartedAfter), '$lastError'] }] },
         attempts: closeAttemptExpression({ outcome: 'lease-expired', error: LEASE_EXPIRED_ERROR }),
       },
     },
@@ -345,7 +544,6 @@ export function reclaimPipeline(ticket: ChangeTicket): Document[] {
       $set: {
         scheduledAt: { $cond: [{ $eq: ['$state', TaskState.Initialized] }, '$$NOW', '$scheduledAt'] },
         lease: literal(null),
-        lastError: literal(LEASE_EXPIRED_ERROR),
       },
     },
     finalizeStage(ticket),

@@ -4,8 +4,9 @@
  * may all run it.
  */
 import type { Document, IndexDescription } from 'mongodb';
-import { SchemaVersionError } from '@horae/storage';
+import { SchemaVersionError, TaskState } from '@horae/storage';
 import { CHANGE_LOG_ID } from './change-log.js';
+import { CLAIM_ORDER_EXPRESSION } from './queries.js';
 
 /** The name of the unique index over the uniqueKey of live (non-terminal) tasks. */
 export const UNIQUE_KEY_INDEX = 'horae_unique_key_live';
@@ -25,8 +26,8 @@ export const UNIQUE_KEY_INDEX_SPEC: IndexDescription = {
   partialFilterExpression: { live: true, uniqueKey: { $type: 'string' } },
 };
 
-/** Every index of the tasks collection, each named so that a rerun is a no-op. */
-export const TASK_INDEXES: readonly IndexDescription[] = [
+/** The indexes schema version 1 created, as it shipped. */
+const VERSION_1_INDEXES: readonly IndexDescription[] = [
   UNIQUE_KEY_INDEX_SPEC,
   { key: { seq: 1, _id: 1 }, name: 'horae_changes' },
   { key: { state: 1, priority: -1, scheduledAt: 1, createdAt: 1, _id: 1 }, name: 'horae_claim_due' },
@@ -39,6 +40,19 @@ export const TASK_INDEXES: readonly IndexDescription[] = [
 ];
 
 /**
+ * The index of `claimDue` with the default aging (schema version 3): Initialized tasks by their stored aged key,
+ * highest first, then due time, age and id, as the claim sorts them. (`horae_claim_due`, by priority, stays for
+ * `agingMs: Infinity`.)
+ */
+export const CLAIM_AGED_INDEX_SPEC: IndexDescription = {
+  key: { state: 1, claimOrder: -1, scheduledAt: 1, createdAt: 1, _id: 1 },
+  name: 'horae_claim_aged',
+};
+
+/** Every index of the tasks collection, each named so that a rerun is a no-op. */
+export const TASK_INDEXES: readonly IndexDescription[] = [...VERSION_1_INDEXES, CLAIM_AGED_INDEX_SPEC];
+
+/**
  * The slice of the driver the migrations use.
  *
  * @inline
@@ -47,7 +61,7 @@ export interface SchemaTarget {
   /** The tasks collection. */
   tasks: {
     createIndexes(indexes: IndexDescription[]): Promise<string[]>;
-    updateMany(filter: Document, update: Document): Promise<unknown>;
+    updateMany(filter: Document, update: Document | Document[]): Promise<unknown>;
   };
   /** The meta collection (schema version, change counter). */
   meta: {
@@ -72,7 +86,7 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 1,
     description: 'task indexes and the change counter',
     async up(target) {
-      await target.tasks.createIndexes([...TASK_INDEXES]);
+      await target.tasks.createIndexes([...VERSION_1_INDEXES]);
       // $setOnInsert: a counter that exists already keeps its sequence.
       await target.meta.updateOne({ _id: CHANGE_LOG_ID }, { $setOnInsert: { seq: 0, pending: [] } }, { upsert: true });
     },
@@ -88,6 +102,24 @@ export const MIGRATIONS: readonly Migration[] = [
       await target.tasks.updateMany({ kind: { $exists: false } }, { $set: { kind: 'scheduled' } });
       await target.tasks.updateMany({ scheduleName: { $exists: false } }, { $set: { scheduleName: null } });
       await target.tasks.updateMany({ attempts: { $exists: false } }, { $set: { attempts: [] } });
+    },
+  },
+  {
+    version: 3,
+    description: 'claims counted apart from attempts, and the aged claim order',
+    async up(target) {
+      // Before claims ahead, every claim started its run: the claims so far are the attempts so far, none went
+      // unstarted, and every lease held is a started run. Each update touches only documents that lack the field,
+      // and none moves updatedAt or seq (a reader sees the same TaskInfo: reads default the same way), so a rerun,
+      // or a node of version 2 still writing meanwhile, is harmless. A pipeline update (MongoDB 4.2, as every
+      // transition of the adapter) copies `attempt` and computes the key from each document's own fields.
+      await target.tasks.updateMany({ claims: { $exists: false } }, [{ $set: { claims: '$attempt' } }]);
+      await target.tasks.updateMany({ unstartedClaims: { $exists: false } }, { $set: { unstartedClaims: 0 } });
+      // The $type guard: a lease that is null has no field to set (and no run).
+      await target.tasks.updateMany({ state: TaskState.Working, lease: { $type: 'object' }, 'lease.started': { $exists: false } }, { $set: { 'lease.started': true } });
+      await target.tasks.updateMany({ claimOrder: { $exists: false } }, [{ $set: { claimOrder: CLAIM_ORDER_EXPRESSION } }]);
+      // After the keys exist, so the index is built once over them.
+      await target.tasks.createIndexes([CLAIM_AGED_INDEX_SPEC]);
     },
   },
 ];

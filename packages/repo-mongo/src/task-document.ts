@@ -7,10 +7,11 @@ import type { AttemptOutcome, CheckIn, JsonValue, Lease, TaskAttempt, TaskError,
 /**
  * A task as stored: the fields of {@link TaskInfo} under the same names, but for these. `_id` is the task id.
  * `param` is kept as a JSON string, so keys that start with `$` or contain `.` are stored and returned intact and
- * no user value is ever read as an operator. `kind` and `scheduleName` may be absent (below). The times the
- * adapter sets (`createdAt`, `updatedAt`, `lease.until`) come from the server's `$$NOW`.
+ * no user value is ever read as an operator. `kind`, `scheduleName`, `claims`, `unstartedClaims` and
+ * `lease.started` may be absent on a document an older version wrote (below). The times the adapter sets
+ * (`createdAt`, `updatedAt`, `lease.until`) come from the server's `$$NOW`.
  */
-export interface TaskDocument extends Omit<TaskInfo, 'id' | 'param' | 'kind' | 'scheduleName'> {
+export interface TaskDocument extends Omit<TaskInfo, 'id' | 'param' | 'kind' | 'scheduleName' | 'claims' | 'unstartedClaims' | 'lease'> {
   /** The task id. */
   _id: string;
   /** The param, encoded by {@link encodeParam}. */
@@ -24,11 +25,32 @@ export interface TaskDocument extends Omit<TaskInfo, 'id' | 'param' | 'kind' | '
   /** See {@link TaskInfo.scheduleName}; absent on a document written before schema version 2 (read as null). */
   scheduleName?: string | null;
   /**
+   * See {@link TaskInfo.claims}; absent on a document written before schema version 3, when every claim started a
+   * run (read as `attempt`).
+   */
+  claims?: number;
+  /** See {@link TaskInfo.unstartedClaims}; absent on a document written before schema version 3 (read as 0). */
+  unstartedClaims?: number;
+  /** See {@link TaskInfo.lease}. */
+  lease: LeaseDocument | null;
+  /**
+   * The aged claim key `priority × 10000 − scheduledAt` (ms since the epoch), recomputed by every write and indexed
+   * with the state, so that `claimDue` with the default aging walks an index in claim order. Absent on a document
+   * an older version wrote until the schema version 3 migration (or a later write) sets it. Never read back.
+   */
+  claimOrder?: number;
+  /**
    * The execution history, oldest first, embedded so that each record is written by the same
    * `findOneAndUpdate` as the transition it records. Task reads leave it out (a projection); only
    * `listAttempts` reads it. Absent on a document written before schema version 2 (read as empty).
    */
   attempts?: AttemptDocument[];
+}
+
+/** A lease as stored: `started` is absent on a lease written before schema version 3 (read as true: it started its run at once). */
+export interface LeaseDocument extends Omit<Lease, 'started'> {
+  /** See {@link Lease.started}. */
+  started?: boolean;
 }
 
 /** One run of a task as embedded in its document: a {@link TaskAttempt} without the task id. */
@@ -91,9 +113,10 @@ export function sanitizeTaskError(error: TaskError): TaskError {
   return out;
 }
 
-function toLease(lease: Lease | null | undefined): Lease | null {
+function toLease(lease: LeaseDocument | null | undefined): Lease | null {
   if (lease === null || lease === undefined) return null;
-  return { owner: lease.owner, until: lease.until, token: lease.token };
+  // A lease without the field was taken by a claim of an older version, which always started the run at once.
+  return { owner: lease.owner, until: lease.until, token: lease.token, started: lease.started !== false };
 }
 
 function toProgress(progress: TaskProgress | null | undefined): TaskProgress | null {
@@ -107,7 +130,7 @@ function toProgress(progress: TaskProgress | null | undefined): TaskProgress | n
  * Maps a stored document to the {@link TaskInfo} callers see.
  *
  * @param doc - a document as read from the tasks collection
- * @returns a fresh TaskInfo (no storage-only field: `live`, `seq` and `_id` are dropped or renamed)
+ * @returns a fresh TaskInfo (no storage-only field: `live`, `seq`, `claimOrder` and `_id` are dropped or renamed)
  */
 export function toTaskInfo(doc: TaskDocument): TaskInfo {
   return {
@@ -118,6 +141,9 @@ export function toTaskInfo(doc: TaskDocument): TaskInfo {
     state: doc.state,
     priority: doc.priority,
     attempt: doc.attempt,
+    // Before claims ahead, every claim started a run: the claims so far are the attempts so far.
+    claims: doc.claims ?? doc.attempt,
+    unstartedClaims: doc.unstartedClaims ?? 0,
     maxAttempts: doc.maxAttempts,
     lease: toLease(doc.lease),
     lastError: doc.lastError === null || doc.lastError === undefined ? null : sanitizeTaskError(doc.lastError),

@@ -1,9 +1,10 @@
 import { MongoClient } from 'mongodb';
+import type { Document } from 'mongodb';
 import { afterEach, expect, it } from 'vitest';
 import type { Repository } from '@horae/storage';
-import { SchemaVersionError } from '@horae/storage';
+import { SchemaVersionError, TaskNotDueError } from '@horae/storage';
 import type { RepositoryFixture } from '@horae/storage/testing';
-import { MAX_ATTEMPTS_KEPT, MongoRepository, TASK_INDEXES, UNIQUE_KEY_INDEX } from '@horae/repo-mongo';
+import { MAX_ATTEMPTS_KEPT, MongoRepository, SCHEMA_VERSION, TASK_INDEXES, UNIQUE_KEY_INDEX } from '@horae/repo-mongo';
 import { ChangeLog } from '../src/change-log.js';
 import { MONGODB_URI, databaseOf } from './mongo-fixture.js';
 
@@ -89,14 +90,14 @@ export function mongoOnlyTests(fixture: () => RepositoryFixture): void {
     expect((await drainIds(repo, cursor)).ids).toEqual([later.id]);
   });
 
-  it('mongo: a database at schema version 1 upgrades; its tasks read as kind scheduled, no schedule, an empty history', async () => {
+  it('mongo: a database at schema version 1 upgrades; its tasks read as kind scheduled, no schedule, an empty history, claims = attempt', async () => {
     const dbName = `${databaseOf.get(fixture().repository)!}_v1`;
     const db = new MongoClient(MONGODB_URI!);
     clients.push(db);
     const v1 = db.db(dbName);
     const old = new Date('2020-01-01T00:00:00.000Z');
-    // What version 1 wrote: its indexes, its counter and version, and tasks without kind, schedule or history.
-    await v1.collection('horae_tasks').createIndexes([...TASK_INDEXES]);
+    // What version 1 wrote: its indexes, its counter and version, and tasks without kind, schedule, history or claims.
+    await v1.collection('horae_tasks').createIndexes(TASK_INDEXES.filter((index) => index.name !== 'horae_claim_aged'));
     await v1.collection<RawDocument>('horae_meta').insertMany([
       { _id: 'schema', version: 1 },
       { _id: 'changes', seq: 3, pending: [] },
@@ -110,13 +111,18 @@ export function mongoOnlyTests(fixture: () => RepositoryFixture): void {
     const repo = new MongoRepository({ uri: MONGODB_URI!, dbName });
     try {
       await repo.init();
-      expect((await v1.collection<RawDocument>('horae_meta').findOne({ _id: 'schema' }))?.version).toBe(2);
+      expect((await v1.collection<RawDocument>('horae_meta').findOne({ _id: 'schema' }))?.version).toBe(SCHEMA_VERSION);
       for (const id of ['waiting', 'running', 'done']) {
         const stored = await v1.collection<RawDocument>('horae_tasks').findOne({ _id: id });
-        expect(stored, id).toMatchObject({ kind: 'scheduled', scheduleName: null, attempts: [], updatedAt: old });
-        expect(await repo.getById(id), id).toMatchObject({ kind: 'scheduled', scheduleName: null });
+        expect(stored, id).toMatchObject({ kind: 'scheduled', scheduleName: null, attempts: [], updatedAt: old, seq: stored?.seq, unstartedClaims: 0 });
+        expect(stored?.claims, id).toBe(stored?.attempt);
+        expect(stored?.claimOrder, id).toBe(-old.getTime());
+        expect(await repo.getById(id), id).toMatchObject({ kind: 'scheduled', scheduleName: null, unstartedClaims: 0 });
         expect(await repo.listAttempts(id), id).toEqual([]);
       }
+      // A lease taken before the upgrade is a started run.
+      expect((await repo.getById('running')).lease).toMatchObject({ token: 'tok', started: true });
+      expect(await repo.getById('running')).toMatchObject({ attempt: 1, claims: 1 });
       // A run that started before the upgrade ends normally; it has no record to close.
       expect((await repo.markAsDone('running', 'tok')).state).toBe('Done');
       expect(await repo.listAttempts('running')).toEqual([]);
@@ -130,7 +136,7 @@ export function mongoOnlyTests(fixture: () => RepositoryFixture): void {
       try {
         await again.init();
         expect(await again.listAttempts('waiting')).toMatchObject([{ run: 1, outcome: 'succeeded' }]);
-        expect((await v1.collection<RawDocument>('horae_meta').findOne({ _id: 'schema' }))?.version).toBe(2);
+        expect((await v1.collection<RawDocument>('horae_meta').findOne({ _id: 'schema' }))?.version).toBe(SCHEMA_VERSION);
       } finally {
         await again.close();
       }
@@ -138,6 +144,45 @@ export function mongoOnlyTests(fixture: () => RepositoryFixture): void {
       await repo.close();
       await v1.dropDatabase();
     }
+  });
+
+  it('mongo: every write stores the aged claim key priority × 10000 − scheduledAt, and claimDue walks its index', async () => {
+    const repo = fixture().repository;
+    const at = new Date(Date.now() - 60_000);
+    const { task } = await repo.insert({ workId: 'w', scheduledAt: at, priority: 2 });
+    const tasks = database().collection<RawDocument>('horae_tasks');
+    expect(Number((await tasks.findOne({ _id: task.id }))?.claimOrder)).toBe(2 * 10_000 - at.getTime());
+    const later = new Date(at.getTime() + 5_000);
+    await repo.update(task.id, { priority: -1, scheduledAt: later });
+    expect(Number((await tasks.findOne({ _id: task.id }))?.claimOrder)).toBe(-10_000 - later.getTime());
+    const plan = await tasks
+      .find({ state: 'Initialized', $expr: { $lte: ['$scheduledAt', '$$NOW'] } })
+      .sort({ claimOrder: -1, scheduledAt: 1, createdAt: 1, _id: 1 })
+      .explain('queryPlanner');
+    expect(JSON.stringify((plan.queryPlanner as Document | undefined)?.winningPlan)).toContain('horae_claim_aged');
+  });
+
+  it('mongo: a claim by id of a task due in the future by the server clock is refused with its dueInMs, and writes nothing', async () => {
+    const repo = fixture().repository;
+    const { task } = await repo.insert({ workId: 'w', scheduledAt: new Date(Date.now() + 60_000) });
+    const before = await database().collection<RawDocument>('horae_tasks').findOne({ _id: task.id });
+    const error: unknown = await repo.claim(task.id, { owner: 'n', leaseMs: 1_000 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TaskNotDueError);
+    expect((error as TaskNotDueError).dueInMs).toBeGreaterThan(50_000);
+    expect((error as TaskNotDueError).dueInMs).toBeLessThanOrEqual(60_000 + 5_000);
+    expect(await database().collection<RawDocument>('horae_tasks').findOne({ _id: task.id })).toEqual(before);
+  });
+
+  it('mongo: a claim ahead stores an unstarted lease and no record; markAsStarted opens the record with the lease owner', async () => {
+    const repo = fixture().repository;
+    const { task } = await repo.insert({ workId: 'w', scheduledAt: PAST() });
+    const [claimed] = await repo.claimDue({ owner: '$owner', leaseMs: 60_000, limit: 1 });
+    const tasks = database().collection<RawDocument>('horae_tasks');
+    expect(await tasks.findOne({ _id: task.id })).toMatchObject({ state: 'Working', attempt: 0, claims: 1, unstartedClaims: 0, lease: { owner: '$owner', started: false }, attempts: [] });
+    const started = await repo.markAsStarted(task.id, claimed!.lease!.token);
+    expect(started).toMatchObject({ attempt: 1, claims: 1, lease: { owner: '$owner', token: claimed!.lease!.token, started: true } });
+    expect(started.lease?.until).toEqual(claimed!.lease!.until);
+    expect((await tasks.findOne({ _id: task.id }))?.attempts).toMatchObject([{ run: 1, attempt: 1, node: '$owner', outcome: 'running' }]);
   });
 
   it('mongo: the history is embedded in the task document, beside the kind and schedule name', async () => {

@@ -48,6 +48,18 @@ describe('MongoRepository without a server', () => {
       ['update with a bad patch', () => repo.update('x', { priority: Number.NaN })],
       ['setProgress with a NaN total', () => repo.setProgress('x', 't', { completed: 1, total: Number.NaN })],
       ['reclaimExpired with limit 0', () => repo.reclaimExpired({ limit: 0 })],
+      ['reclaimExpired with maxUnstartedClaims 0', () => repo.reclaimExpired({ maxUnstartedClaims: 0 })],
+      ['reclaimExpired with maxUnstartedClaims 1.5', () => repo.reclaimExpired({ maxUnstartedClaims: 1.5 })],
+      ['reclaimExpired with maxUnstartedClaims NaN', () => repo.reclaimExpired({ maxUnstartedClaims: Number.NaN })],
+      ['claimDue with agingMs 0', () => repo.claimDue({ owner: 'n', leaseMs: 1, limit: 1, agingMs: 0 })],
+      ['claimDue with agingMs -1', () => repo.claimDue({ owner: 'n', leaseMs: 1, limit: 1, agingMs: -1 })],
+      ['claimDue with agingMs NaN', () => repo.claimDue({ owner: 'n', leaseMs: 1, limit: 1, agingMs: Number.NaN })],
+      ['claimDue with agingMs -Infinity', () => repo.claimDue({ owner: 'n', leaseMs: 1, limit: 1, agingMs: -Infinity })],
+      ['claimDue with agingMs a string', () => repo.claimDue({ owner: 'n', leaseMs: 1, limit: 1, agingMs: '10000' as never })],
+      // No work to claim would return [] at once: the bad aging is refused first.
+      ['claimDue with no workIds and agingMs 0', () => repo.claimDue({ owner: 'n', leaseMs: 1, limit: 1, workIds: [], agingMs: 0 })],
+      ['markAsStarted with an operator id', () => repo.markAsStarted({ $ne: null } as never, 't')],
+      ['markAsStarted with an empty id', () => repo.markAsStarted('', 't')],
       ['getUpdatedSince with a foreign cursor', () => repo.getUpdatedSince('not-a-cursor', 10)],
       ['getUpdatedSince with limit 0', () => repo.getUpdatedSince(null, 0)],
       ['listDue with an invalid date', () => repo.listDue({ before: new Date(Number.NaN), limit: 1 })],
@@ -59,6 +71,20 @@ describe('MongoRepository without a server', () => {
     ];
     try {
       for (const [label, call] of calls) await expect(call(), label).rejects.toBeInstanceOf(InvalidInputError);
+    } finally {
+      await repo.close();
+    }
+  });
+
+  it('accepts the edges of the new options: agingMs Infinity or a fraction, maxUnstartedClaims 1 (they reach the network)', async () => {
+    const repo = new MongoRepository({ uri: UNREACHABLE });
+    try {
+      // RepositoryError, not InvalidInputError: the input passed and the call failed only on the unreachable server.
+      await expect(repo.claimDue({ owner: 'n', leaseMs: 1, limit: 1, agingMs: Infinity })).rejects.toBeInstanceOf(RepositoryError);
+      await expect(repo.claimDue({ owner: 'n', leaseMs: 1, limit: 1, agingMs: 0.5 })).rejects.toBeInstanceOf(RepositoryError);
+      await expect(repo.reclaimExpired({ maxUnstartedClaims: 1 })).rejects.toBeInstanceOf(RepositoryError);
+      // An empty list of works claims nothing, without a round trip.
+      await expect(repo.claimDue({ owner: 'n', leaseMs: 1, limit: 1, workIds: [], agingMs: Infinity })).resolves.toEqual([]);
     } finally {
       await repo.close();
     }

@@ -1,16 +1,26 @@
 import { describe, expect, it } from 'vitest';
 import type { Document } from 'mongodb';
-import { MAX_CHECK_INS_PER_ATTEMPT, normalizeNewTask } from '@horae/storage';
+import { MAX_CHECK_INS_PER_ATTEMPT, normalizeNewTask, poisonTaskError } from '@horae/storage';
 import {
+  AGED_DUE_SORT,
+  CLAIM_ORDER_EXPRESSION,
+  DEFAULT_AGING_MS,
   LEASE_EXPIRED_ERROR,
   MAX_ATTEMPTS_KEPT,
+  POISON_MESSAGE_PARTS,
+  PRIORITY_DUE_SORT,
   TASK_PROJECTION,
+  agedCandidatesPipeline,
   cancellableFilter,
   checkInExpression,
   closeAttemptExpression,
   changesFilter,
+  claimAheadPipeline,
+  claimDueSort,
   claimFilter,
+  claimOrderExpression,
   claimPipeline,
+  claimRefusalPipeline,
   dueFilter,
   endPipeline,
   expiredFilter,
@@ -22,28 +32,36 @@ import {
   listFilter,
   openAttemptStage,
   patchPipeline,
+  poisonErrorExpression,
   progressPipeline,
   reclaimPipeline,
   releasePipeline,
   renewPipeline,
   resequencePipeline,
+  startPipeline,
+  startedLeaseFilter,
   terminalBeforeFilter,
+  unstartedLeaseFilter,
 } from '../src/queries.js';
 
 const ticket = { seq: 42, deadline: new Date('2030-01-01T00:00:10.000Z') };
 const finalize = {
   $set: {
     live: { $in: ['$state', ['Initialized', 'Working']] },
+    claimOrder: { $subtract: [{ $multiply: ['$priority', { $literal: 10_000 }] }, { $toLong: '$scheduledAt' }] },
     updatedAt: '$$NOW',
     seq: { $cond: [{ $lt: ['$$NOW', { $literal: ticket.deadline }] }, { $literal: 42 }, null] },
   },
 };
 const ATTEMPTS = { $ifNull: ['$attempts', []] };
+/** Started: `lease.started` true, or absent (a lease of an older version, which always started its run). */
+const STARTED = { $ne: ['$lease.started', false] };
+const DUE = { $lte: ['$scheduledAt', '$$NOW'] };
 
-/** The expected `attempts` of a transition that closes the running record (only when the task was Working). */
+/** The expected `attempts` of a transition that closes the running record (only when the task was Working, started). */
 const closing = (outcome: string, error: unknown) => ({
   $cond: [
-    { $eq: ['$state', 'Working'] },
+    { $and: [{ $eq: ['$state', 'Working'] }, STARTED] },
     {
       $map: {
         input: ATTEMPTS,
@@ -59,7 +77,7 @@ const closing = (outcome: string, error: unknown) => ({
     ATTEMPTS,
   ],
 });
-const opening = (owner: string) => ({
+const opening = (node: unknown) => ({
   $set: {
     attempts: {
       $slice: [
@@ -70,7 +88,7 @@ const opening = (owner: string) => ({
               {
                 run: { $add: [{ $ifNull: [{ $arrayElemAt: ['$attempts.run', -1] }, 0] }, 1] },
                 attempt: '$attempt',
-                node: { $literal: owner },
+                node,
                 startedAt: '$$NOW',
                 endedAt: { $literal: null },
                 outcome: { $literal: 'running' },
@@ -87,8 +105,10 @@ const opening = (owner: string) => ({
 });
 
 describe('write builders', () => {
-  it('finalizeStage recomputes live, stamps updatedAt from $$NOW and the sequence only before the deadline', () => {
+  it('finalizeStage recomputes live and the aged claim key, stamps updatedAt from $$NOW and the sequence only before the deadline', () => {
     expect(finalizeStage(ticket)).toEqual(finalize);
+    expect(finalize.$set.claimOrder).toEqual(CLAIM_ORDER_EXPRESSION);
+    expect(DEFAULT_AGING_MS).toBe(10_000);
   });
 
   it('insert is an upsert that never matches an existing document, with every caller value a $literal', () => {
@@ -104,6 +124,8 @@ describe('write builders', () => {
           state: { $literal: 'Initialized' },
           priority: { $literal: 3 },
           attempt: { $literal: 0 },
+          claims: { $literal: 0 },
+          unstartedClaims: { $literal: 0 },
           maxAttempts: { $literal: 2 },
           lease: { $literal: null },
           lastError: { $literal: null },
@@ -127,39 +149,103 @@ describe('write builders', () => {
     expect(immediate?.$set).toMatchObject({ kind: { $literal: 'immediate' }, scheduleName: { $literal: null } });
   });
 
-  it('claim filters on Initialized (and the due time seen), takes a lease ending at $$NOW + leaseMs and clears the progress', () => {
-    expect(claimFilter('t1')).toEqual({ _id: 't1', state: 'Initialized' });
+  it('claim by id filters on Initialized, the due time seen, and due by $$NOW (never a node time)', () => {
+    expect(claimFilter('t1')).toEqual({ _id: 't1', state: 'Initialized', $expr: DUE });
     const at = new Date('2030-01-01T00:00:00.000Z');
-    expect(claimFilter('t1', at)).toEqual({ _id: 't1', state: 'Initialized', scheduledAt: at });
+    expect(claimFilter('t1', at)).toEqual({ _id: 't1', state: 'Initialized', scheduledAt: at, $expr: DUE });
+  });
+
+  it('claim by id starts the run: a lease (started) ending at $$NOW + leaseMs, a claim and an attempt counted, unstarted claims reset, progress cleared', () => {
     expect(claimPipeline('$owner', 'tok', 0, ticket)).toEqual([
       {
         $set: {
           state: { $literal: 'Working' },
-          attempt: { $add: ['$attempt', 1] },
-          lease: { $mergeObjects: [{ $literal: { owner: '$owner', token: 'tok' } }, { until: { $add: ['$$NOW', { $literal: 0 }] } }] },
+          claims: { $add: [{ $ifNull: ['$claims', '$attempt'] }, 1] },
+          lease: { $mergeObjects: [{ $literal: { owner: '$owner', token: 'tok', started: true } }, { until: { $add: ['$$NOW', { $literal: 0 }] } }] },
           progress: { $literal: null },
+          attempt: { $add: ['$attempt', 1] },
+          unstartedClaims: { $literal: 0 },
         },
       },
-      opening('$owner'),
+      opening({ $literal: '$owner' }),
       finalize,
     ]);
   });
 
   it('a claim opens a running record after the claim stage: run one past the last, the new attempt counter, $$NOW', () => {
-    expect(openAttemptStage('$$ROOT')).toEqual(opening('$$ROOT'));
+    expect(openAttemptStage('$$ROOT')).toEqual(opening({ $literal: '$$ROOT' }));
+    // A run started by markAsStarted names its node from the stored lease, never from a caller's value.
+    expect(openAttemptStage({ fromLease: true })).toEqual(opening('$lease.owner'));
     const [claim, open] = claimPipeline('n', 'tok', 1, ticket);
     // The record reads the incremented `attempt`, so it must come in a later stage than the increment.
     expect(Object.keys(claim?.$set as object)).toContain('attempt');
     expect(Object.keys(open?.$set as object)).toEqual(['attempts']);
   });
 
-  it('claimDue compares the due time with $$NOW, never with a node time', () => {
-    expect(dueFilter()).toEqual({ state: 'Initialized', $expr: { $lte: ['$scheduledAt', '$$NOW'] } });
-    expect(dueFilter(['a', 'b'])).toEqual({ state: 'Initialized', $expr: { $lte: ['$scheduledAt', '$$NOW'] }, workId: { $in: ['a', 'b'] } });
+  it('a refused claim by id is told apart by one read that carries the server time: dueInMs = scheduledAt − $$NOW', () => {
+    expect(claimRefusalPipeline('$t')).toEqual([{ $match: { _id: '$t' } }, { $project: { state: 1, scheduledAt: 1, dueInMs: { $subtract: ['$scheduledAt', '$$NOW'] } } }]);
   });
 
-  it('fenced writes filter on Working and the token', () => {
+  it('claimDue compares the due time with $$NOW, never with a node time', () => {
+    expect(dueFilter()).toEqual({ state: 'Initialized', $expr: DUE });
+    expect(dueFilter(['a', 'b'])).toEqual({ state: 'Initialized', $expr: DUE, workId: { $in: ['a', 'b'] } });
+  });
+
+  it('claimDue claims ahead: Working under an unstarted lease, a claim counted, no attempt, no record', () => {
+    expect(claimAheadPipeline('$owner', 'tok', 500, ticket)).toEqual([
+      {
+        $set: {
+          state: { $literal: 'Working' },
+          claims: { $add: [{ $ifNull: ['$claims', '$attempt'] }, 1] },
+          lease: { $mergeObjects: [{ $literal: { owner: '$owner', token: 'tok', started: false } }, { until: { $add: ['$$NOW', { $literal: 500 }] } }] },
+          progress: { $literal: null },
+          unstartedClaims: { $ifNull: ['$unstartedClaims', 0] },
+        },
+      },
+      finalize,
+    ]);
+    const [stage] = claimAheadPipeline('n', 'tok', 1, ticket);
+    expect(Object.keys(stage?.$set as object)).not.toContain('attempt');
+    expect(Object.keys(stage?.$set as object)).not.toContain('attempts');
+  });
+
+  it('claimDue sorts on the stored aged key for the default aging, on priority for Infinity, and computes any other', () => {
+    expect(AGED_DUE_SORT).toEqual({ claimOrder: -1, scheduledAt: 1, createdAt: 1, _id: 1 });
+    expect(PRIORITY_DUE_SORT).toEqual({ priority: -1, scheduledAt: 1, createdAt: 1, _id: 1 });
+    expect(claimDueSort(10_000)).toBe(AGED_DUE_SORT);
+    expect(claimDueSort(Infinity)).toBe(PRIORITY_DUE_SORT);
+    expect(claimDueSort(5_000)).toBeNull();
+    expect(claimDueSort(10_001)).toBeNull();
+    // The key: priority × agingMs − scheduledAt in ms, so that it is exact for integer priorities.
+    expect(claimOrderExpression(250)).toEqual({ $subtract: [{ $multiply: ['$priority', { $literal: 250 }] }, { $toLong: '$scheduledAt' }] });
+    expect(agedCandidatesPipeline(['w'], 250, 7)).toEqual([
+      { $match: { state: 'Initialized', $expr: DUE, workId: { $in: ['w'] } } },
+      { $set: { agedClaimOrder: claimOrderExpression(250) } },
+      { $sort: { agedClaimOrder: -1, scheduledAt: 1, createdAt: 1, _id: 1 } },
+      { $limit: 7 },
+      { $project: { _id: 1 } },
+    ]);
+  });
+
+  it('markAsStarted needs the unstarted claim under its token; it counts the attempt, resets unstarted claims, sets started and opens the record', () => {
+    expect(unstartedLeaseFilter('t1', 'tok')).toEqual({ _id: 't1', state: 'Working', 'lease.token': 'tok', 'lease.started': false });
+    expect(startPipeline(ticket)).toEqual([
+      {
+        $set: {
+          attempt: { $add: ['$attempt', 1] },
+          unstartedClaims: { $literal: 0 },
+          lease: { $mergeObjects: ['$lease', { $literal: { started: true } }] },
+          progress: { $literal: null },
+        },
+      },
+      opening('$lease.owner'),
+      finalize,
+    ]);
+  });
+
+  it('fenced writes filter on Working and the token; the writes that end a run also on a started run (or a lease of an older version)', () => {
     expect(leaseFilter('t1', 'tok')).toEqual({ _id: 't1', state: 'Working', 'lease.token': 'tok' });
+    expect(startedLeaseFilter('t1', 'tok')).toEqual({ _id: 't1', state: 'Working', 'lease.token': 'tok', 'lease.started': { $ne: false } });
     expect(cancellableFilter('t1')).toEqual({ _id: 't1', state: { $in: ['Initialized', 'Working'] } });
   });
 
@@ -167,7 +253,7 @@ describe('write builders', () => {
     expect(renewPipeline(5_000, ticket)).toEqual([{ $set: { lease: { $mergeObjects: ['$lease', { until: { $add: ['$$NOW', { $literal: 5_000 }] } }] } } }, finalize]);
   });
 
-  it('release clears the lease, refunds an attempt never below 0, and keeps or replaces lastError', () => {
+  it('release clears the lease, refunds an attempt (never below 0) only of a started run, and keeps or replaces lastError', () => {
     const runAt = new Date('2030-01-01T00:00:00.000Z');
     expect(releasePipeline(runAt, undefined, false, ticket)).toEqual([
       {
@@ -188,7 +274,7 @@ describe('write builders', () => {
         state: { $literal: 'Initialized' },
         scheduledAt: { $literal: runAt },
         lease: { $literal: null },
-        attempt: { $max: [0, { $subtract: ['$attempt', 1] }] },
+        attempt: { $cond: [STARTED, { $max: [0, { $subtract: ['$attempt', 1] }] }, '$attempt'] },
         lastError: { $literal: { message: 'm', code: 'C' } },
         attempts: closing('retried', { message: 'm', code: 'C' }),
       },
@@ -256,12 +342,22 @@ describe('write builders', () => {
     expect(MAX_ATTEMPTS_KEPT).toBe(40);
   });
 
-  it('reclaimExpired finds leases ended by $$NOW and fails tasks whose attempts are spent', () => {
+  it('reclaimExpired finds leases ended by $$NOW; a started run spends its attempt, a claim ahead counts an unstarted claim and may be poison', () => {
     expect(expiredFilter()).toEqual({ state: 'Working', 'lease.until': { $type: 'date' }, $expr: { $lte: ['$lease.until', '$$NOW'] } });
-    expect(reclaimPipeline(ticket)).toEqual([
+    const unstartedAfter = { $add: [{ $ifNull: ['$unstartedClaims', 0] }, 1] };
+    const poisoned = { $gte: [unstartedAfter, { $literal: 3 }] };
+    expect(reclaimPipeline(3, ticket)).toEqual([
       {
         $set: {
-          state: { $cond: [{ $gte: ['$attempt', '$maxAttempts'] }, { $literal: 'Failed' }, { $literal: 'Initialized' }] },
+          state: {
+            $cond: [
+              STARTED,
+              { $cond: [{ $gte: ['$attempt', '$maxAttempts'] }, { $literal: 'Failed' }, { $literal: 'Initialized' }] },
+              { $cond: [poisoned, { $literal: 'Failed' }, { $literal: 'Initialized' }] },
+            ],
+          },
+          unstartedClaims: { $cond: [STARTED, { $ifNull: ['$unstartedClaims', 0] }, unstartedAfter] },
+          lastError: { $cond: [STARTED, { $literal: LEASE_EXPIRED_ERROR }, { $cond: [poisoned, poisonErrorExpression(unstartedAfter), '$lastError'] }] },
           attempts: closing('lease-expired', { message: 'lease expired', code: 'LEASE_EXPIRED' }),
         },
       },
@@ -269,12 +365,20 @@ describe('write builders', () => {
         $set: {
           scheduledAt: { $cond: [{ $eq: ['$state', 'Initialized'] }, '$$NOW', '$scheduledAt'] },
           lease: { $literal: null },
-          lastError: { $literal: LEASE_EXPIRED_ERROR },
         },
       },
       finalize,
     ]);
     expect(LEASE_EXPIRED_ERROR).toEqual({ message: 'lease expired', code: 'LEASE_EXPIRED' });
+  });
+
+  it('the poison error is built on the server from the storage package\'s own message, for any count', () => {
+    for (const n of [1, 2, 3, 10, 123]) expect(`${POISON_MESSAGE_PARTS[0]}${n}${POISON_MESSAGE_PARTS[1]}`).toBe(poisonTaskError(n).message);
+    const { message: _message, ...rest } = poisonTaskError(0);
+    expect(poisonErrorExpression('$n' as never)).toEqual({
+      $mergeObjects: [{ $literal: rest }, { message: { $concat: [{ $literal: POISON_MESSAGE_PARTS[0] }, { $toString: { $toInt: '$n' } }, { $literal: POISON_MESSAGE_PARTS[1] }] } }],
+    });
+    expect(rest).toEqual({ name: 'PoisonTaskError', code: 'POISON_TASK' });
   });
 
   it('resequencing stamps only the sequence', () => {

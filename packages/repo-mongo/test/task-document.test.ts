@@ -45,8 +45,10 @@ describe('document mapping', () => {
     state: 'Working',
     priority: 2,
     attempt: 1,
+    claims: 4,
+    unstartedClaims: 2,
     maxAttempts: 3,
-    lease: { owner: 'n', until: at(9), token: 't' },
+    lease: { owner: 'n', until: at(9), token: 't', started: false },
     lastError: { message: 'm', code: 'C' },
     uniqueKey: 'k',
     progress: { completed: 1, total: 4, at: at(5) },
@@ -54,6 +56,7 @@ describe('document mapping', () => {
     updatedAt: at(2),
     live: true,
     seq: 17,
+    claimOrder: 20_000 - at(1).getTime(),
     kind: 'periodic',
     scheduleName: 'nightly',
   };
@@ -67,8 +70,10 @@ describe('document mapping', () => {
       state: 'Working',
       priority: 2,
       attempt: 1,
+      claims: 4,
+      unstartedClaims: 2,
       maxAttempts: 3,
-      lease: { owner: 'n', until: at(9), token: 't' },
+      lease: { owner: 'n', until: at(9), token: 't', started: false },
       lastError: { message: 'm', code: 'C' },
       uniqueKey: 'k',
       progress: { completed: 1, total: 4, at: at(5) },
@@ -84,6 +89,22 @@ describe('document mapping', () => {
     delete old.kind;
     delete old.scheduleName;
     expect(toTaskInfo(old as TaskDocument)).toMatchObject({ kind: 'scheduled', scheduleName: null });
+  });
+
+  it('a document written before schema version 3 reads as claims = attempt, no unstarted claim, and a started lease', () => {
+    const old = { ...doc, attempt: 2, lease: { owner: 'n', until: at(9), token: 't' } } as Partial<TaskDocument>;
+    delete old.claims;
+    delete old.unstartedClaims;
+    delete old.claimOrder;
+    const task = toTaskInfo(old as TaskDocument);
+    expect(task).toMatchObject({ attempt: 2, claims: 2, unstartedClaims: 0, lease: { owner: 'n', until: at(9), token: 't', started: true } });
+  });
+
+  it('a stored lease keeps whether its run started; claims and unstarted claims are read as stored, even 0', () => {
+    expect(toTaskInfo({ ...doc, lease: { owner: 'n', until: at(9), token: 't', started: true } }).lease?.started).toBe(true);
+    expect(toTaskInfo({ ...doc, lease: { owner: 'n', until: at(9), token: 't', started: false } }).lease?.started).toBe(false);
+    expect(toTaskInfo({ ...doc, attempt: 0, claims: 0, unstartedClaims: 0 })).toMatchObject({ attempt: 0, claims: 0, unstartedClaims: 0 });
+    expect(toTaskInfo({ ...doc, attempt: 1, claims: 0 }).claims).toBe(0);
   });
 
   it('maps absent optional parts to null', () => {
