@@ -725,11 +725,13 @@ function validateMaxUnstartedClaims(value: number | undefined): number {
 
 /**
  * claimDue's order: highest aged priority, then earliest due, then oldest, then id. The aged priority
- * `priority + (now − scheduledAt) / agingMs` orders as `priority − scheduledAt / agingMs`, which needs no now;
- * with agingMs Infinity the second term is 0: priority alone.
+ * `priority + (now − scheduledAt) / agingMs`, multiplied by agingMs (> 0, so the order holds), orders as
+ * `priority × agingMs − scheduledAt`: it needs no now, and for integer priorities and agingMs it is an exact integer,
+ * so two tasks whose aged priorities tie exactly fall to the due time as the contract says, where a float division
+ * would break the tie by rounding noise. With agingMs Infinity: priority alone.
  */
 function claimOrder(agingMs: number): (a: TaskInfo, b: TaskInfo) => number {
-  const aged = (task: TaskInfo): number => task.priority - task.scheduledAt.getTime() / agingMs;
+  const aged = agingMs === Number.POSITIVE_INFINITY ? (task: TaskInfo): number => task.priority : (task: TaskInfo): number => task.priority * agingMs - task.scheduledAt.getTime();
   return (a, b) =>
     aged(b) - aged(a) || a.scheduledAt.getTime() - b.scheduledAt.getTime() || a.createdAt.getTime() - b.createdAt.getTime() || compareText(a.id, b.id);
 }

@@ -1,5 +1,5 @@
 import { InvalidInputError, type Clock, type ClockTimer } from '@horae/core';
-import { MemoryRepository, RepositoryError } from '@horae/storage';
+import { MemoryRepository, RepositoryError, TaskNotDueError, type TaskInfo } from '@horae/storage';
 import { describeRepositoryConformance } from '@horae/storage/testing';
 import { describe, expect, it } from 'vitest';
 
@@ -73,6 +73,66 @@ describe('MemoryRepository beyond the contract', () => {
     expect(await repo.reclaimExpired()).toEqual([]);
   });
 
+  it('refuses a claim by id until its clock reaches the due time, saying how long to wait', async () => {
+    const { clock, repo } = setup();
+    const { task } = await repo.insert({ workId: 'w', scheduledAt: new Date(T0 + 10_000) });
+    clock.nowMs = T0 + 2_500;
+    const error: unknown = await repo.claim(task.id, { owner: 'n', leaseMs: 1_000 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TaskNotDueError);
+    expect((error as TaskNotDueError).dueInMs).toBe(7_500);
+    expect(await repo.getById(task.id)).toEqual(task);
+    clock.nowMs = T0 + 10_000;
+    expect(await repo.claim(task.id, { owner: 'n', leaseMs: 1_000 })).toMatchObject({ state: 'Working', attempt: 1, lease: { started: true } });
+  });
+
+  it('claims ahead in the aged order, the same at any later time', async () => {
+    const { clock, repo } = setup();
+    const old = (await repo.insert({ workId: 'w', priority: 0, scheduledAt: new Date(T0 - 600_000) })).task;
+    const recent = (await repo.insert({ workId: 'w', priority: 5, scheduledAt: new Date(T0) })).task;
+    // Aged at one point a minute: 0 + 10 against 5 + 0 now, and 0 + 70 against 5 + 60 an hour later.
+    for (const now of [T0, T0 + 3_600_000]) {
+      clock.nowMs = now;
+      const [first] = await repo.claimDue({ owner: 'n', leaseMs: 1_000, limit: 1, agingMs: 60_000 });
+      expect(first!.id).toBe(old.id);
+      await repo.release(first!.id, first!.lease!.token, { runAt: first!.scheduledAt });
+    }
+    const [byPriority] = await repo.claimDue({ owner: 'n', leaseMs: 1_000, limit: 1, agingMs: Number.POSITIVE_INFINITY });
+    expect(byPriority!.id).toBe(recent.id);
+  });
+
+  it('a batch of claimDue over a large backlog is the head of the full aged order', async () => {
+    const { clock, repo } = setup();
+    // A deterministic spread of priorities and due times (a linear congruential sequence), not a random one.
+    let seed = 7;
+    const next = (modulo: number): number => (seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) % modulo;
+    await repo.insertMany(Array.from({ length: 300 }, () => ({ workId: 'w', priority: next(7) - 3, scheduledAt: new Date(T0 - next(600) * 1_000) })));
+    clock.nowMs = T0 + 1;
+    // priority + (now − due) / 30 s, times 30 s: exact, so that exact ties fall to the due time, then createdAt, then id.
+    const aged = (task: TaskInfo): number => task.priority * 30_000 - task.scheduledAt.getTime();
+    const all = (await repo.list({ limit: 1_000 })).tasks;
+    const expected = all
+      .sort((a, b) => aged(b) - aged(a) || a.scheduledAt.getTime() - b.scheduledAt.getTime() || a.createdAt.getTime() - b.createdAt.getTime() || (a.id < b.id ? -1 : 1))
+      .map((task) => task.id);
+    const claimed: string[] = [];
+    for (const limit of [1, 10, 50]) claimed.push(...(await repo.claimDue({ owner: 'n', leaseMs: 1_000, limit, agingMs: 30_000 })).map((task) => task.id));
+    expect(claimed).toEqual(expected.slice(0, 61));
+  });
+
+  it('starts a run claimed ahead on its clock, and reclaims an unstarted claim due at its clock', async () => {
+    const { clock, repo } = setup();
+    const { task } = await repo.insert({ workId: 'w', scheduledAt: new Date(T0), maxAttempts: 2 });
+    const [ahead] = await repo.claimDue({ owner: 'n', leaseMs: 5_000, limit: 1 });
+    expect(ahead).toMatchObject({ attempt: 0, claims: 1, lease: { started: false } });
+    expect(ahead!.lease!.until.getTime()).toBe(T0 + 5_000);
+    clock.nowMs = T0 + 5_000;
+    expect(await repo.reclaimExpired()).toMatchObject([{ id: task.id, state: 'Initialized', unstartedClaims: 1, attempt: 0, lastError: null }]);
+    expect((await repo.getById(task.id)).scheduledAt.getTime()).toBe(T0 + 5_000);
+    const [again] = await repo.claimDue({ owner: 'm', leaseMs: 5_000, limit: 1 });
+    clock.nowMs = T0 + 6_000;
+    await repo.markAsStarted(task.id, again!.lease!.token);
+    expect(await repo.listAttempts(task.id)).toMatchObject([{ run: 1, attempt: 1, node: 'm', startedAt: new Date(T0 + 6_000), outcome: 'running' }]);
+  });
+
   it('getCursor is the exact end of the change log', async () => {
     const { repo } = setup();
     await repo.insert({ workId: 'w', scheduledAt: new Date(T0) });
@@ -123,6 +183,7 @@ describe('MemoryRepository.setUnavailable', () => {
       ['listDue', () => repo.listDue({ before: new Date(T0 + 1), limit: 10 })],
       ['claim', () => repo.claim(task.id, { owner: 'n', leaseMs: 1_000 })],
       ['claimDue', () => repo.claimDue({ owner: 'n', leaseMs: 1_000, limit: 10 })],
+      ['markAsStarted', () => repo.markAsStarted(task.id, 't')],
       ['renewLease', () => repo.renewLease(task.id, 't', 1_000)],
       ['release', () => repo.release(task.id, 't', { runAt: new Date(T0) })],
       ['markAsDone', () => repo.markAsDone(task.id, 't')],
