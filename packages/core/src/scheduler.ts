@@ -33,6 +33,12 @@ export interface SchedulerEvents extends Record<string, unknown> {
   'task:progress': { taskId: string; attempt: number; progress: ProgressReport };
   /** A run checked in. */
   'task:checkin': { taskId: string; attempt: number; message: string };
+  /**
+   * `stop()` was called: no new run starts from now on. Emitted before the scheduler waits for running work, so that
+   * a middleware can give back at once what it holds for runs that will not start (storage hands back the tasks it
+   * claimed ahead).
+   */
+  'scheduler:stopping': { timeoutMs: number };
   /** `stop()` finished: `aborted` runs had their signal aborted at the deadline, `unfinished` had still not settled after the grace. */
   'scheduler:stopped': { aborted: number; unfinished: number };
   /** A generator's pull threw or rejected, it produced something that is not schedule options, or `schedule()` refused its item (the scheduler went on). */
@@ -342,6 +348,7 @@ export class Scheduler {
     this.#queue.stop();
     this.#dispatcher.pause();
     this.#generators?.stop();
+    this.events.emit('scheduler:stopping', { timeoutMs });
     this.#stopPromise = new Promise<void>((resolve) => {
       const timers: { deadline?: ClockTimer; grace?: ClockTimer } = {};
       let aborted = 0;

@@ -68,6 +68,8 @@ export interface StorageScheduler {
   readonly running?: number;
   /** The aging of the scheduler's ready queue; the database's claim order ages the same way. */
   readonly agingMs?: number;
+  /** The scheduler's events: storage hands back its claims ahead as soon as `scheduler:stopping` says no run starts. */
+  readonly events?: { on(name: 'scheduler:stopping', listener: () => void): () => void };
   /** Adds a generator pulled only while run slots are free: how storage claims the backlog in batches. */
   addGenerator?(generator: TaskGenerator, options: GeneratorOptions): GeneratorHandle;
 }
@@ -286,6 +288,8 @@ class DurableStorage implements StorageMiddleware {
   #backlog: BacklogClaimer | undefined;
   /** Successes whose Done write is still on its way (see #finishDone). */
   #finishing = 0;
+  /** Ends the subscription to the scheduler's `scheduler:stopping`. */
+  #offStopping: (() => void) | undefined;
   /** Works whose batch-claimed task this node's chain refused: held on timers from then on. */
   readonly #refusedWorks = new Set<string>();
 
@@ -338,6 +342,10 @@ class DurableStorage implements StorageMiddleware {
       const backlog = this.#newBacklogClaimer(scheduler);
       this.#backlog = backlog;
       backlog.attach((generator, options) => scheduler.addGenerator!(generator, options));
+      // A stopping scheduler starts no run: the tasks claimed ahead go back at once, not when its running work ends.
+      this.#offStopping = scheduler.events?.on('scheduler:stopping', () => {
+        backlog.stop().catch(() => undefined);
+      });
     }
     return this.#sync.start();
   }
@@ -397,6 +405,8 @@ class DurableStorage implements StorageMiddleware {
 
   async stop(): Promise<void> {
     this.#stopping = true;
+    this.#offStopping?.();
+    this.#offStopping = undefined;
     await this.#sync.stop();
     // Kept after it stopped: a claim still in flight when a local task ends is handed back through it.
     await this.#backlog?.stop();
