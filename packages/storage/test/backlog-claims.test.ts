@@ -70,7 +70,8 @@ describe('the backlog is claimed in batches as run slots free up', () => {
     const runs = new Map<string, number>();
     const registry = new WorkRegistry().register('w', (ctx) => void runs.set(ctx.taskId, (runs.get(ctx.taskId) ?? 0) + 1));
     const { client, calls } = countingClient(repo);
-    const node = await startNode(client, registry, clock, { concurrency: 8 });
+    // No claims ahead: this test pins the free-slot bound itself (claim-ahead.test.ts covers the buffer).
+    const node = await startNode(client, registry, clock, { concurrency: 8, claimAhead: 0 });
     for (let i = 0; i < 20; i++) await clock.advance(0);
 
     expect(runs.size).toBe(50);
@@ -91,7 +92,7 @@ describe('the backlog is claimed in batches as run slots free up', () => {
     await insertDue(repo, clock, 20);
     const gate = deferred();
     const registry = new WorkRegistry().register('w', () => gate.promise);
-    await startNode(repo, registry, clock, { concurrency: 3 });
+    await startNode(repo, registry, clock, { concurrency: 3, claimAhead: 0 });
     for (let i = 0; i < 10; i++) await clock.advance(0);
     expect(await repo.countByState()).toMatchObject({ Working: 3, Initialized: 17 });
     gate.resolve();
@@ -198,7 +199,8 @@ describe('the backlog is claimed in batches as run slots free up', () => {
     gate.current = deferred();
     const node = await startNode(client, registry, clock, { concurrency: 4 });
     await clock.advance(0);
-    expect(calls.claimDue).toEqual([4]);
+    // Four free slots and four claims ahead (claimAhead defaults to the concurrency).
+    expect(calls.claimDue).toEqual([8]);
     await node.scheduler.stop();
     const stopping = node.storage.stop();
     gate.current.resolve();
@@ -206,9 +208,9 @@ describe('the backlog is claimed in batches as run slots free up', () => {
     expect(ran).toEqual([]);
     const tasks = (await repo.list({ limit: 10 })).tasks;
     expect(tasks.map((t) => t.state)).toEqual(Array.from({ length: 5 }, () => 'Initialized'));
-    expect(tasks.every((t) => t.attempt === 0)).toBe(true);
-    const history = await repo.listAttempts('w-0');
-    expect(history.map((a) => a.outcome)).toEqual(['released']);
+    expect(tasks.every((t) => t.attempt === 0 && t.claims === 1)).toBe(true);
+    // Claimed ahead and never started: no attempt record was opened, so none is closed.
+    expect(await repo.listAttempts('w-0')).toEqual([]);
   });
 
   it('works with a concurrency limit, unknown works, and claimBacklog: false stay on timers and claims by id', async () => {

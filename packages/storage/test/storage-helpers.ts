@@ -56,6 +56,8 @@ export interface NodeOptions extends StorageOptions {
   /** Use multiNodeStorage (requires nodeId and leaseMs). */
   multi?: boolean;
   concurrency?: number;
+  /** The scheduler's aging of its ready queue. @defaultValue the Scheduler's */
+  agingMs?: number;
   before?: Middleware[];
   after?: Middleware[];
   /** Do not call storage.start / scheduler.start. */
@@ -80,8 +82,14 @@ const EVENT_NAMES: Array<keyof StorageEvents> = [
  * Starts a node. The scheduler's wall-clock check is long, so that advancing days of virtual time stays cheap.
  */
 export async function startNode(repo: MemoryRepository, registry: WorkRegistry, clock: VirtualClock, options: NodeOptions = {}): Promise<TestNode> {
-  const { multi, concurrency, before = [], after = [], noStart, ...storageOptions } = options;
-  const scheduler = new Scheduler({ clock, concurrency: concurrency ?? 10, wallClockCheckMs: 3_600_000, stopGraceMs: 1000 });
+  const { multi, concurrency, agingMs, before = [], after = [], noStart, ...storageOptions } = options;
+  const scheduler = new Scheduler({
+    clock,
+    concurrency: concurrency ?? 10,
+    wallClockCheckMs: 3_600_000,
+    stopGraceMs: 1000,
+    ...(agingMs === undefined ? {} : { agingMs }),
+  });
   const storage = multi === true
     ? multiNodeStorage(repo, registry, { ...storageOptions, nodeId: storageOptions.nodeId ?? 'node', leaseMs: storageOptions.leaseMs ?? 30_000 })
     : singleNodeStorage(repo, registry, storageOptions);
