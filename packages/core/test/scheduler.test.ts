@@ -234,6 +234,21 @@ describe('Scheduler: RunDeferred and RunAbandoned', () => {
 });
 
 describe('Scheduler: stop', () => {
+  it('emits scheduler:stopping when stop() is called, before running work ends, and scheduler:stopped after', async () => {
+    const { clock, scheduler } = setup();
+    const seen: string[] = [];
+    scheduler.events.on('scheduler:stopping', ({ timeoutMs }) => seen.push(`stopping ${timeoutMs}`));
+    scheduler.events.on('scheduler:stopped', () => seen.push('stopped'));
+    let finish!: () => void;
+    await scheduler.schedule({ work: () => new Promise<void>((resolve) => (finish = resolve)) });
+    await clock.advance(0);
+    const stopping = scheduler.stop({ timeoutMs: 1000 });
+    expect(seen).toEqual(['stopping 1000']);
+    finish();
+    await stopping;
+    expect(seen).toEqual(['stopping 1000', 'stopped']);
+  });
+
   it('waits for running work, then aborts a stuck run with SchedulerStoppedError and returns after the grace', async () => {
     const { clock, scheduler } = setup({ stopGraceMs: 500 });
     let signal: AbortSignal | undefined;
