@@ -68,6 +68,33 @@ export function claimAheadRules({ group, rule, repo, fixture }: SuiteContext): v
       expect(await repo().listAttempts(task.id)).toHaveLength(1);
     });
 
+    rule('claims, unstartedClaims and lease.started are returned by every read', async () => {
+      const reclaimedAhead = await insertClaimedAhead(repo(), {}, { leaseMs: 0 });
+      await repo().reclaimExpired();
+      const ahead = await claimAheadOrFail(repo(), reclaimedAhead, { owner: 'node-ahead' });
+      expect(ahead).toMatchObject({ claims: 2, unstartedClaims: 1, lease: { started: false } });
+      const waiting = await repo().release(ahead.id, ahead.lease.token, { runAt: past(MINUTE) });
+      expect(waiting).toMatchObject({ state: 'Initialized', claims: 2, unstartedClaims: 1, lease: null });
+      const held = await insertClaimedAhead(repo(), {}, { owner: 'node-held' });
+      const counters = (task: TaskInfo | undefined): unknown => task && { claims: task.claims, unstartedClaims: task.unstartedClaims, started: task.lease?.started ?? null };
+      const expected = new Map([
+        [waiting.id, { claims: 2, unstartedClaims: 1, started: null }],
+        [held.id, { claims: 1, unstartedClaims: 0, started: false }],
+      ]);
+      const reads: [string, TaskInfo[]][] = [
+        ['getById', [await repo().getById(waiting.id), await repo().getById(held.id)]],
+        ['list', (await repo().list({ limit: 10 })).tasks],
+        ['getUpdatedSince', (await repo().getUpdatedSince(null, 10)).tasks],
+        ['listDue', (await repo().listDue({ before: future(MINUTE), limit: 10 })).tasks],
+      ];
+      for (const [name, tasks] of reads) {
+        for (const task of tasks) expect(counters(task), `${name} of ${task.id}`).toEqual(expected.get(task.id));
+      }
+      const started = await repo().markAsStarted(held.id, held.lease.token);
+      expect(counters((await repo().list({ state: 'Working', limit: 10 })).tasks[0])).toEqual({ claims: 1, unstartedClaims: 0, started: true });
+      expect(counters((await repo().getUpdatedSince(null, 10)).tasks.find((task) => task.id === started.id))).toEqual({ claims: 1, unstartedClaims: 0, started: true });
+    });
+
     rule('claim by id starts the run at once: lease.started true, claims + 1, unstartedClaims 0', async () => {
       const task = await insertTask(repo(), { maxAttempts: 3 });
       const claimed = await claimOrFail(repo(), task.id);
