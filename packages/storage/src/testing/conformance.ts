@@ -12,6 +12,7 @@ import { scheduleRules } from './rules/schedule-rules.js';
 import { terminalRules } from './rules/terminal-rules.js';
 import { transitionRules } from './rules/transition-rules.js';
 import { uniqueKeyRules } from './rules/unique-key-rules.js';
+import { unstartedClaimRules } from './rules/unstarted-claim-rules.js';
 import { workLimitRules } from './rules/work-limit-rules.js';
 import type { ConformanceOptions, RepositoryFixture, RuleGroup, SuiteContext } from './suite-context.js';
 
@@ -22,6 +23,7 @@ const RULE_GROUPS: readonly RuleGroup[] = [
   notFoundRules,
   claimRules,
   claimAheadRules,
+  unstartedClaimRules,
   leaseRules,
   terminalRules,
   transitionRules,

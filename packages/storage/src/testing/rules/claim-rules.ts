@@ -1,5 +1,6 @@
 import { InvalidInputError } from '@horae/core';
 import { expect } from 'vitest';
+import { TaskNotDueError } from '../../errors.js';
 import type { TaskInfo } from '../../task-info.js';
 import { MINUTE, claimOrFail, expectNoDuplicates, future, idsOf, insertTask, newTask, openPeers, past } from '../helpers.js';
 import type { SuiteContext } from '../suite-context.js';
@@ -139,6 +140,44 @@ export function claimRules({ group, rule, repo, fixture }: SuiteContext): void {
       await expect(repo().claimDue({ owner: 'node-a', leaseMs: 60_000, limit: 0 })).rejects.toBeInstanceOf(InvalidInputError);
       await expect(repo().claimDue({ owner: 'node-a', leaseMs: -5, limit: 1 })).rejects.toBeInstanceOf(InvalidInputError);
       expect((await repo().countByState()).Initialized).toBe(1);
+    });
+  });
+
+  group('claim by id: due by the database clock', () => {
+    rule('claim of a task due minutes from now throws TaskNotDueError with dueInMs > 0 and writes nothing', async () => {
+      const task = await insertTask(repo(), { scheduledAt: future(5 * MINUTE) });
+      const error: unknown = await repo().claim(task.id, { owner: 'node-a', leaseMs: 60_000 }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(TaskNotDueError);
+      const notDue = error as TaskNotDueError;
+      expect(notDue.code).toBe('NOT_DUE');
+      expect(notDue.taskId).toBe(task.id);
+      // The database clock of a local test database is within a minute of this process's clock.
+      expect(notDue.dueInMs).toBeGreaterThan(4 * MINUTE);
+      expect(notDue.dueInMs).toBeLessThan(6 * MINUTE);
+      await expect(repo().claim(task.id, { owner: 'node-a', leaseMs: 60_000, ifScheduledAt: new Date(task.scheduledAt.getTime()) })).rejects.toBeInstanceOf(TaskNotDueError);
+      expect(await repo().getById(task.id)).toEqual(task);
+      expect(await repo().listAttempts(task.id)).toEqual([]);
+    });
+
+    rule('claim of a task due minutes ago is claimed', async () => {
+      const task = await insertTask(repo(), { scheduledAt: past(5 * MINUTE) });
+      expect(await repo().claim(task.id, { owner: 'node-a', leaseMs: 60_000, ifScheduledAt: new Date(task.scheduledAt.getTime()) })).toMatchObject({ state: 'Working' });
+    });
+
+    rule('a claim of a task not due returns null when the task is not Initialized or its due time differs', async () => {
+      const later = await insertTask(repo(), { scheduledAt: future(5 * MINUTE) });
+      const stale = new Date(later.scheduledAt.getTime() + 1_000);
+      expect(await repo().claim(later.id, { owner: 'node-a', leaseMs: 60_000, ifScheduledAt: stale })).toBeNull();
+      await repo().markAsCancelled(later.id);
+      expect(await repo().claim(later.id, { owner: 'node-a', leaseMs: 60_000 })).toBeNull();
+      // A run handed back to run later is Initialized again, and not due: the claim is refused as not due.
+      const held = await claimOrFail(repo(), (await insertTask(repo(), { maxAttempts: 3 })).id);
+      await repo().release(held.id, held.lease.token, { runAt: future(5 * MINUTE) });
+      await expect(repo().claim(held.id, { owner: 'node-b', leaseMs: 60_000 })).rejects.toBeInstanceOf(TaskNotDueError);
+      expect(await repo().getById(held.id)).toMatchObject({ state: 'Initialized', claims: 1, attempt: 1 });
     });
   });
 }
