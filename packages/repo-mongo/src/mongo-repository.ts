@@ -433,7 +433,8 @@ export class MongoRepository implements Repository {
     assertNonEmptyString(options?.owner, 'owner');
     validateLeaseMs(options.leaseMs);
     validateLimit(options.limit);
-    const agingMs = options.agingMs ?? DEFAULT_AGING_MS;
+    // Only a left-out aging takes the default: null is bad input, not "the default" (`??` would take it).
+    const agingMs = options.agingMs === undefined ? DEFAULT_AGING_MS : options.agingMs;
     assertAgingMs(agingMs);
     if (options.workIds !== undefined) {
       const workIds: unknown = options.workIds;
@@ -644,7 +645,8 @@ export class MongoRepository implements Repository {
   async reclaimExpired(options?: ReclaimOptions): Promise<TaskInfo[]> {
     const limit = options?.limit;
     if (limit !== undefined) validateLimit(limit);
-    const maxUnstartedClaims = options?.maxUnstartedClaims ?? DEFAULT_MAX_UNSTARTED_CLAIMS;
+    // As agingMs: null is bad input, not the default.
+    const maxUnstartedClaims = options?.maxUnstartedClaims === undefined ? DEFAULT_MAX_UNSTARTED_CLAIMS : options.maxUnstartedClaims;
     assertMaxUnstartedClaims(maxUnstartedClaims);
     return this.#run('reclaim expired leases', async () => {
       const reclaimed: TaskInfo[] = [];

@@ -56,6 +56,9 @@ describe('MongoRepository without a server', () => {
       ['claimDue with agingMs NaN', () => repo.claimDue({ owner: 'n', leaseMs: 1, limit: 1, agingMs: Number.NaN })],
       ['claimDue with agingMs -Infinity', () => repo.claimDue({ owner: 'n', leaseMs: 1, limit: 1, agingMs: -Infinity })],
       ['claimDue with agingMs a string', () => repo.claimDue({ owner: 'n', leaseMs: 1, limit: 1, agingMs: '10000' as never })],
+      ['claimDue with agingMs null', () => repo.claimDue({ owner: 'n', leaseMs: 1, limit: 1, agingMs: null as never })],
+      ['reclaimExpired with maxUnstartedClaims null', () => repo.reclaimExpired({ maxUnstartedClaims: null as never })],
+      ['reclaimExpired with maxUnstartedClaims Infinity', () => repo.reclaimExpired({ maxUnstartedClaims: Infinity })],
       // No work to claim would return [] at once: the bad aging is refused first.
       ['claimDue with no workIds and agingMs 0', () => repo.claimDue({ owner: 'n', leaseMs: 1, limit: 1, workIds: [], agingMs: 0 })],
       ['markAsStarted with an operator id', () => repo.markAsStarted({ $ne: null } as never, 't')],
