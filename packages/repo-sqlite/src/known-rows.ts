@@ -1,6 +1,7 @@
 /**
- * The rows a repository has just written, by task id: the row a claim or a renewLease stored, for the markAsDone that
- * follows, which then writes without reading the row first. Rows are remembered once their transaction has committed.
+ * The rows a repository has just written, by task id: the row a claim, a markAsStarted or a renewLease stored, for the
+ * markAsStarted or markAsDone that follows, which then writes without reading the row first (a claim ahead remembers an
+ * unstarted row: its markAsStarted uses it and remembers the started one). Rows are remembered once their transaction has committed.
  * Only those: remembering every inserted or listed row too (for the claim) was measured to cost more than the read it
  * saves, since rows kept alive that long survive young-generation garbage collections.
  *
@@ -41,6 +42,11 @@ export class KnownRows {
     this.#rows.set(row.id, row);
     this.#weight += weight;
     if (this.#rows.size > this.#maxRows || this.#weight > this.#maxWeight) this.#evict();
+  }
+
+  /** Returns the remembered row of `id` (undefined when none) and keeps it. */
+  peek(id: string): TaskRow | undefined {
+    return this.#rows.get(id);
   }
 
   /** Returns the remembered row of `id` (undefined when none) and forgets it. */

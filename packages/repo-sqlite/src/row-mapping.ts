@@ -27,6 +27,12 @@ export interface TaskRow {
   schedule_name: string | null;
   /** Runs recorded in `horae_task_attempts`: the `run` of the latest attempt. */
   runs: number;
+  /** Claims in all (the fencing token): only grows. */
+  claims: number;
+  /** Claims in a row whose lease expired before their run started. */
+  unstarted_claims: number;
+  /** 1 when the run of the current claim has started, else 0; meaningful while Working (see schema version 6). */
+  lease_started: number;
 }
 
 /** Every column of a {@link TaskRow}, in the order {@link tupleToRow} reads them. */
@@ -51,6 +57,9 @@ export const TASK_ROW_COLUMNS = [
   'kind',
   'schedule_name',
   'runs',
+  'claims',
+  'unstarted_claims',
+  'lease_started',
 ] as const satisfies readonly (keyof TaskRow)[];
 
 /**
@@ -81,6 +90,9 @@ export function tupleToRow(values: readonly unknown[]): TaskRow {
     kind: values[17] as TaskKind,
     schedule_name: values[18] as string | null,
     runs: values[19] as number,
+    claims: values[20] as number,
+    unstarted_claims: values[21] as number,
+    lease_started: values[22] as number,
   };
 }
 
@@ -101,7 +113,7 @@ interface StoredProgress {
 export function rowToTask(row: TaskRow): TaskInfo {
   const lease =
     row.state === 'Working' && row.lease_owner !== null && row.lease_until !== null && row.lease_token !== null
-      ? { owner: row.lease_owner, until: new Date(row.lease_until), token: row.lease_token }
+      ? { owner: row.lease_owner, until: new Date(row.lease_until), token: row.lease_token, started: row.lease_started === 1 }
       : null;
   return {
     id: row.id,
@@ -111,6 +123,8 @@ export function rowToTask(row: TaskRow): TaskInfo {
     state: row.state,
     priority: row.priority,
     attempt: row.attempt,
+    claims: row.claims,
+    unstartedClaims: row.unstarted_claims,
     maxAttempts: row.max_attempts,
     lease,
     lastError: row.last_error === null ? null : (JSON.parse(row.last_error) as TaskError),

@@ -139,6 +139,24 @@ const V5_WORK_LIMITS = `
 CREATE INDEX horae_tasks_working_work ON horae_tasks (work_id) WHERE state = 'Working';
 `;
 
+const V6_CLAIMS_APART_FROM_ATTEMPTS = `
+-- Claims are not attempts: claims counts every claim (the fencing token handed to works; it only grows),
+-- unstarted_claims the claims in a row whose lease expired before their run started (a poison task at the limit),
+-- lease_started whether the run of the current claim has started (meaningful while Working; left as it was when a
+-- task leaves Working, so that the RETURNING of that transition still says whether a run ended).
+ALTER TABLE horae_tasks ADD COLUMN claims INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE horae_tasks ADD COLUMN unstarted_claims INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE horae_tasks ADD COLUMN lease_started INTEGER NOT NULL DEFAULT 0;
+-- Before this version every claim started its run at once: a task was claimed as many times as it counted attempts
+-- (a lower bound where attempts were refunded), and a Working task's run has started. The change numbers are left
+-- alone: no task changed.
+UPDATE horae_tasks SET claims = attempt, lease_started = CASE WHEN state = 'Working' THEN 1 ELSE 0 END;
+-- claimDue's aged order at the default agingMs (10 s): priority + waited / 10000 orders as priority * 10000 -
+-- scheduled_at, which does not depend on the time. The expression must stay the text of AGED_KEY in statements.ts.
+CREATE INDEX horae_tasks_aged ON horae_tasks (priority * 10000 - scheduled_at DESC, scheduled_at, created_at, id)
+  WHERE state = 'Initialized';
+`;
+
 /** The migrations of this version of the adapter, in order; the schema version is their count. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, description: 'the tasks table, the change counter and the indexes of the state machine', up: (db) => db.exec(V1_TASKS) },
@@ -146,6 +164,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 3, description: 'the table of recurring schedules', up: (db) => db.exec(V3_SCHEDULES) },
   { version: 4, description: 'task kinds and schedule names, and the execution history table', up: (db) => db.exec(V4_HISTORY_AND_KINDS) },
   { version: 5, description: 'the index of per-work concurrency limits', up: (db) => db.exec(V5_WORK_LIMITS) },
+  { version: 6, description: 'claims apart from attempts (claims, unstarted_claims, lease_started) and the aged claim index', up: (db) => db.exec(V6_CLAIMS_APART_FROM_ATTEMPTS) },
 ];
 
 /** The newest schema version this adapter understands. */

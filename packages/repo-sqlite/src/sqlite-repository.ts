@@ -7,8 +7,10 @@ import {
   MAX_CHECK_INS_PER_ATTEMPT,
   RepositoryError,
   SchemaVersionError,
+  TaskNotDueError,
   TaskNotFoundError,
   isTerminal,
+  poisonTaskError,
   normalizeNewTask,
   normalizeScheduleDefinition,
   validateScheduleAdvance,
@@ -26,6 +28,7 @@ import {
   type LimitedClaimOptions,
   type WorkLimiter,
   type AttemptOutcome,
+  type ClaimDueOptions,
   type ClaimOptions,
   type InsertResult,
   type ListOptions,
@@ -33,6 +36,7 @@ import {
   type NewTask,
   type NormalizedNewTask,
   type ListSchedulesOptions,
+  type ReclaimOptions,
   type ReleaseOptions,
   type Repository,
   type Schedule,
@@ -48,12 +52,13 @@ import {
   type TaskState,
 } from '@horae/storage';
 import { openDatabase, type SqliteDatabase } from './driver.js';
-import { assertNonEmptyString, assertProgress, assertValidDate, normalizeTaskError } from './input.js';
+import { assertNonEmptyString, assertProgress, assertValidDate, checkAgingMs, checkMaxUnstartedClaims, normalizeTaskError } from './input.js';
 import { decodeChangeCursor, decodePageCursor, encodePageCursor } from './page-cursor.js';
 import { progressToText, rowToTask, tupleToRow, type TaskRow } from './row-mapping.js';
 import { rowToAttempt, type AttemptRow } from './attempt-mapping.js';
 import { migrate, readSchemaVersion, SCHEMA_VERSION } from './schema.js';
-import { prepareStatements, type Statements } from './statements.js';
+import { INDEXED_AGING_MS, prepareStatements, type Statements } from './statements.js';
+import { mergeLevels } from './claim-order.js';
 import { idTakenError, isConstraintError, isIdTakenError, translateError } from './translate-error.js';
 import { WriteQueue, alsoWrite, type WriteContext } from './group-commit.js';
 import { SqliteScheduleTable } from './schedule-table.js';
@@ -144,6 +149,19 @@ const LEASE_EXPIRED_ERROR: TaskError = { message: 'lease expired', code: 'LEASE_
 
 /** How an attempt ends. */
 type EndOutcome = Exclude<AttemptOutcome, 'running'>;
+
+/** The state an InvalidStateError names when a run's end is refused because the run never started. */
+const UNSTARTED = 'Working, claimed ahead with its run not started';
+
+/** Which due rows a claim of due tasks reads: how many, in which order, of which works. */
+interface DueQuery {
+  limit: number;
+  agingMs: number;
+  /** Only these works; null for every work. */
+  workIds: readonly string[] | null;
+  /** Leaving out these works (their limit is reached). */
+  exclude: readonly string[];
+}
 
 /**
  * A Horae {@link Repository} on one SQLite database file, through better-sqlite3, with the optional
@@ -359,16 +377,19 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
   }
 
   /**
-   * Initialized → Working: takes a lease for `owner` until now + `leaseMs`, sets a new token, and counts an
-   * attempt.
+   * Initialized → Working, and the run starts at once: takes a lease for `owner` until now + `leaseMs`
+   * (`lease.started` true), sets a new token, counts a claim and an attempt, and resets `unstartedClaims`.
    *
    * Rule: of concurrent claims of one Initialized task exactly one returns the task, across processes too
    * (the compare-and-set runs in a `BEGIN IMMEDIATE` transaction); the others, and any claim of a task that
    * is not Initialized, return null. With `ifScheduledAt`, a claim returns null when the stored due time
-   * differs. The winner's claim opens the `running` attempt record of the run in the same transaction; a
-   * claim that returns null records nothing.
+   * differs. Both are checked before the due time: a claimable task not due yet by the repository's clock (the
+   * process clock, or the `clock` option, which every process sharing the file shares) throws TaskNotDueError and
+   * writes nothing. The winner's claim opens the `running` attempt record of the run in the same transaction; a claim
+   * that returns null or throws records nothing.
    *
    * @throws TaskNotFoundError when no task has the id
+   * @throws TaskNotDueError when the task is not due yet; nothing is written
    * @throws InvalidInputError on a bad owner, leaseMs or date
    */
   async claim(id: string, options: ClaimOptions & { ifScheduledAt?: Date }): Promise<TaskInfo | null> {
@@ -377,48 +398,42 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
     if (options.ifScheduledAt !== undefined) assertValidDate(options.ifScheduledAt, 'ifScheduledAt');
     const ifScheduledAt = options.ifScheduledAt?.getTime() ?? null;
     return this.#write('claim', (tx) => {
-      const row = this.#claimRow(tx, id, owner, leaseMs, ifScheduledAt);
-      if (row === undefined) throw new TaskNotFoundError(id);
+      const current = this.#readRow(id);
+      if (current === undefined) throw new TaskNotFoundError(id);
+      const row = this.#claimCurrent(tx, current, owner, leaseMs, ifScheduledAt, true);
       return row === null ? null : rowToTask(row);
     });
   }
 
   /**
-   * Claims up to `limit` Initialized tasks due by now, highest priority first, then earliest due, then
-   * oldest. Each priority level present is one LIMIT'd range read of the claim index, so tasks due later are
-   * never scanned.
+   * Claims ahead: up to `limit` Initialized tasks due by the repository's clock go to Working under a lease for
+   * `owner` whose run has not started (`lease.started` false); each counts a claim, but no attempt, and opens no
+   * attempt record (markAsStarted does, when the run starts).
    *
-   * Rule: no task is returned to two concurrent callers, in this process or another; each claimed task gets its
-   * `running` attempt record in the same transaction.
+   * Order: highest effective priority `priority + waitedMs / agingMs` first, then earliest due, then oldest, then id.
+   * With the default agingMs (10 s) the due rows are one walk of the index `horae_tasks_aged` on `priority * 10000 -
+   * scheduled_at`; with agingMs Infinity, or any other, the priority levels are read from the claim index and merged
+   * (see claim-order.ts). Tasks due later are never claimed, nor, but for those due within (priority spread × agingMs)
+   * from now on the aged index, read.
    *
-   * @param options - owner, leaseMs, limit, and optionally the works this node runs (an empty list claims nothing)
+   * Rule: no task is returned to two concurrent callers, in this process or another.
+   *
+   * @param options - owner, leaseMs, limit, optionally the works this node runs (an empty list claims nothing) and agingMs
    * @returns the claimed tasks, in claim order
+   * @throws InvalidInputError on a bad owner, leaseMs, limit, workIds or agingMs; nothing is written
    */
-  async claimDue(options: ClaimOptions & { limit: number; workIds?: readonly string[] }): Promise<TaskInfo[]> {
+  async claimDue(options: ClaimDueOptions): Promise<TaskInfo[]> {
     const { owner, leaseMs } = checkClaimOptions(options);
     validateLimit(options.limit);
-    const workIds = options.workIds;
-    if (workIds !== undefined) {
-      if (!Array.isArray(workIds) || workIds.some((w) => typeof w !== 'string')) throw new InvalidInputError('workIds must be an array of strings');
-      if (workIds.length === 0) return [];
-    }
-    const limit = options.limit;
+    const agingMs = checkAgingMs(options.agingMs);
+    const workIds = checkWorkIds(options.workIds);
+    if (workIds?.length === 0) return [];
+    const query: DueQuery = { limit: options.limit, agingMs, workIds, exclude: [] };
     return this.#write('claimDue', (tx) => {
-      const s = this.#statements;
-      const due: TaskRow[] = [];
-      let below = Number.POSITIVE_INFINITY;
-      while (due.length < limit) {
-        const level = (s.topPriorityBelow.get({ below }) as { priority: number | null }).priority;
-        if (level === null) break;
-        const params = { priority: level, now: tx.now, limit: limit - due.length };
-        const found = workIds === undefined ? s.selectDue.all(params) : s.selectDueOfWorks.all({ ...params, workIds: JSON.stringify(workIds) });
-        for (const read of found) due.push(asRow(read));
-        below = level;
-      }
       // The rows were read in this transaction, by this write: they are the stored ones.
       const claimed: TaskInfo[] = [];
-      for (const current of due) {
-        const row = this.#claimCurrent(tx, current, owner, leaseMs, null);
+      for (const current of this.#selectDue(tx, query)) {
+        const row = this.#claimCurrent(tx, current, owner, leaseMs, null, false);
         if (row) claimed.push(rowToTask(row));
       }
       return claimed;
@@ -426,10 +441,46 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
   }
 
   /**
+   * Starts the run of a claim made ahead by claimDue: counts the attempt, resets `unstartedClaims`, sets
+   * `lease.started`, and opens the `running` attempt record (node = lease owner, startedAt = now), in one write. A
+   * claim already started is returned unchanged (a retried write that had landed).
+   *
+   * Rule: calls made together share one transaction (group commit), and each is fenced on its own: a call whose token
+   * no longer holds its task is refused and the others land. A claim this repository made is started without reading
+   * its row first, while the stored row is still the remembered one (see KnownRows).
+   *
+   * @throws LeaseLostError when the task is not Working under this token
+   * @throws TaskNotFoundError when no task has the id
+   */
+  async markAsStarted(id: string, token: string): Promise<TaskInfo> {
+    checkId(id);
+    const held = tokenOrNull(token);
+    return this.#write('markAsStarted', (tx) => {
+      const s = this.#statements;
+      const known = this.#known.peek(id);
+      let seq: number | null = null;
+      if (known !== undefined && known.state === 'Working' && known.lease_token === held && known.lease_started === 0) {
+        seq = tx.nextSeq();
+        if (s.startIfUnchanged.run({ id, token: held, knownSeq: known.change_seq, now: tx.now, seq }).changes === 1) {
+          return rowToTask(this.#startRun(tx, known, seq));
+        }
+      }
+      const current = this.#readRow(id);
+      if (current === undefined) throw new TaskNotFoundError(id);
+      if (current.state !== 'Working' || current.lease_token !== held) throw new LeaseLostError(id);
+      if (current.lease_started === 1) return rowToTask(current);
+      const next = seq ?? tx.nextSeq();
+      if (s.startKnown.run({ id, token: held, now: tx.now, seq: next }).changes !== 1) throw new LeaseLostError(id);
+      return rowToTask(this.#startRun(tx, current, next));
+    });
+  }
+
+  /**
    * {@inheritDoc @horae/storage!index.WorkLimiter#claimWithinLimit}
    *
    * @implementation The count (a read of the partial index of Working rows by work) and the claim run in one
-   * `BEGIN IMMEDIATE` transaction, which holds SQLite's single write lock: the limit holds across processes too.
+   * `BEGIN IMMEDIATE` transaction, which holds SQLite's single write lock: the limit holds across processes too. The due
+   * check comes before the count: not due is a fact of the task, the limit one of the moment.
    */
   async claimWithinLimit(id: string, options: LimitedClaimOptions): Promise<LimitedClaim> {
     checkId(id);
@@ -441,8 +492,9 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
     return this.#write('claimWithinLimit', (tx): LimitedClaim => {
       const current = this.#requireRow(id);
       if (current.state !== 'Initialized' || (ifScheduledAt !== null && current.scheduled_at !== ifScheduledAt)) return null;
+      assertDue(current, tx.now);
       if (this.#workingOf(current.work_id) >= maxWorking) return { refused: 'limit' };
-      const row = this.#claimCurrent(tx, current, owner, leaseMs, ifScheduledAt);
+      const row = this.#claimCurrent(tx, current, owner, leaseMs, ifScheduledAt, true);
       return row ? { task: rowToTask(row) } : null;
     });
   }
@@ -451,17 +503,16 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
    * {@inheritDoc @horae/storage!index.WorkLimiter#claimDueWithinLimits}
    *
    * @implementation One `BEGIN IMMEDIATE` transaction: counts the Working rows of each limited work, then reads due rows
-   * in claim order leaving out the works already full, at most one pass per limited work plus one.
+   * in claim order (as claimDue reads them) leaving out the works already full, at most one pass per limited work plus
+   * one. The claims are ahead, unstarted, as claimDue's.
    */
   async claimDueWithinLimits(options: LimitedClaimDueOptions): Promise<TaskInfo[]> {
     const { owner, leaseMs } = checkClaimOptions(options);
     validateLimit(options.limit);
     const limits = validateWorkLimits(options.workLimits);
-    const workIds = options.workIds;
-    if (workIds !== undefined) {
-      if (!Array.isArray(workIds) || workIds.some((w) => typeof w !== 'string')) throw new InvalidInputError('workIds must be an array of strings');
-      if (workIds.length === 0) return [];
-    }
+    const agingMs = checkAgingMs(options.agingMs);
+    const workIds = checkWorkIds(options.workIds);
+    if (workIds?.length === 0) return [];
     const limit = options.limit;
     return this.#write('claimDueWithinLimits', (tx) => {
       const free = new Map([...limits].map(([workId, max]) => [workId, max - this.#workingOf(workId)]));
@@ -469,22 +520,20 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
       // A pass that skips a row has just filled that row's work, which the next pass leaves out: at most one pass
       // per limited work, plus one. Rows are claimed as they are picked, so a later pass does not see them again.
       for (let pass = 0; pass <= limits.size && claimed.length < limit; pass++) {
-        const rows = this.#statements.selectDueLimited.all({
-          now: tx.now,
-          exclude: JSON.stringify(fullWorks(free)),
-          workIds: workIds === undefined ? null : JSON.stringify(workIds),
-          limit: limit - claimed.length,
-        }) as { id: string; work_id: string }[];
-        const taken = pickWithinLimits(
-          rows.map((row) => ({ id: row.id, workId: row.work_id })),
-          free,
-          limit - claimed.length,
+        const rows = this.#selectDue(tx, { limit: limit - claimed.length, agingMs, workIds, exclude: fullWorks(free) });
+        const taken = new Set(
+          pickWithinLimits(
+            rows.map((row) => ({ id: row.id, workId: row.work_id })),
+            free,
+            limit - claimed.length,
+          ),
         );
-        for (const id of taken) {
-          const row = this.#claimRow(tx, id, owner, leaseMs, null);
+        for (const current of rows) {
+          if (!taken.has(current.id)) continue;
+          const row = this.#claimCurrent(tx, current, owner, leaseMs, null, false);
           if (row) claimed.push(rowToTask(row));
         }
-        if (taken.length === rows.length) break;
+        if (taken.size === rows.length) break;
       }
       return claimed;
     });
@@ -510,8 +559,9 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
 
   /**
    * Working → Initialized, due at `runAt`; the lease is cleared, `error` becomes lastError, and with
-   * `refundAttempt` the attempt counted at the claim is given back. The run's attempt record is closed
-   * `retried` with the error when one is given, else `released`, in the same transaction.
+   * `refundAttempt` the attempt counted at the run's start is given back. The run's attempt record is closed
+   * `retried` with the error when one is given, else `released`, in the same transaction. A claim ahead whose run
+   * never started spent no attempt and has no record: it goes back as it came (`claims` keeps counting it).
    *
    * @throws LeaseLostError when the task is not Working under this token
    * @throws TaskNotFoundError when no task has the id
@@ -533,11 +583,12 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
   /**
    * Working → Done.
    *
-   * Rule: succeeds only while the task is Working under `token`; a zombie whose lease was reclaimed is
-   * refused, so its result is discarded. The run's attempt record is closed `succeeded` in the same
-   * transaction.
+   * Rule: succeeds only while the task is Working under `token` and its run has started; a zombie whose lease was
+   * reclaimed is refused, so its result is discarded. The run's attempt record is closed `succeeded` in the same
+   * transaction. Calls made together share one transaction (group commit), each fenced on its own.
    *
    * @throws LeaseLostError when the task is not Working under this token
+   * @throws InvalidStateError when the task is Working under this token but its run has not started; nothing is written
    * @throws TaskNotFoundError when no task has the id
    */
   async markAsDone(id: string, token: string): Promise<TaskInfo> {
@@ -545,10 +596,12 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
     const held = tokenOrNull(token);
     return this.#write('markAsDone', (tx) => {
       const s = this.#statements;
-      // The row this repository claimed, if it still is the stored one (the UPDATE checks its change_seq): no read.
-      const known = this.#known.take(id);
+      // The row this repository claimed or started, if it still is the stored one (the UPDATE checks its change_seq):
+      // no read.
+      const known = this.#known.peek(id);
       let seq: number | null = null;
-      if (known !== undefined && known.state === 'Working' && known.lease_token === held) {
+      if (known !== undefined && known.state === 'Working' && known.lease_token === held && known.lease_started === 1) {
+        this.#known.forget(id);
         seq = tx.nextSeq();
         if (s.markAsDoneIfUnchanged.run({ id, token: held, knownSeq: known.change_seq, now: tx.now, seq }).changes === 1) {
           return rowToTask(this.#endAttempt(tx, doneRow(known, tx.now, seq), 'succeeded', null)!);
@@ -559,6 +612,7 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
       const current = this.#readRow(id);
       if (current === undefined) throw new TaskNotFoundError(id);
       if (current.state !== 'Working' || current.lease_token !== held) throw new LeaseLostError(id);
+      if (current.lease_started !== 1) throw new InvalidStateError(id, UNSTARTED, 'mark as done');
       const row = doneRow(current, tx.now, seq ?? tx.nextSeq());
       if (s.markAsDoneKnown.run({ id, token: held, now: tx.now, seq: row.change_seq }).changes !== 1) throw new LeaseLostError(id);
       return rowToTask(this.#endAttempt(tx, row, 'succeeded', null)!);
@@ -570,8 +624,12 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
    * Working, the run's attempt record is closed `failed` with the error in the same transaction; out of
    * Initialized no run happened and nothing is recorded.
    *
+   * Rule: with a token, the run must have started, and calls made together share one transaction, each fenced on its
+   * own.
+   *
    * @throws LeaseLostError when a token is given and the task is not Working under it
-   * @throws InvalidStateError when no token is given and the task is not Initialized
+   * @throws InvalidStateError when no token is given and the task is not Initialized, or a token is given and the run
+   * of its claim has not started; nothing is written
    * @throws TaskNotFoundError when no task has the id
    */
   async markAsFailed(id: string, error: TaskError, token?: string): Promise<TaskInfo> {
@@ -581,7 +639,10 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
     return this.#write('markAsFailed', (tx) => {
       const s = this.#statements;
       const params = { id, lastError, now: tx.now, seq: tx.nextSeq() };
-      if (held !== undefined) return this.#held(id, this.#endAttempt(tx, s.failHeld.get({ ...params, token: held }) as TaskRow | undefined, 'failed', lastError));
+      if (held !== undefined) {
+        const row = this.#endAttempt(tx, s.failHeld.get({ ...params, token: held }) as TaskRow | undefined, 'failed', lastError);
+        return row === undefined ? this.#refusedEnd(id, held, 'fail') : rowToTask(row);
+      }
       // Out of Initialized no run happened: no attempt to record.
       const row = s.failInitialized.get(params) as TaskRow | undefined;
       if (row !== undefined) return rowToTask(row);
@@ -592,7 +653,8 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
   /**
    * Initialized or Working → Cancelled. Without a token any node or operator may cancel; with one, only the
    * holder of the lease may. The `reason` is not stored (as in MemoryRepository: TaskInfo has no field for it).
-   * Out of Working, the run's attempt record is closed `cancelled` in the same transaction.
+   * Out of Working, the run's attempt record is closed `cancelled` in the same transaction; a claim ahead whose run
+   * never started has none.
    *
    * Rule: of concurrent cancels exactly one returns `cancelled: true`; a task already terminal is returned
    * unchanged with `cancelled: false` (with or without a token).
@@ -668,26 +730,48 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
   }
 
   /**
-   * Working tasks whose lease expired (lease.until ≤ now) go back to Initialized, due now, with lastError
-   * `{ message: 'lease expired', code: 'LEASE_EXPIRED' }`, or to Failed when attempt ≥ maxAttempts; their
-   * lease is cleared, so the old holder's token is refused. Each run's attempt record is closed `lease-expired`
-   * with that error in the same transaction.
+   * Working tasks whose lease expired (lease.until ≤ now) are taken back; their lease is cleared, so the old holder's
+   * token is refused.
+   *
+   * A run that had started spent its attempt: the task goes back to Initialized, due now, with lastError
+   * `{ message: 'lease expired', code: 'LEASE_EXPIRED' }`, or to Failed when attempt ≥ maxAttempts; its attempt record
+   * is closed `lease-expired` with that error in the same transaction. A claim ahead whose run never started spent
+   * none: `unstartedClaims` + 1, and the task goes back to Initialized, due now (its lastError kept), or, when that
+   * reaches `maxUnstartedClaims`, to Failed as a poison task (`poisonTaskError`); no record either way.
    *
    * Rule: each expired task is reclaimed by exactly one concurrent caller, in this process or another.
    *
-   * @param options - `limit`: at most this many (all expired ones when left out)
+   * @param options - `limit`: at most this many (all expired ones when left out); `maxUnstartedClaims` (default 3)
    * @returns the reclaimed tasks, in their new state, oldest expiry first
+   * @throws InvalidInputError on a bad limit or maxUnstartedClaims; nothing is written
    */
-  async reclaimExpired(options?: { limit?: number }): Promise<TaskInfo[]> {
+  async reclaimExpired(options?: ReclaimOptions): Promise<TaskInfo[]> {
+    if (options !== undefined && (options === null || typeof options !== 'object')) throw new InvalidInputError('reclaimExpired takes options { limit?, maxUnstartedClaims? }');
     const limit = options?.limit ?? -1;
     if (limit !== -1) validateLimit(limit);
+    const maxUnstartedClaims = checkMaxUnstartedClaims(options?.maxUnstartedClaims);
     const lastError = JSON.stringify(LEASE_EXPIRED_ERROR);
     return this.#write('reclaimExpired', (tx) => {
       const s = this.#statements;
-      const ids = s.selectExpired.all({ now: tx.now, limit }) as { id: string }[];
+      const expired = s.selectExpired.all({ now: tx.now, limit }) as { id: string; lease_started: number; unstarted_claims: number }[];
       const reclaimed: TaskInfo[] = [];
-      for (const { id } of ids) {
-        const row = this.#endAttempt(tx, s.reclaim.get({ id, lastError, now: tx.now, seq: tx.nextSeq() }) as TaskRow | undefined, 'lease-expired', lastError);
+      for (const { id, lease_started: started, unstarted_claims: before } of expired) {
+        let row: TaskRow | undefined;
+        if (started === 1) {
+          row = this.#endAttempt(tx, s.reclaim.get({ id, lastError, now: tx.now, seq: tx.nextSeq() }) as TaskRow | undefined, 'lease-expired', lastError);
+        } else {
+          // The holder died (or stalled) before the run started: no attempt spent, but a task that keeps taking its
+          // claimers down before they start it must not be claimed forever.
+          const poisoned = before + 1 >= maxUnstartedClaims;
+          row = s.reclaimUnstarted.get({
+            id,
+            state: poisoned ? 'Failed' : 'Initialized',
+            lastError: poisoned ? JSON.stringify(poisonTaskError(before + 1)) : null,
+            unstartedClaims: before,
+            now: tx.now,
+            seq: tx.nextSeq(),
+          }) as TaskRow | undefined;
+        }
         if (row !== undefined) reclaimed.push(rowToTask(row));
       }
       return reclaimed;
@@ -729,8 +813,9 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
    * The execution history of a task: one record per run, oldest first, read through the primary key
    * `(task_id, run)` of `horae_task_attempts`.
    *
-   * Rule: each record is written in the transaction of the transition it records: a claim (claim, claimDue)
-   * opens a `running` record (node = lease owner); markAsDone closes it `succeeded`; markAsFailed out of
+   * Rule: each record is written in the transaction of the transition it records: a run's start (claim, or
+   * markAsStarted after claimDue) opens a `running` record (node = lease owner), and a claim ahead whose run never
+   * started has none; markAsDone closes it `succeeded`; markAsFailed out of
    * Working closes it `failed` with the error; release closes it `retried` (with the error) when an error is
    * given, else `released`; markAsCancelled out of Working closes it `cancelled`; reclaimExpired closes it
    * `lease-expired`. A transition that is refused writes no record. A task from a file of schema version 3
@@ -924,6 +1009,9 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
       kind: task.kind,
       schedule_name: task.scheduleName,
       runs: 0,
+      claims: 0,
+      unstarted_claims: 0,
+      lease_started: 0,
     };
     try {
       s.insert.run({
@@ -952,47 +1040,88 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
   }
 
   /**
-   * Claims one row and, in the same transaction, opens the attempt record of its run.
+   * Claims a row read in this transaction (by this write): with `start`, a claim by id, whose run starts in the same
+   * write and opens its attempt record; without, a claim ahead, unstarted, with no record.
    *
-   * It reads the row, then writes without RETURNING and builds the claimed row in JS (see
-   * STATEMENT_SQL.rowForWrite): inside the transaction nothing else writes between the two, and the UPDATE still
-   * holds the whole compare-and-set.
+   * It writes without RETURNING and builds the claimed row in JS (see STATEMENT_SQL.rowForWrite): inside the
+   * transaction nothing else writes between the read and the write, and the UPDATE still holds the whole
+   * compare-and-set.
    *
    * @returns the claimed row; null when the task is not claimable (not Initialized, or due at another time than
-   * `ifScheduledAt`); undefined when no task has the id
+   * `ifScheduledAt`)
+   * @throws TaskNotDueError when a claim by id finds the task claimable but not due yet (nothing is written)
    */
-  #claimRow(tx: WriteContext, id: string, owner: string, leaseMs: number, ifScheduledAt: number | null): TaskRow | null | undefined {
-    const current = this.#readRow(id);
-    return current === undefined ? undefined : this.#claimCurrent(tx, current, owner, leaseMs, ifScheduledAt);
-  }
-
-  /**
-   * {@link SqliteRepository.#claimRow} of a row already read in this transaction (by this write).
-   *
-   * @returns the claimed row; null when the task is not claimable
-   */
-  #claimCurrent(tx: WriteContext, current: TaskRow, owner: string, leaseMs: number, ifScheduledAt: number | null): TaskRow | null {
+  #claimCurrent(tx: WriteContext, current: TaskRow, owner: string, leaseMs: number, ifScheduledAt: number | null, start: boolean): TaskRow | null {
     const s = this.#statements;
     const id = current.id;
     if (current.state !== 'Initialized' || (ifScheduledAt !== null && current.scheduled_at !== ifScheduledAt)) return null;
-    const row: TaskRow = {
+    // A claim ahead reads only due rows; a claim by id comes from a node's timer, which may run ahead of this clock.
+    if (start) assertDue(current, tx.now);
+    const claimed: TaskRow = {
       ...current,
       state: 'Working',
       lease_owner: owner,
       lease_until: tx.now + leaseMs,
       lease_token: randomUUID(),
-      attempt: current.attempt + 1,
-      runs: current.runs + 1,
+      lease_started: 0,
+      claims: current.claims + 1,
       progress: null,
       updated_at: Math.max(tx.now, current.created_at),
       change_seq: tx.nextSeq(),
     };
-    const { changes } = s.claimKnown.run({ id, owner, until: row.lease_until, newToken: row.lease_token, ifScheduledAt, now: tx.now, seq: row.change_seq });
+    const row: TaskRow = start ? { ...claimed, lease_started: 1, unstarted_claims: 0, attempt: current.attempt + 1, runs: current.runs + 1 } : claimed;
+    const statement = start ? s.claimKnown : s.claimAheadKnown;
+    const { changes } = statement.run({ id, owner, until: row.lease_until, newToken: row.lease_token, ifScheduledAt, now: tx.now, seq: row.change_seq });
     if (changes !== 1) return null;
     // startedAt is the claim's updatedAt: the same instant, never below createdAt.
-    alsoWrite('recording the attempt of a claim', () => s.openAttempt.run({ id, run: row.runs, attempt: row.attempt, owner, now: row.updated_at }));
+    if (start) alsoWrite('recording the attempt of a claim', () => s.openAttempt.run({ id, run: row.runs, attempt: row.attempt, owner, now: row.updated_at }));
     this.#written.push(row);
     return row;
+  }
+
+  /**
+   * The row of `current` (a claim ahead, unstarted) once its run has started, after the statement that started it
+   * wrote it with `seq`; opens the `running` attempt record of the run in the same transaction and remembers the row
+   * for the markAsDone that follows.
+   */
+  #startRun(tx: WriteContext, current: TaskRow, seq: number): TaskRow {
+    const row: TaskRow = {
+      ...current,
+      lease_started: 1,
+      unstarted_claims: 0,
+      attempt: current.attempt + 1,
+      runs: current.runs + 1,
+      updated_at: Math.max(tx.now, current.created_at),
+      change_seq: seq,
+    };
+    const owner = row.lease_owner;
+    alsoWrite('recording the attempt of a started run', () => this.#statements.openAttempt.run({ id: row.id, run: row.runs, attempt: row.attempt, owner, now: row.updated_at }));
+    this.#written.push(row);
+    return row;
+  }
+
+  /**
+   * Reads up to `query.limit` due Initialized rows in claim order (see {@link SqliteRepository.claimDue}), as whole rows,
+   * inside the claim's transaction.
+   */
+  #selectDue(tx: WriteContext, query: DueQuery): TaskRow[] {
+    const s = this.#statements;
+    const { limit, agingMs } = query;
+    const filtered = query.workIds !== null || query.exclude.length > 0;
+    const filters = filtered ? { workIds: query.workIds === null ? null : JSON.stringify(query.workIds), exclude: JSON.stringify(query.exclude) } : {};
+    if (agingMs === INDEXED_AGING_MS) {
+      const params = { now: tx.now, limit, ...filters };
+      return (filtered ? s.selectDueAgedFiltered : s.selectDueAged).all(params).map(asRow);
+    }
+    return mergeLevels(
+      {
+        topPriorityBelow: (below) => (s.topPriorityBelow.get({ below }) as { priority: number | null }).priority,
+        dueOfLevel: (priority, n) => (filtered ? s.selectDueFiltered : s.selectDue).all({ priority, now: tx.now, limit: n, ...filters }).map(asRow),
+        earliestDue: () => (s.earliestDue.get() as { at: number | null }).at,
+      },
+      limit,
+      agingMs,
+    );
   }
 
   /**
@@ -1005,13 +1134,14 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
   }
 
   /**
-   * Closes the running attempt of a row that a transition just took out of Working, in the same transaction.
+   * Closes the running attempt of a row that a transition just took out of Working, in the same transaction. A claim
+   * ahead whose run never started has none (its `lease_started`, which transitions leave as it was, says so).
    *
    * @param row - what the transition's statement returned; undefined when it was refused (nothing is recorded)
    * @returns `row`
    */
   #endAttempt(tx: WriteContext, row: TaskRow | undefined, outcome: EndOutcome, error: string | null): TaskRow | undefined {
-    if (row !== undefined) {
+    if (row !== undefined && row.lease_started === 1) {
       alsoWrite(`recording the ${outcome} attempt`, () => this.#statements.closeAttempt.run({ id: row.id, run: row.runs, outcome, error, now: tx.now }));
     }
     return row;
@@ -1022,6 +1152,19 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
     if (row !== undefined) return rowToTask(row);
     this.#requireRow(id);
     throw new LeaseLostError(id);
+  }
+
+  /**
+   * Why an end of a run under `token` (whose statement changed nothing) was refused.
+   *
+   * @throws TaskNotFoundError when no task has the id
+   * @throws LeaseLostError when the task is not Working under `token`
+   * @throws InvalidStateError when it is, but its run has not started
+   */
+  #refusedEnd(id: string, token: string | null, action: string): never {
+    const current = this.#requireRow(id);
+    if (current.state !== 'Working' || current.lease_token !== token) throw new LeaseLostError(id);
+    throw new InvalidStateError(id, UNSTARTED, action);
   }
 
   /** How many tasks of `workId` are Working (expired leases included, until reclaimed). */
@@ -1055,6 +1198,24 @@ function doneRow(current: TaskRow, now: number, seq: number): TaskRow {
     updated_at: Math.max(now, current.created_at),
     change_seq: seq,
   };
+}
+
+/** @throws TaskNotDueError when `row` is due after `now` (epoch ms, the repository's clock) */
+function assertDue(row: TaskRow, now: number): void {
+  const dueInMs = row.scheduled_at - now;
+  if (dueInMs > 0) throw new TaskNotDueError(row.id, dueInMs);
+}
+
+/**
+ * The `workIds` of a claim of due tasks.
+ *
+ * @returns the list, or null when left out (every work)
+ * @throws InvalidInputError unless it is an array of strings
+ */
+function checkWorkIds(workIds: unknown): readonly string[] | null {
+  if (workIds === undefined) return null;
+  if (!Array.isArray(workIds) || workIds.some((w) => typeof w !== 'string')) throw new InvalidInputError('workIds must be an array of strings');
+  return workIds as string[];
 }
 
 /** A non-string id names no task. @throws TaskNotFoundError */

@@ -5,20 +5,44 @@
 import type { SqliteDatabase, SqliteStatement } from './driver.js';
 import { TASK_ROW_COLUMNS } from './row-mapping.js';
 
+// lease_started is left as it was: the RETURNING of a transition out of Working then says whether a run ended (and has
+// an attempt record to close). It means nothing outside Working, and every claim sets it.
 const CLEAR_LEASE = 'lease_owner = NULL, lease_until = NULL, lease_token = NULL';
 // updatedAt never goes below createdAt, even when the clock stepped back since the insert.
 const STAMP = 'updated_at = MAX(@now, created_at), change_seq = @seq';
 const HELD = `state = 'Working' AND lease_token = @token`;
-const CLAIM_ORDER = 'ORDER BY priority DESC, scheduled_at, created_at, id';
+// The ends of a run (Done, Failed under a lease) need a run that started: a claim ahead is started first.
+const STARTED = `${HELD} AND lease_started = 1`;
+const LEVEL_ORDER = 'ORDER BY priority DESC, scheduled_at, created_at, id';
+/**
+ * The aged claim key of the default agingMs (10 s, the core Dispatcher's): `priority + (now − scheduled_at) / 10000`,
+ * times 10000, less `now` (the same for every row of one claim), orders as `priority * 10000 - scheduled_at`, a key
+ * that does not depend on the time, so an index can hold it (horae_tasks_aged, schema version 6). The text must be
+ * the index's expression exactly, or SQLite cannot use the index (and INDEXED BY refuses to prepare the statement).
+ */
+export const AGED_KEY = 'priority * 10000 - scheduled_at';
+/** The agingMs whose order {@link AGED_KEY} serves. */
+export const INDEXED_AGING_MS = 10_000;
+const AGED_ORDER = `ORDER BY ${AGED_KEY} DESC, scheduled_at, created_at, id`;
 // INDEXED BY pins the partial index of the state a hot query reads: without statistics the planner would
 // pick the (state, created_at) index and sort, and a dropped index fails loudly here instead of going slow.
 const CLAIM_INDEX = 'horae_tasks INDEXED BY horae_tasks_claim';
-const CLAIM_SET = `state = 'Working', lease_owner = @owner, lease_until = @until, lease_token = @newToken, attempt = attempt + 1, runs = runs + 1, progress = NULL, ${STAMP}`;
-const CLAIM_WHERE = `id = @id AND state = 'Initialized' AND (@ifScheduledAt IS NULL OR scheduled_at = @ifScheduledAt)`;
+const AGED_INDEX = 'horae_tasks INDEXED BY horae_tasks_aged';
+// Optional filters of a claim of due rows: only the works of @workIds (a JSON array, or NULL for every work), leaving out
+// those of @exclude (a JSON array: the works whose limit is reached).
+const WORK_FILTER = `AND (@workIds IS NULL OR work_id IN (SELECT value FROM json_each(@workIds))) AND work_id NOT IN (SELECT value FROM json_each(@exclude))`;
+const NEW_LEASE = `state = 'Working', lease_owner = @owner, lease_until = @until, lease_token = @newToken, claims = claims + 1, progress = NULL`;
+// A claim by id starts its run in the same write: the attempt counts, and the run gets the next run number.
+const START = 'lease_started = 1, unstarted_claims = 0, attempt = attempt + 1, runs = runs + 1';
+const CLAIM_SET = `${NEW_LEASE}, ${START}, ${STAMP}`;
+// A claim ahead (claimDue): no attempt and no run until markAsStarted.
+const CLAIM_AHEAD_SET = `${NEW_LEASE}, lease_started = 0, ${STAMP}`;
+// Due by the repository's clock (@now), which the claim checks again here: the compare-and-set holds it all.
+const CLAIM_WHERE = `id = @id AND state = 'Initialized' AND scheduled_at <= @now AND (@ifScheduledAt IS NULL OR scheduled_at = @ifScheduledAt)`;
 const DONE_SET = `state = 'Done', ${CLEAR_LEASE}, ${STAMP}`;
 
 /** The statements that return their own rows as arrays (`raw`): the columns in {@link TASK_ROW_COLUMNS} order. */
-const RAW_STATEMENTS: ReadonlySet<StatementName> = new Set<StatementName>(['rowForWrite', 'selectDue', 'selectDueOfWorks']);
+const RAW_STATEMENTS: ReadonlySet<StatementName> = new Set<StatementName>(['rowForWrite', 'selectDue', 'selectDueFiltered', 'selectDueAged', 'selectDueAgedFiltered']);
 /** The columns of a whole row, in {@link TASK_ROW_COLUMNS} order. */
 const ROW = TASK_ROW_COLUMNS.join(', ');
 
@@ -38,43 +62,62 @@ export const STATEMENT_SQL = {
   // the whole compare-and-set.
   rowForWrite: `SELECT ${ROW} FROM horae_tasks WHERE id = @id`,
   claimKnown: `UPDATE horae_tasks SET ${CLAIM_SET} WHERE ${CLAIM_WHERE}`,
-  markAsDoneKnown: `UPDATE horae_tasks SET ${DONE_SET} WHERE id = @id AND ${HELD}`,
+  claimAheadKnown: `UPDATE horae_tasks SET ${CLAIM_AHEAD_SET} WHERE ${CLAIM_WHERE}`,
+  // markAsStarted: the run of a claim ahead starts. The …IfUnchanged form is for a row this repository claimed
+  // (KnownRows), as markAsDoneIfUnchanged below; the other follows a read of the row.
+  startKnown: `UPDATE horae_tasks SET ${START}, ${STAMP} WHERE id = @id AND ${HELD} AND lease_started = 0`,
+  startIfUnchanged: `UPDATE horae_tasks SET ${START}, ${STAMP} WHERE id = @id AND change_seq = @knownSeq AND ${HELD} AND lease_started = 0`,
+  markAsDoneKnown: `UPDATE horae_tasks SET ${DONE_SET} WHERE id = @id AND ${STARTED}`,
   // markAsDone of a row this repository claimed (KnownRows): no read at all. Every write of a row sets a new
   // change_seq, so an unchanged @knownSeq proves the remembered row is the stored one; otherwise nothing changes and
   // the repository reads the row (markAsDoneKnown).
-  markAsDoneIfUnchanged: `UPDATE horae_tasks SET ${DONE_SET} WHERE id = @id AND change_seq = @knownSeq AND ${HELD}`,
-  // claimDue walks the priority levels present, highest first (one O(log n) probe each), and reads each
-  // level's due rows as one range of the claim index: tasks due later never get scanned, however many. It reads the
-  // whole rows (as arrays) in that range, so that each claim writes without reading its row again.
+  markAsDoneIfUnchanged: `UPDATE horae_tasks SET ${DONE_SET} WHERE id = @id AND change_seq = @knownSeq AND ${STARTED}`,
+  // claimDue with the default agingMs: one walk of the aged index from its top, in claim order, which stops after
+  // @limit due rows. It steps over the rows not due yet whose key is higher than the last row it takes: those due
+  // within (priority spread × 10 s) from now. It reads the whole rows (as arrays), so that each claim writes without
+  // reading its row again.
+  selectDueAged: `SELECT ${ROW} FROM ${AGED_INDEX} WHERE state = 'Initialized' AND scheduled_at <= @now ${AGED_ORDER} LIMIT @limit`,
+  selectDueAgedFiltered: `SELECT ${ROW} FROM ${AGED_INDEX} WHERE state = 'Initialized' AND scheduled_at <= @now ${WORK_FILTER}
+    ${AGED_ORDER} LIMIT @limit`,
+  // claimDue with another agingMs (or Infinity: priority alone) walks the priority levels present, highest first (one
+  // O(log n) probe each), and reads each level's due rows as one range of the claim index, already in claim order
+  // within the level (one priority: the earliest due first); the repository merges the levels. Tasks due later are
+  // never scanned, however many.
   topPriorityBelow: `SELECT max(priority) AS priority FROM ${CLAIM_INDEX} WHERE state = 'Initialized' AND priority < @below`,
   selectDue: `SELECT ${ROW} FROM ${CLAIM_INDEX} WHERE state = 'Initialized' AND priority = @priority AND scheduled_at <= @now
-    ${CLAIM_ORDER} LIMIT @limit`,
-  selectDueOfWorks: `SELECT ${ROW} FROM ${CLAIM_INDEX} WHERE state = 'Initialized' AND priority = @priority AND scheduled_at <= @now
-    AND work_id IN (SELECT value FROM json_each(@workIds)) ${CLAIM_ORDER} LIMIT @limit`,
+    ${LEVEL_ORDER} LIMIT @limit`,
+  selectDueFiltered: `SELECT ${ROW} FROM ${CLAIM_INDEX} WHERE state = 'Initialized' AND priority = @priority AND scheduled_at <= @now
+    ${WORK_FILTER} ${LEVEL_ORDER} LIMIT @limit`,
+  // The earliest due time of any Initialized task: no due row of a level has an aged key above priority × agingMs
+  // less it, which lets the merge of levels stop before the lower levels.
+  earliestDue: `SELECT min(scheduled_at) AS at FROM horae_tasks INDEXED BY horae_tasks_due WHERE state = 'Initialized'`,
   // Work limits (WorkLimiter): the Working rows of one work, counted on their own partial index.
   countWorkingOfWork: `SELECT count(*) AS n FROM horae_tasks INDEXED BY horae_tasks_working_work WHERE state = 'Working' AND work_id = @workId`,
-  // claimDueWithinLimits: due rows in claim order, leaving out the works that have no free slot (@exclude), and
-  // other works than @workIds when it is not null. It walks the claim index in order, skipping rows due later.
-  selectDueLimited: `SELECT id, work_id FROM ${CLAIM_INDEX} WHERE state = 'Initialized' AND scheduled_at <= @now
-    AND work_id NOT IN (SELECT value FROM json_each(@exclude))
-    AND (@workIds IS NULL OR work_id IN (SELECT value FROM json_each(@workIds))) ${CLAIM_ORDER} LIMIT @limit`,
   renewLease: `UPDATE horae_tasks SET lease_until = @until, ${STAMP} WHERE id = @id AND ${HELD} RETURNING *`,
+  // A claim ahead that never started spent no attempt: there is nothing to give back.
   release: `UPDATE horae_tasks SET state = 'Initialized', scheduled_at = @runAt, ${CLEAR_LEASE}, last_error = COALESCE(@lastError, last_error),
-    attempt = MAX(attempt - @refund, 0), ${STAMP} WHERE id = @id AND ${HELD} RETURNING *`,
-  markAsDone: `UPDATE horae_tasks SET ${DONE_SET} WHERE id = @id AND ${HELD} RETURNING *`,
-  failHeld: `UPDATE horae_tasks SET state = 'Failed', ${CLEAR_LEASE}, last_error = @lastError, ${STAMP} WHERE id = @id AND ${HELD} RETURNING *`,
+    attempt = CASE WHEN lease_started = 1 THEN MAX(attempt - @refund, 0) ELSE attempt END, ${STAMP} WHERE id = @id AND ${HELD} RETURNING *`,
+  markAsDone: `UPDATE horae_tasks SET ${DONE_SET} WHERE id = @id AND ${STARTED} RETURNING *`,
+  failHeld: `UPDATE horae_tasks SET state = 'Failed', ${CLEAR_LEASE}, last_error = @lastError, ${STAMP} WHERE id = @id AND ${STARTED} RETURNING *`,
   failInitialized: `UPDATE horae_tasks SET state = 'Failed', last_error = @lastError, ${STAMP} WHERE id = @id AND state = 'Initialized' RETURNING *`,
   cancel: `UPDATE horae_tasks SET state = 'Cancelled', ${CLEAR_LEASE}, ${STAMP} WHERE id = @id AND state IN ('Initialized', 'Working') RETURNING *`,
   cancelHeld: `UPDATE horae_tasks SET state = 'Cancelled', ${CLEAR_LEASE}, ${STAMP} WHERE id = @id AND ${HELD} RETURNING *`,
   update: `UPDATE horae_tasks SET scheduled_at = COALESCE(@scheduledAt, scheduled_at), param = COALESCE(@param, param),
     priority = COALESCE(@priority, priority), ${STAMP} WHERE id = @id AND state = 'Initialized' RETURNING *`,
   setProgress: `UPDATE horae_tasks SET progress = @progress, ${STAMP} WHERE id = @id AND ${HELD} RETURNING runs`,
-  selectExpired: `SELECT id FROM horae_tasks INDEXED BY horae_tasks_lease WHERE state = 'Working' AND lease_until <= @now ORDER BY lease_until, id LIMIT @limit`,
+  selectExpired: `SELECT id, lease_started, unstarted_claims FROM horae_tasks INDEXED BY horae_tasks_lease WHERE state = 'Working' AND lease_until <= @now
+    ORDER BY lease_until, id LIMIT @limit`,
+  // A run that started spent its attempt: Failed when none is left, else Initialized, due now.
   reclaim: `UPDATE horae_tasks SET
       state = CASE WHEN attempt >= max_attempts THEN 'Failed' ELSE 'Initialized' END,
       scheduled_at = CASE WHEN attempt >= max_attempts THEN scheduled_at ELSE @now END,
       ${CLEAR_LEASE}, last_error = @lastError, ${STAMP}
-    WHERE id = @id AND state = 'Working' AND lease_until <= @now RETURNING *`,
+    WHERE id = @id AND state = 'Working' AND lease_until <= @now AND lease_started = 1 RETURNING *`,
+  // A claim ahead that never started spent none: one more unstarted claim, and @state (Failed as a poison task with
+  // @lastError, or Initialized due now, its lastError kept) as the repository decided from the @unstartedClaims it read.
+  reclaimUnstarted: `UPDATE horae_tasks SET state = @state, scheduled_at = CASE WHEN @state = 'Initialized' THEN @now ELSE scheduled_at END,
+      ${CLEAR_LEASE}, unstarted_claims = unstarted_claims + 1, last_error = COALESCE(@lastError, last_error), ${STAMP}
+    WHERE id = @id AND state = 'Working' AND lease_until <= @now AND lease_started = 0 AND unstarted_claims = @unstartedClaims RETURNING *`,
   changesSince: 'SELECT * FROM horae_tasks WHERE change_seq > @after ORDER BY change_seq LIMIT @limit',
   listAll: 'SELECT * FROM horae_tasks WHERE (created_at, id) > (@afterAt, @afterId) ORDER BY created_at, id LIMIT @limit',
   listByState: 'SELECT * FROM horae_tasks WHERE state = @state AND (created_at, id) > (@afterAt, @afterId) ORDER BY created_at, id LIMIT @limit',
