@@ -18,7 +18,8 @@ const LEVEL_ORDER = 'ORDER BY priority DESC, scheduled_at, created_at, id';
  * The aged claim key of the default agingMs (10 s, the core Dispatcher's): `priority + (now − scheduled_at) / 10000`,
  * times 10000, less `now` (the same for every row of one claim), orders as `priority * 10000 - scheduled_at`, a key
  * that does not depend on the time, so an index can hold it (horae_tasks_aged, schema version 6). The text must be
- * the index's expression exactly, or SQLite cannot use the index (and INDEXED BY refuses to prepare the statement).
+ * the index's expression exactly: SQLite matches an indexed expression by its text, and with any other (even of equal
+ * value) it would read the whole due range and sort it (query-plan.test.ts checks the plan).
  */
 export const AGED_KEY = 'priority * 10000 - scheduled_at';
 /** The agingMs whose order {@link AGED_KEY} serves. */

@@ -25,13 +25,14 @@ describe('claim and markAsDone return exactly the stored row', () => {
     const first = await repository.claim(task.id, { owner: 'node-a', leaseMs: MINUTE, ifScheduledAt: new Date(T0) });
     expect(first).toEqual(await repository.getById(task.id));
     await repository.setProgress(task.id, first!.lease!.token, { completed: 1, total: 2, message: 'half' });
-    await repository.release(task.id, first!.lease!.token, { runAt: new Date(T0 + 2_000), error: { message: 'boom', code: 'E' } });
+    // Due again before the insert, so that the claim below (by the repository's clock, set back) finds it due.
+    await repository.release(task.id, first!.lease!.token, { runAt: new Date(T0 - 20_000), error: { message: 'boom', code: 'E' } });
 
     // Set back below createdAt: updatedAt stays at createdAt, as the SQL's MAX(now, created_at) keeps it.
     clock.jump(-10_000);
     const second = await repository.claim(task.id, { owner: 'node-b', leaseMs: MINUTE });
     expect(second).toEqual(await repository.getById(task.id));
-    expect(second).toMatchObject({ state: 'Working', attempt: 2, progress: null, lastError: { message: 'boom', code: 'E' }, uniqueKey: 'k', priority: 2.5 });
+    expect(second).toMatchObject({ state: 'Working', attempt: 2, claims: 2, progress: null, lastError: { message: 'boom', code: 'E' }, uniqueKey: 'k', priority: 2.5 });
     expect(second!.updatedAt.getTime()).toBe(T0);
 
     clock.jump(20_000);
@@ -52,6 +53,31 @@ describe('claim and markAsDone return exactly the stored row', () => {
     const claimed = await repository.claimDue({ owner: 'node-a', leaseMs: MINUTE, limit: 3 });
     expect(claimed).toHaveLength(3);
     for (const task of claimed) expect(task).toEqual(await repository.getById(task.id));
+  });
+
+  it('markAsStarted returns the stored row, from a remembered claim ahead and from a read, with the clock set back', async () => {
+    // On `repository` the claim ahead is remembered; the progress written below changes the row behind that memory,
+    // so its markAsStarted falls back to a read. Either way the result must be the stored row.
+    await repository.insertMany([
+      { id: 'remembered', workId: 'w', scheduledAt: new Date(T0 - 1), param: { a: 1 } },
+      { id: 'changed', workId: 'w', scheduledAt: new Date(T0), param: { b: 2 }, priority: -1 },
+    ]);
+    const claimed = await repository.claimDue({ owner: 'node-a', leaseMs: MINUTE, limit: 2, agingMs: Number.POSITIVE_INFINITY });
+    expect(claimed.map((task) => task.id)).toEqual(['remembered', 'changed']);
+    const changed = claimed[1]!;
+    await repository.setProgress(changed.id, changed.lease!.token, { completed: 1, total: 3 });
+    clock.jump(-5_000);
+    for (const task of claimed) {
+      const started = await repository.markAsStarted(task.id, task.lease!.token);
+      expect(started).toEqual(await repository.getById(task.id));
+      expect(started).toMatchObject({ attempt: 1, claims: 1, lease: { token: task.lease!.token, started: true } });
+      expect(started.updatedAt.getTime()).toBe(T0);
+      expect(await repository.listAttempts(task.id)).toEqual([
+        { taskId: task.id, run: 1, attempt: 1, node: 'node-a', startedAt: new Date(T0), endedAt: null, outcome: 'running', error: null, checkIns: [] },
+      ]);
+      clock.jump(1_000);
+      expect(await repository.markAsDone(task.id, task.lease!.token)).toEqual(await repository.getById(task.id));
+    }
   });
 
   it('refusals write nothing: a wrong token, a finished task, a missing one', async () => {

@@ -79,6 +79,7 @@ describe('background WAL checkpoints', () => {
     const repository = new SqliteRepository({ database: dir.file('repo.db'), groupCommit: false });
     for (let i = 0; i < 120; i++) await repository.insert({ id: `t-${i}`, workId: 'w', scheduledAt: new Date(0) });
     const claimed = await repository.claimDue({ owner: 'n', leaseMs: 60_000, limit: 120 });
+    await Promise.all(claimed.map((task) => repository.markAsStarted(task.id, task.lease!.token)));
     await Promise.all(claimed.map((task) => repository.markAsDone(task.id, task.lease!.token)));
     expect((await repository.countByState()).Done).toBe(120);
     await repository.close();

@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { InvalidInputError } from '@horae/core';
 import { VirtualClock } from '@horae/core/testing';
-import { RepositoryError } from '@horae/storage';
+import { RepositoryError, TaskNotDueError } from '@horae/storage';
 import { SqliteRepository } from '@horae/repo-sqlite';
 import { tempDir, type TempDir } from './temp-database.js';
 
@@ -40,6 +40,32 @@ describe('times come from the clock option', () => {
     expect((await repository.claimDue({ owner: 'n', leaseMs: 1000, limit: 10 })).map((t) => t.id)).toEqual([later.id]);
   });
 
+  it('claim by id judges "due" by clock.now(): 1 ms early is TaskNotDueError, writing nothing; at the due time it claims', async () => {
+    const { task } = await repository.insert({ workId: 'w', scheduledAt: new Date(T0 + 1_000) });
+    clock.jump(999);
+    const cursor = await repository.getCursor();
+    const early = await repository.claim(task.id, { owner: 'n', leaseMs: 1_000 }).catch((error: unknown) => error);
+    expect(early).toBeInstanceOf(TaskNotDueError);
+    expect(early).toMatchObject({ taskId: task.id, dueInMs: 1 });
+    await expect(repository.claimWithinLimit(task.id, { owner: 'n', leaseMs: 1_000, maxWorking: 1 })).rejects.toMatchObject({ dueInMs: 1 });
+    expect(await repository.getCursor()).toBe(cursor);
+    expect(await repository.getById(task.id)).toEqual(task);
+    clock.jump(1);
+    expect(await repository.claim(task.id, { owner: 'n', leaseMs: 1_000 })).toMatchObject({ state: 'Working', attempt: 1, claims: 1 });
+  });
+
+  it('claimDue ages priorities by clock.now(): a task waiting long enough passes a higher priority', async () => {
+    // At the default aging (a point per 10 s), 3 points are worth 30 s of waiting: priority 3 due 20 s after a priority 0
+    // stays ahead of it, whatever the time; a priority 0 due 40 s before that one has waited 4 points' worth, and passes.
+    const waited = (await repository.insert({ workId: 'w', priority: 0, scheduledAt: new Date(T0 - 40_000) })).task.id;
+    const recent = (await repository.insert({ workId: 'w', priority: 0, scheduledAt: new Date(T0) })).task.id;
+    const high = (await repository.insert({ workId: 'w', priority: 3, scheduledAt: new Date(T0 + 20_000) })).task.id;
+    clock.jump(20_000);
+    const order: string[] = [];
+    for (let i = 0; i < 3; i++) order.push(...(await repository.claimDue({ owner: 'n', leaseMs: 1000, limit: 1 })).map((t) => t.id));
+    expect(order).toEqual([waited, high, recent]);
+  });
+
   it('reclaimExpired takes a lease back once lease.until <= clock.now(), not before', async () => {
     const { task } = await repository.insert({ workId: 'w', scheduledAt: new Date(T0), maxAttempts: 2 });
     await repository.claim(task.id, { owner: 'n', leaseMs: 1_000 });
@@ -51,7 +77,7 @@ describe('times come from the clock option', () => {
     expect(reclaimed!.scheduledAt.getTime()).toBe(T0 + 1_000);
   });
 
-  it('claimDue orders by priority, then due time, then age, across priority levels with future tasks in between', async () => {
+  it('claimDue with agingMs Infinity orders by priority, then due time, then age, across priority levels with future tasks in between', async () => {
     const insert = async (priority: number, at: number): Promise<string> => (await repository.insert({ workId: 'w', priority, scheduledAt: new Date(T0 + at) })).task.id;
     const lowOld = await insert(0, -50);
     const futureHigh = await insert(9, 60_000);
@@ -60,7 +86,7 @@ describe('times come from the clock option', () => {
     const mid = await insert(2.5, 0);
     clock.jump(1);
     const sameDueYounger = await insert(0, -50);
-    const claimed = await repository.claimDue({ owner: 'n', leaseMs: 1000, limit: 10 });
+    const claimed = await repository.claimDue({ owner: 'n', leaseMs: 1000, limit: 10, agingMs: Number.POSITIVE_INFINITY });
     expect(claimed.map((t) => t.id)).toEqual([highEarly, highLate, mid, lowOld, sameDueYounger]);
     expect(claimed.map((t) => t.id)).not.toContain(futureHigh);
     const limited = await repository.insertMany([{ workId: 'x', scheduledAt: new Date(T0) }, { workId: 'y', scheduledAt: new Date(T0) }]);

@@ -65,6 +65,30 @@ describe('group commit', () => {
     await repository.close();
   });
 
+  it('runs the markAsStarted calls of one tick in one transaction, each fenced on its own', async () => {
+    const repository = open();
+    await repository.insertMany(Array.from({ length: 50 }, (_, i) => ({ workId: 'w', scheduledAt: DUE, param: i })));
+    const claimed = await repository.claimDue({ owner: 'n', leaseMs: 60_000, limit: 50 });
+    expect(claimed).toHaveLength(50);
+    // Every tenth call carries a token that holds nothing: refused on its own, inside the same transaction.
+    const started = await transactionsOf(() =>
+      Promise.all(claimed.map((task, i) => repository.markAsStarted(task.id, i % 10 === 0 ? 'not-the-token' : task.lease!.token).then(
+        (value) => ({ ok: true as const, value }),
+        (error: unknown) => ({ ok: false as const, error }),
+      ))),
+    );
+    expect(started.transactions).toBe(1);
+    for (const [i, outcome] of started.result.entries()) {
+      if (i % 10 === 0) expect(outcome.ok === false && outcome.error instanceof LeaseLostError, `call ${i}`).toBe(true);
+      else expect(outcome.ok && outcome.value.lease?.started, `call ${i}`).toBe(true);
+    }
+    const ended = claimed.filter((_, i) => i % 10 !== 0);
+    const done = await transactionsOf(() => Promise.all(ended.map((task) => repository.markAsDone(task.id, task.lease!.token))));
+    expect(done.transactions).toBe(1);
+    expect(await repository.countByState()).toMatchObject({ Done: 45, Working: 5 });
+    await repository.close();
+  });
+
   it('with groupCommit: false, runs each write in its own transaction', async () => {
     const repository = open({ groupCommit: false });
     const { transactions } = await transactionsOf(() => Promise.all(Array.from({ length: 20 }, () => repository.insert({ workId: 'w', scheduledAt: DUE }))));

@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { VirtualClock } from '@horae/core/testing';
-import { LeaseLostError, RepositoryError } from '@horae/storage';
+import { InvalidStateError, LeaseLostError, RepositoryError } from '@horae/storage';
 import { SqliteRepository } from '@horae/repo-sqlite';
 import { driverSlice } from './driver-slice.js';
 import { KnownRows } from '../src/known-rows.js';
@@ -33,6 +33,9 @@ const row = (id: string, param = '{}'): TaskRow => ({
   kind: 'scheduled',
   schedule_name: null,
   runs: 0,
+  claims: 0,
+  unstarted_claims: 0,
+  lease_started: 0,
 });
 
 describe('KnownRows', () => {
@@ -122,6 +125,69 @@ describe('transitions of remembered rows', () => {
       await repository.close();
       db.close();
     }
+  });
+
+  it('a claim ahead, its markAsStarted and its markAsDone on one connection read no row', async () => {
+    const db = new Database(':memory:');
+    let rowReads = 0;
+    const slice = driverSlice(db, (source, statement) => {
+      const reads = source === STATEMENT_SQL.rowForWrite;
+      return {
+        run: (...params) => statement.run(...params),
+        get: (...params) => {
+          if (reads) rowReads++;
+          return statement.get(...params);
+        },
+        all: (...params) => statement.all(...params),
+      };
+    });
+    const repository = new SqliteRepository({ database: slice, clock });
+    try {
+      await repository.insertMany(Array.from({ length: 3 }, (_, i) => ({ workId: 'w', scheduledAt: new Date(T0), param: { i } })));
+      const claimed = await repository.claimDue({ owner: 'node-a', leaseMs: MINUTE, limit: 3 });
+      // An unstarted claim is remembered too, but markAsDone may not use it: the run has not started.
+      await expect(repository.markAsDone(claimed[0]!.id, claimed[0]!.lease!.token)).rejects.toBeInstanceOf(InvalidStateError);
+      expect(rowReads).toBe(1);
+      rowReads = 0;
+      for (const task of claimed) {
+        const started = await repository.markAsStarted(task.id, task.lease!.token);
+        expect(started).toEqual(await repository.getById(task.id));
+        const done = await repository.markAsDone(task.id, task.lease!.token);
+        expect(done).toEqual(await repository.getById(task.id));
+      }
+      expect(rowReads).toBe(0);
+      expect((await repository.listAttempts(claimed[1]!.id)).map((attempt) => [attempt.run, attempt.outcome])).toEqual([[1, 'succeeded']]);
+    } finally {
+      await repository.close();
+      db.close();
+    }
+  });
+
+  it('markAsStarted of a claim ahead that another connection reclaimed and claimed again is refused', async () => {
+    await a.insert({ id: 'x', workId: 'w', scheduledAt: new Date(T0) });
+    const [first] = await a.claimDue({ owner: 'node-a', leaseMs: MINUTE, limit: 1 });
+    clock.jump(MINUTE);
+    expect(await b.reclaimExpired()).toMatchObject([{ id: 'x', state: 'Initialized', unstartedClaims: 1, attempt: 0 }]);
+    const [second] = await b.claimDue({ owner: 'node-b', leaseMs: MINUTE, limit: 1 });
+    await expect(a.markAsStarted('x', first!.lease!.token)).rejects.toBeInstanceOf(LeaseLostError);
+    expect(await a.getById('x')).toEqual(second);
+    const started = await b.markAsStarted('x', second!.lease!.token);
+    expect(started).toMatchObject({ attempt: 1, claims: 2, unstartedClaims: 0 });
+    expect(started).toEqual(await a.getById('x'));
+  });
+
+  it('markAsStarted of a remembered claim ahead whose progress another connection set returns the stored row', async () => {
+    await a.insert({ id: 'x', workId: 'w', scheduledAt: new Date(T0) });
+    const [claimed] = await a.claimDue({ owner: 'node-a', leaseMs: MINUTE, limit: 1 });
+    await b.setProgress('x', claimed!.lease!.token, { completed: 0, total: 5 });
+    clock.jump(1_000);
+    const started = await a.markAsStarted('x', claimed!.lease!.token);
+    expect(started).toMatchObject({ attempt: 1, progress: { completed: 0, total: 5 }, lease: { started: true } });
+    expect(started).toEqual(await b.getById('x'));
+    // Started twice (a retried write that had landed): returned unchanged, one record.
+    expect(await a.markAsStarted('x', claimed!.lease!.token)).toEqual(started);
+    expect(await b.markAsDone('x', claimed!.lease!.token)).toEqual(await a.getById('x'));
+    expect((await a.listAttempts('x')).map((attempt) => attempt.outcome)).toEqual(['succeeded']);
   });
 
   it('markAsDone of a claimed row whose progress another connection set under the same lease returns the stored row', async () => {

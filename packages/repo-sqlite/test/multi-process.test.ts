@@ -25,6 +25,7 @@ process.on('message', async (message) => {
   if (message.type !== 'go') return;
   const { ids } = message;
   const won = [];
+  const ahead = [];
   try {
     let round = 0;
     for (;;) {
@@ -35,12 +36,15 @@ process.on('message', async (message) => {
         repository.claimDue({ owner, leaseMs: 600_000, limit: 3 }),
         ...picks.map((id) => repository.claim(id, { owner, leaseMs: 600_000 })),
       ]);
-      for (const task of batch) won.push(task.id);
+      for (const task of batch) {
+        won.push(task.id);
+        ahead.push(task.id);
+      }
       for (const task of singles) if (task !== null) won.push(task.id);
       if ((await repository.countByState()).Initialized === 0) break;
     }
     await repository.close();
-    process.send({ type: 'done', won }, () => process.exit(0));
+    process.send({ type: 'done', won, ahead }, () => process.exit(0));
   } catch (error) {
     process.send({ type: 'error', message: String(error?.stack ?? error) }, () => process.exit(1));
   }
@@ -51,7 +55,8 @@ process.send({ type: 'ready' });
 /** How many tasks the children race for. */
 const TASKS = 1000;
 
-type WorkerMessage = { type: 'ready' } | { type: 'done'; won: string[] } | { type: 'error'; message: string };
+/** `won`: every task a child claimed; `ahead`: those of them it claimed with claimDue (ahead, unstarted). */
+type WorkerMessage = { type: 'ready' } | { type: 'done'; won: string[]; ahead: string[] } | { type: 'error'; message: string };
 
 function nextMessage(child: ChildProcess): Promise<WorkerMessage> {
   return new Promise((resolve, reject) => {
@@ -105,12 +110,16 @@ describe('several processes on one file', () => {
       // More than one process won tasks: the race was real.
       expect(wonBy.filter((won) => won.length > 0).length).toBeGreaterThan(1);
 
+      // A claim by id starts its run (an attempt); a claim ahead does not. Every task was claimed once.
+      const aheadIds = new Set(results.flatMap((r) => (r.type === 'done' ? r.ahead : [])));
+      expect(aheadIds.size, 'claims ahead and claims by id both won tasks').toBeGreaterThan(0);
+      expect(aheadIds.size).toBeLessThan(TASKS);
       const check = new SqliteRepository({ database: path });
       for (const [i, won] of wonBy.entries()) {
         for (const id of won.slice(0, 20)) {
           const task = await check.getById(id);
-          expect(task).toMatchObject({ state: 'Working', attempt: 1 });
-          expect(task.lease?.owner).toBe(`process-${i}`);
+          const started = !aheadIds.has(id);
+          expect(task).toMatchObject({ state: 'Working', claims: 1, attempt: started ? 1 : 0, lease: { owner: `process-${i}`, started } });
         }
       }
       expect(await check.countByState()).toMatchObject({ Initialized: 0, Working: TASKS });

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { InvalidInputError } from '@horae/core';
+import { VirtualClock } from '@horae/core/testing';
 import { SchemaVersionError } from '@horae/storage';
 import { MIGRATIONS, SCHEMA_VERSION, SqliteRepository, migrate, readSchemaVersion, type Migration } from '@horae/repo-sqlite';
 import { tempDir, type TempDir } from './temp-database.js';
@@ -78,6 +79,66 @@ describe('the migration runner', () => {
     const db = new Database(':memory:');
     expect(() => migrate(db, [columnMigration])).toThrow(InvalidInputError);
     db.close();
+  });
+});
+
+describe('upgrading a file of schema version 5 (before claims apart from attempts)', () => {
+  const T0 = Date.UTC(2026, 0, 1);
+
+  /** A file as version 5 of the adapter left it: its migrations, and rows written by hand in its columns. */
+  function writeVersion5File(path: string): void {
+    const old = new Database(path);
+    migrate(old, MIGRATIONS.slice(0, 5));
+    expect(readSchemaVersion(old)).toBe(5);
+    const insert = old.prepare(
+      `INSERT INTO horae_tasks (id, work_id, param, scheduled_at, state, priority, attempt, max_attempts, lease_owner, lease_until, lease_token,
+         last_error, created_at, updated_at, change_seq, runs)
+       VALUES (@id, 'mail', '{}', @at, @state, 0, @attempt, 5, @owner, @until, @token, NULL, 500, 500, @seq, @runs)`,
+    );
+    insert.run({ id: 'waiting', at: T0 - 1_000, state: 'Initialized', attempt: 2, owner: null, until: null, token: null, seq: 1, runs: 2 });
+    insert.run({ id: 'running', at: T0 - 1_000, state: 'Working', attempt: 1, owner: 'old-node', until: T0 + 60_000, token: 'old-token', seq: 2, runs: 1 });
+    insert.run({ id: 'finished', at: T0 - 1_000, state: 'Done', attempt: 1, owner: null, until: null, token: null, seq: 3, runs: 1 });
+    old.prepare(`INSERT INTO horae_task_attempts (task_id, run, attempt, node, started_at, outcome) VALUES ('running', 1, 1, 'old-node', 400, 'running')`).run();
+    old.prepare(`UPDATE horae_meta SET value = 3 WHERE key = 'change_seq'`).run();
+    old.close();
+  }
+
+  it('counts each earlier run as a claim, and a Working task as started, so that its run ends as before', async () => {
+    writeVersion5File(dir.file());
+    const repository = new SqliteRepository({ database: dir.file(), clock: new VirtualClock({ now: T0 }) });
+    expect(await repository.getById('waiting')).toMatchObject({ attempt: 2, claims: 2, unstartedClaims: 0, lease: null });
+    expect(await repository.getById('finished')).toMatchObject({ attempt: 1, claims: 1, unstartedClaims: 0, lease: null });
+    const running = await repository.getById('running');
+    expect(running).toMatchObject({ attempt: 1, claims: 1, unstartedClaims: 0, lease: { owner: 'old-node', token: 'old-token', started: true } });
+    // The upgrade changed no task: a reader of the change log has nothing new to see.
+    expect((await repository.getUpdatedSince('3', 10)).tasks).toEqual([]);
+    // The run in progress at the upgrade ends without a markAsStarted, and closes its record.
+    expect(await repository.markAsDone('running', 'old-token')).toMatchObject({ state: 'Done', claims: 1 });
+    expect((await repository.listAttempts('running')).map((a) => a.outcome)).toEqual(['succeeded']);
+    // The waiting task's next claim counts on from its earlier runs.
+    expect(await repository.claim('waiting', { owner: 'new-node', leaseMs: 60_000 })).toMatchObject({ attempt: 3, claims: 3, lease: { started: true } });
+    await repository.close();
+
+    const db = new Database(dir.file());
+    expect(readSchemaVersion(db)).toBe(SCHEMA_VERSION);
+    expect(SCHEMA_VERSION).toBe(6);
+    expect(indexNames(db)).toContain('horae_tasks_aged');
+    db.close();
+  });
+
+  it('leaves the version 5 file as it was when the upgrade fails', () => {
+    writeVersion5File(dir.file());
+    const db = new Database(dir.file());
+    // A column of that name already there (a hand-made change) makes the migration fail half way.
+    db.exec('ALTER TABLE horae_tasks ADD COLUMN lease_started INTEGER');
+    db.close();
+    expect(() => new SqliteRepository({ database: dir.file() })).toThrow(/lease_started/);
+    const after = new Database(dir.file());
+    expect(readSchemaVersion(after)).toBe(5);
+    const columns = (after.prepare(`SELECT name FROM pragma_table_info('horae_tasks')`).all() as { name: string }[]).map((c) => c.name);
+    expect(columns).not.toContain('claims');
+    expect(indexNames(after)).not.toContain('horae_tasks_aged');
+    after.close();
   });
 });
 
