@@ -52,6 +52,35 @@ export interface GeneratorOptions {
   readyCheckMs?: number;
   /** A name for events and errors. @defaultValue `generator-<n>` */
   name?: string;
+  /**
+   * Where the generator stands among the others when slots free up.
+   *
+   * - `'aged'`: ordered with the other `'aged'` generators by `priority + msSinceLastPull / agingMs`.
+   * - `'first'`: pulled before every `'aged'` generator whenever it is ready, whatever their priority and aging
+   *   (several `'first'` generators are ordered among themselves the aged way). While it is ready, an `'aged'`
+   *   generator gets only the slots that are left after its pulls.
+   *
+   * @defaultValue `'aged'`
+   * @remarks `'first'` is for a system generator whose items are tasks that are due already, such as the storage
+   * middleware's claimer of the backlog (tasks overdue at a restart, or due tasks this node does not hold): the
+   * guide promises that a due task waiting for a slot gets it before a generator is pulled, and a user's
+   * generator at a high priority would otherwise take every slot until it ran dry. A user's generator rarely
+   * needs it: a `'first'` generator that is always ready starves every `'aged'` one.
+   */
+  precedence?: 'first' | 'aged';
+  /**
+   * For a generator that schedules tasks itself rather than returning them from `generate()`: how many run slots
+   * its own tasks will take (those it is fetching, and those it scheduled that have not started). Other
+   * generators are pulled only into the free slots beyond them, so that none fills a slot in the window between
+   * this generator's pull and its tasks reaching the scheduler. Called at each pull decision: keep it cheap. A
+   * call that throws counts as 0 and is reported (`generator:error`).
+   *
+   * @defaultValue none: the generator holds no slot beyond the items it returned
+   * @remarks The pool is not told when the count drops: the other generators are pulled at the next slot
+   * release, `wake()`, or check timer (`readyCheckMs`) of any generator. The storage backlog sets it to the
+   * tasks it has claimed and not started, with precedence `'first'`.
+   */
+  heldSlots?: () => number;
 }
 
 /** The handle `addGenerator` returns. */
@@ -159,6 +188,10 @@ class Entry implements GeneratorHandle {
   readonly priority: number;
   readonly intervalMs: number | undefined;
   readonly readyCheckMs: number;
+  readonly first: boolean;
+  readonly heldSlots: (() => number) | undefined;
+  // What heldSlots() returned at the current pick.
+  holding = 0;
   readonly kind: Kind;
   readonly generator: TaskGenerator | undefined;
   // An iterable that can start over (periodic), or undefined for a bare iterator.
@@ -185,6 +218,11 @@ class Entry implements GeneratorHandle {
     this.priority = normalizePriority(options.priority);
     this.intervalMs = options.intervalMs === undefined ? undefined : validatePositiveMs(options.intervalMs, 'intervalMs', false);
     this.readyCheckMs = validatePositiveMs(options.readyCheckMs ?? 1000, 'readyCheckMs', false);
+    const precedence: unknown = options.precedence ?? 'aged';
+    if (precedence !== 'first' && precedence !== 'aged') throw new InvalidInputError(`generator "${name}": precedence must be 'first' or 'aged', got ${String(precedence)}`);
+    this.first = precedence === 'first';
+    if (options.heldSlots !== undefined && typeof options.heldSlots !== 'function') throw new InvalidInputError(`generator "${name}": heldSlots must be a function`);
+    this.heldSlots = options.heldSlots;
     this.lastServed = now;
     if (isTaskGenerator(source)) {
       this.kind = 'object';
@@ -235,8 +273,10 @@ class Entry implements GeneratorHandle {
  * - The pool pulls only while the scheduler has a free slot that no pulled item already claims:
  *   `running + reserved < concurrency`, where an item is reserved from its pull until its run starts. So at most
  *   `concurrency` items of all generators are pulled and not finished, whatever their size.
- * - Among ready generators, the one with the highest `priority + (ms since it was last pulled) / agingMs` is
- *   pulled first, so a generator at a low priority still gets slots under a busy high one.
+ * - A ready generator of precedence `'first'` is pulled before every `'aged'` one. Among ready generators of the
+ *   same precedence, the one with the highest `priority + (ms since it was last pulled) / agingMs` is pulled
+ *   first, so a generator at a low priority still gets slots under a busy high one.
+ * - A generator is pulled only while a slot is free beyond the `heldSlots` of the other generators.
  * - At most one pull of a generator is in flight at a time.
  * - A pull that throws (or rejects), an item that is not an object, and an item that `schedule()` refuses are
  *   reported (`generator:error`) and never stop the scheduler. An iterator that threw is done; a TaskGenerator
@@ -329,8 +369,9 @@ export class GeneratorPool {
     this.#pumping = true;
     try {
       for (let pulls = 0; pulls < PULLS_PER_TURN; pulls++) {
-        if (this.#host.freeSlots() - this.#reserved <= 0) return;
-        const entry = this.#pick();
+        const free = this.#host.freeSlots() - this.#reserved;
+        if (free <= 0) return;
+        const entry = this.#pick(free);
         if (entry === undefined) return;
         this.#pull(entry);
       }
@@ -345,23 +386,44 @@ export class GeneratorPool {
     }
   }
 
-  // The ready generator with the highest aged priority, or undefined.
-  #pick(): Entry | undefined {
+  // The ready generator with the highest aged priority, a 'first' one before every 'aged' one; or undefined.
+  // `free`: the slots free and not reserved by pulled items.
+  #pick(free: number): Entry | undefined {
     const now = this.#host.clock.now();
     const agingMs = this.#host.agingMs;
+    let held = 0;
+    for (const entry of this.#entries) held += entry.holding = this.#held(entry);
     let best: Entry | undefined;
     let bestScore = Number.NEGATIVE_INFINITY;
     for (const entry of this.#entries) {
       if (entry.pulling || entry.done || entry.removed || entry.waitingForCheck) continue;
+      // The slots other generators hold for their own tasks are not this one's to fill.
+      if (free - (held - entry.holding) <= 0) continue;
       if (!this.#ready(entry)) continue;
       const waited = Math.max(0, now - entry.lastServed);
       const score = entry.priority + (Number.isFinite(agingMs) ? waited / agingMs : 0);
-      if (best === undefined || score > bestScore || (score === bestScore && entry.lastServed < best.lastServed)) {
+      const beats =
+        best === undefined ||
+        (entry.first !== best.first ? entry.first : score > bestScore || (score === bestScore && entry.lastServed < best.lastServed));
+      if (beats) {
         best = entry;
         bestScore = score;
       }
     }
     return best;
+  }
+
+  // What a generator's heldSlots() says: 0 without one, or when it throws (reported) or returns no positive number.
+  #held(entry: Entry): number {
+    const heldSlots = entry.heldSlots;
+    if (heldSlots === undefined) return 0;
+    try {
+      const count = heldSlots();
+      return typeof count === 'number' && count > 0 ? count : 0;
+    } catch (error) {
+      this.#host.reportError(entry.name, error);
+      return 0;
+    }
   }
 
   // Asks a TaskGenerator isDone / isReady (an iterator is always ready); arms the check timer when not ready.

@@ -345,6 +345,69 @@ describe('generators', () => {
     expect(high.stats.nextCalls).toBeGreaterThan(150);
   });
 
+  it("pulls a ready generator of precedence 'first' before a higher-priority one, whatever their aging", async () => {
+    // Issue 9: the storage backlog is such a generator; a user's 'high' generator must not hold it back.
+    async function run(precedence: 'first' | 'aged'): Promise<string[]> {
+      const { clock, scheduler } = setup({ concurrency: 1, agingMs: 1000 });
+      const ran: string[] = [];
+      function* high(): Generator<ScheduleOptions> {
+        for (let n = 1; n <= 50; n++) {
+          yield {
+            work: async (ctx: WorkContext) => {
+              ran.push(`high-${n}`);
+              await sleepWork(100)(ctx);
+            },
+          };
+        }
+      }
+      scheduler.addGenerator(high(), { priority: 'high' });
+      // Low priority and not ready at first: the high generator takes the slot.
+      const system = zotGenerator(3, ran, 100);
+      system.state.ready = false;
+      const handle = scheduler.addGenerator(system.generator, { priority: 'low', precedence, readyCheckMs: 60_000 });
+      await clock.advance(50);
+      system.state.ready = true;
+      handle.wake();
+      await clock.advance(1000);
+      return ran;
+    }
+    // Ready while high-1 runs: its three items take the next slots, then the high generator goes on.
+    expect((await run('first')).slice(0, 6)).toEqual(['high-1', 'r0-1', 'r0-2', 'r0-3', 'high-2', 'high-3']);
+    // The same generator aged like the others waits 20 points of priority (20 s here) behind the high one.
+    expect((await run('aged')).slice(0, 6)).toEqual(['high-1', 'high-2', 'high-3', 'high-4', 'high-5', 'high-6']);
+  });
+
+  it('pulls other generators only into the slots left beyond the heldSlots of a generator', async () => {
+    const { clock, scheduler } = setup({ concurrency: 2 });
+    const user = countingIterator(100, 100);
+    let held = 2;
+    // A system generator that schedules its tasks itself (a batch claim under way): it holds both free slots.
+    const system: TaskGenerator = { generate: () => undefined, isDone: () => false, isReady: () => false, reset: () => {} };
+    const systemHandle = scheduler.addGenerator(system, { precedence: 'first', readyCheckMs: 60_000, heldSlots: () => held });
+    const userHandle = scheduler.addGenerator(user.iterator, { priority: 'high' });
+    await clock.advance(10);
+    expect(user.stats.nextCalls).toBe(0);
+    // One of its tasks is known not to come: one slot is left for the others, at the next wake.
+    held = 1;
+    systemHandle.wake();
+    await clock.advance(10);
+    expect(user.stats.nextCalls).toBe(1);
+    held = 0;
+    userHandle.wake();
+    await clock.advance(10);
+    expect(user.stats.nextCalls).toBe(2);
+    expect(scheduler.running).toBe(2);
+  });
+
+  it('still pulls a ready generator whose own heldSlots exceed the free slots (it decides its own room)', async () => {
+    const { clock, scheduler } = setup({ concurrency: 2 });
+    const ran: string[] = [];
+    const system = zotGenerator(2, ran, 100);
+    scheduler.addGenerator(system.generator, { precedence: 'first', heldSlots: () => 5 });
+    await clock.advance(10);
+    expect(ran).toEqual(['r0-1', 'r0-2']);
+  });
+
   it('validates its input', () => {
     const { scheduler } = setup();
     expect(() => scheduler.addGenerator(null as never)).toThrow(InvalidInputError);
@@ -353,6 +416,8 @@ describe('generators', () => {
     expect(() => scheduler.addGenerator([], { intervalMs: 0 })).toThrow(InvalidInputError);
     expect(() => scheduler.addGenerator([], { readyCheckMs: -1 })).toThrow(InvalidInputError);
     expect(() => scheduler.addGenerator([], { name: '' })).toThrow(InvalidInputError);
+    expect(() => scheduler.addGenerator([], { precedence: 'urgent' as never })).toThrow(InvalidInputError);
+    expect(() => scheduler.addGenerator([], { heldSlots: 2 as never })).toThrow(InvalidInputError);
   });
 });
 

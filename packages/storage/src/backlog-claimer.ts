@@ -128,9 +128,18 @@ export class BacklogClaimer implements TaskGenerator {
   }
 
   /** Registers with the scheduler's generator pool. */
-  attach(addGenerator: (generator: TaskGenerator, options: { name: string; readyCheckMs: number }) => GeneratorHandle): void {
+  attach(
+    addGenerator: (generator: TaskGenerator, options: { name: string; readyCheckMs: number; precedence: 'first'; heldSlots: () => number }) => GeneratorHandle,
+  ): void {
     // The check timer is only a safety net: notify() wakes the pool whenever sync finds backlog.
-    this.#handle = addGenerator(this, { name: 'horae.storage.backlog', readyCheckMs: 1_000 });
+    // Due tasks take free slots before any user generator is pulled, whatever its priority (issue 9): 'first' when
+    // ready, and the slots of claims under way or not started yet are not given to another generator meanwhile.
+    this.#handle = addGenerator(this, {
+      name: 'horae.storage.backlog',
+      readyCheckMs: 1_000,
+      precedence: 'first',
+      heldSlots: () => this.#outstanding,
+    });
     if (this.#pending) this.#handle.wake();
   }
 
