@@ -14,7 +14,8 @@
 //   latency       2,000 tasks due 1-3 s ahead, stored first and restored by one node;
 //                 start − runAt in the work                                                → p99_start_latency_ms
 //                 the same, the node scheduling them itself (inserts compete with runs)   → p99_start_latency_scheduled_ms
-//   batch claims  the adapter alone: claimDue(256) then markAsDone of each, until drained  → adapter_batch_claim_per_s
+//   batch claims  the adapter alone: claimDue(256) ahead, then markAsStarted and markAsDone
+//                 of each, until drained                                                   → adapter_batch_claim_per_s
 //   baseline      the raw driver: per task the same claim UPDATE and Done UPDATE the
 //                 adapter runs, C concurrent loops, the adapter's batching style           → baseline_drain_per_s
 import { fork } from 'node:child_process';
@@ -356,6 +357,8 @@ async function adapterBatchClaims(repository, n) {
   while (done < n) {
     const claimed = await repository.claimDue({ owner: 'batch', leaseMs: 30_000, limit: BATCH_CLAIM });
     if (claimed.length === 0) throw new Error(`claimDue found nothing due after ${done} of ${n}`);
+    // Claims ahead are unstarted: each run starts (counting its attempt) before it can end.
+    await Promise.all(claimed.map((task) => repository.markAsStarted(task.id, task.lease.token)));
     await Promise.all(claimed.map((task) => repository.markAsDone(task.id, task.lease.token)));
     done += claimed.length;
   }
