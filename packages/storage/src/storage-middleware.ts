@@ -1033,7 +1033,7 @@ class DurableStorage implements StorageMiddleware {
     const now = (): Date => new Date(this.#clock.now());
     if (run.ok) {
       // At most `concurrency` successes are being written at once: a node holds at most twice its concurrency in
-      // Working rows, and a crash re-runs at most that many.
+      // started Working rows (plus its claims ahead, not started), and a crash re-runs at most that many.
       if (registered.options.concurrency === undefined && this.#finishing < (this.#scheduler?.concurrency ?? Number.POSITIVE_INFINITY)) {
         entry.handle.finishing = true;
         this.#finishing++;
