@@ -49,16 +49,3 @@ export function boundMessage(message: string | undefined): string | undefined {
   return message === undefined ? undefined : message.slice(0, MAX_ERROR_MESSAGE_LENGTH);
 }
 
-/**
- * Checks the aging of a claim order: a number > 0; `Infinity` (priority alone) is allowed, NaN is not.
- *
- * @throws InvalidInputError unless `value` is a number > 0
- */
-export function assertAgingMs(value: unknown): asserts value is number {
-  if (typeof value !== 'number' || Number.isNaN(value) || value <= 0) throw new InvalidInputError(`agingMs must be a number > 0 (Infinity for priority alone), got ${String(value)}`);
-}
-
-/** @throws InvalidInputError unless `value` is an integer ≥ 1 */
-export function assertMaxUnstartedClaims(value: unknown): asserts value is number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) throw new InvalidInputError(`maxUnstartedClaims must be an integer ≥ 1, got ${String(value)}`);
-}

@@ -3,8 +3,9 @@ import { MongoClient } from 'mongodb';
 import type { Collection, Document, MongoClientOptions } from 'mongodb';
 import { InvalidInputError } from '@horae/core';
 import {
+  checkAgingMs,
+  checkMaxUnstartedClaims,
   ALL_TASK_STATES,
-  DEFAULT_MAX_UNSTARTED_CLAIMS,
   InvalidStateError,
   LeaseLostError,
   RepositoryError,
@@ -40,8 +41,6 @@ import { decodeChangeCursor, decodePageCursor, encodeChangeCursor, encodePageCur
 import type { PagePosition } from './cursors.js';
 import type { MongoClientLike, MongoDbLike } from './driver.js';
 import {
-  assertAgingMs,
-  assertMaxUnstartedClaims,
   assertNonEmptyString,
   assertProgress,
   assertTaskError,
@@ -51,7 +50,6 @@ import {
 } from './input.js';
 import {
   CHANGES_SORT,
-  DEFAULT_AGING_MS,
   LIST_DUE_SORT,
   LIST_SORT,
   TASK_PROJECTION,
@@ -433,9 +431,7 @@ export class MongoRepository implements Repository {
     assertNonEmptyString(options?.owner, 'owner');
     validateLeaseMs(options.leaseMs);
     validateLimit(options.limit);
-    // Only a left-out aging takes the default: null is bad input, not "the default" (`??` would take it).
-    const agingMs = options.agingMs === undefined ? DEFAULT_AGING_MS : options.agingMs;
-    assertAgingMs(agingMs);
+    const agingMs = checkAgingMs(options.agingMs);
     if (options.workIds !== undefined) {
       const workIds: unknown = options.workIds;
       if (!Array.isArray(workIds)) throw new InvalidInputError('workIds must be an array of strings');
@@ -645,9 +641,7 @@ export class MongoRepository implements Repository {
   async reclaimExpired(options?: ReclaimOptions): Promise<TaskInfo[]> {
     const limit = options?.limit;
     if (limit !== undefined) validateLimit(limit);
-    // As agingMs: null is bad input, not the default.
-    const maxUnstartedClaims = options?.maxUnstartedClaims === undefined ? DEFAULT_MAX_UNSTARTED_CLAIMS : options.maxUnstartedClaims;
-    assertMaxUnstartedClaims(maxUnstartedClaims);
+    const maxUnstartedClaims = checkMaxUnstartedClaims(options?.maxUnstartedClaims);
     return this.#run('reclaim expired leases', async () => {
       const reclaimed: TaskInfo[] = [];
       let exhausted = false;

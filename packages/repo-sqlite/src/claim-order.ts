@@ -10,9 +10,6 @@
  */
 import type { TaskRow } from './row-mapping.js';
 
-/** The default of `ClaimDueOptions.agingMs`, as the core Dispatcher's. */
-export const DEFAULT_AGING_MS = 10_000;
-
 /** Where {@link mergeLevels} reads the due rows of each priority level, all inside one transaction. */
 export interface LevelSource {
   /** The highest priority of an Initialized task below `below`, or null when there is none. */

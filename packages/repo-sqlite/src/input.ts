@@ -3,8 +3,7 @@
  * progress reports handed to one method), run before anything is queued for writing.
  */
 import { InvalidInputError } from '@horae/core';
-import { DEFAULT_MAX_UNSTARTED_CLAIMS, MAX_ERROR_MESSAGE_LENGTH, MAX_ERROR_STACK_LENGTH, toTaskError, type TaskError, type TaskProgress } from '@horae/storage';
-import { DEFAULT_AGING_MS } from './claim-order.js';
+import { MAX_ERROR_MESSAGE_LENGTH, MAX_ERROR_STACK_LENGTH, toTaskError, type TaskError, type TaskProgress } from '@horae/storage';
 
 /** @throws InvalidInputError unless `value` is a non-empty string */
 export function assertNonEmptyString(value: unknown, what: string): asserts value is string {
@@ -44,26 +43,3 @@ export function assertProgress(progress: unknown): asserts progress is Omit<Task
   if (message !== undefined && typeof message !== 'string') throw new InvalidInputError('progress.message must be a string when given');
 }
 
-/**
- * The `agingMs` of a claim of due tasks: left out, the default; otherwise a number > 0, or Infinity (priority alone).
- *
- * @returns agingMs, or {@link DEFAULT_AGING_MS}
- * @throws InvalidInputError on anything else (null, NaN, 0, a negative number, a string)
- */
-export function checkAgingMs(agingMs: number | undefined): number {
-  if (agingMs === undefined) return DEFAULT_AGING_MS;
-  if (typeof agingMs !== 'number' || Number.isNaN(agingMs) || agingMs <= 0) throw new InvalidInputError(`agingMs must be a number > 0 (or Infinity), got ${String(agingMs)}`);
-  return agingMs;
-}
-
-/**
- * The `maxUnstartedClaims` of `reclaimExpired`: left out, the default; otherwise an integer ≥ 1.
- *
- * @returns maxUnstartedClaims, or DEFAULT_MAX_UNSTARTED_CLAIMS
- * @throws InvalidInputError on anything else (null included)
- */
-export function checkMaxUnstartedClaims(value: number | undefined): number {
-  if (value === undefined) return DEFAULT_MAX_UNSTARTED_CLAIMS;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) throw new InvalidInputError(`maxUnstartedClaims must be an integer ≥ 1, got ${String(value)}`);
-  return value;
-}

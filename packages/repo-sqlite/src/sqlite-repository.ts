@@ -21,6 +21,8 @@ import {
   fullWorks,
   pickWithinLimits,
   validateMaxWorking,
+  checkAgingMs,
+  checkMaxUnstartedClaims,
   validateWorkLimits,
   type ChangePage,
   type LimitedClaim,
@@ -52,7 +54,7 @@ import {
   type TaskState,
 } from '@horae/storage';
 import { openDatabase, type SqliteDatabase } from './driver.js';
-import { assertNonEmptyString, assertProgress, assertValidDate, checkAgingMs, checkMaxUnstartedClaims, normalizeTaskError } from './input.js';
+import { assertNonEmptyString, assertProgress, assertValidDate, normalizeTaskError } from './input.js';
 import { decodeChangeCursor, decodePageCursor, encodePageCursor } from './page-cursor.js';
 import { progressToText, rowToTask, tupleToRow, type TaskRow } from './row-mapping.js';
 import { rowToAttempt, type AttemptRow } from './attempt-mapping.js';

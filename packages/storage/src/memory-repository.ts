@@ -21,7 +21,6 @@ import { MemoryScheduleTable } from './memory-schedule-store.js';
 import type { ListSchedulesOptions, Schedule, ScheduleAdvance, ScheduleDefinition, ScheduleStore, UpsertScheduleResult } from './schedule-store.js';
 import {
   ALL_TASK_STATES,
-  DEFAULT_MAX_UNSTARTED_CLAIMS,
   MAX_CHECK_INS_PER_ATTEMPT,
   isTerminal,
   poisonTaskError,
@@ -34,7 +33,7 @@ import {
   type TaskProgress,
   type TaskState,
 } from './task-info.js';
-import { MAX_ERROR_MESSAGE_LENGTH, MAX_ERROR_STACK_LENGTH, normalizeNewTask, validateLeaseMs, validateLimit, validatePatch } from './validation.js';
+import { MAX_ERROR_MESSAGE_LENGTH, MAX_ERROR_STACK_LENGTH, checkAgingMs, checkMaxUnstartedClaims, normalizeNewTask, validateLeaseMs, validateLimit, validatePatch } from './validation.js';
 import { pickWithinLimits, validateMaxWorking, validateWorkLimits } from './work-limits.js';
 
 /** Options of {@link MemoryRepository}. */
@@ -217,7 +216,7 @@ export class MemoryRepository implements Repository, ScheduleStore, WorkLimiter 
     return this.#run('claimDue', () => {
       validateClaimOptions(options);
       validateLimit(options.limit);
-      const order = claimOrder(validateAgingMs(options.agingMs));
+      const order = claimOrder(checkAgingMs(options.agingMs));
       const workIds = options.workIds === undefined ? null : new Set(options.workIds);
       const now = this.#store.clock.now();
       // One pass over the due tasks keeping the first `limit` in the aged order: a batch of a large backlog costs
@@ -263,7 +262,7 @@ export class MemoryRepository implements Repository, ScheduleStore, WorkLimiter 
       validateClaimOptions(options);
       validateLimit(options.limit);
       const limits = validateWorkLimits(options.workLimits);
-      const order = claimOrder(validateAgingMs(options.agingMs));
+      const order = claimOrder(checkAgingMs(options.agingMs));
       const workIds = options.workIds === undefined ? null : new Set(options.workIds);
       const now = this.#store.clock.now();
       const due = [...this.#dueInitialized(now, workIds)].sort(order);
@@ -389,7 +388,7 @@ export class MemoryRepository implements Repository, ScheduleStore, WorkLimiter 
     return this.#run('reclaimExpired', () => {
       if (options === null || typeof options !== 'object') throw new InvalidInputError('reclaimExpired takes options { limit?, maxUnstartedClaims? }');
       if (options.limit !== undefined) validateLimit(options.limit);
-      const maxUnstartedClaims = validateMaxUnstartedClaims(options.maxUnstartedClaims);
+      const maxUnstartedClaims = checkMaxUnstartedClaims(options.maxUnstartedClaims);
       const now = this.#store.clock.now();
       const expired = [...this.#store.tasks.values()]
         .map((stored) => stored.task)
@@ -704,23 +703,6 @@ function parseChangeCursor(cursor: string): number {
 
 function compareText(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
-}
-
-/** The default of {@link ClaimDueOptions.agingMs}, as the core Dispatcher's. */
-const DEFAULT_AGING_MS = 10_000;
-
-/** @returns agingMs, or its default @throws InvalidInputError unless a number > 0 (Infinity allowed) */
-function validateAgingMs(agingMs: number | undefined): number {
-  if (agingMs === undefined) return DEFAULT_AGING_MS;
-  if (typeof agingMs !== 'number' || Number.isNaN(agingMs) || agingMs <= 0) throw new InvalidInputError(`agingMs must be a number > 0 (or Infinity), got ${String(agingMs)}`);
-  return agingMs;
-}
-
-/** @returns maxUnstartedClaims, or its default @throws InvalidInputError unless an integer ≥ 1 */
-function validateMaxUnstartedClaims(value: number | undefined): number {
-  if (value === undefined) return DEFAULT_MAX_UNSTARTED_CLAIMS;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) throw new InvalidInputError(`maxUnstartedClaims must be an integer ≥ 1, got ${String(value)}`);
-  return value;
 }
 
 /**

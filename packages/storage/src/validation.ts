@@ -1,5 +1,5 @@
 import { InvalidInputError } from '@horae/core';
-import { ALL_TASK_KINDS, type JsonValue, type NewTask, type TaskError, type TaskPatch } from './task-info.js';
+import { ALL_TASK_KINDS, DEFAULT_MAX_UNSTARTED_CLAIMS, type JsonValue, type NewTask, type TaskError, type TaskPatch } from './task-info.js';
 
 /** Longest message kept on a stored error. */
 export const MAX_ERROR_MESSAGE_LENGTH = 2_000;
@@ -108,4 +108,37 @@ export function toTaskError(error: unknown): TaskError {
     return out;
   }
   return { message: String(error).slice(0, MAX_ERROR_MESSAGE_LENGTH) };
+}
+
+/** The default aging of the claim order (`ClaimDueOptions.agingMs`): one priority point per 10 s, as the core Dispatcher's. */
+export const DEFAULT_AGING_MS = 10_000;
+
+/**
+ * The `agingMs` of a claim of due tasks: left out, {@link DEFAULT_AGING_MS}; otherwise a number > 0, or Infinity
+ * (priority alone). Only a left-out value takes the default: null is bad input.
+ *
+ * @returns agingMs, or its default
+ * @throws InvalidInputError on anything else (null, NaN, 0, a negative number, a string)
+ */
+export function checkAgingMs(agingMs: number | undefined): number {
+  if (agingMs === undefined) return DEFAULT_AGING_MS;
+  if (typeof agingMs !== 'number' || Number.isNaN(agingMs) || agingMs <= 0) {
+    throw new InvalidInputError(`agingMs must be a number > 0 (or Infinity for priority alone), got ${String(agingMs)}`);
+  }
+  return agingMs;
+}
+
+/**
+ * The `maxUnstartedClaims` of `reclaimExpired`: left out, {@link DEFAULT_MAX_UNSTARTED_CLAIMS}; otherwise an
+ * integer ≥ 1 (null is bad input).
+ *
+ * @returns maxUnstartedClaims, or its default
+ * @throws InvalidInputError on anything else
+ */
+export function checkMaxUnstartedClaims(value: number | undefined): number {
+  if (value === undefined) return DEFAULT_MAX_UNSTARTED_CLAIMS;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
+    throw new InvalidInputError(`maxUnstartedClaims must be an integer ≥ 1, got ${String(value)}`);
+  }
+  return value;
 }
