@@ -530,13 +530,15 @@ export class Scheduler {
    *   after each round is done, and pulled again.
    * - What a pull throws, and an item `schedule()` refuses, is reported as `generator:error`; the scheduler and
    *   the other generators go on. `generator:done` reports each round's end.
-   * - Among generators, the one with the highest `priority + msSinceLastPull / agingMs` is pulled first.
+   * - Among generators, the one with the highest `priority + msSinceLastPull / agingMs` is pulled first; a ready
+   *   generator of `precedence: 'first'` (the storage backlog) before all of them, and the `heldSlots` it declares
+   *   are kept from the others.
    *
    * @remarks Nothing is pulled before `start()` nor after `stop()`. An item with a future `runAt` / `delayMs` keeps
    * its reservation until it runs, so generators are for work to run now. With `concurrency: Infinity` there is no
    * free-slot bound: the scheduler pulls as fast as the generator gives (1000 items per event-loop turn).
    * @param generator - an async iterator or (async) iterable of schedule options, or a {@link TaskGenerator}
-   * @param options - priority, intervalMs, readyCheckMs, name
+   * @param options - priority, intervalMs, readyCheckMs, name, precedence, heldSlots
    * @returns a handle to remove the generator
    * @throws {@link InvalidInputError} on an invalid source or option (a periodic generator needs a source that can start over)
    * @throws {@link SchedulerStoppedError} once `stop()` was called
