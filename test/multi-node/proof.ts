@@ -80,24 +80,30 @@ export const WORK = {
 } as const;
 
 type WorkerMessage =
-  | { type: 'ready'; pid: number }
+  | { type: 'ready'; pid: number; skewMs: number }
   | { type: 'scheduled' }
   | { type: 'stopped'; stats: Record<string, number> }
   | { type: 'error'; message: string };
 
+/** How to fork a worker beyond its config: extra Node flags (e.g. `--import` of a preload) and environment. */
+export interface WorkerFork {
+  execArgv?: string[];
+  env?: Record<string, string>;
+}
+
 /** A forked worker and its messages, buffered so that none is missed between two waits. */
-class Worker {
+export class Worker {
   readonly child: ChildProcess;
   readonly #inbox: WorkerMessage[] = [];
   #waiter: (() => void) | undefined;
   readonly errors: string[] = [];
 
-  constructor(script: string, config: Record<string, unknown>) {
+  constructor(script: string, config: Record<string, unknown>, options: WorkerFork = {}) {
     this.child = fork(script, [JSON.stringify(config)], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       // A plain Node: not vitest's flags, whose "source" condition would resolve packages to TypeScript.
-      execArgv: [],
-      env: { ...process.env, NODE_OPTIONS: '' },
+      execArgv: options.execArgv ?? [],
+      env: { ...process.env, NODE_OPTIONS: '', ...options.env },
     });
     this.child.on('message', (message: WorkerMessage) => {
       if (message.type === 'error') this.errors.push(message.message);
@@ -141,7 +147,7 @@ class Worker {
 }
 
 /** Polls `probe` (real processes on a real database: polling is the honest way) until it returns a value. */
-async function poll<T>(probe: () => Promise<T | undefined> | T | undefined, what: string, timeoutMs: number, everyMs: number): Promise<T> {
+export async function poll<T>(probe: () => Promise<T | undefined> | T | undefined, what: string, timeoutMs: number, everyMs: number): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();
@@ -155,7 +161,7 @@ async function poll<T>(probe: () => Promise<T | undefined> | T | undefined, what
  * Reads a worker's log. While the worker runs, its last line may be half-written: `live` drops an unfinished
  * last line; once the worker is gone the log is read strictly (a torn line is an error).
  */
-function readLog(path: string, live = false): RunLine[] {
+export function readLog(path: string, live = false): RunLine[] {
   if (!existsSync(path)) return [];
   const text = readFileSync(path, 'utf8');
   return parseRunLog(live ? text.slice(0, text.lastIndexOf('\n') + 1) : text);
@@ -168,15 +174,44 @@ function openRuns(lines: readonly RunLine[]): number {
   return open;
 }
 
-async function listAll(repository: ProofObserver): Promise<TaskInfo[]> {
+/** Every row (optionally of one state), in pages. */
+export async function listAll(repository: Pick<Repository, 'list'>, state?: TaskState): Promise<TaskInfo[]> {
   const all: TaskInfo[] = [];
   let after: string | null = null;
   do {
-    const page: Awaited<ReturnType<Repository['list']>> = await repository.list({ limit: 1000, after });
+    const page: Awaited<ReturnType<Repository['list']>> = await repository.list({ limit: 1000, after, ...(state === undefined ? {} : { state }) });
     all.push(...page.tasks);
     after = page.next;
   } while (after !== null);
   return all;
+}
+
+/** Each task's execution history (`listAttempts`), read 50 tasks at a time. */
+export async function readHistory(repository: Pick<Repository, 'listAttempts'>, tasks: readonly TaskInfo[]): Promise<Map<string, TaskAttempt[]>> {
+  const history = new Map<string, TaskAttempt[]>();
+  for (let i = 0; i < tasks.length; i += 50) {
+    const slice = tasks.slice(i, i + 50);
+    const records = await Promise.all(slice.map((task) => repository.listAttempts(task.id)));
+    slice.forEach((task, j) => history.set(task.id, records[j]!));
+  }
+  return history;
+}
+
+/** The part of a worker's config that says where it runs: the database, its index, its log, the built packages. */
+export function workerBase(database: ProofDatabase, index: number, logPath: string): Record<string, unknown> {
+  return {
+    ...database,
+    index,
+    logPath,
+    urls: { core: dist('core'), storage: dist('storage'), sqlite: dist('repo-sqlite'), postgres: dist('repo-postgres') },
+  };
+}
+
+/** Writes the worker script into `dir`; returns its path. */
+export function writeWorkerScript(dir: string): string {
+  const script = join(dir, 'multi-node-worker.mjs');
+  writeFileSync(script, WORKER_SOURCE);
+  return script;
 }
 
 /**
@@ -190,8 +225,7 @@ async function listAll(repository: ProofObserver): Promise<TaskInfo[]> {
 export async function runProof(options: ProofOptions): Promise<ProofResult> {
   const total = options.tasks ?? 5000;
   const workerCount = options.workers ?? 3;
-  const script = join(options.dir, 'multi-node-worker.mjs');
-  writeFileSync(script, WORKER_SOURCE);
+  const script = writeWorkerScript(options.dir);
   const started = Date.now();
   const workers: Worker[] = [];
   const logPaths: string[] = [];
@@ -202,14 +236,7 @@ export async function runProof(options: ProofOptions): Promise<ProofResult> {
       const share: number[] = [];
       for (let n = index; n < total; n += workerCount) share.push(n);
       workers.push(
-        new Worker(script, {
-          ...options.database,
-          ...WORK,
-          index,
-          logPath,
-          share,
-          urls: { core: dist('core'), storage: dist('storage'), sqlite: dist('repo-sqlite'), postgres: dist('repo-postgres') },
-        }),
+        new Worker(script, { ...workerBase(options.database, index, logPath), ...WORK, share }),
       );
     }
     for (const worker of workers) await worker.next('ready', 30_000);
@@ -258,12 +285,7 @@ export async function runProof(options: ProofOptions): Promise<ProofResult> {
 
     const tasks = await listAll(options.observer);
     const lines = logPaths.flatMap((path) => readLog(path));
-    const history = new Map<string, TaskAttempt[]>();
-    for (let i = 0; i < tasks.length; i += 50) {
-      const slice = tasks.slice(i, i + 50);
-      const records = await Promise.all(slice.map((task) => options.observer.listAttempts(task.id)));
-      slice.forEach((task, j) => history.set(task.id, records[j]!));
-    }
+    const history = await readHistory(options.observer, tasks);
     const check = checkRuns(tasks, lines, { killedPid, maxAttempts: WORK.maxAttempts, failPercent: WORK.failPercent, history });
     return {
       tasks,

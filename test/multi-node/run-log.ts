@@ -16,10 +16,15 @@ export interface RunLine {
   pid: number;
   /** For `end`: whether the work succeeded. */
   ok?: boolean;
+  /**
+   * For `start`, when the worker logs it: the real time of the start in ms since the epoch (the process's
+   * `performance.timeOrigin + performance.now()`, which a test's skew of `Date` leaves alone).
+   */
+  at?: number;
 }
 
 /**
- * Parses a worker's log: `start <taskId> <attempt> <pid>` / `end <taskId> <attempt> <pid> ok|fail`.
+ * Parses a worker's log: `start <taskId> <attempt> <pid> [<at>]` / `end <taskId> <attempt> <pid> ok|fail`.
  *
  * @param text - the file's content
  * @returns its lines, in order
@@ -29,14 +34,16 @@ export function parseRunLog(text: string): RunLine[] {
   const lines: RunLine[] = [];
   for (const raw of text.split('\n')) {
     if (raw === '') continue;
-    const [kind, taskId, attempt, pid, outcome] = raw.split(' ');
+    const [kind, taskId, attempt, pid, last, extra] = raw.split(' ');
     const wellFormed =
-      (kind === 'start' && outcome === undefined) || (kind === 'end' && (outcome === 'ok' || outcome === 'fail'));
+      extra === undefined &&
+      ((kind === 'start' && (last === undefined || /^\d+(\.\d+)?$/.test(last))) || (kind === 'end' && (last === 'ok' || last === 'fail')));
     if (!wellFormed || taskId === undefined || !/^\d+$/.test(attempt ?? '') || !/^\d+$/.test(pid ?? '')) {
       throw new Error(`malformed run-log line: ${JSON.stringify(raw)}`);
     }
     const line: RunLine = { kind, taskId, attempt: Number(attempt), pid: Number(pid) };
-    if (kind === 'end') line.ok = outcome === 'ok';
+    if (kind === 'end') line.ok = last === 'ok';
+    else if (last !== undefined) line.at = Number(last);
     lines.push(line);
   }
   return lines;

@@ -8,12 +8,19 @@
  * (one file per process: appends from different processes never interleave):
  *
  * ```
- * start <taskId> <attempt> <pid>
+ * start <taskId> <attempt> <pid> <at>
  * end <taskId> <attempt> <pid> ok|fail
  * ```
  *
+ * `at` is the real time of the start (`performance.timeOrigin + performance.now()`, in ms): a test that skews the
+ * worker's `Date` with a preload module (clock-skew.test.ts) still reads true times from the logs.
+ *
  * Whether a run fails is a pure function of (taskId, attempt) — the same hash as `runFails` in
  * run-log.ts — so the parent can recompute every outcome from the log.
+ *
+ * Optional config beyond the proof's: `runMs` (every run takes that long, instead of the hashed
+ * minRunMs..maxRunMs), `claimAhead` (the storage option), `share` empty (the parent inserts the tasks itself).
+ * `ready` carries `skewMs`: how far this process's `Date.now()` is from the real time.
  *
  * Messages: worker → parent `ready`, `scheduled`, `stopped`, `error`; parent → worker `go`, `stop`.
  */
@@ -60,15 +67,17 @@ const runFails = (taskId, attempt, alwaysFail) => alwaysFail || fnv(taskId + '#'
 
 const pid = process.pid;
 const log = (line) => appendFileSync(config.logPath, line + '\n');
+// The real time, whatever a preload did to Date.
+const realNow = () => performance.timeOrigin + performance.now();
 
 const repository = await openRepository();
 const registry = new WorkRegistry().register(
   'job',
   async (ctx) => {
     const { taskId, attempt } = ctx;
-    log('start ' + taskId + ' ' + attempt + ' ' + pid);
+    log('start ' + taskId + ' ' + attempt + ' ' + pid + ' ' + realNow().toFixed(1));
     // A few milliseconds of "work", so that a node holds several running tasks at any moment.
-    const ms = config.minRunMs + (fnv(taskId + '@' + attempt) % (config.maxRunMs - config.minRunMs + 1));
+    const ms = config.runMs ?? config.minRunMs + (fnv(taskId + '@' + attempt) % (config.maxRunMs - config.minRunMs + 1));
     await new Promise((resolve, reject) => {
       const timer = setTimeout(resolve, ms);
       ctx.signal.addEventListener('abort', () => {
@@ -87,6 +96,7 @@ const storage = multiNodeStorage(repository, registry, {
   nodeId: 'node-' + config.index + '-' + pid,
   leaseMs: config.leaseMs,
   syncIntervalMs: config.syncIntervalMs,
+  ...(config.claimAhead === undefined ? {} : { claimAhead: config.claimAhead }),
 });
 const stats = { leaseLost: 0, repositoryErrors: 0, syncErrors: 0, started: 0, succeeded: 0, failed: 0, retried: 0 };
 storage.events.on('task:lease-lost', () => stats.leaseLost++);
@@ -98,6 +108,11 @@ storage.events.on('task:failed', () => stats.failed++);
 storage.events.on('task:retried', () => stats.retried++);
 
 const scheduler = new Scheduler({ concurrency: config.concurrency });
+// A claim refused because the task is not due yet by the database's clock: the run is deferred, the timer re-armed.
+stats.notDue = 0;
+scheduler.events.on('task:deferred', (event) => {
+  if (/not due/.test(String(event.reason?.message))) stats.notDue++;
+});
 scheduler.use(storage.middleware);
 await storage.start(scheduler);
 scheduler.start();
@@ -130,5 +145,5 @@ process.on('message', (message) => {
     })().catch(fail);
   }
 });
-process.send({ type: 'ready', pid });
+process.send({ type: 'ready', pid, skewMs: Date.now() - realNow() });
 `;
