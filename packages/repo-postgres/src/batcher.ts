@@ -1,6 +1,6 @@
 /**
- * Group commit: calls made in the same tick of the event loop are gathered and sent as one statement, and
- * each caller is answered with its own result.
+ * Group commit: calls made in the same tick of the event loop (and, when asked, while an earlier batch is in
+ * flight) are gathered and sent as one statement, and each caller is answered with its own result.
  */
 
 /** How a {@link Batcher} groups items. */
@@ -18,6 +18,13 @@ export interface BatcherOptions<I> {
   weightOf?(item: I): number;
   /** The most weight one batch carries. */
   maxWeight: number;
+  /**
+   * Items added while a batch of this batcher is in flight wait for it to be answered, and are then sent together:
+   * under a steady load each round trip carries everything that arrived during the previous one, rather than each
+   * tick sending its own small statement beside the others. The cost is latency for an item that arrives just
+   * after a batch left: at most one round trip more. @defaultValue false (every tick sends its own batches)
+   */
+  holdWhileInFlight?: boolean;
 }
 
 interface Pending<I> {
@@ -27,9 +34,12 @@ interface Pending<I> {
 }
 
 /**
- * Gathers the items added during one tick and runs them in as few batches as the options allow.
+ * Gathers the items added during one tick (and, with `holdWhileInFlight`, while a batch is in flight) and runs them
+ * in as few batches as the options allow.
  *
- * Rule: every added item is answered exactly once, with its own entry of its batch's result.
+ * Rules: every added item is answered exactly once, with its own entry of its batch's result; with
+ * `holdWhileInFlight`, no batch is sent while another of this batcher is in flight, and an item waits for at most the
+ * batches in flight when it was added.
  */
 export class Batcher<I, R> {
   readonly #options: BatcherOptions<I>;
@@ -50,12 +60,16 @@ export class Batcher<I, R> {
   add(item: I): Promise<R> {
     return new Promise<R>((resolve, reject) => {
       this.#pending.push({ item, resolve: (value) => resolve(value as R), reject });
-      if (!this.#scheduled) {
-        this.#scheduled = true;
-        // setImmediate, not a microtask: callers woken by the same I/O event all get to add their item first.
-        setImmediate(() => this.#flush());
-      }
+      this.#schedule();
     });
+  }
+
+  /** Arranges the next flush, unless one is arranged or (with holdWhileInFlight) a batch in flight will arrange it. */
+  #schedule(): void {
+    if (this.#scheduled || (this.#options.holdWhileInFlight === true && this.#inFlight.size > 0)) return;
+    this.#scheduled = true;
+    // setImmediate, not a microtask: callers woken by the same I/O event all get to add their item first.
+    setImmediate(() => this.#flush());
   }
 
   /** Resolves once every batch sent so far has been answered. */
@@ -74,7 +88,11 @@ export class Batcher<I, R> {
     for (const batch of this.#partition(pending)) {
       const sent = this.#send(batch);
       this.#inFlight.add(sent);
-      void sent.finally(() => this.#inFlight.delete(sent));
+      void sent.finally(() => {
+        this.#inFlight.delete(sent);
+        // The items held while this batch was in flight go now, together.
+        if (this.#pending.length > 0) this.#schedule();
+      });
     }
   }
 

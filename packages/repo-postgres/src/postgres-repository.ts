@@ -6,14 +6,17 @@ import pg from 'pg';
 import { InvalidInputError } from '@horae/core';
 import {
   ALL_TASK_STATES,
+  DEFAULT_MAX_UNSTARTED_CLAIMS,
   InvalidStateError,
   LeaseLostError,
   MAX_CHECK_INS_PER_ATTEMPT,
   MAX_ERROR_MESSAGE_LENGTH,
   MAX_ERROR_STACK_LENGTH,
   RepositoryError,
+  TaskNotDueError,
   TaskNotFoundError,
   normalizeNewTask,
+  poisonTaskError,
   validateLeaseMs,
   validateLimit,
   validatePatch,
@@ -27,6 +30,7 @@ import {
   type LimitedClaimOptions,
   type WorkLimiter,
   type ChangePage,
+  type ClaimDueOptions,
   type ClaimOptions,
   type InsertResult,
   type ListOptions,
@@ -34,6 +38,7 @@ import {
   type ListPage,
   type NewTask,
   type NormalizedNewTask,
+  type ReclaimOptions,
   type ReleaseOptions,
   type Repository,
   type Schedule,
@@ -56,7 +61,7 @@ import type { PgPool, PgPoolClient, PgQueryConfig, PgQueryResult, PgQueryable } 
 import { PostgresScheduleTable } from './postgres-schedule-store.js';
 import { rowToAttempt, rowToTask } from './row-mapping.js';
 import { migrate, quoteIdent } from './schema.js';
-import { buildStatements, type Statements } from './statements.js';
+import { INDEXED_AGING_MS, buildStatements, type Statements } from './statements.js';
 import { isRetryable, translateError } from './translate-error.js';
 
 /** Options shared by both ways of opening a {@link PostgresRepository}. */
@@ -68,9 +73,10 @@ export interface PostgresRepositoryCommonOptions {
    */
   schema?: string;
   /**
-   * Group commit: `markAsDone` calls made in the same tick are written by one statement (each caller still gets
-   * its own result and its own LeaseLostError). `claim` calls with the same owner and lease, and concurrent
-   * `claimDue` calls with the same owner, lease and workIds, are merged the same way.
+   * Group commit: `markAsStarted`, `markAsDone` and `markAsFailed` (with a token) calls made in the same tick, or
+   * while a statement of the same kind is in flight, are written by one statement each (each caller still gets its
+   * own result and its own error). `claim` calls with the same owner and lease, and concurrent `claimDue` calls with
+   * the same owner, lease, workIds and agingMs, made in the same tick, are merged the same way.
    * @defaultValue true
    */
   groupCommit?: boolean;
@@ -121,10 +127,27 @@ const ANALYZE_INTERVAL_MS = 10_000;
 /** reclaimExpired's page size when none is given. */
 const DEFAULT_RECLAIM_LIMIT = 1_000;
 
-interface DoneItem {
+/**
+ * The poison error's message around its count, from the contract's own {@link poisonTaskError}, so that the text the
+ * reclaim statement writes is the contract's for every count: `<before><count><after>`.
+ */
+const POISON = ((): { name: string; code: string; before: string; after: string } => {
+  const mark = 987_654_321;
+  const error = poisonTaskError(mark);
+  const [before = '', after = ''] = error.message.split(String(mark));
+  return { name: error.name ?? 'PoisonTaskError', code: error.code ?? 'POISON_TASK', before, after };
+})();
+
+/** A write under a lease token: markAsStarted, markAsDone, or markAsFailed with a token (`error` then set). */
+interface HeldItem {
   id: string;
   token: string;
+  /** markAsFailed: the error, as stored (jsonb text). */
+  error?: string;
 }
+
+/** Which write under a token a refused row was refused by: what the read after it tells apart. */
+type HeldWrite = 'start' | 'end';
 
 interface ClaimItem {
   id: string;
@@ -138,6 +161,7 @@ interface ClaimDueItem {
   leaseMs: number;
   limit: number;
   workIds: string[] | null;
+  agingMs: number;
 }
 
 function assertString(value: unknown, what: string): asserts value is string {
@@ -146,6 +170,38 @@ function assertString(value: unknown, what: string): asserts value is string {
 
 function assertValidDate(value: unknown, what: string): asserts value is Date {
   if (!(value instanceof Date) || !Number.isFinite(value.getTime())) throw new InvalidInputError(`${what} must be a valid Date, got ${String(value)}`);
+}
+
+/**
+ * The `agingMs` of a claim of due tasks: left out, the default (the core Dispatcher's); otherwise a number > 0, or
+ * Infinity for priority alone.
+ *
+ * @throws InvalidInputError on anything else (null, NaN, 0, a negative number, a string)
+ */
+function checkAgingMs(agingMs: number | undefined): number {
+  if (agingMs === undefined) return INDEXED_AGING_MS;
+  if (typeof agingMs !== 'number' || Number.isNaN(agingMs) || agingMs <= 0) throw new InvalidInputError(`agingMs must be a number > 0 (or Infinity), got ${String(agingMs)}`);
+  return agingMs;
+}
+
+/**
+ * The `maxUnstartedClaims` of reclaimExpired: left out, the default; otherwise an integer ≥ 1 (PostgreSQL `integer`).
+ *
+ * @throws InvalidInputError on anything else (null included)
+ */
+function checkMaxUnstartedClaims(value: number | undefined): number {
+  if (value === undefined) return DEFAULT_MAX_UNSTARTED_CLAIMS;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 2_147_483_647) {
+    throw new InvalidInputError(`maxUnstartedClaims must be an integer ≥ 1, got ${String(value)}`);
+  }
+  return value;
+}
+
+/** The workIds filter of a claim of due tasks: null for every work, else the distinct ids, sorted. */
+function checkWorkIds(workIds: unknown): string[] | null {
+  if (workIds === undefined) return null;
+  if (!Array.isArray(workIds) || workIds.some((w) => typeof w !== 'string')) throw new InvalidInputError('workIds must be an array of strings');
+  return [...new Set(workIds as string[])].sort();
 }
 
 /** Keeps the fields of a TaskError, bounded, so that what is stored is what reads back. */
@@ -205,7 +261,9 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
   readonly #maxBatchSize: number;
   readonly #horizonWaitMs: number;
   readonly #listener: ChangeListener;
-  readonly #doneBatcher: Batcher<DoneItem, TaskInfo>;
+  readonly #startBatcher: Batcher<HeldItem, TaskInfo>;
+  readonly #doneBatcher: Batcher<HeldItem, TaskInfo>;
+  readonly #failBatcher: Batcher<HeldItem, TaskInfo>;
   readonly #claimOneBatcher: Batcher<ClaimItem, TaskInfo | null>;
   readonly #claimBatcher: Batcher<ClaimDueItem, TaskInfo[]>;
   readonly #schedules: PostgresScheduleTable;
@@ -265,11 +323,12 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
       };
     }
     this.#listener = new ChangeListener({ connect: connectListener, channel });
-    this.#doneBatcher = new Batcher<DoneItem, TaskInfo>({
-      run: (items) => this.#runDone(items),
-      identityOf: (item) => item.id,
-      maxWeight: this.#maxBatchSize,
-    });
+    // The starts and ends of runs: one statement of each kind at a time, carrying every call made meanwhile.
+    const held = (run: (items: readonly HeldItem[]) => Promise<(TaskInfo | Error)[]>): Batcher<HeldItem, TaskInfo> =>
+      new Batcher<HeldItem, TaskInfo>({ run, identityOf: (item) => item.id, maxWeight: this.#maxBatchSize, holdWhileInFlight: true });
+    this.#startBatcher = held((items) => this.#runHeld('start runs', this.#sql.startMany, 'start', items));
+    this.#doneBatcher = held((items) => this.#runHeld('mark tasks done', this.#sql.doneMany, 'end', items));
+    this.#failBatcher = held((items) => this.#runHeld('mark tasks failed', this.#sql.failMany, 'end', items));
     this.#claimOneBatcher = new Batcher<ClaimItem, TaskInfo | null>({
       run: (items) => this.#runClaims(items),
       groupOf: (item) => JSON.stringify([item.owner, item.leaseMs]),
@@ -278,7 +337,8 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
     });
     this.#claimBatcher = new Batcher<ClaimDueItem, TaskInfo[]>({
       run: (items) => this.#runClaimDue(items),
-      groupOf: (item) => JSON.stringify([item.owner, item.leaseMs, item.workIds]),
+      // String(): JSON has no Infinity.
+      groupOf: (item) => JSON.stringify([item.owner, item.leaseMs, item.workIds, String(item.agingMs)]),
       weightOf: (item) => item.limit,
       maxWeight: this.#maxBatchSize,
     });
@@ -468,11 +528,13 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
   /**
    * {@inheritDoc @horae/storage!index.Repository#claim}
    *
-   * @implementation With group commit, claims with the same owner and lease made in one tick are written by one
-   * statement (one round trip, one commit) whose per-row condition is the same compare-and-set, and which opens
-   * each winner's attempt record; each caller gets its own task, null, or TaskNotFoundError. Two claims of one id
-   * never share a statement, and the grouped statement locks its rows in id order, so concurrent grouped claims
-   * from several nodes never deadlock.
+   * @implementation One statement claims and starts the run and opens its record, its condition checking the state,
+   * `ifScheduledAt` and the due time by `statement_timestamp()`. With group commit, claims with the same owner and
+   * lease made in one tick are written by one statement (one round trip, one commit) whose per-row condition is the
+   * same compare-and-set; each caller gets its own task, null, TaskNotDueError or TaskNotFoundError, told apart by
+   * that same statement. Two claims of one id never share a statement, and the grouped statement locks its rows in
+   * id order, so concurrent grouped claims from several nodes never deadlock. Without group commit a refused claim
+   * reads the row once to tell null, not due and not found apart.
    */
   async claim(id: string, options: ClaimOptions & { ifScheduledAt?: Date }): Promise<TaskInfo | null> {
     assertString(id, 'id');
@@ -483,19 +545,35 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
       await this.init();
       return this.#claimOneBatcher.add({ id, owner: options.owner, leaseMs: options.leaseMs, ifScheduledAt: options.ifScheduledAt ?? null });
     }
-    const { rows } = await this.#query('claim a task', this.#sql.claim, [id, options.owner, options.leaseMs, options.ifScheduledAt ?? null]);
-    if (rows[0] !== undefined) return rowToTask(rows[0]);
-    await this.getById(id); // TaskNotFoundError when it does not exist
-    return null;
+    const ifScheduledAt = options.ifScheduledAt ?? null;
+    for (let attempt = 0; ; attempt++) {
+      const { rows } = await this.#query('claim a task', this.#sql.claim, [id, options.owner, options.leaseMs, ifScheduledAt]);
+      if (rows[0] !== undefined) return rowToTask(rows[0]);
+      const refusal = await this.#query('read a task', this.#sql.claimRefusal, [id, ifScheduledAt]);
+      const row = refusal.rows[0] as { claimable: boolean; due_in_ms: number | null } | undefined;
+      if (row === undefined) throw new TaskNotFoundError(id);
+      if (!row.claimable) return null;
+      if (row.due_in_ms !== null) throw new TaskNotDueError(id, row.due_in_ms);
+      // Claimable and due by now: it changed between the two statements (it became due, or came back to
+      // Initialized). Claim again; a task that keeps changing hands is a lost race.
+      if (attempt >= MAX_RETRIES) return null;
+    }
   }
 
-  /** One grouped claim statement for `items` (same owner and lease, unique ids): each gets its task, null, or TaskNotFoundError. */
+  /**
+   * One grouped claim statement for `items` (same owner and lease, unique ids): each gets its task, null,
+   * TaskNotDueError or TaskNotFoundError.
+   */
   async #runClaims(items: readonly ClaimItem[]): Promise<(TaskInfo | null | Error)[]> {
     const first = items[0]!;
     const ids = items.map((item) => item.id);
     const { rows } = await this.#query('claim tasks', this.#sql.claimMany, [ids, first.owner, first.leaseMs, items.map((item) => item.ifScheduledAt)]);
-    const found = new Map<string, TaskInfo | null>();
-    for (const row of rows) found.set(row.found as string, row.id === null ? null : rowToTask(row));
+    const found = new Map<string, TaskInfo | null | Error>();
+    for (const row of rows) {
+      const id = row.found as string;
+      const dueInMs = row.due_in_ms as number | null;
+      found.set(id, row.id !== null ? rowToTask(row) : dueInMs !== null ? new TaskNotDueError(id, dueInMs) : null);
+    }
     return ids.map((id) => {
       const task = found.get(id);
       return task === undefined ? new TaskNotFoundError(id) : task;
@@ -505,29 +583,38 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
   /**
    * {@inheritDoc @horae/storage!index.Repository#claimDue}
    *
-   * @implementation With group commit, concurrent calls with the same owner, lease and workIds made in one tick are
-   * answered by one statement; each caller receives its own tasks, never another's.
+   * @implementation One statement picks the due rows by `statement_timestamp()` in the aged order with `FOR UPDATE
+   * SKIP LOCKED` and claims them ahead. At the default agingMs it walks the index tasks_aged from its top and stops
+   * after `limit` due rows; with agingMs Infinity it walks tasks_claim (priority, then due time); with any other
+   * agingMs no index holds the order, and every due row (of the given works) is read and the first `limit` kept by
+   * a top-N sort: O(due rows) per call. With group commit, concurrent calls with the same owner, lease, workIds and
+   * agingMs made in one tick are answered by one statement; each caller receives its own tasks, never another's.
    */
-  async claimDue(options: ClaimOptions & { limit: number; workIds?: readonly string[] }): Promise<TaskInfo[]> {
+  async claimDue(options: ClaimDueOptions): Promise<TaskInfo[]> {
     assertString(options?.owner, 'owner');
     validateLeaseMs(options.leaseMs);
     validateLimit(options.limit);
-    let workIds: string[] | null = null;
-    if (options.workIds !== undefined) {
-      if (!Array.isArray(options.workIds) || options.workIds.some((w) => typeof w !== 'string')) throw new InvalidInputError('workIds must be an array of strings');
-      if (options.workIds.length === 0) return [];
-      workIds = [...new Set(options.workIds)].sort();
-    }
-    const item: ClaimDueItem = { owner: options.owner, leaseMs: options.leaseMs, limit: options.limit, workIds };
+    const agingMs = checkAgingMs(options.agingMs);
+    const workIds = checkWorkIds(options.workIds);
+    if (workIds?.length === 0) return [];
+    const item: ClaimDueItem = { owner: options.owner, leaseMs: options.leaseMs, limit: options.limit, workIds, agingMs };
     if (!this.#groupCommit || options.limit >= this.#maxBatchSize) return (await this.#runClaimDue([item]))[0]!;
     await this.init();
     return this.#claimBatcher.add(item);
   }
 
+  /** The claim-ahead statement of an agingMs, and its parameters after the four every claimDue takes. */
+  #claimDueStatement(agingMs: number): { text: string; extra: unknown[] } {
+    if (agingMs === INDEXED_AGING_MS) return { text: this.#sql.claimDueAged, extra: [] };
+    if (agingMs === Number.POSITIVE_INFINITY) return { text: this.#sql.claimDueByPriority, extra: [] };
+    return { text: this.#sql.claimDueAgedBy, extra: [agingMs] };
+  }
+
   async #runClaimDue(items: readonly ClaimDueItem[]): Promise<TaskInfo[][]> {
     const first = items[0]!;
     const total = items.reduce((sum, item) => sum + item.limit, 0);
-    const { rows } = await this.#query('claim due tasks', this.#sql.claimDue, [first.owner, first.leaseMs, total, first.workIds]);
+    const statement = this.#claimDueStatement(first.agingMs);
+    const { rows } = await this.#query('claim due tasks', statement.text, [first.owner, first.leaseMs, total, first.workIds, ...statement.extra]);
     const tasks = rows.map(rowToTask);
     // Hand out in order: the first caller gets the highest-priority tasks, up to its limit, and so on.
     let offset = 0;
@@ -542,9 +629,11 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
    * {@inheritDoc @horae/storage!index.WorkLimiter#claimWithinLimit}
    *
    * @implementation One transaction: it takes the advisory lock of the task's work (`pg_advisory_xact_lock` on the hashes
-   * of the schema and the workId), then reads the task and counts the work's Working tasks (each statement of a
-   * READ COMMITTED transaction sees what the previous lock holder committed), then claims. Every limited claim of
-   * a work holds that lock until it commits, so the limit is exact across clients; unrelated works do not wait.
+   * of the schema and the workId), then reads the task (its state, due time, and how long until it is due by the
+   * database's clock) and counts the work's Working tasks (each statement of a READ COMMITTED transaction sees what
+   * the previous lock holder committed), then claims and starts the run. Every limited claim of a work holds that
+   * lock until it commits, so the limit is exact across clients; unrelated works do not wait. The checks come in the
+   * contract's order: not claimable (null), then not due (TaskNotDueError), then the limit.
    */
   async claimWithinLimit(id: string, options: LimitedClaimOptions): Promise<LimitedClaim> {
     assertString(id, 'id');
@@ -560,9 +649,11 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
     return this.#transaction('claim a task within its work limit', async (client): Promise<LimitedClaim> => {
       await this.#run(client, 'lock a work', this.#sql.lockWorks, [this.#schema, [workId]]);
       const { rows } = await this.#run(client, 'read a task', this.#sql.claimable, [id]);
-      const current = rows[0] as { state: string; scheduled_at: Date } | undefined;
+      const current = rows[0] as { state: string; scheduled_at: Date; due_in_ms: number | null } | undefined;
       if (current === undefined) throw new TaskNotFoundError(id);
       if (current.state !== 'Initialized' || (ifScheduledAt !== null && current.scheduled_at.getTime() !== ifScheduledAt)) return null;
+      // Not due is a fact of the task, the limit one of the moment: the caller re-arms its timer either way.
+      if (current.due_in_ms !== null) throw new TaskNotDueError(id, current.due_in_ms);
       const counted = await this.#run(client, 'count working tasks', this.#sql.countWorking, [[workId]]);
       const working = (counted.rows[0] as { n: number } | undefined)?.n ?? 0;
       if (working >= options.maxWorking) return { refused: 'limit' };
@@ -575,22 +666,26 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
    * {@inheritDoc @horae/storage!index.WorkLimiter#claimDueWithinLimits}
    *
    * @implementation One transaction: the advisory locks of the limited works (in sorted order), their counts, then due
-   * rows in claim order `FOR UPDATE SKIP LOCKED`, leaving out the works already full, at most one pass per limited
-   * work plus one. Not grouped with other calls (group commit applies to the plain claimDue only).
+   * rows in the aged claim order `FOR UPDATE SKIP LOCKED` (through the same indexes as claimDue), leaving out the works
+   * already full, at most one pass per limited work plus one; the rows picked are claimed ahead, unstarted. Not grouped
+   * with other calls (group commit applies to the plain claimDue only).
    */
   async claimDueWithinLimits(options: LimitedClaimDueOptions): Promise<TaskInfo[]> {
     assertString(options?.owner, 'owner');
     validateLeaseMs(options.leaseMs);
     validateLimit(options.limit);
     const limits = validateWorkLimits(options.workLimits);
-    let workIds: string[] | null = null;
-    if (options.workIds !== undefined) {
-      if (!Array.isArray(options.workIds) || options.workIds.some((w) => typeof w !== 'string')) throw new InvalidInputError('workIds must be an array of strings');
-      if (options.workIds.length === 0) return [];
-      workIds = [...new Set(options.workIds)];
-    }
+    const agingMs = checkAgingMs(options.agingMs);
+    const workIds = checkWorkIds(options.workIds);
+    if (workIds?.length === 0) return [];
     const limited = [...limits.keys()].sort();
     const limit = options.limit;
+    const select =
+      agingMs === INDEXED_AGING_MS
+        ? { text: this.#sql.selectDueLimitedAged, extra: [] }
+        : agingMs === Number.POSITIVE_INFINITY
+          ? { text: this.#sql.selectDueLimitedByPriority, extra: [] }
+          : { text: this.#sql.selectDueLimitedAgedBy, extra: [agingMs] };
     await this.init();
     return this.#transaction('claim due tasks within work limits', async (client) => {
       const free = new Map(limits);
@@ -603,17 +698,43 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
       // A pass that skips a row has just filled that row's work, which the next pass leaves out: at most one pass
       // per limited work, plus one. Rows are claimed as they are picked, so a later pass does not see them again.
       for (let pass = 0; pass <= limits.size && claimed.length < limit; pass++) {
-        const { rows } = await this.#run(client, 'select due tasks', this.#sql.selectDueLimited, [workIds, fullWorks(free), limit - claimed.length]);
+        const { rows } = await this.#run(client, 'select due tasks', select.text, [workIds, fullWorks(free), limit - claimed.length, ...select.extra]);
         const candidates = (rows as { id: string; work_id: string }[]).map((row) => ({ id: row.id, workId: row.work_id }));
         const taken = pickWithinLimits(candidates, free, limit - claimed.length);
         if (taken.length > 0) {
           const result = await this.#run(client, 'claim due tasks', this.#sql.claimIds, [options.owner, options.leaseMs, taken]);
-          claimed.push(...result.rows.map(rowToTask));
+          // In claim order: the order the rows were picked in.
+          const byId = new Map(result.rows.map((row) => [row.id as string, rowToTask(row)]));
+          for (const id of taken) {
+            const task = byId.get(id);
+            if (task !== undefined) claimed.push(task);
+          }
         }
         if (taken.length === candidates.length) break;
       }
       return claimed;
     });
+  }
+
+  /**
+   * {@inheritDoc @horae/storage!index.Repository#markAsStarted}
+   *
+   * @implementation One statement starts the run and opens its record (`UPDATE … WHERE … AND NOT lease_started` with an
+   * `INSERT` into task_attempts in a CTE). With group commit, the calls made in one tick, or while a start is in
+   * flight, are written by one `UPDATE … FROM unnest($ids, $tokens)` whose rows are each fenced on their own; the rows
+   * that did not come back are told apart (started already, lease lost, not found) by one read of them.
+   */
+  async markAsStarted(id: string, token: string): Promise<TaskInfo> {
+    assertString(id, 'id');
+    if (this.#groupCommit) {
+      await this.init();
+      return this.#startBatcher.add({ id, token });
+    }
+    const { rows } = await this.#query('start a run', this.#sql.start, [id, token]);
+    if (rows[0] !== undefined) return rowToTask(rows[0]);
+    const [outcome] = await this.#refusals([{ id, token }], 'start');
+    if (outcome instanceof Error) throw outcome;
+    return outcome!;
   }
 
   /** {@inheritDoc @horae/storage!index.Repository#renewLease} */
@@ -638,41 +759,79 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
   /**
    * {@inheritDoc @horae/storage!index.Repository#markAsDone}
    *
-   * @implementation With group commit, calls made in one tick are written by one `UPDATE … FROM unnest(…)` whose
-   * per-row condition is the same compare-and-set; each caller gets its own task or LeaseLostError.
+   * @implementation With group commit, calls made in one tick, or while a Done is in flight, are written by one
+   * `UPDATE … FROM unnest($ids, $tokens)` whose per-row condition is the same compare-and-set (Working under the
+   * token, run started), closing each run's record in a CTE; each caller gets its own task or error, the refused rows
+   * told apart (unstarted, lease lost, not found) by one read of them.
    */
   async markAsDone(id: string, token: string): Promise<TaskInfo> {
     assertString(id, 'id');
     if (!this.#groupCommit) {
       const { rows } = await this.#query('mark a task done', this.#sql.done, [id, token]);
       if (rows[0] !== undefined) return rowToTask(rows[0]);
-      throw await this.#leaseFailure(id);
+      throw await this.#endRefusal(id, token);
     }
     await this.init();
     return this.#doneBatcher.add({ id, token });
   }
 
-  async #runDone(items: readonly DoneItem[]): Promise<(TaskInfo | Error)[]> {
-    const ids = items.map((item) => item.id);
-    const { rows } = await this.#query('mark tasks done', this.#sql.doneMany, [ids, items.map((item) => item.token)]);
+  /**
+   * One grouped write under lease tokens (`startMany`, `doneMany` or `failMany`) for `items` (unique ids): each gets
+   * its task, or the reason its row was refused.
+   */
+  async #runHeld(action: string, text: string, write: HeldWrite, items: readonly HeldItem[]): Promise<(TaskInfo | Error)[]> {
+    // A token that is not a string holds nothing: NULL matches no row, and the read after tells LeaseLostError.
+    const values: unknown[] = [items.map((item) => item.id), items.map((item) => (typeof item.token === 'string' ? item.token : null))];
+    if (text === this.#sql.failMany) values.push(items.map((item) => item.error ?? null));
+    const { rows } = await this.#query(action, text, values);
     const byId = new Map(rows.map((row) => [row.id as string, rowToTask(row)]));
-    const refused = ids.filter((id) => !byId.has(id));
-    const existing = new Set<string>();
-    if (refused.length > 0) {
-      const found = await this.#query('read tasks', this.#sql.existing, [refused]);
-      for (const row of found.rows) existing.add(row.id as string);
-    }
-    return ids.map((id) => byId.get(id) ?? (existing.has(id) ? new LeaseLostError(id) : new TaskNotFoundError(id)));
+    const refused = items.filter((item) => !byId.has(item.id));
+    const outcomes = refused.length === 0 ? [] : await this.#refusals(refused, write);
+    const why = new Map(refused.map((item, i) => [item.id, outcomes[i]!]));
+    return items.map((item) => byId.get(item.id) ?? why.get(item.id)!);
   }
 
-  /** {@inheritDoc @horae/storage!index.Repository#markAsFailed} */
+  /** Why the end of a run under `token` changed nothing: TaskNotFoundError, LeaseLostError or InvalidStateError. */
+  async #endRefusal(id: string, token: string): Promise<Error> {
+    const [outcome] = await this.#refusals([{ id, token }], 'end');
+    return outcome instanceof Error ? outcome : new LeaseLostError(id);
+  }
+
+  /**
+   * Why writes under lease tokens changed nothing, from one read of their rows: TaskNotFoundError when the task is
+   * gone; LeaseLostError when it is not Working under the token; under the token, a start finds the run started
+   * already (the task, unchanged: a retried start that had landed) and an end finds it unstarted (InvalidStateError:
+   * the one condition of an end left when the token holds).
+   */
+  async #refusals(items: readonly HeldItem[], write: HeldWrite): Promise<(TaskInfo | Error)[]> {
+    const { rows } = await this.#query('read tasks', this.#sql.getMany, [items.map((item) => item.id)]);
+    const byId = new Map(rows.map((row) => [row.id as string, rowToTask(row)]));
+    return items.map(({ id, token }) => {
+      const task = byId.get(id);
+      if (task === undefined) return new TaskNotFoundError(id);
+      if (task.state !== 'Working' || task.lease?.token !== token) return new LeaseLostError(id);
+      if (write === 'start') return task;
+      return new InvalidStateError(id, 'Working, claimed ahead with its run not started', 'end a run');
+    });
+  }
+
+  /**
+   * {@inheritDoc @horae/storage!index.Repository#markAsFailed}
+   *
+   * @implementation With a token and group commit, grouped as markAsDone is (one `UPDATE … FROM unnest($ids, $tokens,
+   * $errors)`); without a token, one conditional write out of Initialized.
+   */
   async markAsFailed(id: string, error: TaskError, token?: string): Promise<TaskInfo> {
     assertString(id, 'id');
     const stored = JSON.stringify(boundedError(error));
     if (token !== undefined) {
+        if (this.#groupCommit) {
+        await this.init();
+        return this.#failBatcher.add({ id, token, error: stored });
+      }
       const { rows } = await this.#query('mark a task failed', this.#sql.failWorking, [id, stored, token]);
       if (rows[0] !== undefined) return rowToTask(rows[0]);
-      throw await this.#leaseFailure(id);
+      throw await this.#endRefusal(id, token);
     }
     const { rows } = await this.#query('mark a task failed', this.#sql.failInitialized, [id, stored]);
     if (rows[0] !== undefined) return rowToTask(rows[0]);
@@ -726,11 +885,19 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
     if (rows.length === 0) throw await this.#leaseFailure(id);
   }
 
-  /** {@inheritDoc @horae/storage!index.Repository#reclaimExpired} */
-  async reclaimExpired(options?: { limit?: number }): Promise<TaskInfo[]> {
+  /**
+   * {@inheritDoc @horae/storage!index.Repository#reclaimExpired}
+   *
+   * @implementation One statement picks the expired leases by `statement_timestamp()` with `FOR UPDATE SKIP LOCKED`
+   * and decides each row in its `SET`: a started run as before (its record closed `lease-expired`); a claim ahead
+   * counts one more unstarted claim and fails as a poison task at `maxUnstartedClaims`.
+   */
+  async reclaimExpired(options?: ReclaimOptions): Promise<TaskInfo[]> {
+    if (options !== undefined && (options === null || typeof options !== 'object')) throw new InvalidInputError('reclaimExpired takes options { limit?, maxUnstartedClaims? }');
     const limit = options?.limit ?? DEFAULT_RECLAIM_LIMIT;
     validateLimit(limit);
-    const { rows } = await this.#query('reclaim expired leases', this.#sql.reclaim, [limit]);
+    const maxUnstartedClaims = checkMaxUnstartedClaims(options?.maxUnstartedClaims);
+    const { rows } = await this.#query('reclaim expired leases', this.#sql.reclaim, [limit, maxUnstartedClaims, POISON.name, POISON.code, POISON.before, POISON.after]);
     return rows.map(rowToTask);
   }
 
@@ -837,7 +1004,14 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
    */
   async close(): Promise<void> {
     if (this.#closed) return;
-    await Promise.allSettled([this.#doneBatcher.drain(), this.#claimOneBatcher.drain(), this.#claimBatcher.drain(), this.#analyzing]);
+    await Promise.allSettled([
+      this.#startBatcher.drain(),
+      this.#doneBatcher.drain(),
+      this.#failBatcher.drain(),
+      this.#claimOneBatcher.drain(),
+      this.#claimBatcher.drain(),
+      this.#analyzing,
+    ]);
     this.#closed = true;
     await this.#listener.close();
     if (this.#ownsPool) await this.#pool.end();

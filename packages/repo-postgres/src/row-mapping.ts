@@ -24,6 +24,9 @@ const COLUMNS = [
   'updated_at',
   'kind',
   'schedule_name',
+  'claims',
+  'unstarted_claims',
+  'lease_started',
 ] as const;
 
 /**
@@ -84,10 +87,12 @@ export function rowToTask(row: Record<string, unknown>): TaskInfo {
     state,
     priority: Number(row.priority),
     attempt: Number(row.attempt),
+    claims: Number(row.claims),
+    unstartedClaims: Number(row.unstarted_claims),
     maxAttempts: Number(row.max_attempts),
     lease:
       state === 'Working' && row.lease_token !== null && row.lease_token !== undefined
-        ? { owner: row.lease_owner as string, until: asDate(row.lease_until), token: row.lease_token as string }
+        ? { owner: row.lease_owner as string, until: asDate(row.lease_until), token: row.lease_token as string, started: row.lease_started === true }
         : null,
     lastError: (row.last_error as TaskError | null) ?? null,
     uniqueKey: (row.unique_key as string | null) ?? null,

@@ -166,6 +166,50 @@ export const MIGRATIONS: readonly Migration[] = [
         FOR EACH STATEMENT EXECUTE FUNCTION ${s}.delete_task_attempts();
     `,
   },
+  {
+    version: 6,
+    name: 'claims apart from attempts, and the aged claim order',
+    // Claims are not attempts (DESIGN rule 11). `claims` counts every claim (the fencing token; it only grows),
+    // `unstarted_claims` the claims in a row whose lease expired before their run started (a poison task at the
+    // limit), `lease_started` whether the run of the current claim has started: meaningful while Working, set by
+    // every claim, left alone by the transitions out of Working.
+    //
+    // Before this version every claim started its run at once, so a task was claimed as often as it counted
+    // attempts (a lower bound where a graceful stop refunded one) and a Working task's run has started: the default
+    // `true` says so for every existing row without rewriting it (a constant default, PostgreSQL 11+), and the one
+    // UPDATE below copies `attempt` into `claims` where it is not 0. It leaves the change columns alone: no task
+    // changed state. A new row starts `true` too, which is what a node of version 5, which never sets the column,
+    // needs of the rows it claims.
+    //
+    // tasks_claim is rebuilt to end with the id, as the contract's tie-break does (it ended with insert_seq); it
+    // serves the order by priority alone (agingMs Infinity). tasks_aged serves the default agingMs (10 s): the
+    // effective priority `priority + (now − scheduled_at) / 10000`, times 10000 and less `now` (the same for every row
+    // of one claim), orders as `priority × 10000 − scheduled_at` in epoch milliseconds, a key that does not depend on
+    // the time, so an index can hold it. `AT TIME ZONE 'UTC'` makes the epoch immutable (the epoch of a timestamptz is
+    // marked stable); the priority is clamped to ±1e300 so that no finite priority overflows the product (PostgreSQL
+    // raises an error where JavaScript would give Infinity). The expression must stay the text of agedKey in
+    // statements.ts: test/query-plan.test.ts fails if claimDue stops walking this index.
+    //
+    // Its predicate says "Initialized" as a range, `state >= 'Initialized' AND state <= 'Initialized'` (the same rows:
+    // the collation is deterministic), which the aged claim states the same way. That statement then implies this
+    // index's predicate and no other's (`state = 'Initialized'` of tasks_due and tasks_claim is not implied by the
+    // range), so the planner cannot read the due rows through another index and sort them: with statistics taken
+    // before a backlog arrived (they say no row is Initialized) it did, sorting the whole backlog at every claim. Its
+    // other choice, a scan of the whole table, costs more than this walk whenever the table is big enough to matter.
+    sql: (s) => `
+      ALTER TABLE ${s}.tasks
+        ADD COLUMN claims integer NOT NULL DEFAULT 0,
+        ADD COLUMN unstarted_claims integer NOT NULL DEFAULT 0,
+        ADD COLUMN lease_started boolean NOT NULL DEFAULT true;
+      UPDATE ${s}.tasks SET claims = attempt WHERE attempt <> 0;
+      DROP INDEX ${s}.tasks_claim;
+      CREATE INDEX tasks_claim ON ${s}.tasks (priority DESC, scheduled_at, created_at, id) WHERE state = 'Initialized';
+      CREATE INDEX tasks_aged ON ${s}.tasks (
+        (least(greatest(priority, '-1e300'::float8), '1e300'::float8) * 10000 - (extract(epoch FROM scheduled_at AT TIME ZONE 'UTC') * 1000)::float8) DESC,
+        scheduled_at, created_at, id
+      ) WHERE state >= 'Initialized' AND state <= 'Initialized';
+    `,
+  },
 ];
 
 /** The newest schema version this adapter knows. */

@@ -6,9 +6,13 @@
  *
  * Execution history: every transition that opens or closes a run writes its `task_attempts` row in the same
  * statement (a data-modifying CTE), so the record commits or rolls back with the transition, costs no extra
- * round trip, and rides along in a grouped statement. The run a task is in is its `runs` counter, which a claim
- * increments; a record is closed only while it is `running`, so a transition out of Initialized (or a task
- * migrated from a schema without history) touches none.
+ * round trip, and rides along in a grouped statement. The run a task is in is its `runs` counter, which the start
+ * of a run increments (a claim by id, or markAsStarted after a claim ahead); a record is closed only while it is
+ * `running`, so a transition out of Initialized, out of a claim whose run never started, or of a task migrated from
+ * a schema without history, touches none.
+ *
+ * Claims are not attempts (DESIGN rule 11): every claim counts in `claims`; only the start of a run counts an
+ * attempt, resets `unstarted_claims` and sets `lease_started`. claimDue claims ahead, unstarted.
  */
 import { ATTEMPT_COLUMNS, taskColumns, taskOutput } from './row-mapping.js';
 
@@ -16,8 +20,58 @@ import { ATTEMPT_COLUMNS, taskColumns, taskOutput } from './row-mapping.js';
 const NOW = `date_trunc('milliseconds', statement_timestamp())`;
 /** Marks a row changed: the change log orders rows by the writing transaction, then a sequence. */
 const CHANGED = `updated_at = ${NOW}, change_xid = DEFAULT, change_seq = DEFAULT`;
-/** Clears the lease. */
+/**
+ * Clears the lease. `lease_started` is left as it was: it means something only while Working, and every claim sets
+ * it, so the RETURNING of a transition out of Working still says whether a run ended.
+ */
 const NO_LEASE = `lease_owner = NULL, lease_until = NULL, lease_token = NULL`;
+/** A new claim, started or not: counted in `claims`, under a new lease. $owner and $leaseMs are placeholders. */
+const newLease = (owner: string, leaseMs: string, alias = ''): string =>
+  `state = 'Working', claims = ${alias}claims + 1, lease_owner = ${owner}, lease_token = gen_random_uuid()::text, ` +
+  `lease_until = ${NOW} + ${leaseMs}::float8 * interval '1 millisecond'`;
+/** The start of a run: its attempt counts, it gets the next run number, and the unstarted claims in a row end. */
+const startRun = (alias = ''): string => `attempt = ${alias}attempt + 1, runs = ${alias}runs + 1, unstarted_claims = 0, lease_started = true`;
+/** Due by the database's clock (untruncated, so that a time stored this millisecond is due). */
+const DUE = `scheduled_at <= statement_timestamp()`;
+/**
+ * Milliseconds until a row is due by the database's clock, rounded up (> 0), or NULL when it is due: what a claim by
+ * id refused as not due reports (TaskNotDueError.dueInMs).
+ */
+const dueInMs = (alias = ''): string =>
+  `CASE WHEN ${alias}scheduled_at > statement_timestamp() THEN ceil(extract(epoch FROM ${alias}scheduled_at - statement_timestamp()) * 1000)::float8 END`;
+/**
+ * The aged claim key at the default agingMs (10 s): `priority × 10000 − scheduled_at` in epoch milliseconds, higher
+ * first. It must be, token for token, the expression of the index tasks_aged (schema version 6), or the planner
+ * cannot walk that index; see the migration for why it is written this way.
+ */
+const agedKey = (alias = ''): string =>
+  `(least(greatest(${alias}priority, '-1e300'::float8), '1e300'::float8) * 10000 - (extract(epoch FROM ${alias}scheduled_at AT TIME ZONE 'UTC') * 1000)::float8)`;
+/**
+ * "Initialized" as the predicate of tasks_aged states it, for the aged claim alone: a statement that says it so implies
+ * that index's predicate and no other partial index's, so the planner walks tasks_aged rather than reading the due rows
+ * through tasks_due or tasks_claim and sorting them (see schema version 6).
+ */
+const INITIALIZED_FOR_AGED = `state >= 'Initialized' AND state <= 'Initialized'`;
+/** The agingMs that the index tasks_aged serves. */
+export const INDEXED_AGING_MS = 10_000;
+/**
+ * The aged claim key at another finite agingMs ($n): `priority × agingMs − scheduled_at` in epoch milliseconds,
+ * computed in numeric, so that no agingMs overflows it and an exact tie (integer priorities and agingMs) stays exact.
+ * No index holds it: the due rows are sorted (top-N by the LIMIT).
+ */
+const agedKeyBy = (agingMs: string, alias = ''): string =>
+  `(${alias}priority::numeric * ${agingMs}::numeric - extract(epoch FROM ${alias}scheduled_at) * 1000)`;
+/** How a claim of due tasks orders them. */
+export type ClaimOrder = 'aged' | 'priority' | 'agedBy';
+/**
+ * The claim order: highest effective priority first, then earliest due, then oldest, then id. 'aged' is the default
+ * agingMs (the index tasks_aged), 'priority' agingMs Infinity (the index tasks_claim), 'agedBy' another agingMs, the
+ * placeholder `agingMs`.
+ */
+const orderBy = (order: ClaimOrder, alias = '', agingMs = ''): string => {
+  const first = order === 'aged' ? `${agedKey(alias)} DESC` : order === 'priority' ? `${alias}priority DESC` : `${agedKeyBy(agingMs, alias)} DESC`;
+  return `${first}, ${alias}scheduled_at, ${alias}created_at, ${alias}id`;
+};
 /** A new run starts with no progress: what a task reports is its current run's. */
 const NEW_RUN = `progress = NULL, progress_at = NULL`;
 /** The states that hold a uniqueKey; must match the predicate of the tasks_unique_key index. */
@@ -42,6 +96,11 @@ const stateIs = (state: string, alias = ''): string => `${alias}state = (SELECT 
  * cast makes the parenthesized sub-select one array value, not the row source of `= ANY (subquery)`.
  */
 const LIVE_BY_ID = `state = ANY ((SELECT ARRAY['Initialized', 'Working'])::text[])`;
+/**
+ * Whether a Working row (alias t) whose lease expired goes to Failed: a started run whose attempts are spent, or a claim
+ * ahead that reaches maxUnstartedClaims ($2) unstarted claims in a row.
+ */
+const FAILS_ON_EXPIRY = `CASE WHEN t.lease_started THEN t.attempt >= t.max_attempts ELSE t.unstarted_claims + 1 >= $2::int END`;
 /** The error a run whose lease expired ends with. */
 const LEASE_EXPIRED = `'{"message": "lease expired", "code": "LEASE_EXPIRED"}'::jsonb`;
 
@@ -64,7 +123,7 @@ export function buildStatements(s: string, channel: string) {
   const a = `${s}.task_attempts`;
   const notify = (reason: string, alias = ''): string =>
     `pg_notify('${channel}', json_build_object('taskId', ${alias}id, 'reason', '${reason}')::text) AS notified`;
-  /** A CTE that opens the `running` record of each task the CTE `from` claimed (it returns `runs`). */
+  /** A CTE that opens the `running` record of each task whose run the CTE `from` started (it returns `runs`). */
   const openRun = (from: string): string => `
       opened AS (
         INSERT INTO ${a} (task_id, run, attempt, node, started_at, outcome)
@@ -77,6 +136,38 @@ export function buildStatements(s: string, channel: string) {
         UPDATE ${a} a SET outcome = ${outcome}, ended_at = greatest(${NOW}, a.started_at), error = ${error}
         FROM ${from} f WHERE a.task_id = f.id AND a.run = f.runs AND a.outcome = 'running'
       )`;
+  /**
+   * A claim ahead of due tasks in `order`. $1: owner, $2: leaseMs, $3: limit, $4: workIds or null (and $5: agingMs
+   * for 'agedBy'). The due rows are picked with `FOR UPDATE SKIP LOCKED`, so two claimers never receive one task and
+   * neither waits for the other; each goes to Working under a new lease, unstarted, with no record.
+   */
+  const claimAhead = (order: ClaimOrder): string => `
+      WITH due AS (
+        SELECT id FROM ${t}
+        WHERE ${order === 'aged' ? INITIALIZED_FOR_AGED : `state = 'Initialized'`} AND ${DUE} AND ($4::text[] IS NULL OR work_id = ANY($4::text[]))
+        ORDER BY ${orderBy(order, '', '$5')}
+        LIMIT $3
+        FOR UPDATE SKIP LOCKED
+      ), claimed AS (
+        UPDATE ${t} t SET ${newLease('$1', '$2', 't.')}, lease_started = false, ${NEW_RUN}, ${CHANGED}
+        -- Not a join with due: planned without knowing $3, due looks big enough to hash-join with the whole table.
+        WHERE t.id = ANY (ARRAY(SELECT id FROM due)) AND ${stateIs('Initialized', 't.')}
+        RETURNING ${tcols}
+      )
+      SELECT ${out} FROM claimed ORDER BY ${orderBy(order, 'claimed.', '$5')}`;
+  /**
+   * The due rows of claimDueWithinLimits in `order`, locked. $1: workIds or null, $2: works to leave out (full), $3:
+   * limit (and $4: agingMs for 'agedBy').
+   */
+  const selectDueLimited = (order: ClaimOrder): string => `
+      SELECT id, work_id FROM ${t}
+      WHERE ${order === 'aged' ? INITIALIZED_FOR_AGED : `state = 'Initialized'`} AND ${DUE}
+        AND ($1::text[] IS NULL OR work_id = ANY($1::text[])) AND NOT (work_id = ANY($2::text[]))
+      ORDER BY ${orderBy(order, '', '$4')}
+      LIMIT $3
+      FOR UPDATE SKIP LOCKED`;
+  /** A run ends only if it started: a claim ahead is started (markAsStarted) before its Done or Failed. */
+  const held = (alias = '', token = '$2'): string => `${stateIs('Working', alias)} AND ${alias}lease_token = ${token} AND ${alias}lease_started`;
   return {
     /** $1..$9: parallel arrays of id, work_id, param (json text), scheduled_at, priority, max_attempts, unique_key, kind, schedule_name. */
     insertMany: `
@@ -112,64 +203,79 @@ export function buildStatements(s: string, channel: string) {
       -- Qualified: a bare name would mean the output column (the time in milliseconds), which no index orders.
       ORDER BY t.scheduled_at, t.id
       LIMIT $4`,
-    /** $1: id, $2: owner, $3: leaseMs, $4: ifScheduledAt or null. Opens the run's record. */
+    /**
+     * $1: id, $2: owner, $3: leaseMs, $4: ifScheduledAt or null. A claim by id: claims and starts the run in one
+     * write, opening its record, when the task is Initialized, due by the database's clock and (with $4) due at $4.
+     * No row back: see claimRefusal.
+     */
     claim: `
       WITH claimed AS (
-        UPDATE ${t} SET state = 'Working', attempt = attempt + 1, runs = runs + 1, lease_owner = $2, lease_token = gen_random_uuid()::text,
-          lease_until = ${NOW} + $3::float8 * interval '1 millisecond', ${NEW_RUN}, ${CHANGED}
-        WHERE id = $1 AND ${stateIs('Initialized')} AND ($4::timestamptz IS NULL OR scheduled_at = $4::timestamptz)
+        UPDATE ${t} SET ${newLease('$2', '$3')}, ${startRun()}, ${NEW_RUN}, ${CHANGED}
+        WHERE id = $1 AND ${stateIs('Initialized')} AND ${DUE} AND ($4::timestamptz IS NULL OR scheduled_at = $4::timestamptz)
         RETURNING ${cols}, runs
       ),${openRun('claimed')}
       SELECT ${out} FROM claimed`,
     /**
+     * $1: id, $2: ifScheduledAt or null. Why a claim by id wrote nothing, read after it: no row, no such task;
+     * `claimable` false, not Initialized or due at another time (the claim returns null); else `due_in_ms`, the
+     * milliseconds until it is due by the database's clock (TaskNotDueError), or NULL when it is due now (it changed
+     * between the two statements: the claim is tried again).
+     */
+    claimRefusal: `
+      SELECT state = 'Initialized' AND ($2::timestamptz IS NULL OR scheduled_at = $2::timestamptz) AS claimable, ${dueInMs()} AS due_in_ms
+      FROM ${t} WHERE id = $1`,
+    /**
      * $1: ids (unique, sorted), $2: owner, $3: leaseMs, $4: ifScheduledAt per id (parallel to $1, null for none).
-     * The claims of one tick as one statement: each row keeps its own compare-and-set (Initialized, and its due
-     * time when given) and opens its run's record. `picked` locks the rows in id order (LockRows sits above the
-     * Sort), so two grouped claims of overlapping ids, from any nodes, never wait on each other in a cycle; a row
-     * changed meanwhile is re-checked under the lock (READ COMMITTED) and left out when it no longer matches.
-     * One row back per id that exists, `found` set: with the task's columns when this statement claimed it, NULL
-     * columns when not; an id with no row names no task (no second round trip to tell lost from missing). Only the
-     * ids left unclaimed are looked up again (the second half): when every id won, the common case, it reads nothing.
+     * The claims by id of one tick as one statement: each row keeps its own compare-and-set (Initialized, due by the
+     * database's clock, and at its due time when given), and each winner's run starts and opens its record. `picked`
+     * locks the rows in id order (LockRows sits above the Sort), so two grouped claims of overlapping ids, from any
+     * nodes, never wait on each other in a cycle; a row changed meanwhile is re-checked under the lock (READ
+     * COMMITTED) and left out when it no longer matches. One row back per id that exists, `found` set: with the
+     * task's columns when this statement claimed it, NULL columns when not, and then `due_in_ms` set when the row
+     * (as the statement's snapshot saw it) is claimable but not due yet; an id with no row names no task (no second
+     * round trip to tell lost, not due and missing apart). Only the ids left unclaimed are looked up again (the second
+     * half): when every id won, the common case, it reads nothing.
      */
     claimMany: `
       WITH picked AS (
         SELECT t.id FROM ${t} t
         JOIN unnest($1::text[], $4::timestamptz[]) AS u(id, if_scheduled_at) ON t.id = u.id
         -- "id = ANY" steers the planner to primary-key look-ups whatever its statistics say.
-        WHERE t.id = ANY($1::text[]) AND ${stateIs('Initialized', 't.')} AND (u.if_scheduled_at IS NULL OR t.scheduled_at = u.if_scheduled_at)
+        WHERE t.id = ANY($1::text[]) AND ${stateIs('Initialized', 't.')} AND t.${DUE}
+          AND (u.if_scheduled_at IS NULL OR t.scheduled_at = u.if_scheduled_at)
         ORDER BY t.id
         FOR UPDATE OF t
       ), claimed AS (
-        UPDATE ${t} t SET state = 'Working', attempt = t.attempt + 1, runs = t.runs + 1, lease_owner = $2, lease_token = gen_random_uuid()::text,
-          lease_until = ${NOW} + $3::float8 * interval '1 millisecond', ${NEW_RUN}, ${CHANGED}
+        UPDATE ${t} t SET ${newLease('$2', '$3', 't.')}, ${startRun('t.')}, ${NEW_RUN}, ${CHANGED}
         FROM picked WHERE t.id = picked.id AND ${stateIs('Initialized', 't.')}
         RETURNING ${tcols}, t.runs
       ),${openRun('claimed')}
-      SELECT c.id AS found, ${taskOutput('c')} FROM claimed c
+      SELECT c.id AS found, ${taskOutput('c')}, NULL::float8 AS due_in_ms FROM claimed c
       UNION ALL
       -- "ON false": the columns of claimed, all NULL, so both halves have the same shape.
-      SELECT e.id, ${taskOutput('n')}
-      FROM ${t} e LEFT JOIN claimed n ON false
+      SELECT e.id, ${taskOutput('n')},
+        CASE WHEN e.state = 'Initialized' AND (u.if_scheduled_at IS NULL OR e.scheduled_at = u.if_scheduled_at) THEN ${dueInMs('e.')} END
+      FROM ${t} e JOIN unnest($1::text[], $4::timestamptz[]) AS u(id, if_scheduled_at) ON e.id = u.id LEFT JOIN claimed n ON false
       WHERE e.id = ANY(ARRAY(SELECT unnest($1::text[]) EXCEPT SELECT id FROM claimed))`,
-    /** $1: owner, $2: leaseMs, $3: limit, $4: workIds or null. Highest priority first, then earliest due, then oldest. */
-    claimDue: `
-      WITH due AS (
-        SELECT id FROM ${t}
-        WHERE state = 'Initialized' AND scheduled_at <= statement_timestamp()
-          AND ($4::text[] IS NULL OR work_id = ANY($4::text[]))
-        ORDER BY priority DESC, scheduled_at, created_at, insert_seq
-        LIMIT $3
-        FOR UPDATE SKIP LOCKED
-      ), claimed AS (
-        UPDATE ${t} t SET state = 'Working', attempt = t.attempt + 1, runs = t.runs + 1, lease_owner = $1, lease_token = gen_random_uuid()::text,
-          lease_until = ${NOW} + $2::float8 * interval '1 millisecond', ${NEW_RUN}, ${CHANGED}
-        -- Not a join with due: planned without knowing $3, due looks big enough to hash-join with the whole table.
-        WHERE t.id = ANY (ARRAY(SELECT id FROM due)) AND ${stateIs('Initialized', 't.')}
-        RETURNING ${tcols}, t.insert_seq, t.runs
-      ),${openRun('claimed')}
-      SELECT ${out} FROM claimed ORDER BY claimed.priority DESC, claimed.scheduled_at, claimed.created_at, claimed.insert_seq`,
-    /** $1: id. The work and claimability of a task, read under its work's lock by claimWithinLimit. */
-    claimable: `SELECT work_id, state, scheduled_at FROM ${t} WHERE id = $1`,
+    /**
+     * $1: owner, $2: leaseMs, $3: limit, $4: workIds or null. Claims ahead (unstarted: no attempt, no record) up to
+     * $3 tasks due by the database's clock, in the aged order at the default agingMs: one walk of the index tasks_aged
+     * from its top, which stops after $3 due rows (it steps over the rows not due yet whose key is higher: those due
+     * within the priority spread × 10 s from now).
+     */
+    claimDueAged: claimAhead('aged'),
+    /** As claimDueAged, in the order of priority alone (agingMs Infinity): a walk of the index tasks_claim. */
+    claimDueByPriority: claimAhead('priority'),
+    /**
+     * As claimDueAged, $5: another finite agingMs. No index holds this order: every due row (of the works of $4) is
+     * read through tasks_due and the first $3 kept by a top-N sort, O(due rows) per call.
+     */
+    claimDueAgedBy: claimAhead('agedBy'),
+    /**
+     * $1: id. The work and claimability of a task, read under its work's lock by claimWithinLimit: `due_in_ms` as in
+     * claimRefusal (NULL when due by the database's clock).
+     */
+    claimable: `SELECT work_id, state, scheduled_at, ${dueInMs()} AS due_in_ms FROM ${t} WHERE id = $1`,
     /**
      * $1: the schema name, $2: workIds, sorted by the caller. Takes the transaction-scoped advisory lock of each
      * work, in the array's order (unnest yields it in order), so that two claimers never wait on each other in a
@@ -178,23 +284,42 @@ export function buildStatements(s: string, channel: string) {
     lockWorks: `SELECT count(pg_advisory_xact_lock(hashtext($1::text), hashtext(w))) AS locked FROM unnest($2::text[]) WITH ORDINALITY AS u(w, ord)`,
     /** $1: workIds. Working tasks per work (expired leases count until reclaimed), on the tasks_working_work index. */
     countWorking: `SELECT work_id, count(*)::int AS n FROM ${t} WHERE state = 'Working' AND work_id = ANY($1::text[]) GROUP BY work_id`,
-    /** $1: workIds or null, $2: works to leave out (full), $3: limit. Due rows in claim order, locked. */
-    selectDueLimited: `
-      SELECT id, work_id FROM ${t}
-      WHERE state = 'Initialized' AND scheduled_at <= statement_timestamp()
-        AND ($1::text[] IS NULL OR work_id = ANY($1::text[])) AND NOT (work_id = ANY($2::text[]))
-      ORDER BY priority DESC, scheduled_at, created_at, insert_seq
-      LIMIT $3
-      FOR UPDATE SKIP LOCKED`,
-    /** $1: owner, $2: leaseMs, $3: ids (locked by selectDueLimited). Opens each run's record; returns them in claim order. */
+    /** $1: workIds or null, $2: works to leave out (full), $3: limit. Due rows in the aged order, locked. */
+    selectDueLimitedAged: selectDueLimited('aged'),
+    /** As selectDueLimitedAged, by priority alone. */
+    selectDueLimitedByPriority: selectDueLimited('priority'),
+    /** As selectDueLimitedAged, $4: another finite agingMs. */
+    selectDueLimitedAgedBy: selectDueLimited('agedBy'),
+    /** $1: owner, $2: leaseMs, $3: ids (locked by selectDueLimited…). Claims them ahead, unstarted; no record. */
     claimIds: `
-      WITH claimed AS (
-        UPDATE ${t} t SET state = 'Working', attempt = t.attempt + 1, runs = t.runs + 1, lease_owner = $1, lease_token = gen_random_uuid()::text,
-          lease_until = ${NOW} + $2::float8 * interval '1 millisecond', ${NEW_RUN}, ${CHANGED}
-        FROM unnest($3::text[]) AS picked(id) WHERE t.id = picked.id AND ${stateIs('Initialized', 't.')}
-        RETURNING ${tcols}, t.insert_seq, t.runs
-      ),${openRun('claimed')}
-      SELECT ${out} FROM claimed ORDER BY claimed.priority DESC, claimed.scheduled_at, claimed.created_at, claimed.insert_seq`,
+      UPDATE ${t} t SET ${newLease('$1', '$2', 't.')}, lease_started = false, ${NEW_RUN}, ${CHANGED}
+      FROM unnest($3::text[]) AS picked(id) WHERE t.id = picked.id AND ${stateIs('Initialized', 't.')}
+      RETURNING ${taskOutput('t')}`,
+    /**
+     * $1: ids, $2: tokens (parallel arrays, ids unique). Starts the run of each claim ahead held under its token:
+     * attempt + 1, the next run number, unstarted_claims 0, lease_started, and its `running` record (node = the lease
+     * owner, started at the statement's time), each row fenced on its own. A row that does not come back was not
+     * started by this statement (missing, lost, or started already): the caller reads it to tell which.
+     */
+    startMany: `
+      WITH started AS (
+        UPDATE ${t} t SET ${startRun('t.')}, ${CHANGED}
+        FROM unnest($1::text[], $2::text[]) AS u(id, token)
+        -- "id = ANY" steers the planner to primary-key look-ups whatever its statistics say.
+        WHERE t.id = ANY($1::text[]) AND t.id = u.id AND ${stateIs('Working', 't.')} AND t.lease_token = u.token AND NOT t.lease_started
+        RETURNING ${tcols}, t.runs
+      ),${openRun('started')}
+      SELECT ${out} FROM started`,
+    /** $1: id, $2: token. startMany for one task. */
+    start: `
+      WITH started AS (
+        UPDATE ${t} SET ${startRun()}, ${CHANGED}
+        WHERE id = $1 AND ${stateIs('Working')} AND lease_token = $2 AND NOT lease_started
+        RETURNING ${cols}, runs
+      ),${openRun('started')}
+      SELECT ${out} FROM started`,
+    /** $1: ids. Whole tasks, to tell apart the rows a grouped write did not change (missing, lost, unstarted, started). */
+    getMany: `SELECT ${out} FROM ${t} WHERE id = ANY($1::text[])`,
     /** $1: id, $2: token, $3: leaseMs. */
     renew: `
       UPDATE ${t} SET lease_until = ${NOW} + $3::float8 * interval '1 millisecond', ${CHANGED}
@@ -202,40 +327,58 @@ export function buildStatements(s: string, channel: string) {
       RETURNING ${out}`,
     /**
      * $1: id, $2: token, $3: runAt, $4: error (jsonb) or null to keep the last, $5: refund the attempt. Closes the
-     * run `retried` with the error, or `released` without one.
+     * run `retried` with the error, or `released` without one. A claim ahead whose run never started spent no attempt
+     * (nothing to refund) and has no record (none to close).
      */
     release: `
       WITH released AS (
         UPDATE ${t} SET state = 'Initialized', scheduled_at = $3::timestamptz, ${NO_LEASE},
           last_error = coalesce($4::jsonb, last_error),
-          attempt = CASE WHEN $5::boolean THEN greatest(attempt - 1, 0) ELSE attempt END, ${CHANGED}
+          attempt = CASE WHEN $5::boolean AND lease_started THEN greatest(attempt - 1, 0) ELSE attempt END, ${CHANGED}
         WHERE id = $1 AND ${stateIs('Working')} AND lease_token = $2
         RETURNING ${cols}, runs, ${notify('released')}
       ),${closeRun('released', `CASE WHEN $4::jsonb IS NULL THEN 'released' ELSE 'retried' END`, '$4::jsonb')}
       SELECT ${out}, notified FROM released`,
-    /** $1: ids, $2: tokens (parallel arrays, ids unique). Closes each run `succeeded`. */
+    /**
+     * $1: ids, $2: tokens (parallel arrays, ids unique). Each started run held under its token goes to Done, its record
+     * closed `succeeded`; each row fenced on its own. A row that does not come back was refused (missing, lost, or
+     * unstarted): the caller reads it to tell which.
+     */
     doneMany: `
       WITH done AS (
         UPDATE ${t} t SET state = 'Done', ${NO_LEASE}, ${CHANGED}
         FROM unnest($1::text[], $2::text[]) AS u(id, token)
         -- "id = ANY" steers the planner to primary-key look-ups whatever its statistics say.
-        WHERE t.id = ANY($1::text[]) AND t.id = u.id AND ${stateIs('Working', 't.')} AND t.lease_token = u.token
+        WHERE t.id = ANY($1::text[]) AND t.id = u.id AND ${held('t.', 'u.token')}
         RETURNING ${tcols}, t.runs
       ),${closeRun('done', `'succeeded'`, 'NULL')}
       SELECT ${out} FROM done`,
-    /** $1: id, $2: token. Closes the run `succeeded`. */
+    /** $1: id, $2: token. doneMany for one task. */
     done: `
       WITH done AS (
         UPDATE ${t} SET state = 'Done', ${NO_LEASE}, ${CHANGED}
-        WHERE id = $1 AND ${stateIs('Working')} AND lease_token = $2
+        WHERE id = $1 AND ${held()}
         RETURNING ${cols}, runs
       ),${closeRun('done', `'succeeded'`, 'NULL')}
       SELECT ${out} FROM done`,
-    /** $1: id, $2: error (jsonb), $3: token. Closes the run `failed` with the error. */
+    /**
+     * $1: ids, $2: tokens, $3: errors (jsonb text; parallel arrays, ids unique). As doneMany, to Failed with each
+     * row's error, its record closed `failed` with it.
+     */
+    failMany: `
+      WITH failed AS (
+        UPDATE ${t} t SET state = 'Failed', ${NO_LEASE}, last_error = u.error::jsonb, ${CHANGED}
+        FROM unnest($1::text[], $2::text[], $3::text[]) AS u(id, token, error)
+        -- "id = ANY" steers the planner to primary-key look-ups whatever its statistics say.
+        WHERE t.id = ANY($1::text[]) AND t.id = u.id AND ${held('t.', 'u.token')}
+        RETURNING ${tcols}, t.runs
+      ),${closeRun('failed', `'failed'`, 'f.last_error')}
+      SELECT ${out} FROM failed`,
+    /** $1: id, $2: error (jsonb), $3: token. failMany for one task. */
     failWorking: `
       WITH failed AS (
         UPDATE ${t} SET state = 'Failed', ${NO_LEASE}, last_error = $2::jsonb, ${CHANGED}
-        WHERE id = $1 AND ${stateIs('Working')} AND lease_token = $3
+        WHERE id = $1 AND ${held('', '$3')}
         RETURNING ${cols}, runs
       ),${closeRun('failed', `'failed'`, '$2::jsonb')}
       SELECT ${out} FROM failed`,
@@ -292,7 +435,13 @@ export function buildStatements(s: string, channel: string) {
           AND (a.check_ins -> -1 ->> 'message') IS DISTINCT FROM $4::text
       )
       SELECT id FROM progressed`,
-    /** $1: limit. Back to Initialized (due now), or Failed when the attempts are spent; closes each run `lease-expired`. */
+    /**
+     * $1: limit, $2: maxUnstartedClaims, $3–$6: the poison error's name, code, and its message before and after the
+     * count (from poisonTaskError, so the text is the contract's). A run that started spent its attempt: back to
+     * Initialized (due now), or Failed when the attempts are spent, its record closed `lease-expired`. A claim ahead
+     * that never started spent none and has no record: unstarted_claims + 1, and Failed as a poison task when that
+     * reaches $2, else Initialized (due now) with its lastError kept (no run failed).
+     */
     reclaim: `
       WITH expired AS (
         SELECT id FROM ${t}
@@ -302,10 +451,15 @@ export function buildStatements(s: string, channel: string) {
         FOR UPDATE SKIP LOCKED
       ), reclaimed AS (
         UPDATE ${t} t SET
-          state = CASE WHEN t.attempt >= t.max_attempts THEN 'Failed' ELSE 'Initialized' END,
-          scheduled_at = CASE WHEN t.attempt >= t.max_attempts THEN t.scheduled_at ELSE ${NOW} END,
-          ${NO_LEASE}, last_error = ${LEASE_EXPIRED}, ${CHANGED}
-        -- Not a join with expired: see claimDue.
+          state = CASE WHEN ${FAILS_ON_EXPIRY} THEN 'Failed' ELSE 'Initialized' END,
+          scheduled_at = CASE WHEN ${FAILS_ON_EXPIRY} THEN t.scheduled_at ELSE ${NOW} END,
+          unstarted_claims = CASE WHEN t.lease_started THEN t.unstarted_claims ELSE t.unstarted_claims + 1 END,
+          last_error = CASE WHEN t.lease_started THEN ${LEASE_EXPIRED}
+            WHEN t.unstarted_claims + 1 >= $2::int
+              THEN jsonb_build_object('name', $3::text, 'code', $4::text, 'message', $5::text || (t.unstarted_claims + 1) || $6::text)
+            ELSE t.last_error END,
+          ${NO_LEASE}, ${CHANGED}
+        -- Not a join with expired: see claimAhead.
         WHERE t.id = ANY (ARRAY(SELECT id FROM expired)) AND ${stateIs('Working', 't.')}
         RETURNING ${tcols}, t.runs,
           CASE WHEN t.state = 'Initialized' THEN pg_notify('${channel}', json_build_object('taskId', t.id, 'reason', 'released')::text) END AS notified

@@ -37,17 +37,22 @@ export function postgresHistoryTests(fixture: () => RepositoryFixture): void {
   const schema = (): string => repo().schema;
 
   describe('PostgreSQL: execution history is written by the transition it records', () => {
-    it('a claim whose record cannot be written does not happen', async () => {
+    it('a start whose record cannot be written does not happen: neither a claim by id nor a markAsStarted', async () => {
       const { task } = await repo().insert({ workId: 'w', scheduledAt: past() });
+      let ahead: TaskInfo | undefined;
       await withFailingHistory(schema(), 'INSERT', async () => {
         await expect(repo().claim(task.id, { owner: 'node-a', leaseMs: MINUTE })).rejects.toBeInstanceOf(RepositoryError);
-        await expect(repo().claimDue({ owner: 'node-a', leaseMs: MINUTE, limit: 5 })).rejects.toBeInstanceOf(RepositoryError);
+        expect(await repo().getById(task.id)).toMatchObject({ state: 'Initialized', attempt: 0, claims: 0, lease: null });
+        // A claim ahead writes no record, so it happens; its start, which opens one, does not.
+        [ahead] = await repo().claimDue({ owner: 'node-a', leaseMs: MINUTE, limit: 5 });
+        expect(ahead).toMatchObject({ id: task.id, attempt: 0, claims: 1, lease: { started: false } });
+        await expect(repo().markAsStarted(task.id, ahead!.lease!.token)).rejects.toBeInstanceOf(RepositoryError);
       });
-      expect(await repo().getById(task.id)).toMatchObject({ state: 'Initialized', attempt: 0, lease: null });
+      expect(await repo().getById(task.id)).toEqual(ahead);
       expect(await repo().listAttempts(task.id)).toEqual([]);
-      // The run counter rolled back too: the next claim is run 1.
-      await repo().claim(task.id, { owner: 'node-b', leaseMs: MINUTE });
-      expect(await repo().listAttempts(task.id)).toMatchObject([{ run: 1, attempt: 1, node: 'node-b', outcome: 'running' }]);
+      // The run counter rolled back too: the start is run 1.
+      await repo().markAsStarted(task.id, ahead!.lease!.token);
+      expect(await repo().listAttempts(task.id)).toMatchObject([{ run: 1, attempt: 1, node: 'node-a', outcome: 'running' }]);
     });
 
     it('a markAsDone whose record cannot be closed does not happen', async () => {
@@ -63,8 +68,9 @@ export function postgresHistoryTests(fixture: () => RepositoryFixture): void {
 
     it('grouped markAsDone calls close each winner’s record and leave the refused ones running', async () => {
       await repo().insertMany(Array.from({ length: 12 }, () => ({ workId: 'w', scheduledAt: past() })));
-      const claimed = await repo().claimDue({ owner: 'node-g', leaseMs: MINUTE, limit: 12 });
-      expect(claimed).toHaveLength(12);
+      const ahead = await repo().claimDue({ owner: 'node-g', leaseMs: MINUTE, limit: 12 });
+      expect(ahead).toHaveLength(12);
+      const claimed = await Promise.all(ahead.map((task) => repo().markAsStarted(task.id, task.lease!.token)));
       const results = await Promise.allSettled(claimed.map((task, i) => repo().markAsDone(task.id, i % 4 === 0 ? 'wrong-token' : task.lease!.token)));
       for (const [i, task] of claimed.entries()) {
         const [attempt, ...rest] = await repo().listAttempts(task.id);
@@ -82,12 +88,14 @@ export function postgresHistoryTests(fixture: () => RepositoryFixture): void {
       }
     });
 
-    it('grouped claimDue calls open one record per task, started at the claim', async () => {
+    it('grouped claimDue calls open no record; grouped markAsStarted calls open one per task, started at the start', async () => {
       await repo().insertMany(Array.from({ length: 10 }, () => ({ workId: 'w', scheduledAt: past() })));
       const results = await Promise.all(Array.from({ length: 8 }, (_, i) => repo().claimDue({ owner: `node-${i % 2}`, leaseMs: MINUTE, limit: 1 })));
       const claimed = results.flat();
       expect(claimed).toHaveLength(8);
-      for (const task of claimed) {
+      for (const task of claimed) expect(await repo().listAttempts(task.id)).toEqual([]);
+      const started = await Promise.all(claimed.map((task) => repo().markAsStarted(task.id, task.lease!.token)));
+      for (const task of started) {
         expect(await repo().listAttempts(task.id)).toEqual([
           { taskId: task.id, run: 1, attempt: 1, node: task.lease!.owner, startedAt: task.updatedAt, endedAt: null, outcome: 'running', error: null, checkIns: [] },
         ]);

@@ -43,7 +43,28 @@ interface PlanNode {
   'Actual Loops': number;
   'Rows Removed by Filter'?: number;
   'Rows Removed by Index Recheck'?: number;
+  'Parent Relationship'?: string;
   Plans?: PlanNode[];
+}
+
+/** The inputs of a node: its children, less the CTEs and sub-plans hung on it (they run apart from it). */
+function inputsOf(node: PlanNode): PlanNode[] {
+  return (node.Plans ?? []).filter((child) => child['Parent Relationship'] !== 'InitPlan' && child['Parent Relationship'] !== 'SubPlan');
+}
+
+/** Whether a scan of tasks feeds `node`. */
+function readsTasks(node: PlanNode): boolean {
+  return (node['Relation Name'] === 'tasks' && node['Node Type'] !== 'ModifyTable') || inputsOf(node).some(readsTasks);
+}
+
+/**
+ * The sorts of table rows in a plan (a Sort fed by a scan of tasks, not one of a CTE's few output rows), with the
+ * rows each sorted.
+ */
+function tableSorts(node: PlanNode, into: { sorted: number }[] = []): { sorted: number }[] {
+  if ((node['Node Type'] === 'Sort' || node['Node Type'] === 'Incremental Sort') && readsTasks(node)) into.push({ sorted: node['Actual Rows'] });
+  for (const child of node.Plans ?? []) tableSorts(child, into);
+  return into;
 }
 
 /** Every scan of the tasks table in a plan, with the rows it visited (returned or filtered out, over all loops). */
@@ -61,7 +82,11 @@ function tasksScans(node: PlanNode, into: { scan: string; visited: number }[] = 
  * Prepares the adapter's exact SQL the way the driver does (no declared types), then runs it under a forced generic
  * plan and a forced custom plan, in a transaction rolled back: the rows the statement returned and every scan of tasks.
  */
-async function plans(db: pg.Client, sql: string, params: readonly Param[]): Promise<{ mode: string; returned: number; scans: { scan: string; visited: number }[] }[]> {
+async function plans(
+  db: pg.Client,
+  sql: string,
+  params: readonly Param[],
+): Promise<{ mode: string; returned: number; scans: { scan: string; visited: number }[]; sorts: { sorted: number }[] }[]> {
   const out = [];
   for (const mode of ['force_generic_plan', 'force_custom_plan']) {
     await db.query(`SET plan_cache_mode = ${mode}`);
@@ -70,7 +95,7 @@ async function plans(db: pg.Client, sql: string, params: readonly Param[]): Prom
       await db.query('BEGIN');
       const { rows } = await db.query(`EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) EXECUTE probe (${params.map((p) => literal(db, p)).join(', ')})`);
       const root = (rows[0] as { 'QUERY PLAN': [{ Plan: PlanNode }] })['QUERY PLAN'][0].Plan;
-      out.push({ mode, returned: root['Actual Rows'], scans: tasksScans(root) });
+      out.push({ mode, returned: root['Actual Rows'], scans: tasksScans(root), sorts: tableSorts(root) });
     } finally {
       await db.query('ROLLBACK');
       await db.query('DEALLOCATE probe');
@@ -98,6 +123,18 @@ async function insertRaw(db: pg.Client, tasks: string, prefix: string, n: number
   );
 }
 
+/**
+ * Asserts every plan of a claim ahead walked `index` in claim order: it returned `returned` rows, visited at most
+ * {@link BOUNDED} rows, and sorted no rows of the table (only, above it all, the few it claimed).
+ */
+function expectIndexWalk(name: string, found: Awaited<ReturnType<typeof plans>>, index: string, returned: number): void {
+  expectBounded(name, found, returned);
+  for (const plan of found) {
+    expect(plan.scans.map((scan) => scan.scan), `${name} (${plan.mode}) scans`).toContain(`Index Scan using ${index}`);
+    expect(plan.sorts, `${name} (${plan.mode}) sorts no table rows`).toEqual([]);
+  }
+}
+
 /** Asserts every plan returned `returned` rows and no scan of tasks visited more than {@link BOUNDED} rows. */
 function expectBounded(name: string, found: Awaited<ReturnType<typeof plans>>, returned: number): void {
   for (const plan of found) {
@@ -119,14 +156,20 @@ describe('PostgresRepository statements reach their rows by primary key in gener
       for (const task of await repo.claimDue({ owner: 'node-a', leaseMs: HOUR, limit: 1_000 })) working.push({ id: task.id, token: task.lease!.token });
     }
     expect(working).toHaveLength(ROWS);
-    // The rest with a lease already expired, for reclaim.
+    // The rest with a lease already expired, for reclaim: claims ahead that never started.
     expect(await repo.claimDue({ owner: 'node-b', leaseMs: 0, limit: GROUP })).toHaveLength(GROUP);
     expect((await repo.countByState()).Working).toBe(ROWS + GROUP);
 
     const group = Array.from({ length: GROUP }, (_, i) => working[i * Math.floor(ROWS / GROUP)]!);
     const one = working[ROWS - 1]!;
+    // Starts, while every claim is still ahead (each plan runs in a transaction rolled back).
+    expectBounded('startMany', await plans(db, sql.startMany, [group.map((t) => t.id), group.map((t) => t.token)]), GROUP);
+    expectBounded('start', await plans(db, sql.start, [one.id, one.token]), 1);
+    await Promise.all(working.map((task) => repo.markAsStarted(task.id, task.token)));
     const error = JSON.stringify({ message: 'boom' });
     expectBounded('doneMany', await plans(db, sql.doneMany, [group.map((t) => t.id), group.map((t) => t.token)]), GROUP);
+    expectBounded('failMany', await plans(db, sql.failMany, [group.map((t) => t.id), group.map((t) => t.token), group.map(() => error)]), GROUP);
+    expectBounded('getMany', await plans(db, sql.getMany, [group.map((t) => t.id)]), GROUP);
     expectBounded('done', await plans(db, sql.done, [one.id, one.token]), 1);
     expectBounded('renew', await plans(db, sql.renew, [one.id, one.token, HOUR]), 1);
     expectBounded('release', await plans(db, sql.release, [one.id, one.token, new Date(), error, false]), 1);
@@ -137,7 +180,7 @@ describe('PostgresRepository statements reach their rows by primary key in gener
     // reclaim: the write goes by primary key. Choosing the expired rows walks a partial index on Working by design
     // (tasks_lease, from the oldest lease); with these statistics the generic plan may walk tasks_working_work
     // instead, once per reclaim pass, not per task: that choice is not asserted here.
-    for (const plan of await plans(db, sql.reclaim, [100])) {
+    for (const plan of await plans(db, sql.reclaim, [100, 3, 'PoisonTaskError', 'POISON_TASK', 'claimed ', ' times'])) {
       expect(plan.returned, `reclaim (${plan.mode}) returned`).toBe(GROUP);
       const writes = plan.scans.filter((scan) => scan.scan.endsWith('tasks_pkey'));
       expect(writes, `reclaim (${plan.mode}) writes by primary key`).toHaveLength(1);
@@ -155,10 +198,29 @@ describe('PostgresRepository statements reach their rows by primary key in gener
     const one = 'b05000';
     expectBounded('claimMany', await plans(db, sql.claimMany, [ids, 'node-a', HOUR, ids.map(() => null)]), GROUP);
     expectBounded('claim', await plans(db, sql.claim, [one, 'node-a', HOUR, null]), 1);
-    expectBounded('claimDue', await plans(db, sql.claimDue, ['node-a', HOUR, GROUP, null]), GROUP);
+    expectBounded('claimRefusal', await plans(db, sql.claimRefusal, [one, null]), 1);
+    expectIndexWalk('claimDueAged', await plans(db, sql.claimDueAged, ['node-a', HOUR, GROUP, null]), 'tasks_aged', GROUP);
+    expectIndexWalk('claimDueAged of works', await plans(db, sql.claimDueAged, ['node-a', HOUR, GROUP, ['w']]), 'tasks_aged', GROUP);
+    expectIndexWalk('claimDueByPriority', await plans(db, sql.claimDueByPriority, ['node-a', HOUR, GROUP, null]), 'tasks_claim', GROUP);
+    expectIndexWalk('selectDueLimitedAged', await plans(db, sql.selectDueLimitedAged, [null, [], GROUP]), 'tasks_aged', GROUP);
     expectBounded('claimIds', await plans(db, sql.claimIds, ['node-a', HOUR, ids]), GROUP);
     expectBounded('failInitialized', await plans(db, sql.failInitialized, [one, JSON.stringify({ message: 'boom' })]), 1);
     expectBounded('update', await plans(db, sql.update, [one, null, false, null, 5]), 1);
     expectBounded('cancel', await plans(db, sql.cancel, [one]), 1);
+  });
+
+  it(`claimDue at the default agingMs walks tasks_aged with fresh statistics too; another agingMs sorts the due rows`, async () => {
+    const { sql, db, tasks } = await setUp();
+    await insertRaw(db, tasks, 'b', ROWS, 'Initialized');
+    // Spread the priorities and due times, so that the aged order is neither the id's nor the due time's.
+    await db.query(`UPDATE ${tasks} SET priority = (hashtext(id) % 7), scheduled_at = now() - (hashtext(id || 'x') % 600000) * interval '1 millisecond' - interval '10 minutes'`);
+    await db.query(`ANALYZE ${tasks}`);
+    expectIndexWalk('claimDueAged', await plans(db, sql.claimDueAged, ['node-a', HOUR, GROUP, null]), 'tasks_aged', GROUP);
+    expectIndexWalk('claimDueByPriority', await plans(db, sql.claimDueByPriority, ['node-a', HOUR, GROUP, null]), 'tasks_claim', GROUP);
+    // The documented cost of an agingMs no index holds: every due row read, and the first GROUP kept by a sort.
+    for (const plan of await plans(db, sql.claimDueAgedBy, ['node-a', HOUR, GROUP, null, 60_000])) {
+      expect(plan.returned, `claimDueAgedBy (${plan.mode}) returned`).toBe(GROUP);
+      expect(plan.sorts.map((sort) => sort.sorted), `claimDueAgedBy (${plan.mode}) sorts`).toEqual([GROUP]);
+    }
   });
 });
