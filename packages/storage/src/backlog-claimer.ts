@@ -6,7 +6,7 @@
  * task was claimed by all of them and lost by all but one. Claimed in batches (`claimDue`, one statement for as
  * many tasks as there are free slots), the backlog is spread across nodes by the database, one claim per run.
  */
-import type { Clock, GeneratorHandle, ScheduleOptions, TaskGenerator, ValueKey } from '@horae/core';
+import type { Clock, ClockTimer, GeneratorHandle, ScheduleOptions, TaskGenerator, ValueKey } from '@horae/core';
 import { createKey } from '@horae/core';
 import type { DurableWriter } from './durable-write.js';
 import { LeaseLostError, TaskNotFoundError, type RepositoryError } from './errors.js';
@@ -88,6 +88,18 @@ export interface BacklogHost {
   onClaimError(error: unknown): void;
 }
 
+/**
+ * How long after the latest notice's due time (by this node's clock) a batch that came back short is tried again:
+ * a node whose clock runs ahead of the database's finds tasks due that `claimDue`, judging by the database's clock,
+ * does not return yet. Skews up to this are covered; the tries back off from {@link RECHECK_FIRST_MS} to
+ * {@link RECHECK_MAX_MS}, so a burst costs at most a few empty claims.
+ */
+export const RECHECK_WINDOW_MS = 30_000;
+/** The first delay before a short batch is tried again (doubling up to {@link RECHECK_MAX_MS}). */
+export const RECHECK_FIRST_MS = 100;
+/** The longest delay between two tries of a short batch. */
+export const RECHECK_MAX_MS = 2_000;
+
 /** The most tasks one `claimDue` takes, whatever the free slots (a bound on one statement). */
 export const BACKLOG_BATCH_MAX = 256;
 
@@ -103,7 +115,9 @@ export const BACKLOG_BATCH_MAX = 256;
  * nothing queued, which is when the pool would pull), so the next run finds its task claimed. Each claimed task goes
  * to the scheduler at once and keeps its lease alive until its run starts; a claim that will not run here (the chain
  * refused it, its task ended first, the claimer stopped) is released, uncounted, at its due time; when `claimDue`
- * returns fewer tasks than asked, the backlog is empty until {@link BacklogClaimer.notify} says otherwise.
+ * returns fewer tasks than asked, the backlog is empty until {@link BacklogClaimer.notify} says otherwise — or, while
+ * the latest notice's due time is less than {@link RECHECK_WINDOW_MS} old by this node's clock, until a recheck with
+ * backoff, since a task due by a fast node's clock may not be due yet by the database's.
  * @internal
  */
 export class BacklogClaimer implements TaskGenerator {
@@ -116,6 +130,10 @@ export class BacklogClaimer implements TaskGenerator {
   #outstanding = 0;
   #stopped = false;
   readonly #unsettled = new Set<BacklogClaim>();
+  /** The latest due time (this node's clock, ms) of a task sync handed over: how long a short batch is tried again. */
+  #latestNoticeDue = Number.NEGATIVE_INFINITY;
+  #recheckMs = RECHECK_FIRST_MS;
+  #recheck: ClockTimer | undefined;
 
   /** @param host - the storage middleware */
   constructor(host: BacklogHost) {
@@ -143,10 +161,15 @@ export class BacklogClaimer implements TaskGenerator {
     if (this.#pending) this.#handle.wake();
   }
 
-  /** Sync found a due task this node does not hold: there is backlog to claim. */
-  notify(): void {
+  /**
+   * Sync found a due task this node does not hold: there is backlog to claim.
+   * @param dueAt - the task's due time (ms): a batch that comes back short is tried again for a while after it
+   */
+  notify(dueAt = Number.NEGATIVE_INFINITY): void {
     if (this.#stopped) return;
     this.#notices++;
+    if (dueAt > this.#latestNoticeDue) this.#latestNoticeDue = dueAt;
+    this.#recheckMs = RECHECK_FIRST_MS;
     if (!this.#pending) {
       this.#pending = true;
       this.#handle?.wake();
@@ -177,6 +200,25 @@ export class BacklogClaimer implements TaskGenerator {
     return undefined;
   }
 
+  /**
+   * A short batch right after tasks fell due by this node's clock: they may not be due by the database's yet (this
+   * node's clock runs ahead). Try again with backoff while the latest notice is recent; nothing else would.
+   */
+  #armRecheck(): void {
+    if (this.#stopped || this.#recheck !== undefined) return;
+    const clock = this.#host.clock;
+    if (clock.now() - this.#latestNoticeDue > RECHECK_WINDOW_MS) return;
+    const delay = this.#recheckMs;
+    this.#recheckMs = Math.min(RECHECK_MAX_MS, delay * 2);
+    this.#recheck = clock.setTimer(() => {
+      this.#recheck = undefined;
+      if (this.#stopped || this.#pending) return;
+      this.#pending = true;
+      if (this.isReady()) this.#handle?.wake();
+      else this.#startBatch();
+    }, delay);
+  }
+
   #startBatch(): void {
     if (this.#pending && !this.#stopped) {
       this.#claimBatch().catch((error: unknown) => this.#host.onClaimError(error));
@@ -193,6 +235,8 @@ export class BacklogClaimer implements TaskGenerator {
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#pending = false;
+    this.#recheck?.clear();
+    this.#recheck = undefined;
     this.#handle?.remove();
     this.#handle = undefined;
     await Promise.all([...this.#unsettled].map((claim) => this.handBack(claim)));
@@ -239,7 +283,10 @@ export class BacklogClaimer implements TaskGenerator {
       this.#outstanding -= limit;
     }
     // Fewer than asked: the backlog is drained (until sync finds more).
-    if (claimed.length < limit && this.#notices === notices) this.#pending = false;
+    if (claimed.length < limit && this.#notices === notices) {
+      this.#pending = false;
+      this.#armRecheck();
+    }
     const batch: BacklogClaim[] = [];
     for (const task of claimed) {
       this.#outstanding++;

@@ -1200,7 +1200,7 @@ class DurableStorage implements StorageMiddleware {
       case 'schedule':
         if (this.#takesBacklog(task)) {
           // Due already: claimed in a batch as slots free up (or by another node first), not held on a timer.
-          this.#backlog!.notify();
+          this.#backlog!.notify(task.scheduledAt.getTime());
           return;
         }
         this.events.emit('task:scheduled', { task, source: 'restored' });

@@ -231,6 +231,31 @@ describe('due is judged by the database clock, not the node clock', () => {
   });
 });
 
+describe('a node whose clock runs ahead of the database', () => {
+  it('runs the tasks sync finds due by its own clock only once the database says they are due, alone', async () => {
+    const clock = new VirtualClock();
+    // The database's clock lags this node's by 2 s.
+    const dbClock: Clock = { now: () => clock.now() - 2_000, setTimer: (callback, delayMs) => clock.setTimer(callback, delayMs) };
+    const repo = new MemoryRepository({ clock: dbClock });
+    const started: Array<{ id: string; dbNow: number }> = [];
+    const registry = new WorkRegistry().register('w', (ctx) => void started.push({ id: ctx.taskId, dbNow: dbClock.now() }));
+    await startNode(repo.openPeer(), registry, clock, { multi: true, nodeId: 'fast', leaseMs: 30_000, concurrency: 2, syncIntervalMs: 500 });
+    // Another client inserts five tasks due 0.5 to 1.5 s from now by the database: already due by this node's clock,
+    // so sync hands them to the backlog claimer, whose claimDue (by the database's clock) finds none of them yet.
+    const t0 = dbClock.now();
+    await repo.openPeer().insertMany(Array.from({ length: 5 }, (_, n) => ({ id: `t${n}`, workId: 'w', scheduledAt: new Date(t0 + 500 + n * 250) })));
+    for (let i = 0; i < 60 && started.length < 5; i++) await clock.advance(100);
+
+    expect(started.map((run) => run.id).sort()).toEqual(['t0', 't1', 't2', 't3', 't4']);
+    for (const run of started) {
+      const dueAt = t0 + 500 + Number(run.id.slice(1)) * 250;
+      expect(run.dbNow).toBeGreaterThanOrEqual(dueAt);
+      // Tried again with backoff (100 ms doubling to 2 s): started within a few seconds of due, not at a window reload.
+      expect(run.dbNow - dueAt).toBeLessThanOrEqual(3_500);
+    }
+  });
+});
+
 describe('the claim order ages across nodes', () => {
   /**
    * Two nodes of one slot each, a low-priority task due at the start, and a stream of priority-10 tasks inserted by
