@@ -1,8 +1,8 @@
 import pg from 'pg';
 import { PostgresRepository } from '@horae/repo-postgres';
-import { TaskNotFoundError, type Repository, type TaskInfo } from '@horae/storage';
+import { TaskNotDueError, TaskNotFoundError, type Repository, type TaskInfo } from '@horae/storage';
 import { afterEach, describe, expect, it } from 'vitest';
-import { PG_URL, createPgFixture, dropSchema, testSchema } from './pg-fixture.js';
+import { PG_URL, createPgFixture, dropSchema, rawClient, testSchema } from './pg-fixture.js';
 
 type Fixture = Awaited<ReturnType<typeof createPgFixture>>;
 
@@ -45,6 +45,42 @@ describe('PostgresRepository: claims made in one tick share one statement', () =
     expect(await repo.listAttempts(a!.id)).toMatchObject([{ run: 1, attempt: 1, node: 'node-a', outcome: 'running' }]);
     expect(await repo.listAttempts(b!.id)).toEqual([]);
     expect(await repo.markAsDone(a!.id, claimedA!.lease!.token)).toMatchObject({ state: 'Done' });
+  });
+
+  it('a claim of a task not due by the database clock, grouped or not, is refused as not due for its caller alone', async () => {
+    for (const groupCommit of [true, false]) {
+      fixture = await createPgFixture({ groupCommit });
+      const repo = fixture.repository;
+      const past = new Date(Date.now() - MINUTE);
+      const [due, later, done] = (await repo.insertMany([{ workId: 'w', scheduledAt: past }, { workId: 'w', scheduledAt: past }, { workId: 'w', scheduledAt: past }])).map((r) => r.task);
+      // Due in 90 s by the database's own clock (the row written by hand, so no node clock is involved).
+      const admin = await rawClient();
+      try {
+        await admin.query(`UPDATE "${fixture.schema}".tasks SET scheduled_at = date_trunc('milliseconds', statement_timestamp()) + interval '90 seconds' WHERE id = $1`, [later!.id]);
+      } finally {
+        await admin.end();
+      }
+      const stored = await repo.getById(later!.id);
+      await repo.markAsCancelled(done!.id);
+      const [gotDue, gotLater, gotLaterElsewhen, gotDone] = await Promise.allSettled([
+        repo.claim(due!.id, { owner: 'node-a', leaseMs: MINUTE }),
+        repo.claim(later!.id, { owner: 'node-a', leaseMs: MINUTE, ifScheduledAt: stored.scheduledAt }),
+        repo.claim(later!.id, { owner: 'node-b', leaseMs: MINUTE, ifScheduledAt: past }),
+        repo.claim(done!.id, { owner: 'node-a', leaseMs: MINUTE }),
+      ]);
+      expect((gotDue as PromiseFulfilledResult<TaskInfo | null>).value, `groupCommit ${groupCommit}`).toMatchObject({ id: due!.id, state: 'Working', attempt: 1 });
+      const refusal = (gotLater as PromiseRejectedResult).reason as TaskNotDueError;
+      expect(refusal, `groupCommit ${groupCommit}`).toBeInstanceOf(TaskNotDueError);
+      expect(refusal.dueInMs).toBeGreaterThan(80_000);
+      expect(refusal.dueInMs).toBeLessThanOrEqual(90_000);
+      // Due at another time, or not Initialized: null, checked before the due time.
+      expect(gotLaterElsewhen).toEqual({ status: 'fulfilled', value: null });
+      expect(gotDone).toEqual({ status: 'fulfilled', value: null });
+      expect(await repo.getById(later!.id)).toEqual(stored);
+      expect(await repo.listAttempts(later!.id)).toEqual([]);
+      await fixture.dispose();
+      fixture = undefined;
+    }
   });
 
   it('claims of one tick cost one statement, and two claims of one id in one tick still have exactly one winner', async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { LeaseLostError, TaskNotDueError, TaskNotFoundError, type Repository, type TaskChangeNotice, type TaskInfo } from '@horae/storage';
+import { LeaseLostError, TaskNotDueError, TaskNotFoundError, poisonTaskError, type Repository, type TaskChangeNotice, type TaskInfo } from '@horae/storage';
 import type { RepositoryFixture } from '@horae/storage/testing';
 import { PostgresRepository } from '@horae/repo-postgres';
 import { PG_URL, rawClient } from './pg-fixture.js';
@@ -265,6 +265,25 @@ export function postgresOnlyTests(fixture: () => RepositoryFixture): void {
       expect(new Set(ids).size).toBe(16);
       for (const result of results) expect(result.length).toBe(1);
       expect(results.map((r) => r[0]!.priority)).toEqual(Array.from({ length: 16 }, (_, i) => 19 - i));
+    });
+  });
+
+  describe('PostgreSQL: poison tasks', () => {
+    it("a poison task's error is the contract's poisonTaskError(n), n the unstarted claims in a row, also past a lowered limit", async () => {
+      const task = await insert(repo(), { maxAttempts: 3, workId: 'poison' });
+      const claimAhead = async (): Promise<void> => {
+        expect((await repo().claimDue({ owner: 'node-a', leaseMs: 0, limit: 1, workIds: ['poison'] })).map((t) => t.id)).toEqual([task.id]);
+      };
+      for (const expected of [1, 2]) {
+        await claimAhead();
+        expect(await repo().reclaimExpired({ maxUnstartedClaims: 5 })).toMatchObject([{ id: task.id, state: 'Initialized', unstartedClaims: expected, lastError: null }]);
+      }
+      await claimAhead();
+      // The limit lowered below what the task has already reached: it fails now, and says how many claims it took.
+      const [poisoned] = await repo().reclaimExpired({ maxUnstartedClaims: 2 });
+      expect(poisoned).toMatchObject({ id: task.id, state: 'Failed', unstartedClaims: 3, attempt: 0, claims: 3 });
+      expect(poisoned!.lastError).toEqual(poisonTaskError(3));
+      expect(await repo().getById(task.id)).toEqual(poisoned);
     });
   });
 

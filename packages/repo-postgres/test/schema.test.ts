@@ -166,6 +166,75 @@ describe('PostgresRepository schema and migrations', () => {
     }
   });
 
+  it('a schema at version 5 upgrades: claims = attempt, no unstarted claims, Working runs started, the aged claim order indexed', async () => {
+    const schema = newSchema();
+    const pool = new pg.Pool({ connectionString: PG_URL, max: 2 });
+    try {
+      expect(await migrate(pool as unknown as PgPool, schema, MIGRATIONS.slice(0, 5))).toBe(0);
+      // Rows as version 5 of the adapter wrote them: a task retried once and waiting (its run recorded), one running
+      // its second run (the record open) under a lease that has expired, one done, one never claimed, one running
+      // whose lease is still held.
+      await pool.query(
+        `INSERT INTO "${schema}".tasks (id, work_id, param, scheduled_at, state, priority, attempt, max_attempts, runs, lease_owner, lease_until, lease_token, created_at, updated_at)
+         VALUES ('waiting', 'w', 'null', now() - interval '10 minutes', 'Initialized', 0, 1, 3, 1, NULL, NULL, NULL, now(), now()),
+                ('expired', 'w', 'null', now() - interval '1 minute', 'Working', 0, 2, 3, 2, 'node-old', now() - interval '1 second', 'old-token', now(), now()),
+                ('done', 'w', 'null', now() - interval '1 minute', 'Done', 0, 1, 3, 1, NULL, NULL, NULL, now(), now()),
+                ('fresh', 'w', 'null', now() - interval '1 minute', 'Initialized', 5, 0, 3, 0, NULL, NULL, NULL, now(), now()),
+                ('held', 'w', 'null', now() - interval '1 minute', 'Working', 0, 1, 3, 1, 'node-old', now() + interval '1 hour', 'held-token', now(), now())`,
+      );
+      await pool.query(
+        `INSERT INTO "${schema}".task_attempts (task_id, run, attempt, node, started_at, ended_at, outcome)
+         VALUES ('waiting', 1, 1, 'node-old', now(), now(), 'retried'), ('expired', 1, 1, 'node-old', now(), now(), 'retried'),
+                ('expired', 2, 2, 'node-old', now(), NULL, 'running'), ('done', 1, 1, 'node-old', now(), now(), 'succeeded'),
+                ('held', 1, 1, 'node-old', now(), NULL, 'running')`,
+      );
+    } finally {
+      await pool.end();
+    }
+
+    const repo = open(schema);
+    await repo.init();
+    const counters = async (id: string): Promise<unknown> => {
+      const task = await repo.getById(id);
+      return { attempt: task.attempt, claims: task.claims, unstartedClaims: task.unstartedClaims, started: task.lease?.started ?? null };
+    };
+    expect(await counters('waiting')).toEqual({ attempt: 1, claims: 1, unstartedClaims: 0, started: null });
+    expect(await counters('expired')).toEqual({ attempt: 2, claims: 2, unstartedClaims: 0, started: true });
+    expect(await counters('done')).toEqual({ attempt: 1, claims: 1, unstartedClaims: 0, started: null });
+    expect(await counters('fresh')).toEqual({ attempt: 0, claims: 0, unstartedClaims: 0, started: null });
+    expect(await counters('held')).toEqual({ attempt: 1, claims: 1, unstartedClaims: 0, started: true });
+
+    // A run in flight at the upgrade counts as started: its holder ends it, and an expired one is reclaimed as a run
+    // (its attempt spent, its record closed), not as an unstarted claim.
+    expect(await repo.markAsDone('held', 'held-token')).toMatchObject({ state: 'Done', claims: 1, attempt: 1 });
+    expect(await repo.listAttempts('held')).toMatchObject([{ run: 1, outcome: 'succeeded' }]);
+    expect(await repo.reclaimExpired()).toMatchObject([{ id: 'expired', state: 'Initialized', attempt: 2, claims: 2, unstartedClaims: 0, lastError: { code: 'LEASE_EXPIRED' } }]);
+    expect((await repo.listAttempts('expired')).map((a) => a.outcome)).toEqual(['retried', 'lease-expired']);
+
+    // The claim order is the aged one, walked on the new index: priority 0 due 10 minutes ago (aged 60 points) before
+    // priority 5 due 1 minute ago (aged 11), before priority 0 due just now ('expired', reclaimed due now).
+    const client = await rawClient();
+    try {
+      const indexes = await client.query(`SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND indexname IN ('tasks_aged', 'tasks_claim') ORDER BY indexname`, [schema]);
+      expect(indexes.rows.map((r: { indexname: string }) => r.indexname)).toEqual(['tasks_aged', 'tasks_claim']);
+    } finally {
+      await client.end();
+    }
+    const order: string[] = [];
+    for (let i = 0; i < 3; i++) order.push(...(await repo.claimDue({ owner: 'node-new', leaseMs: 60_000, limit: 1 })).map((task) => task.id));
+    expect(order).toEqual(['waiting', 'fresh', 'expired']);
+    // Claimed ahead on the upgraded table: claims grows from the copied count, attempt waits for the start.
+    const waiting = await repo.getById('waiting');
+    expect(waiting).toMatchObject({ attempt: 1, claims: 2, lease: { started: false } });
+    expect(await repo.markAsStarted('waiting', waiting.lease!.token)).toMatchObject({ attempt: 2, claims: 2, lease: { started: true } });
+    expect((await repo.listAttempts('waiting')).map((a) => [a.run, a.attempt, a.outcome])).toEqual([
+      [1, 1, 'retried'],
+      [2, 2, 'running'],
+    ]);
+    // A task inserted after the upgrade starts with no claims.
+    expect((await repo.insert({ workId: 'w', scheduledAt: new Date() })).task).toMatchObject({ attempt: 0, claims: 0, unstartedClaims: 0 });
+  });
+
   it('refuses a schema name that is not a plain identifier', () => {
     for (const schema of ['', 'a-b', 'x"; DROP TABLE y; --', 'a'.repeat(50), '1abc']) {
       expect(() => new PostgresRepository({ connectionString: PG_URL, schema }), schema).toThrow(InvalidInputError);
