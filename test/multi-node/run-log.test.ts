@@ -25,6 +25,8 @@ function task(id: string, state: TaskState, attempt: number): TaskInfo {
     state,
     priority: 0,
     attempt,
+    claims: attempt,
+    unstartedClaims: 0,
     maxAttempts: 3,
     lease: null,
     lastError: null,

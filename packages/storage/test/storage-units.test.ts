@@ -224,6 +224,8 @@ describe('decideSync', () => {
     state: 'Initialized',
     priority: 0,
     attempt: 0,
+    claims: 0,
+    unstartedClaims: 0,
     maxAttempts: 1,
     lease: null,
     lastError: null,
@@ -236,7 +238,7 @@ describe('decideSync', () => {
     ...patch,
   });
   const local = (phase: LocalTaskView['phase'], patch: Partial<LocalTaskView> = {}): LocalTaskView => ({ phase, scheduledAt: now + 1000, priority: 0, ...patch });
-  const lease = (owner: string) => ({ owner, until: new Date(now + 30_000), token: 'tok' });
+  const lease = (owner: string) => ({ owner, until: new Date(now + 30_000), token: 'tok', started: true });
 
   it.each<[string, TaskInfo, LocalTaskView | undefined, string]>([
     ['a new Initialized task in the window is scheduled', task(), undefined, 'schedule'],
