@@ -130,15 +130,17 @@ export function checkAgingMs(agingMs: number | undefined): number {
 
 /**
  * The `maxUnstartedClaims` of `reclaimExpired`: left out, {@link DEFAULT_MAX_UNSTARTED_CLAIMS}; otherwise an
- * integer ≥ 1 (null is bad input).
+ * integer from 1 to 2^31 − 1 (null is bad input).
  *
  * @returns maxUnstartedClaims, or its default
  * @throws InvalidInputError on anything else
  */
 export function checkMaxUnstartedClaims(value: number | undefined): number {
   if (value === undefined) return DEFAULT_MAX_UNSTARTED_CLAIMS;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
-    throw new InvalidInputError(`maxUnstartedClaims must be an integer ≥ 1, got ${String(value)}`);
+  // At most 2^31 − 1: the counter is a 32-bit integer column on SQL databases, and a value no column can hold would
+  // fail every reclaim as a database error rather than as bad input.
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1 || value > 2_147_483_647) {
+    throw new InvalidInputError(`maxUnstartedClaims must be an integer from 1 to 2147483647, got ${String(value)}`);
   }
   return value;
 }

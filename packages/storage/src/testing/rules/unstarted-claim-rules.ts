@@ -136,7 +136,7 @@ export function unstartedClaimRules({ group, rule, repo, fixture }: SuiteContext
 
     rule('reclaimExpired refuses an invalid maxUnstartedClaims and writes nothing', async () => {
       const ahead = await insertClaimedAhead(repo(), {}, { leaseMs: 0 });
-      for (const maxUnstartedClaims of [0, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, '2' as unknown as number]) {
+      for (const maxUnstartedClaims of [0, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 31, '2' as unknown as number]) {
         await expect(repo().reclaimExpired({ maxUnstartedClaims }), `maxUnstartedClaims ${String(maxUnstartedClaims)}`).rejects.toBeInstanceOf(InvalidInputError);
       }
       expect(await repo().getById(ahead.id)).toEqual(ahead);
