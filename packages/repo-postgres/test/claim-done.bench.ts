@@ -1,8 +1,9 @@
 /**
- * Throughput of claimDue + markAsDone (each claim opens an attempt record, each markAsDone closes it).
+ * Throughput of claimDue + markAsStarted + markAsDone (claimDue claims ahead; markAsStarted starts the run and opens
+ * its attempt record, markAsDone closes it).
  * Run: npx vitest bench --run packages/repo-postgres/test/claim-done.bench.ts
  * Env: HORAE_BENCH_TASKS (default 5000), HORAE_BENCH_WORKERS (default 32). Each configuration prints one JSON line
- * with its ops/s (claim + markAsDone pairs per second, inserts excluded); tinybench's own figures include the
+ * with its ops/s (tasks claimed, started and done per second, inserts excluded); tinybench's own figures include the
  * inserts and the schema set-up.
  */
 import { bench, describe } from 'vitest';
@@ -28,6 +29,7 @@ async function drainOnce(label: string, options: PostgresRepositoryCommonOptions
         for (;;) {
           const [task] = await repo.claimDue({ owner: 'bench', leaseMs: 60_000, limit: 1 });
           if (task?.lease == null) return;
+          await repo.markAsStarted(task.id, task.lease.token);
           await repo.markAsDone(task.id, task.lease.token);
           done++;
         }
@@ -43,7 +45,7 @@ async function drainOnce(label: string, options: PostgresRepositoryCommonOptions
 
 const once = { iterations: 1, warmupIterations: 0, time: 0, warmupTime: 0 };
 
-describe('PostgresRepository: claimDue + markAsDone with execution history', () => {
+describe('PostgresRepository: claimDue + markAsStarted + markAsDone with execution history', () => {
   bench('group commit', () => drainOnce('group commit', {}), once);
   bench('group commit, synchronous_commit off', () => drainOnce('group commit, synchronous_commit off', { synchronousCommit: false }), once);
   bench('no group commit', () => drainOnce('no group commit', { groupCommit: false }), once);
