@@ -230,8 +230,9 @@ export function channelOf(schema: string): string {
  * The Repository contract on PostgreSQL (15 and later; 13 is the least, for `xid8` and `pg_current_xact_id`).
  *
  * Every transition is one conditional `UPDATE … WHERE state = … [AND lease_token = …] RETURNING`, so the
- * database decides who wins; `claimDue` and `reclaimExpired` pick rows with `FOR UPDATE SKIP LOCKED`. Times
- * (createdAt, updatedAt, lease.until, the due and expiry checks) come from the database's clock. The change
+ * database decides who wins; `claimDue` and `reclaimExpired` pick rows with `FOR UPDATE SKIP LOCKED`. Claims are
+ * not attempts: `claimDue` claims ahead in the aged order, `markAsStarted` starts the run. Times (createdAt,
+ * updatedAt, lease.until, the due and expiry checks of every claim) come from the database's clock. The change
  * cursor is exact under concurrent transactions (see the adapter guide). It also implements
  * {@link ChangeNotifier}: inserts, updates, cancels and releases NOTIFY the schema's channel in their transaction;
  * and {@link ScheduleStore}: recurring schedules are rows, each change a compare-and-set on their version.
@@ -246,8 +247,12 @@ export function channelOf(schema: string): string {
  * const repo = new PostgresRepository({ connectionString: 'postgres://postgres@127.0.0.1:5432/app' });
  * await repo.init();
  * const { task } = await repo.insert({ workId: 'email', param: { to: 'a@b.c' }, scheduledAt: new Date() });
+ * // Claimed ahead: no attempt is spent until the run starts.
  * const [claimed] = await repo.claimDue({ owner: 'node-1', leaseMs: 30_000, limit: 1 });
- * if (claimed?.lease) await repo.markAsDone(claimed.id, claimed.lease.token);
+ * if (claimed?.lease) {
+ *   await repo.markAsStarted(claimed.id, claimed.lease.token);
+ *   await repo.markAsDone(claimed.id, claimed.lease.token);
+ * }
  * await repo.close();
  * ```
  */
