@@ -40,8 +40,8 @@ import { isChangeNotifier, isWorkLimiter, type Repository } from './repository.j
 import { retryDelay, type StorageRetryOption } from './retry.js';
 import { StorageTaskHandle } from './storage-task-handle.js';
 import { TaskSync, type LocalPhase, type LocalTaskView, type SyncAction } from './sync.js';
-import { DEFAULT_MAX_UNSTARTED_CLAIMS, type NewTask, type TaskError, type TaskInfo } from './task-info.js';
-import { normalizeNewTask, toTaskError } from './validation.js';
+import type { NewTask, TaskError, TaskInfo } from './task-info.js';
+import { checkMaxUnstartedClaims, normalizeNewTask, toTaskError } from './validation.js';
 import type { RegisteredWork, WorkRegistry } from './work-registry.js';
 
 /**
@@ -318,7 +318,7 @@ class DurableStorage implements StorageMiddleware {
       intervalMs,
       reclaimIntervalMs: positiveInteger(options.reclaimIntervalMs ?? intervalMs, 'reclaimIntervalMs', 0),
       pageSize: positiveInteger(options.syncPageSize ?? DEFAULTS.syncPageSize, 'syncPageSize', 1),
-      maxUnstartedClaims: positiveInteger(options.maxUnstartedClaims ?? DEFAULT_MAX_UNSTARTED_CLAIMS, 'maxUnstartedClaims', 1),
+      maxUnstartedClaims: checkMaxUnstartedClaims(options.maxUnstartedClaims),
       notifyDebounceMs: positiveInteger(options.notifyDebounceMs ?? DEFAULTS.notifyDebounceMs, 'notifyDebounceMs', 0),
     });
     this.middleware = (next: ScheduleHandler): ScheduleHandler => (ctx) => {
