@@ -36,7 +36,8 @@ const WORKER_COMMON = { maxAttempts: SCENARIO.maxAttempts, failPercent: 0, retry
 /** The buffer counts as full within one round of starts of its run slots. */
 const FULL = SCENARIO.victim.claimAhead - SCENARIO.victim.concurrency;
 
-const realNow = (): number => performance.timeOrigin + performance.now();
+/** The clock the workers log starts with (see worker-source.ts); this process's Date is not skewed. */
+const realNow = (): number => Date.now();
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 type Observer = Pick<Repository, 'insertMany' | 'list' | 'countByState' | 'listAttempts'>;

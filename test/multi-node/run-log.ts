@@ -17,8 +17,8 @@ export interface RunLine {
   /** For `end`: whether the work succeeded. */
   ok?: boolean;
   /**
-   * For `start`, when the worker logs it: the real time of the start in ms since the epoch (the process's
-   * `performance.timeOrigin + performance.now()`, which a test's skew of `Date` leaves alone).
+   * For `start`, when the worker logs it: the real time of the start in ms since the epoch (the system clock, read
+   * past any skew a test put on the worker's `Date`; see worker-source.ts).
    */
   at?: number;
 }

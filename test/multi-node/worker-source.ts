@@ -12,8 +12,11 @@
  * end <taskId> <attempt> <pid> ok|fail
  * ```
  *
- * `at` is the real time of the start (`performance.timeOrigin + performance.now()`, in ms): a test that skews the
- * worker's `Date` with a preload module (clock-skew.test.ts) still reads true times from the logs.
+ * `at` is the real time of the start, in ms: the system clock (the one the database server reads), through the
+ * `Date.now` that a test's skewing preload (clock-skew.test.ts) keeps for it under
+ * `Symbol.for('horae.test.realDateNow')`, so the logs hold true times on the database's clock.
+ * (`performance.timeOrigin + performance.now()` counts on the monotonic clock from the process start, and does not
+ * follow a correction of the system clock during a run.)
  *
  * Whether a run fails is a pure function of (taskId, attempt) — the same hash as `runFails` in
  * run-log.ts — so the parent can recompute every outcome from the log.
@@ -67,15 +70,15 @@ const runFails = (taskId, attempt, alwaysFail) => alwaysFail || fnv(taskId + '#'
 
 const pid = process.pid;
 const log = (line) => appendFileSync(config.logPath, line + '\n');
-// The real time, whatever a preload did to Date.
-const realNow = () => performance.timeOrigin + performance.now();
+// The real time, whatever a preload did to Date (see worker-source.ts).
+const realNow = globalThis[Symbol.for('horae.test.realDateNow')] ?? (() => Date.now());
 
 const repository = await openRepository();
 const registry = new WorkRegistry().register(
   'job',
   async (ctx) => {
     const { taskId, attempt } = ctx;
-    log('start ' + taskId + ' ' + attempt + ' ' + pid + ' ' + realNow().toFixed(1));
+    log('start ' + taskId + ' ' + attempt + ' ' + pid + ' ' + realNow());
     // A few milliseconds of "work", so that a node holds several running tasks at any moment.
     const ms = config.runMs ?? config.minRunMs + (fnv(taskId + '@' + attempt) % (config.maxRunMs - config.minRunMs + 1));
     await new Promise((resolve, reject) => {
