@@ -55,8 +55,10 @@ function expectProofHolds(result: ProofResult): void {
   expect(killed.openRuns).toBeGreaterThanOrEqual(1);
   expect(check.outcomes.cut).toBe(killed.openRuns);
   expect(check.takenOver).toBeGreaterThanOrEqual(1);
-  // The kill can interrupt at most the runs the victim held (its concurrency).
-  expect(check.outcomes.cut + check.outcomes['ok-lost'] + check.outcomes['claimed-lost']).toBeLessThanOrEqual(result.concurrency);
+  // The kill can interrupt at most the started runs the victim held: its concurrency in runs (cut, or started in the
+  // database before the work logged its start), plus at most as many successes whose Done write had not landed (a run
+  // gives its slot back before its Done lands). Its claims ahead, never started, cost no attempt and are not counted.
+  expect(check.outcomes.cut + check.outcomes['ok-lost'] + check.outcomes['claimed-lost']).toBeLessThanOrEqual(2 * result.concurrency);
   // Leases were never lost on a survivor: nothing else ran twice.
   for (const stats of result.survivorStats) expect(stats).toMatchObject({ leaseLost: 0, syncErrors: 0 });
 }
