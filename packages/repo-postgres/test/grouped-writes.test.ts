@@ -101,8 +101,8 @@ describe('PostgresRepository: the starts and ends of runs are grouped', () => {
     expect(sent).toHaveLength(2);
     // Started already: returned unchanged. A wrong token: LeaseLostError. An unknown id: TaskNotFoundError.
     expect(results[0]).toEqual({ status: 'fulfilled', value: early });
-    expect(results[7]!.status === 'rejected' && results[7].reason instanceof LeaseLostError).toBe(true);
-    expect(results[20]!.status === 'rejected' && results[20].reason instanceof TaskNotFoundError).toBe(true);
+    expect(results[7]?.status === 'rejected' && results[7].reason instanceof LeaseLostError).toBe(true);
+    expect(results[20]?.status === 'rejected' && results[20].reason instanceof TaskNotFoundError).toBe(true);
     for (const [i, result] of results.slice(1, 20).entries()) {
       if (i + 1 === 7) continue;
       expect(result.status === 'fulfilled' && result.value).toMatchObject({ state: 'Working', attempt: 1, claims: 1, lease: { started: true } });
@@ -150,10 +150,10 @@ describe('PostgresRepository: the starts and ends of runs are grouped', () => {
     expect(grouped(sent, FAILS)).toHaveLength(1);
     expect(reads(sent)).toHaveLength(1);
     for (const [i, task] of tasks.slice(0, 5).entries()) {
-      expect(results[i]!.status === 'fulfilled' && results[i].value).toMatchObject({ state: 'Failed', lastError: { message: `boom ${i}`, code: `E${i}` } });
+      expect(results[i]?.status === 'fulfilled' && results[i].value).toMatchObject({ state: 'Failed', lastError: { message: `boom ${i}`, code: `E${i}` } });
       expect(await repo.listAttempts(task.id)).toMatchObject([{ outcome: 'failed', error: { message: `boom ${i}`, code: `E${i}` } }]);
     }
-    expect(results[5]!.status === 'rejected' && results[5].reason instanceof InvalidStateError).toBe(true);
+    expect(results[5]?.status === 'rejected' && results[5].reason instanceof InvalidStateError).toBe(true);
     expect(await repo.getById(unstarted.id)).toEqual(unstarted);
   });
 

@@ -104,7 +104,7 @@ async function compare(): Promise<void> {
     }
     for (const [label, open] of order) {
       const free = await asSlotsFree(open);
-      console.log(JSON.stringify({ round, label, shape: 'as slots free', tasks: TASKS, workers: WORKERS, ...free }));
+      console.log(JSON.stringify({ round, label, shape: 'as slots free', workers: WORKERS, ...free }));
       record(`${label} start+done/s (${WORKERS} workers)`, free.tasks);
     }
   }
