@@ -18,243 +18,22 @@
 //                 of each, until drained                                                   → adapter_batch_claim_per_s
 //   baseline      the raw driver: per task the same claim UPDATE and Done UPDATE the
 //                 adapter runs, C concurrent loops, the adapter's batching style           → baseline_drain_per_s
-import { fork } from 'node:child_process';
-import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { randomUUID } from 'node:crypto';
+import {
+  CLAIM_BACKLOG,
+  SYNC_COMMIT,
+  cleanup,
+  drainOneNode,
+  drainThreeNodes,
+  insertAll,
+  newDatabase,
+  openRepository,
+  pkg,
+  round,
+  startLatency,
+} from './lib/horae-drain.mjs';
 
-const pkg = (name) => new URL(`../packages/${name}/dist/index.js`, import.meta.url).href;
-const PG_URL = process.env.HORAE_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
-const BATCH = 1_000;
-const LATENCY_TASKS = 2_000;
 const BATCH_CLAIM = 256;
-// HORAE_BENCH_SYNC_COMMIT=off: PostgreSQL commits without waiting for the WAL flush, on Horae's connections and
-// the baseline's alike (a diagnostic: it shows how much of a figure is the disk's fsync). Default: the server's.
-const SYNC_COMMIT = process.env.HORAE_BENCH_SYNC_COMMIT !== 'off';
-// HORAE_BENCH_CLAIM_BACKLOG=off: the nodes hold due tasks on timers and claim them one by one (the storage option
-// claimBacklog: false), for an A/B against batch claims of the backlog (the default) in the same machine state.
-const CLAIM_BACKLOG = process.env.HORAE_BENCH_CLAIM_BACKLOG !== 'off';
-
-const { Scheduler } = await import(pkg('core'));
-const { WorkRegistry, multiNodeStorage, MemoryRepository } = await import(pkg('storage'));
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-const round = (x, d = 0) => (x === null || x === undefined ? null : Math.round(x * 10 ** d) / 10 ** d);
-function percentile(sorted, p) {
-  if (sorted.length === 0) return null;
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
-}
-
-// ---- databases ------------------------------------------------------------------------------------
-
-/** Where one phase's repository lives: a spec a child process can open too. */
-function newDatabase(adapter, tag) {
-  if (adapter === 'sqlite') return { adapter, path: join(workDir(), `${tag}.db`) };
-  if (adapter === 'postgres') return { adapter, url: PG_URL, schema: `horae_bench_${randomBytes(4).toString('hex')}_${tag}` };
-  return { adapter };
-}
-
-let dir;
-function workDir() {
-  dir ??= mkdtempSync(join(tmpdir(), 'horae-bench-'));
-  return dir;
-}
-
-const schemas = [];
-async function openRepository(spec, shared) {
-  if (spec.adapter === 'sqlite') {
-    const { SqliteRepository } = await import(pkg('repo-sqlite'));
-    return new SqliteRepository({ database: spec.path });
-  }
-  if (spec.adapter === 'postgres') {
-    const { PostgresRepository } = await import(pkg('repo-postgres'));
-    if (!schemas.includes(spec.schema)) schemas.push(spec.schema);
-    const repository = new PostgresRepository({ connectionString: spec.url, schema: spec.schema, synchronousCommit: SYNC_COMMIT });
-    await repository.init();
-    return repository;
-  }
-  return shared ? shared.openPeer() : new MemoryRepository();
-}
-
-async function dropSchemas() {
-  if (schemas.length === 0) return;
-  const { default: pg } = await import('pg');
-  const client = new pg.Client({ connectionString: PG_URL });
-  await client.connect();
-  try {
-    for (const schema of schemas) await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-  } finally {
-    await client.end();
-  }
-}
-
-async function insertAll(repository, n, prefix) {
-  const now = new Date();
-  const start = performance.now();
-  for (let i = 0; i < n; i += BATCH) {
-    const batch = [];
-    for (let j = i; j < Math.min(n, i + BATCH); j++) batch.push({ id: `${prefix}-${j}`, workId: 'noop', param: { j }, scheduledAt: now });
-    await repository.insertMany(batch);
-  }
-  return performance.now() - start;
-}
-
-// ---- one node -------------------------------------------------------------------------------------
-
-/** One Horae node: a Scheduler behind multiNodeStorage, running a no-op (or `work`). */
-function makeNode(repository, concurrency, nodeId, work = () => undefined) {
-  const registry = new WorkRegistry().register('noop', work);
-  const storage = multiNodeStorage(repository, registry, { nodeId, leaseMs: 30_000, claimBacklog: CLAIM_BACKLOG });
-  const scheduler = new Scheduler({ concurrency }).use(storage.middleware);
-  let succeeded = 0;
-  let waiter;
-  let target = Infinity;
-  storage.events.on('task:succeeded', () => {
-    succeeded++;
-    if (succeeded >= target) waiter?.();
-  });
-  return {
-    storage,
-    scheduler,
-    get succeeded() {
-      return succeeded;
-    },
-    /** Resolves once `n` runs succeeded on this node. */
-    until(n) {
-      target = n;
-      return succeeded >= n ? Promise.resolve() : new Promise((resolve) => (waiter = resolve));
-    },
-    async start() {
-      await storage.start(scheduler);
-      scheduler.start();
-    },
-    async stop() {
-      await scheduler.stop({ timeoutMs: 1000 });
-      await storage.stop();
-    },
-  };
-}
-
-async function drainOneNode(repository, n, concurrency) {
-  const node = makeNode(repository, concurrency, 'bench-node-0');
-  const start = performance.now();
-  await node.start();
-  const restoreMs = performance.now() - start;
-  await node.until(n);
-  const ms = performance.now() - start;
-  await node.stop();
-  return { ms, restoreMs };
-}
-
-// ---- three nodes ----------------------------------------------------------------------------------
-
-/** Child mode: one node in its own process, on the database the parent names. */
-async function childNode(spec, concurrency, index) {
-  const repository = await openRepository(spec);
-  const node = makeNode(repository, concurrency, `bench-node-${index}-${process.pid}`);
-  process.on('message', async (message) => {
-    if (message.type === 'go') {
-      await node.start();
-      process.send({ type: 'started' });
-    } else if (message.type === 'stop') {
-      await node.stop();
-      await repository.close();
-      process.send({ type: 'stopped', succeeded: node.succeeded }, () => process.exit(0));
-    }
-  });
-  process.send({ type: 'ready' });
-}
-
-function nextMessage(child, type) {
-  return new Promise((resolve, reject) => {
-    const onExit = (code) => reject(new Error(`bench node exited with ${code} before "${type}"`));
-    child.once('exit', onExit);
-    const onMessage = (message) => {
-      if (message.type !== type) return;
-      child.off('message', onMessage);
-      child.off('exit', onExit);
-      resolve(message);
-    };
-    child.on('message', onMessage);
-  });
-}
-
-async function drainThreeNodes(spec, repository, n, concurrency) {
-  if (spec.adapter === 'memory') {
-    const nodes = [0, 1, 2].map((i) => makeNode(i === 0 ? repository : repository.openPeer(), concurrency, `bench-node-${i}`));
-    const start = performance.now();
-    await Promise.all(nodes.map((node) => node.start()));
-    await waitAllDone(repository, n);
-    const ms = performance.now() - start;
-    await Promise.all(nodes.map((node) => node.stop()));
-    return { ms, perNode: nodes.map((node) => node.succeeded) };
-  }
-  const children = [0, 1, 2].map((i) =>
-    fork(fileURLToPath(import.meta.url), ['--node', JSON.stringify(spec), String(concurrency), String(i)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
-  );
-  try {
-    await Promise.all(children.map((child) => nextMessage(child, 'ready')));
-    const start = performance.now();
-    for (const child of children) child.send({ type: 'go' });
-    await waitAllDone(repository, n);
-    const ms = performance.now() - start;
-    const stopped = children.map((child) => nextMessage(child, 'stopped'));
-    for (const child of children) child.send({ type: 'stop' });
-    const reports = await Promise.all(stopped);
-    return { ms, perNode: reports.map((r) => r.succeeded) };
-  } finally {
-    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  }
-}
-
-/** Polls the repository (every 20 ms: a small error on runs of a second or more) until every task is Done. */
-async function waitAllDone(repository, n) {
-  for (;;) {
-    const counts = await repository.countByState();
-    if (counts.Done >= n) return;
-    await sleep(20);
-  }
-}
-
-// ---- start latency --------------------------------------------------------------------------------
-
-/**
- * Start latency (start − runAt, in the work) of LATENCY_TASKS tasks due 1-3 s ahead, on one node.
- *
- * `stored`: the tasks are written first (insertMany, a few statements) and the node restores them at start, so
- * the figure is the path a due task takes: the timer, the claim, the start. `scheduled`: the node schedules them
- * itself, in bursts of 100, each due 1-3 s after its own schedule() call, so the inserts compete with the runs.
- */
-async function startLatency(repository, concurrency, mode) {
-  const late = [];
-  let allStarted;
-  const started = new Promise((resolve) => (allStarted = resolve));
-  const node = makeNode(repository, concurrency, `bench-latency-${mode}`, (ctx) => {
-    late.push(Date.now() - ctx.scheduledAt.getTime());
-    if (late.length === LATENCY_TASKS) allStarted();
-  });
-  const t0 = Date.now();
-  const due = () => new Date(Date.now() + 1000 + Math.floor(Math.random() * 2000));
-  if (mode === 'stored') {
-    const tasks = Array.from({ length: LATENCY_TASKS }, (_, j) => ({ workId: 'noop', param: { j }, scheduledAt: due() }));
-    for (let i = 0; i < tasks.length; i += BATCH) await repository.insertMany(tasks.slice(i, i + BATCH));
-    await node.start();
-  } else {
-    await node.start();
-    for (let i = 0; i < LATENCY_TASKS; i += 100) {
-      const calls = [];
-      for (let j = i; j < Math.min(LATENCY_TASKS, i + 100); j++) calls.push(node.scheduler.schedule({ workId: 'noop', param: { j }, runAt: due() }));
-      await Promise.all(calls);
-    }
-  }
-  const readyWithinMs = Date.now() - t0;
-  await started;
-  await node.stop();
-  late.sort((a, b) => a - b);
-  return { p50: percentile(late, 50), p99: percentile(late, 99), max: late[late.length - 1], readyWithinMs };
-}
 
 // ---- raw baseline ---------------------------------------------------------------------------------
 
@@ -400,6 +179,7 @@ async function main() {
     // Of the drain: the restore (listDue of the N due tasks, each armed locally), then the runs alone.
     out.drain_restore_ms = round(drain.restoreMs);
     out.drain_runs_per_s = round(n / ((drain.ms - drain.restoreMs) / 1000));
+    out.cpu_us_per_run = round(drain.cpuUs / n, 1);
 
     // Three nodes on a fresh database.
     const three = newDatabase(adapter, 'three');
@@ -408,6 +188,7 @@ async function main() {
     const threeNodes = await drainThreeNodes(three, repoThree, n, concurrency);
     out.drain_per_s_3_nodes = round(n / (threeNodes.ms / 1000));
     out.runs_per_node_3_nodes = threeNodes.perNode;
+    out.cpu_us_per_run_3_nodes = round(threeNodes.cpuUs / n, 1);
     out.three_nodes_in = adapter === 'memory' ? 'one process' : 'three processes';
     await repoThree.close();
 
@@ -442,11 +223,9 @@ async function main() {
       out.drain_vs_baseline = round(out.drain_per_s / out.baseline_drain_per_s, 2);
     }
   } finally {
-    await dropSchemas().catch(() => undefined);
-    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+    await cleanup().catch(() => undefined);
   }
   console.log(JSON.stringify(out));
 }
 
-if (process.argv[2] === '--node') await childNode(JSON.parse(process.argv[3]), Number(process.argv[4]), Number(process.argv[5]));
-else await main();
+await main();
