@@ -1,12 +1,11 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { PostgresRepository } from '@horae/repo-postgres';
 import { SqliteRepository } from '@horae/repo-sqlite';
 import type { Repository, TaskAttempt, TaskInfo } from '@horae/storage';
 import { PG_URL, dropSchema, testSchema } from '../../packages/repo-postgres/test/pg-fixture.js';
 import { buildPackages, listAll, poll, readHistory, readLog, Worker, workerBase, writeWorkerScript, type ProofDatabase } from './proof.js';
+import { cleanups, tempDir, undoAfterEach } from './cleanups.js';
 import { checkRuns, type RunCheck, type RunLine } from './run-log.js';
 
 // Issue 9, "claims are not attempts", with real processes: a node that claims far ahead of its run slots
@@ -244,22 +243,13 @@ function expectCrashHolds(result: CrashResult, label: string): void {
   expect(lastStart).toBeLessThanOrEqual(bound + Math.ceil(buffered.size / slots) * (SCENARIO.survivor.runMs + 50));
 }
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
-function tempDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'horae-claim-ahead-'));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+undoAfterEach();
 
 beforeAll(() => buildPackages(), 120_000);
 
 describe('claims ahead survive a SIGKILL: a node dies with its buffer full, the buffer costs no attempt', () => {
   it('SQLite: the killed node\'s buffered tasks keep attempt 1 and no record of it, every task Done once, taken over within a lease', async () => {
-    const dir = tempDir();
+    const dir = tempDir('horae-claim-ahead-');
     const dbPath = join(dir, 'horae.db');
     const observer = new SqliteRepository({ database: dbPath });
     cleanups.push(() => observer.close());
@@ -268,7 +258,7 @@ describe('claims ahead survive a SIGKILL: a node dies with its buffer full, the 
   }, 90_000);
 
   it('PostgreSQL: the same, on one database (own schema)', async () => {
-    const dir = tempDir();
+    const dir = tempDir('horae-claim-ahead-');
     const schema = testSchema();
     const observer = new PostgresRepository({ connectionString: PG_URL, schema, poolSize: 2 });
     cleanups.push(async () => {

@@ -1,11 +1,11 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { PostgresRepository } from '@horae/repo-postgres';
 import { PG_URL, dropSchema, testSchema } from '../../packages/repo-postgres/test/pg-fixture.js';
 import { buildPackages, listAll, poll, readHistory, readLog, Worker, workerBase, writeWorkerScript } from './proof.js';
+import { cleanups, tempDir, undoAfterEach } from './cleanups.js';
 import type { RunLine } from './run-log.js';
 
 // Issue 9, "due is judged by the database's clock, never a node's", with real processes: three workers on one
@@ -77,17 +77,13 @@ const WORKER_COMMON = {
   share: [],
 };
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
+undoAfterEach();
 
 beforeAll(() => buildPackages(), 120_000);
 
 /** A fresh schema with an observer repository on it, and workers forked with their clocks skewed. */
 async function skewedCluster(skewsMs: readonly number[]): Promise<{ observer: PostgresRepository; workers: Worker[]; logPaths: string[] }> {
-  const dir = mkdtempSync(join(tmpdir(), 'horae-clock-skew-'));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir('horae-clock-skew-');
   const schema = testSchema();
   const observer = new PostgresRepository({ connectionString: PG_URL, schema, poolSize: 2 });
   cleanups.push(async () => {

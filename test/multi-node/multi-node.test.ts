@@ -1,11 +1,10 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { PostgresRepository } from '@horae/repo-postgres';
 import { SqliteRepository } from '@horae/repo-sqlite';
 import { PG_URL, dropSchema, testSchema } from '../../packages/repo-postgres/test/pg-fixture.js';
 import { buildPackages, runProof, WORK, type ProofDatabase, type ProofResult } from './proof.js';
+import { cleanups, tempDir, undoAfterEach } from './cleanups.js';
 import { runFails } from './run-log.js';
 
 // The multi-node proof of issue 4, with real processes: three workers share one SQLite file, then one
@@ -15,16 +14,7 @@ import { runFails } from './run-log.js';
 
 const TASKS = 5000;
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
-function tempDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'horae-multi-node-'));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+undoAfterEach();
 
 beforeAll(() => buildPackages(), 120_000);
 
@@ -70,7 +60,7 @@ function summary(result: ProofResult): string {
 
 describe('multi-node proof: three real processes, one killed with SIGKILL', () => {
   it('SQLite: three workers on one file run 5,000 tasks; each ends as its work decided, none lost, none run twice but the killed worker\'s', async () => {
-    const dir = tempDir();
+    const dir = tempDir('horae-multi-node-');
     const dbPath = join(dir, 'horae.db');
     const observer = new SqliteRepository({ database: dbPath });
     cleanups.push(() => observer.close());
@@ -81,7 +71,7 @@ describe('multi-node proof: three real processes, one killed with SIGKILL', () =
   }, 150_000);
 
   it('PostgreSQL: three workers on one database (own schema) run 5,000 tasks with the same guarantees', async () => {
-    const dir = tempDir();
+    const dir = tempDir('horae-multi-node-');
     const schema = testSchema();
     const observer = new PostgresRepository({ connectionString: PG_URL, schema, poolSize: 2 });
     cleanups.push(async () => {
