@@ -6,7 +6,8 @@ import pg from 'pg';
 import { InvalidInputError } from '@horae/core';
 import {
   ALL_TASK_STATES,
-  DEFAULT_MAX_UNSTARTED_CLAIMS,
+  checkAgingMs,
+  checkMaxUnstartedClaims,
   InvalidStateError,
   LeaseLostError,
   MAX_CHECK_INS_PER_ATTEMPT,
@@ -170,31 +171,6 @@ function assertString(value: unknown, what: string): asserts value is string {
 
 function assertValidDate(value: unknown, what: string): asserts value is Date {
   if (!(value instanceof Date) || !Number.isFinite(value.getTime())) throw new InvalidInputError(`${what} must be a valid Date, got ${String(value)}`);
-}
-
-/**
- * The `agingMs` of a claim of due tasks: left out, the default (the core Dispatcher's); otherwise a number > 0, or
- * Infinity for priority alone.
- *
- * @throws InvalidInputError on anything else (null, NaN, 0, a negative number, a string)
- */
-function checkAgingMs(agingMs: number | undefined): number {
-  if (agingMs === undefined) return INDEXED_AGING_MS;
-  if (typeof agingMs !== 'number' || Number.isNaN(agingMs) || agingMs <= 0) throw new InvalidInputError(`agingMs must be a number > 0 (or Infinity), got ${String(agingMs)}`);
-  return agingMs;
-}
-
-/**
- * The `maxUnstartedClaims` of reclaimExpired: left out, the default; otherwise an integer ≥ 1 (PostgreSQL `integer`).
- *
- * @throws InvalidInputError on anything else (null included)
- */
-function checkMaxUnstartedClaims(value: number | undefined): number {
-  if (value === undefined) return DEFAULT_MAX_UNSTARTED_CLAIMS;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 2_147_483_647) {
-    throw new InvalidInputError(`maxUnstartedClaims must be an integer ≥ 1, got ${String(value)}`);
-  }
-  return value;
 }
 
 /** The workIds filter of a claim of due tasks: null for every work, else the distinct ids, sorted. */
