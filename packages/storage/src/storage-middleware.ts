@@ -41,7 +41,7 @@ import { retryDelay, type StorageRetryOption } from './retry.js';
 import { StorageTaskHandle } from './storage-task-handle.js';
 import { TaskSync, type LocalPhase, type LocalTaskView, type SyncAction } from './sync.js';
 import type { NewTask, TaskError, TaskInfo } from './task-info.js';
-import { checkMaxUnstartedClaims, normalizeNewTask, toTaskError } from './validation.js';
+import { DEFAULT_AGING_MS, checkMaxUnstartedClaims, normalizeNewTask, toTaskError } from './validation.js';
 import type { RegisteredWork, WorkRegistry } from './work-registry.js';
 
 /**
@@ -360,7 +360,7 @@ class DurableStorage implements StorageMiddleware {
       workIds: () => this.#registry.workIds().filter((workId) => this.#claimsBacklogOf(workId)),
       freeSlots: () => (scheduler.concurrency ?? 1) - (scheduler.running ?? 0),
       claimAhead: this.#options.claimAhead ?? Math.min(BACKLOG_BATCH_MAX, Number.isFinite(scheduler.concurrency) ? (scheduler.concurrency ?? 1) : BACKLOG_BATCH_MAX),
-      agingMs: scheduler.agingMs ?? 10_000,
+      agingMs: scheduler.agingMs ?? DEFAULT_AGING_MS,
       schedule: (claim) => scheduler.schedule(this.#restoredContext(claim.task, undefined, claim)),
       refused: (claim, error) => {
         if (isStopReason(error)) return;
@@ -767,10 +767,7 @@ class DurableStorage implements StorageMiddleware {
     const token = claim.task.lease?.token ?? '';
     const started = await this.#fenced('markAsStarted', id, () => this.#repository.markAsStarted(id, token));
     if (!started.ok) {
-      if (started.error instanceof TaskNotFoundError) {
-        entry.outcome = { state: 'cancelled', value: new TaskCancelledError('the task was deleted', { cause: started.error }) };
-        throw new RunAbandoned('the task no longer exists', { cause: started.error });
-      }
+      if (started.error instanceof TaskNotFoundError) this.#deleted(entry, started.error);
       // Cancelled, or reclaimed after the lease ran out, before the run could start: nothing ran here.
       entry.phase = 'remote';
       throw lostClaim(`the batch claim was lost before the run started: ${started.error.message}`);
@@ -778,6 +775,12 @@ class DurableStorage implements StorageMiddleware {
     entry.leaseExpiresAt = expiresAt;
     this.events.emit('task:started', { task: started.value });
     return started.value;
+  }
+
+  /** The task was deleted before its run could start: its handle ends cancelled, and nothing runs. */
+  #deleted(entry: LocalTask, error: TaskNotFoundError): never {
+    entry.outcome = { state: 'cancelled', value: new TaskCancelledError('the task was deleted', { cause: error }) };
+    throw new RunAbandoned('the task no longer exists', { cause: error });
   }
 
   /**
@@ -853,10 +856,7 @@ class DurableStorage implements StorageMiddleware {
         const guard = tries < 2 ? { ifScheduledAt: new Date(entry.scheduledAt) } : {};
         claimed = await this.#durable.run('claim', id, () => this.#claimOnce(id, entry.workId, guard));
       } catch (error) {
-        if (error instanceof TaskNotFoundError) {
-          entry.outcome = { state: 'cancelled', value: new TaskCancelledError('the task was deleted', { cause: error }) };
-          throw new RunAbandoned('the task no longer exists', { cause: error });
-        }
+        if (error instanceof TaskNotFoundError) this.#deleted(entry, error);
         entry.phase = 'scheduled';
         if (error instanceof TaskNotDueError) {
           // This node's clock runs ahead of the database's: the timer fired early. Nothing was written; the timer is
