@@ -6,6 +6,9 @@ import type { Clock } from './clock.js';
 import { InvalidInputError } from './errors.js';
 
 /** Options of a {@link Dispatcher}. */
+/** The default aging of a ready queue: a waiting task gains one priority point per 10 s. */
+export const DEFAULT_AGING_MS = 10_000;
+
 export interface DispatcherOptions {
   /** Where time comes from (the ready time of waiting tasks). */
   clock: Clock;
@@ -157,7 +160,7 @@ export class Dispatcher {
   constructor(options: DispatcherOptions) {
     this.#clock = options.clock;
     this.#concurrency = validateConcurrency(options.concurrency ?? 10);
-    const agingMs = options.agingMs ?? 10_000;
+    const agingMs = options.agingMs ?? DEFAULT_AGING_MS;
     if (typeof agingMs !== 'number' || Number.isNaN(agingMs) || agingMs <= 0) {
       throw new InvalidInputError(`agingMs must be a number > 0 (or Infinity), got ${String(agingMs)}`);
     }

@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { MAX_TIMER_DELAY_MS, realClock, type Clock, type ClockTimer } from './clock.js';
 import { SchedulerContext, WorkIdKey, type ProgressReport, type ScheduleOptions, type ValueKey } from './context.js';
 import { contextInternals } from './context-internals.js';
-import { Dispatcher, validateConcurrency } from './dispatcher.js';
+import { DEFAULT_AGING_MS, Dispatcher, validateConcurrency } from './dispatcher.js';
 import { HoraeError, InvalidInputError, RunAbandoned, RunDeferred, SchedulerStoppedError, TaskCancelledError } from './errors.js';
 import { EventTriggers, validateEventName, eventTaskOptions, type EventTriggerSpec } from './event-triggers.js';
 import { TypedEventEmitter, warnListenerError } from './events.js';
@@ -208,7 +208,7 @@ export class Scheduler {
     this.#dispatcher = new Dispatcher({
       clock: this.#clock,
       concurrency: options.concurrency ?? 10,
-      agingMs: options.agingMs ?? 10_000,
+      agingMs: options.agingMs ?? DEFAULT_AGING_MS,
       start: (slot) => this.#run(slot),
     });
     this.events = new TypedEventEmitter<SchedulerEvents>({

@@ -1,4 +1,4 @@
-import { InvalidInputError } from '@horae/core';
+import { DEFAULT_AGING_MS, InvalidInputError } from '@horae/core';
 import { ALL_TASK_KINDS, DEFAULT_MAX_UNSTARTED_CLAIMS, type JsonValue, type NewTask, type TaskError, type TaskPatch } from './task-info.js';
 
 /** Longest message kept on a stored error. */
@@ -110,8 +110,8 @@ export function toTaskError(error: unknown): TaskError {
   return { message: String(error).slice(0, MAX_ERROR_MESSAGE_LENGTH) };
 }
 
-/** The default aging of the claim order (`ClaimDueOptions.agingMs`): one priority point per 10 s, as the core Dispatcher's. */
-export const DEFAULT_AGING_MS = 10_000;
+// The default aging of the claim order (`ClaimDueOptions.agingMs`) is the core Dispatcher's, so both order alike.
+export { DEFAULT_AGING_MS } from '@horae/core';
 
 /**
  * The `agingMs` of a claim of due tasks: left out, {@link DEFAULT_AGING_MS}; otherwise a number > 0, or Infinity
