@@ -141,7 +141,7 @@ export class Worker {
     }
   }
 
-  send(message: { type: 'go' | 'stop' }): void {
+  send(message: { type: 'go' | 'hold' | 'stop' }): void {
     this.child.send(message);
   }
 }
@@ -247,7 +247,9 @@ export async function runProof(options: ProofOptions): Promise<ProofResult> {
     for (const worker of workers) await worker.next('scheduled', 60_000);
     const scheduleMs = Date.now() - scheduleStart;
 
-    // Kill the middle worker while it runs tasks, once about a quarter of the tasks ended.
+    // Kill the middle worker while it runs tasks, once about a quarter of the tasks ended. Runs last milliseconds,
+    // so open runs seen in the log could end before the signal lands: the victim is first told to hold, after which
+    // its runs never end on their own, and it is killed once it holds at least two.
     const victimIndex = Math.floor(workerCount / 2);
     const victim = workers[victimIndex]!;
     const victimLog = logPaths[victimIndex]!;
@@ -255,12 +257,14 @@ export async function runProof(options: ProofOptions): Promise<ProofResult> {
       async () => {
         const counts = await options.observer.countByState();
         const ended = counts.Done + counts.Failed;
-        return ended >= total / 4 && openRuns(readLog(victimLog, true)) >= 2 ? ended : undefined;
+        return ended >= total / 4 ? ended : undefined;
       },
-      'a quarter of the tasks to end while the victim runs tasks',
+      'a quarter of the tasks to end',
       60_000,
       10,
     );
+    victim.send({ type: 'hold' });
+    await poll(() => (openRuns(readLog(victimLog, true)) >= 2 ? true : undefined), 'the victim to hold two runs', 30_000, 10);
     const exited = new Promise<void>((resolve) => victim.child.once('exit', () => resolve()));
     victim.child.kill('SIGKILL');
     await exited;

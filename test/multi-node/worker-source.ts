@@ -73,6 +73,7 @@ const log = (line) => appendFileSync(config.logPath, line + '\n');
 // The real time, whatever a preload did to Date (see worker-source.ts).
 const realNow = globalThis[Symbol.for('horae.test.realDateNow')] ?? (() => Date.now());
 
+let holding = false;
 const repository = await openRepository();
 const registry = new WorkRegistry().register(
   'job',
@@ -82,7 +83,8 @@ const registry = new WorkRegistry().register(
     // A few milliseconds of "work", so that a node holds several running tasks at any moment.
     const ms = config.runMs ?? config.minRunMs + (fnv(taskId + '@' + attempt) % (config.maxRunMs - config.minRunMs + 1));
     await new Promise((resolve, reject) => {
-      const timer = setTimeout(resolve, ms);
+      // Once told to hold (the worker is about to be killed), a run never ends on its own: the kill must cut it.
+      const timer = holding ? undefined : setTimeout(resolve, ms);
       ctx.signal.addEventListener('abort', () => {
         clearTimeout(timer);
         reject(ctx.signal.reason);
@@ -139,6 +141,8 @@ async function scheduleShare() {
 process.on('message', (message) => {
   if (message.type === 'go') {
     scheduleShare().then(() => process.send({ type: 'scheduled' }), fail);
+  } else if (message.type === 'hold') {
+    holding = true;
   } else if (message.type === 'stop') {
     (async () => {
       await scheduler.stop({ timeoutMs: 2000 });
