@@ -23,6 +23,7 @@ export type HoraeErrorCode =
   | 'DUPLICATE_KEY'
   | 'REPOSITORY_UNAVAILABLE'
   | 'SCHEMA_VERSION'
+  | 'DATABASE_FILE_REPLACED'
   | 'HOOK_DELIVERY_FAILED';
 
 /** Options shared by every Horae error constructor. */
