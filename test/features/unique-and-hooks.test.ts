@@ -1,6 +1,6 @@
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { WorkRegistry, verifyStatusHookSignature, type StatusHookPayload } from '@horae/storage';
+import { WorkRegistry, generateStatusHookSecret, verifyStatusHookSignature, type StatusHookPayload } from '@horae/storage';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cleanups, deferred, startNode, tempDatabase, withTimeout } from './helpers.js';
 
@@ -44,7 +44,7 @@ interface Received {
 
 describe('feature: status hooks POST to a real HTTP server (SQLite)', () => {
   it('every transition of a task is POSTed once, in order, with a valid HMAC signature', async () => {
-    const secret = 'feature-secret';
+    const secret = generateStatusHookSecret();
     const received: Received[] = [];
     const allIn = deferred();
     const expected = 5;
@@ -77,7 +77,7 @@ describe('feature: status hooks POST to a real HTTP server (SQLite)', () => {
     for (const request of received) {
       expect(request.headers['content-type']).toBe('application/json');
       expect(verifyStatusHookSignature(secret, request.body, request.headers)).toBe(true);
-      expect(verifyStatusHookSignature('wrong-secret', request.body, request.headers)).toBe(false);
+      expect(verifyStatusHookSignature(generateStatusHookSecret(), request.body, request.headers)).toBe(false);
     }
     const changes = received.map((r) => JSON.parse(r.body.toString('utf8')) as StatusHookPayload);
     expect(changes.every((c) => c.taskId === handle.taskId && c.workId === 'flaky')).toBe(true);
@@ -89,7 +89,7 @@ describe('feature: status hooks POST to a real HTTP server (SQLite)', () => {
       'Working→Done@2',
     ]);
     expect(changes[2]!.error).toMatchObject({ message: 'first run fails', name: 'Error' });
-    expect(new Set(received.map((r) => r.headers['x-horae-delivery'])).size).toBe(expected);
+    expect(new Set(received.map((r) => r.headers['webhook-id'])).size).toBe(expected);
     // The task's own state never waited for the hooks.
     expect(await horae.getTask(handle.taskId)).toMatchObject({ state: 'Done', attempt: 2 });
   }, 15_000);

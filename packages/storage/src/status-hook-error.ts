@@ -1,4 +1,4 @@
-import { HoraeError, type HoraeErrorOptions } from '@horae/core';
+import { HoraeError, InvalidInputError, type HoraeErrorOptions } from '@horae/core';
 
 /** Options of {@link StatusHookDeliveryError}. */
 export interface StatusHookDeliveryErrorOptions extends HoraeErrorOptions {
@@ -27,5 +27,26 @@ export class StatusHookDeliveryError extends HoraeError {
     super('HOOK_DELIVERY_FAILED', message, options);
     this.status = options.status;
     this.retryable = options.retryable;
+  }
+}
+
+/**
+ * A status hook's URL was refused at configuration: not a URL, not http(s), or carrying a username or password.
+ * Credentials in the URL are refused because fetch refuses such URLs (every POST would fail) and because the URL
+ * ends up in error messages; put them in `headers` (an `authorization` header) instead. The message never quotes
+ * the password.
+ */
+export class StatusHookUrlError extends InvalidInputError {
+  /** What was wrong with the URL. */
+  readonly reason: 'invalid' | 'protocol' | 'credentials';
+
+  /**
+   * @param message - what was wrong, without the URL's credentials
+   * @param reason - the kind of problem
+   * @param options - the parse error as `cause`, when there was one
+   */
+  constructor(message: string, reason: 'invalid' | 'protocol' | 'credentials', options?: HoraeErrorOptions) {
+    super(message, options);
+    this.reason = reason;
   }
 }

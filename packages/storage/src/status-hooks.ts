@@ -5,71 +5,18 @@
  */
 import { randomUUID } from 'node:crypto';
 import { InvalidInputError, TypedEventEmitter, exponentialBackoff, realClock, type BackoffFn, type Clock, type ClockTimer } from '@horae/core';
-import type { TaskError, TaskState } from './task-info.js';
-import { MAX_ERROR_MESSAGE_LENGTH } from './validation.js';
-import {
-  STATUS_HOOK_DELIVERY_ATTEMPT_HEADER,
-  STATUS_HOOK_DELIVERY_HEADER,
-  STATUS_HOOK_SIGNATURE_HEADER,
-  STATUS_HOOK_TIMESTAMP_HEADER,
-  signStatusHookBody,
-  type StatusHookSecret,
-} from './hook-signature.js';
-import { StatusHookDeliveryError } from './status-hook-error.js';
+import { HookEndpoint, positiveInteger, type HookEndpointOptions, type HookPostResult } from './hooks/hook-endpoint.js';
+import { toStatusHookPayload, type StatusChange, type StatusHookPayload } from './hooks/hook-payload.js';
+import type { StatusHookDeliveryError } from './status-hook-error.js';
 
 // The feature's whole public surface comes through this module, so the package index needs one line for it.
 export * from './hook-signature.js';
 export * from './status-hook-error.js';
-
-/** One state change of a task, as the storage middleware reports it to {@link StatusHookSender.notify}. */
-export interface StatusChange {
-  /** The task's id. */
-  taskId: string;
-  /** The id of its work. */
-  workId: string;
-  /** The state it left; null when the task was just created. */
-  from: TaskState | null;
-  /** The state it entered. */
-  to: TaskState;
-  /** The task's attempt counter after the change. */
-  attempt: number;
-  /**
-   * When the change happened.
-   *
-   * @defaultValue the sender's clock at `notify` time
-   */
-  time?: Date | number;
-  /** The error that caused the change (an Error, a stored TaskError, or any thrown value); left out when none. */
-  error?: unknown;
-}
-
-/** The error as it is sent: no stack, so that no source paths leave the process. */
-export type StatusHookErrorInfo = Pick<TaskError, 'message' | 'name' | 'code'>;
-
-/** The JSON body of a status hook request, in this key order. */
-export interface StatusHookPayload {
-  /** The task's id. */
-  taskId: string;
-  /** The id of its work. */
-  workId: string;
-  /** The state it left; null when the task was just created. */
-  from: TaskState | null;
-  /** The state it entered. */
-  to: TaskState;
-  /** The task's attempt counter after the change. */
-  attempt: number;
-  /** When the change happened, ISO 8601 in UTC. */
-  time: string;
-  /** Present only when the change carried an error. */
-  error?: StatusHookErrorInfo;
-}
+export * from './hooks/hook-payload.js';
+export * from './hooks/hook-endpoint.js';
 
 /** Options of {@link StatusHookSender} and {@link statusHooks}. */
-export interface StatusHookOptions {
-  /** Where to POST: an http: or https: URL. */
-  url: string | URL;
-  /** The shared HMAC-SHA256 secret the receiver verifies with {@link verifyStatusHookSignature}. Not empty. */
-  secret: StatusHookSecret;
+export interface StatusHookOptions extends HookEndpointOptions {
   /**
    * POSTs per change in all, the first included; after the last failure the change is reported through
    * `hook:failed`.
@@ -86,13 +33,6 @@ export interface StatusHookOptions {
    * `@horae/core`: about 1 s, 2 s, 4 s, 8 s… capped at 60 s, each drawn in [d/2, d]
    */
   backoff?: BackoffFn;
-  /**
-   * How long one POST may take, headers and body, before it is aborted and counts as a retryable failure.
-   *
-   * @remarks Measured on real time (`AbortSignal.timeout`), not on `clock`: it bounds a real socket.
-   * @defaultValue 10000
-   */
-  timeoutMs?: number;
   /**
    * POSTs in flight at once, across all tasks.
    *
@@ -114,13 +54,6 @@ export interface StatusHookOptions {
    * @defaultValue `realClock` of `@horae/core`
    */
   clock?: Clock;
-  /**
-   * Extra request headers (an `authorization` for a gateway, say). The signature, timestamp, delivery
-   * and content-type headers always win over these.
-   *
-   * @defaultValue none
-   */
-  headers?: Readonly<Record<string, string>>;
 }
 
 /** Why a change was dropped without being delivered. */
@@ -130,7 +63,7 @@ export type StatusHookDropReason = 'queue-full' | 'closed';
 export interface StatusHookDeliveredEvent {
   /** The change, as sent. */
   change: StatusHookPayload;
-  /** The `x-horae-delivery` id, the same on every attempt of this change. */
+  /** The delivery id (`webhook-id`), the same on every attempt of this change. */
   deliveryId: string;
   /** POSTs it took, 1 when the first one succeeded. */
   attempts: number;
@@ -142,7 +75,7 @@ export interface StatusHookDeliveredEvent {
 export interface StatusHookRetryingEvent {
   /** The change, as sent. */
   change: StatusHookPayload;
-  /** The `x-horae-delivery` id. */
+  /** The delivery id (`webhook-id`). */
   deliveryId: string;
   /** POSTs made so far. */
   attempts: number;
@@ -156,7 +89,7 @@ export interface StatusHookRetryingEvent {
 export interface StatusHookFailedEvent {
   /** The change that was not delivered. */
   change: StatusHookPayload;
-  /** The `x-horae-delivery` id. */
+  /** The delivery id (`webhook-id`). */
   deliveryId: string;
   /** POSTs made. */
   attempts: number;
@@ -168,7 +101,7 @@ export interface StatusHookFailedEvent {
 export interface StatusHookDroppedEvent {
   /** The change that was not delivered. */
   change: StatusHookPayload;
-  /** The `x-horae-delivery` id. */
+  /** The delivery id (`webhook-id`). */
   deliveryId: string;
   /** POSTs made before it was dropped (0 when it never left the queue). */
   attempts: number;
@@ -211,12 +144,10 @@ interface Delivery {
   timer: ClockTimer | undefined;
 }
 
-type PostResult = { ok: true; status: number } | { ok: false; error: StatusHookDeliveryError };
-
-const USER_AGENT = 'horae-status-hooks/0.1';
 
 /**
- * POSTs task state changes to a URL in the background, signed with HMAC-SHA256 and retried with backoff.
+ * POSTs task state changes to a URL in the background, held in memory, signed in the Standard Webhooks format and
+ * retried with backoff. `createHorae` uses the durable outbox instead when the repository has one (see `HookDeliveryLoop`).
  *
  * Rules:
  * - `notify` never blocks, never waits for the network and never throws: it enqueues and returns.
@@ -231,22 +162,19 @@ const USER_AGENT = 'horae-status-hooks/0.1';
  *
  * @example
  * ```ts
- * const hooks = new StatusHookSender({ url: 'https://ops.example.com/horae', secret: process.env.HOOK_SECRET ?? '' });
+ * const hooks = new StatusHookSender({ url: 'https://ops.example.com/horae', secret: process.env.HOOK_SECRET ?? generateStatusHookSecret() });
  * hooks.events.on('hook:failed', (e) => console.warn('status hook gave up', e.change.taskId, e.error.message));
  * hooks.notify({ taskId: 't1', workId: 'email', from: 'Initialized', to: 'Working', attempt: 1 });
  * await hooks.close({ graceMs: 5_000 });
  * ```
  */
 export class StatusHookSender {
-  readonly #url: URL;
-  readonly #secret: StatusHookSecret;
+  readonly #endpoint: HookEndpoint;
   readonly #maxAttempts: number;
   readonly #backoff: BackoffFn;
-  readonly #timeoutMs: number;
   readonly #concurrency: number;
   readonly #maxQueue: number;
   readonly #clock: Clock;
-  readonly #headers: Readonly<Record<string, string>>;
   /**
    * Where deliveries are reported: `hook:delivered`, `hook:retrying`, `hook:failed`, `hook:dropped`.
    * Listeners run synchronously; one that throws is reported as a process warning and cannot break delivery.
@@ -268,24 +196,19 @@ export class StatusHookSender {
 
   /**
    * @param options - where to POST, the secret, and the delivery policy
-   * @throws InvalidInputError when the URL is not http(s), the secret is empty, or a number option is out of range
+   * @throws StatusHookUrlError when the URL is not http(s) or carries credentials
+   * @throws InvalidInputError when a secret is not in the whsec_ format, or a number option is out of range
    */
   constructor(options: StatusHookOptions) {
-    this.#url = parseHookUrl(options.url);
-    if (!(typeof options.secret === 'string' || options.secret instanceof Uint8Array) || options.secret.length === 0) {
-      throw new InvalidInputError('status hooks: secret must be a non-empty string or byte array');
-    }
-    this.#secret = options.secret;
     this.#maxAttempts = positiveInteger(options.maxAttempts, 5, 'maxAttempts');
     this.#concurrency = positiveInteger(options.concurrency, 4, 'concurrency');
     this.#maxQueue = positiveInteger(options.maxQueue, 1000, 'maxQueue');
-    this.#timeoutMs = positiveInteger(options.timeoutMs, 10_000, 'timeoutMs');
     if (options.backoff !== undefined && typeof options.backoff !== 'function') {
       throw new InvalidInputError('status hooks: backoff must be a function from failed attempts to a delay in ms');
     }
     this.#backoff = options.backoff ?? exponentialBackoff({ baseMs: 1000, factor: 2, maxMs: 60_000, jitter: 'equal' });
     this.#clock = options.clock ?? realClock;
-    this.#headers = { ...options.headers };
+    this.#endpoint = new HookEndpoint(options, this.#clock);
   }
 
   /** Changes held: queued, waiting for a retry, or being sent. */
@@ -418,57 +341,13 @@ export class StatusHookSender {
     }
   }
 
-  async #post(delivery: Delivery): Promise<PostResult> {
-    // A fresh timestamp on every attempt, so that a retry after minutes still falls inside the receiver's window.
-    const timestamp = String(Math.floor(this.#clock.now() / 1000));
+  async #post(delivery: Delivery): Promise<HookPostResult> {
+    // One controller per POST, so that close can abort them (no long-lived AbortSignal.any chains).
     const controller = new AbortController();
-    const timeout = AbortSignal.timeout(this.#timeoutMs);
-    const onTimeout = (): void => controller.abort(timeout.reason);
-    timeout.addEventListener('abort', onTimeout, { once: true });
     this.#inFlight.add(controller);
-    const where = `${this.#url.origin}${this.#url.pathname}`;
     try {
-      const response = await fetch(this.#url, {
-        method: 'POST',
-        headers: {
-          ...this.#headers,
-          'content-type': 'application/json',
-          'user-agent': USER_AGENT,
-          [STATUS_HOOK_SIGNATURE_HEADER]: signStatusHookBody(this.#secret, delivery.body, timestamp),
-          [STATUS_HOOK_TIMESTAMP_HEADER]: timestamp,
-          [STATUS_HOOK_DELIVERY_HEADER]: delivery.id,
-          [STATUS_HOOK_DELIVERY_ATTEMPT_HEADER]: String(delivery.attempts),
-        },
-        body: delivery.body,
-        signal: controller.signal,
-        redirect: 'manual',
-      });
-      // The answer's body is not used; discard it so that the connection is freed.
-      await response.body?.cancel().catch(() => undefined);
-      const status = response.status;
-      if (status >= 200 && status < 300) return { ok: true, status };
-      const retryable = status >= 500 || status === 408 || status === 425 || status === 429;
-      return {
-        ok: false,
-        error: new StatusHookDeliveryError(`the status hook at ${where} answered ${status} ${response.statusText}`.trimEnd(), {
-          status,
-          retryable,
-        }),
-      };
-    } catch (cause) {
-      if (timeout.aborted) {
-        return {
-          ok: false,
-          error: new StatusHookDeliveryError(`the status hook at ${where} did not answer within ${this.#timeoutMs} ms`, { retryable: true, cause }),
-        };
-      }
-      if (this.#abandoned) {
-        return { ok: false, error: new StatusHookDeliveryError('the status hook sender was closed', { retryable: false, cause }) };
-      }
-      const reason = cause instanceof Error ? (cause.cause instanceof Error ? cause.cause.message : cause.message) : String(cause);
-      return { ok: false, error: new StatusHookDeliveryError(`could not reach the status hook at ${where}: ${reason}`, { retryable: true, cause }) };
+      return await this.#endpoint.post({ id: delivery.id, body: delivery.body, attempt: delivery.attempts }, controller.signal);
     } finally {
-      timeout.removeEventListener('abort', onTimeout);
       this.#inFlight.delete(controller);
     }
   }
@@ -537,7 +416,7 @@ export interface StatusHooks {
  *
  * @example
  * ```ts
- * const hooks = statusHooks({ url: 'https://ops.example.com/horae', secret: 's3cret' });
+ * const hooks = statusHooks({ url: 'https://ops.example.com/horae', secret: process.env.HOOK_SECRET ?? generateStatusHookSecret() });
  * hooks.sender.events.on('hook:failed', (e) => console.warn(e.error.message));
  * // in the storage middleware, after each state write lands:
  * hooks.onTransition({ taskId: 't1', workId: 'email', from: 'Working', to: 'Done', attempt: 1 });
@@ -547,68 +426,4 @@ export interface StatusHooks {
 export function statusHooks(options: StatusHookOptions): StatusHooks {
   const sender = new StatusHookSender(options);
   return { onTransition: (change) => sender.notify(change), sender };
-}
-
-/**
- * Builds the JSON payload of a change. Total: it never throws, whatever the change holds.
- *
- * @param change - the transition
- * @param now - the time to use when the change has none (or an invalid one)
- * @returns the payload, with `error` only when the change has one
- */
-export function toStatusHookPayload(change: StatusChange, now: number): StatusHookPayload {
-  const given = change.time instanceof Date ? change.time.getTime() : typeof change.time === 'number' ? change.time : Number.NaN;
-  const time = new Date(Number.isFinite(given) && Math.abs(given) <= 8.64e15 ? given : now);
-  const payload: StatusHookPayload = {
-    taskId: String(change.taskId),
-    workId: String(change.workId),
-    from: change.from ?? null,
-    to: change.to,
-    attempt: Number(change.attempt),
-    time: time.toISOString(),
-  };
-  if (change.error !== undefined && change.error !== null) payload.error = toErrorInfo(change.error);
-  return payload;
-}
-
-function toErrorInfo(error: unknown): StatusHookErrorInfo {
-  if (typeof error === 'object' && error !== null && typeof (error as { message?: unknown }).message === 'string') {
-    // An Error, or a TaskError read back from the repository.
-    const { message, name, code } = error as { message: string; name?: unknown; code?: unknown };
-    const out: StatusHookErrorInfo = { message: message.slice(0, MAX_ERROR_MESSAGE_LENGTH) };
-    if (typeof name === 'string') out.name = name;
-    if (typeof code === 'string' || typeof code === 'number') out.code = String(code);
-    return out;
-  }
-  return { message: safeString(error).slice(0, MAX_ERROR_MESSAGE_LENGTH) };
-}
-
-/** String(value), or a placeholder for the odd value whose conversion throws (an object without a prototype). */
-function safeString(value: unknown): string {
-  try {
-    return String(value);
-  } catch {
-    return '[unprintable error]';
-  }
-}
-
-function parseHookUrl(url: string | URL): URL {
-  let parsed: URL;
-  try {
-    parsed = new URL(String(url));
-  } catch (cause) {
-    throw new InvalidInputError(`status hooks: url is not a valid URL: ${String(url)}`, { cause });
-  }
-  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
-    throw new InvalidInputError(`status hooks: url must be http: or https:, got ${parsed.protocol}`);
-  }
-  return parsed;
-}
-
-function positiveInteger(value: number | undefined, fallback: number, what: string): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
-    throw new InvalidInputError(`status hooks: ${what} must be a positive integer, got ${String(value)}`);
-  }
-  return value;
 }

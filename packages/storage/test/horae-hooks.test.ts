@@ -1,5 +1,5 @@
 import { nextEvent } from '@horae/core/testing';
-import { WorkRegistry, type Horae, type StatusChange } from '@horae/storage';
+import { WorkRegistry, generateStatusHookSecret, type Horae, type StatusChange } from '@horae/storage';
 import { afterEach, describe, expect, it } from 'vitest';
 import { capturingHook, horaeOn, stopAll, world } from './horae-helpers.js';
 
@@ -118,7 +118,7 @@ describe('status hooks bridge: storage events → onTransition', () => {
     const { clock, repo } = world();
     // Port 9 (discard) on loopback: nothing listens, the connection is refused at once.
     const horae = await startHorae(
-      horaeOn(clock, repo, new WorkRegistry().register('w', () => 'ok'), { statusHooks: { url: 'http://127.0.0.1:9/hooks', secret: 's3cret', maxAttempts: 1 } }),
+      horaeOn(clock, repo, new WorkRegistry().register('w', () => 'ok'), { statusHooks: { url: 'http://127.0.0.1:9/hooks', secret: generateStatusHookSecret(), maxAttempts: 1 } }),
     );
     expect(horae.hookSenders).toHaveLength(1);
     const failed = nextEvent(horae.hookSenders[0]!.events, 'hook:failed');

@@ -1,82 +1,21 @@
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { InvalidInputError } from '@horae/core';
 import { VirtualClock, nextEvent } from '@horae/core/testing';
 import {
   StatusHookDeliveryError,
   StatusHookSender,
-  signStatusHookBody,
+  decodeStatusHookSecret,
+  signStatusHook,
   statusHooks,
   verifyStatusHookSignature,
   type StatusChange,
   type StatusHookEvents,
   type StatusHookOptions,
-  type StatusHookPayload,
 } from '@horae/storage';
+import { Receiver, gate } from './hook-receiver.js';
 
-interface Received {
-  headers: IncomingHttpHeaders;
-  raw: Buffer;
-  json: StatusHookPayload;
-}
-
-type Responder = (request: Received, index: number) => number | Promise<number>;
-
-/** A real HTTP receiver on 127.0.0.1 that records every request and answers what `respond` says. */
-class Receiver {
-  readonly received: Received[] = [];
-  respond: Responder = () => 204;
-  #waiters: Array<{ count: number; resolve: () => void }> = [];
-  readonly server: Server;
-
-  constructor() {
-    this.server = createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (chunk: Buffer) => chunks.push(chunk));
-      req.on('end', () => {
-        const raw = Buffer.concat(chunks);
-        const request: Received = { headers: req.headers, raw, json: JSON.parse(raw.toString('utf8')) as StatusHookPayload };
-        const index = this.received.push(request) - 1;
-        for (const waiter of this.#waiters.filter((w) => this.received.length >= w.count)) {
-          this.#waiters.splice(this.#waiters.indexOf(waiter), 1);
-          waiter.resolve();
-        }
-        void Promise.resolve(this.respond(request, index)).then(
-          (status) => {
-            if (!res.destroyed) res.writeHead(status).end();
-          },
-          () => res.destroy(),
-        );
-      });
-    });
-  }
-
-  async listen(): Promise<string> {
-    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/hooks`;
-  }
-
-  /** Resolves once `count` requests in all have arrived. */
-  requests(count: number): Promise<void> {
-    if (this.received.length >= count) return Promise.resolve();
-    return new Promise((resolve) => this.#waiters.push({ count, resolve }));
-  }
-
-  async close(): Promise<void> {
-    this.server.closeAllConnections();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-}
-
-/** A promise that can be resolved from outside: holds a receiver's answer. */
-function gate(): { promise: Promise<void>; open: () => void } {
-  let open = (): void => undefined;
-  const promise = new Promise<void>((resolve) => (open = resolve));
-  return { promise, open };
-}
-
-const SECRET = 'test-secret-at-least-a-bit-long';
+const SECRET = `whsec_${Buffer.alloc(32, 7).toString('base64')}`;
+const OLD_SECRET = `whsec_${Buffer.alloc(32, 9).toString('base64')}`;
 const START = Date.UTC(2026, 10, 23, 12, 0, 0);
 
 function change(taskId: string, to: StatusChange['to'], extra: Partial<StatusChange> = {}): StatusChange {
@@ -128,9 +67,9 @@ describe('StatusHookSender against a real HTTP receiver', () => {
     });
     expect(Object.keys(request!.json)).toEqual(['taskId', 'workId', 'from', 'to', 'attempt', 'time']);
     expect(request!.headers['content-type']).toBe('application/json');
-    expect(request!.headers['x-horae-timestamp']).toBe(String(Math.floor(START / 1000)));
-    expect(request!.headers['x-horae-signature']).toMatch(/^sha256=[0-9a-f]{64}$/);
-    expect(request!.headers['x-horae-delivery']).toBe(event.deliveryId);
+    expect(request!.headers['webhook-timestamp']).toBe(String(Math.floor(START / 1000)));
+    expect(request!.headers['webhook-signature']).toMatch(/^v1,[A-Za-z0-9+/]{43}=$/);
+    expect(request!.headers['webhook-id']).toBe(event.deliveryId);
     expect(request!.headers['x-horae-delivery-attempt']).toBe('1');
     expect(event).toMatchObject({ attempts: 1, status: 204, change: request!.json });
     expect(hooks.pending).toBe(0);
@@ -170,15 +109,17 @@ describe('StatusHookSender against a real HTTP receiver', () => {
     const tampered = Buffer.from(request!.raw.toString('utf8').replace('"Done"', '"Fail"'));
     expect(tampered.equals(request!.raw)).toBe(false);
     expect(verifyStatusHookSignature(SECRET, tampered, request!.headers, { now })).toBe(false);
-    expect(verifyStatusHookSignature('another-secret', request!.raw, request!.headers, { now })).toBe(false);
-    // A replay with a fresh timestamp: the MAC covers the timestamp, so it no longer matches.
-    const replayed = { ...request!.headers, 'x-horae-timestamp': String(Math.floor(now / 1000) + 60) };
+    expect(verifyStatusHookSignature(OLD_SECRET, request!.raw, request!.headers, { now })).toBe(false);
+    // A replay with a fresh timestamp or a fresh id: the MAC covers both, so it no longer matches.
+    const replayed = { ...request!.headers, 'webhook-timestamp': String(Math.floor(now / 1000) + 60) };
     expect(verifyStatusHookSignature(SECRET, request!.raw, replayed, { now })).toBe(false);
+    const renamed = { ...request!.headers, 'webhook-id': 'another-id' };
+    expect(verifyStatusHookSignature(SECRET, request!.raw, renamed, { now })).toBe(false);
     // The original request replayed later than the window is refused.
     expect(verifyStatusHookSignature(SECRET, request!.raw, request!.headers, { now: now + 5 * 60_000 + 1000 })).toBe(false);
     expect(verifyStatusHookSignature(SECRET, request!.raw, request!.headers, { now: now + 60_000, toleranceMs: 120_000 })).toBe(true);
     // Rotation: any one of several secrets may match.
-    expect(verifyStatusHookSignature(['old-secret', SECRET], request!.raw, request!.headers, { now })).toBe(true);
+    expect(verifyStatusHookSignature([OLD_SECRET, SECRET], request!.raw, request!.headers, { now })).toBe(true);
   });
 
   it('retries a 500 with backoff on the clock, then delivers; same delivery id, fresh signed timestamp each time', async () => {
@@ -211,10 +152,10 @@ describe('StatusHookSender against a real HTTP receiver', () => {
     expect(await delivered).toMatchObject({ attempts: 3, status: 200 });
     expect(retrying).toHaveLength(2);
     expect(receiver.received.map((r) => r.headers['x-horae-delivery-attempt'])).toEqual(['1', '2', '3']);
-    expect(new Set(receiver.received.map((r) => r.headers['x-horae-delivery'])).size).toBe(1);
-    expect(receiver.received.map((r) => Number(r.headers['x-horae-timestamp']) - Math.floor(START / 1000))).toEqual([0, 1, 3]);
+    expect(new Set(receiver.received.map((r) => r.headers['webhook-id'])).size).toBe(1);
+    expect(receiver.received.map((r) => Number(r.headers['webhook-timestamp']) - Math.floor(START / 1000))).toEqual([0, 1, 3]);
     for (const request of receiver.received) {
-      const sentAt = Number(request.headers['x-horae-timestamp']) * 1000;
+      const sentAt = Number(request.headers['webhook-timestamp']) * 1000;
       expect(verifyStatusHookSignature(SECRET, request.raw, request.headers, { now: sentAt })).toBe(true);
     }
     expect(hooks.pending).toBe(0);
@@ -467,22 +408,35 @@ describe('verifyStatusHookSignature', () => {
   const body = '{"taskId":"t1"}';
   const now = START;
   const timestamp = String(Math.floor(now / 1000));
-  const signature = signStatusHookBody(SECRET, body, timestamp);
+  const signature = signStatusHook([decodeStatusHookSecret(SECRET)], 'msg_1', timestamp, body);
+  const valid = { 'webhook-id': 'msg_1', 'webhook-timestamp': timestamp, 'webhook-signature': signature };
 
   it('accepts fetch Headers and Node header records, case-insensitively', () => {
-    const headers = new Headers({ 'X-Horae-Signature': signature, 'X-Horae-Timestamp': timestamp });
-    expect(verifyStatusHookSignature(SECRET, body, headers, { now })).toBe(true);
-    expect(verifyStatusHookSignature(SECRET, body, { 'X-Horae-Signature': signature, 'x-horae-timestamp': timestamp }, { now })).toBe(true);
-    expect(verifyStatusHookSignature(SECRET, Buffer.from(body), { 'x-horae-signature': [signature], 'x-horae-timestamp': timestamp }, { now })).toBe(true);
+    expect(verifyStatusHookSignature(SECRET, body, new Headers(valid), { now })).toBe(true);
+    expect(verifyStatusHookSignature(SECRET, body, { 'Webhook-Id': 'msg_1', 'WEBHOOK-TIMESTAMP': timestamp, 'webhook-signature': signature }, { now })).toBe(true);
+    expect(verifyStatusHookSignature(SECRET, Buffer.from(body), { ...valid, 'webhook-signature': [signature] }, { now })).toBe(true);
   });
 
   it('refuses missing, repeated or malformed headers', () => {
-    expect(verifyStatusHookSignature(SECRET, body, { 'x-horae-timestamp': timestamp }, { now })).toBe(false);
-    expect(verifyStatusHookSignature(SECRET, body, { 'x-horae-signature': signature }, { now })).toBe(false);
-    expect(verifyStatusHookSignature(SECRET, body, { 'x-horae-signature': [signature, signature], 'x-horae-timestamp': timestamp }, { now })).toBe(false);
-    expect(verifyStatusHookSignature(SECRET, body, { 'x-horae-signature': signature, 'x-horae-timestamp': `${timestamp}.5` }, { now })).toBe(false);
-    expect(verifyStatusHookSignature(SECRET, body, { 'x-horae-signature': 'sha256=00', 'x-horae-timestamp': timestamp }, { now })).toBe(false);
-    expect(verifyStatusHookSignature(SECRET, body, { 'x-horae-signature': signature.toUpperCase(), 'x-horae-timestamp': timestamp }, { now })).toBe(false);
+    const { 'webhook-id': _id, ...noId } = valid;
+    expect(verifyStatusHookSignature(SECRET, body, noId, { now })).toBe(false);
+    expect(verifyStatusHookSignature(SECRET, body, { ...valid, 'webhook-signature': [signature, signature] }, { now })).toBe(false);
+    expect(verifyStatusHookSignature(SECRET, body, { ...valid, 'webhook-timestamp': `${timestamp}.5` }, { now })).toBe(false);
+    expect(verifyStatusHookSignature(SECRET, body, { ...valid, 'webhook-signature': 'v1,AAAA' }, { now })).toBe(false);
+    expect(verifyStatusHookSignature(SECRET, body, { ...valid, 'webhook-signature': signature.replace('v1,', 'v2,') }, { now })).toBe(false);
+  });
+
+  it('refuses a secret outside the whsec_ format as a configuration error that does not quote it', () => {
+    for (const bad of ['', 'plain-text-secret', 'whsec_not base64!', `whsec_${Buffer.alloc(8).toString('base64')}`]) {
+      let error: unknown;
+      try {
+        verifyStatusHookSignature(bad, body, valid, { now });
+      } catch (caught) {
+        error = caught;
+      }
+      expect(error).toBeInstanceOf(InvalidInputError);
+      if (bad !== '') expect((error as Error).message).not.toContain(bad);
+    }
   });
 });
 
@@ -492,6 +446,8 @@ describe('StatusHookSender options', () => {
     expect(() => new StatusHookSender({ ...base, url: 'ftp://example.com/x' })).toThrow(InvalidInputError);
     expect(() => new StatusHookSender({ ...base, url: 'not a url' })).toThrow(InvalidInputError);
     expect(() => new StatusHookSender({ ...base, secret: '' })).toThrow(InvalidInputError);
+    expect(() => new StatusHookSender({ ...base, secret: 'not-a-whsec-secret' })).toThrow(InvalidInputError);
+    expect(() => new StatusHookSender({ ...base, secret: [] })).toThrow(InvalidInputError);
     for (const key of ['maxAttempts', 'concurrency', 'maxQueue', 'timeoutMs'] as const) {
       expect(() => new StatusHookSender({ ...base, [key]: 0 })).toThrow(InvalidInputError);
       expect(() => new StatusHookSender({ ...base, [key]: 1.5 })).toThrow(InvalidInputError);
