@@ -24,7 +24,10 @@ export type HoraeErrorCode =
   | 'REPOSITORY_UNAVAILABLE'
   | 'SCHEMA_VERSION'
   | 'DATABASE_FILE_REPLACED'
-  | 'HOOK_DELIVERY_FAILED';
+  | 'HOOK_DELIVERY_FAILED'
+  | 'SCHEDULE_ABORTED'
+  | 'SCHEDULE_TIMEOUT'
+  | 'BACKPRESSURE';
 
 /** Options shared by every Horae error constructor. */
 export interface HoraeErrorOptions {
@@ -135,5 +138,55 @@ export class RunAbandoned extends HoraeError {
   /** @param reason - why this node will not run the task */
   constructor(reason: string, options?: HoraeErrorOptions) {
     super('RUN_ABANDONED', reason, options);
+  }
+}
+
+/**
+ * A `schedule()` call was ended by its `signal` before its task was known to be written (see
+ * `ScheduleCallOptions`). Its `cause` is the signal's reason.
+ *
+ * Rules: the call was never written, and no later try writes it (`mayHaveBeenWritten` false), when it was aborted
+ * before its first try; once a try failed with an outage, that try may have landed all the same (a commit whose
+ * reply was lost), so `mayHaveBeenWritten` is true, and the storage middleware writes a cancel for `taskId`,
+ * retried until it lands, so that such a row never runs.
+ */
+export class ScheduleAbortedError extends HoraeError {
+  /**
+   * @param taskId - the id the task had (or would have had), when one was chosen
+   * @param mayHaveBeenWritten - whether a try was made whose outcome is unknown
+   * @param options - `cause`: the signal's reason
+   * @param message - what happened
+   * @param code - `SCHEDULE_ABORTED`, or `SCHEDULE_TIMEOUT` for {@link ScheduleTimeoutError}
+   */
+  constructor(
+    readonly taskId: string | undefined,
+    readonly mayHaveBeenWritten: boolean,
+    options?: HoraeErrorOptions,
+    message = `schedule() was aborted by its signal${mayHaveBeenWritten ? '; a try failed without an answer, so the task is being cancelled in case it was written' : '; nothing was written'}`,
+    code: 'SCHEDULE_ABORTED' | 'SCHEDULE_TIMEOUT' = 'SCHEDULE_ABORTED',
+  ) {
+    super(code, message, options);
+  }
+}
+
+/** A `schedule()` call did not settle within its `timeoutMs`; otherwise the rules of {@link ScheduleAbortedError}. */
+export class ScheduleTimeoutError extends ScheduleAbortedError {
+  /**
+   * @param timeoutMs - the call's limit
+   * @param taskId - the id the task had (or would have had), when one was chosen
+   * @param mayHaveBeenWritten - whether a try was made whose outcome is unknown
+   */
+  constructor(
+    readonly timeoutMs: number,
+    taskId: string | undefined,
+    mayHaveBeenWritten: boolean,
+  ) {
+    super(
+      taskId,
+      mayHaveBeenWritten,
+      undefined,
+      `schedule() did not settle within its timeout of ${timeoutMs} ms${mayHaveBeenWritten ? '; a try failed without an answer, so the task is being cancelled in case it was written' : '; nothing was written'}`,
+      'SCHEDULE_TIMEOUT',
+    );
   }
 }

@@ -4,6 +4,7 @@
  * @packageDocumentation
  */
 export * from './errors.js';
+export * from './quote-input.js';
 export * from './clock.js';
 export * from './context.js';
 export * from './middleware.js';
@@ -11,6 +12,7 @@ export * from './events.js';
 export * from './timer-queue.js';
 export * from './dispatcher.js';
 export * from './scheduler.js';
+export * from './schedule-call.js';
 export * from './retry.js';
 export * from './logging.js';
 export * from './timeout.js';

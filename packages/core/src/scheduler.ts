@@ -11,6 +11,7 @@ import { EventTriggers, validateEventName, eventTaskOptions, type EventTriggerSp
 import { TypedEventEmitter, warnListenerError } from './events.js';
 import { GeneratorPool, GeneratorReservationKey, type GeneratorHandle, type GeneratorOptions, type GeneratorSource } from './generators.js';
 import type { Middleware, ScheduleHandler, TaskHandle } from './middleware.js';
+import { ScheduleCallKey, toScheduleCall, type ScheduleCallOptions } from './schedule-call.js';
 import { RunContext, type RunHost } from './run-context.js';
 import { CANCELLED, DONE, FAILED, QUEUED, RUNNING, Task, TaskExtras, WAITING, type TaskHost } from './task.js';
 import { TimerQueue } from './timer-queue.js';
@@ -298,14 +299,22 @@ export class Scheduler {
    * chain, and queues it.
    *
    * @param input - a SchedulerContext, or plain options
+   * @param call - bounds on the call's wait: a `signal` and a `timeoutMs` (see {@link ScheduleCallOptions}); the
+   * middlewares read them from {@link ScheduleCallKey}
    * @returns the task's handle
    * @throws {@link InvalidInputError} (as a rejection) on an invalid date, priority or option, or no work; nothing is queued
    * @throws {@link SchedulerStoppedError} (as a rejection) once `stop()` was called; nothing is queued
+   * @throws {@link ScheduleAbortedError} (as a rejection) when `call.signal` is aborted already (nothing is queued),
+   * or aborts while a middleware waits; {@link ScheduleTimeoutError} when `call.timeoutMs` passes while one waits
    */
-  schedule(input: SchedulerContext | ScheduleOptions): Promise<TaskHandle> {
+  schedule(input: SchedulerContext | ScheduleOptions, call?: ScheduleCallOptions): Promise<TaskHandle> {
     try {
       if (this.#stopped) throw new SchedulerStoppedError();
-      const ctx = input instanceof SchedulerContext ? input : SchedulerContext.create(input, needsNow(input) ? this.#clock.now() : 0);
+      let ctx = input instanceof SchedulerContext ? input : SchedulerContext.create(input, needsNow(input) ? this.#clock.now() : 0);
+      if (call !== undefined) {
+        const bounds = toScheduleCall(call, () => this.#clock.now());
+        if (bounds !== undefined) ctx = ctx.withValue(ScheduleCallKey, bounds);
+      }
       const chain = (this.#chain ??= this.#compose());
       return Promise.resolve(chain(ctx));
     } catch (error) {
