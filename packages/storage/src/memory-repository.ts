@@ -18,6 +18,8 @@ import type {
   WorkLimiter,
 } from './repository.js';
 import { MemoryScheduleTable } from './memory-schedule-store.js';
+import type { HookOutbox, HookOutboxProvider } from './hooks/hook-outbox.js';
+import { MemoryHookOutbox } from './hooks/memory-hook-outbox.js';
 import type { ListSchedulesOptions, Schedule, ScheduleAdvance, ScheduleDefinition, ScheduleStore, UpsertScheduleResult } from './schedule-store.js';
 import {
   ALL_TASK_STATES,
@@ -75,9 +77,12 @@ class MemoryStore {
   seq = 0;
   /** The recurring schedules (the {@link ScheduleStore} capability), on the same clock. */
   readonly schedules: MemoryScheduleTable;
+  /** The status hook deliveries (the {@link HookOutbox}); each peer reaches them through its own guard. */
+  readonly hookOutbox: MemoryHookOutbox;
 
   constructor(readonly clock: Clock) {
     this.schedules = new MemoryScheduleTable(clock);
+    this.hookOutbox = new MemoryHookOutbox(clock);
   }
 }
 
@@ -103,9 +108,10 @@ type InternalOptions = MemoryRepositoryOptions & { [SHARED_STORE]?: MemoryStore 
  * const claimed = await peer.claim(task.id, { owner: 'node-b', leaseMs: 30_000 });
  * ```
  */
-export class MemoryRepository implements Repository, ScheduleStore, WorkLimiter {
+export class MemoryRepository implements Repository, ScheduleStore, WorkLimiter, HookOutboxProvider {
   readonly #store: MemoryStore;
   #unavailable = false;
+  #hookOutbox: MemoryHookOutbox | undefined;
 
   /** @param options - the database clock */
   constructor(options: MemoryRepositoryOptions = {}) {
@@ -506,6 +512,14 @@ export class MemoryRepository implements Repository, ScheduleStore, WorkLimiter 
    * Runs `body` on a later microtask, all at once: the checks and the write of one call never interleave
    * with another call's, which is what makes a compare-and-set here as exact as a database's.
    */
+  /** {@inheritDoc HookOutboxProvider.hookOutbox} */
+  hookOutbox(): HookOutbox {
+    this.#hookOutbox ??= this.#store.hookOutbox.peer((operation) => {
+      if (this.#unavailable) throw new RepositoryError(`${operation} failed: the memory repository is set unavailable`);
+    });
+    return this.#hookOutbox;
+  }
+
   #run<T>(operation: string, body: () => T): Promise<T> {
     return Promise.resolve().then(() => {
       if (this.#unavailable) throw new RepositoryError(`${operation} failed: the memory repository is set unavailable`);

@@ -14,6 +14,8 @@ export * from './hook-signature.js';
 export * from './status-hook-error.js';
 export * from './hooks/hook-payload.js';
 export * from './hooks/hook-endpoint.js';
+export * from './hooks/hook-outbox.js';
+export * from './hooks/memory-hook-outbox.js';
 
 /** Options of {@link StatusHookSender} and {@link statusHooks}. */
 export interface StatusHookOptions extends HookEndpointOptions {
