@@ -3,6 +3,7 @@ import { changeRules } from './rules/change-rules.js';
 import { claimAheadRules } from './rules/claim-ahead-rules.js';
 import { claimRules } from './rules/claim-rules.js';
 import { historyRules } from './rules/history-rules.js';
+import { hookOutboxRules } from './rules/hook-outbox-rules.js';
 import { insertRules } from './rules/insert-rules.js';
 import { leaseRules } from './rules/lease-rules.js';
 import { listRules } from './rules/list-rules.js';
@@ -33,6 +34,7 @@ const RULE_GROUPS: readonly RuleGroup[] = [
   scheduleRules,
   historyRules,
   workLimitRules,
+  hookOutboxRules,
 ];
 
 /**
