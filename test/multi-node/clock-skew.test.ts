@@ -6,6 +6,7 @@ import { PostgresRepository } from '@horae/repo-postgres';
 import { PG_URL, dropSchema, testSchema } from '../../packages/repo-postgres/test/pg-fixture.js';
 import { buildPackages, listAll, poll, readHistory, readLog, Worker, workerBase, writeWorkerScript } from './proof.js';
 import { cleanups, tempDir, undoAfterEach } from './cleanups.js';
+import { SKEW_PRELOAD } from './skew-preload.js';
 import type { RunLine } from './run-log.js';
 
 // Issue 9, "due is judged by the database's clock, never a node's", with real processes: three workers on one
@@ -38,31 +39,6 @@ const SCENARIO = {
 const NORMAL = 0;
 const FAST = 1;
 const SLOW = 2;
-
-/**
- * The preload (`node --import`): shifts this process's wall clock by HORAE_TEST_CLOCK_SKEW_MS. `Date.now()` and
- * `new Date()` without arguments are skewed; a Date built from a value, timers and `performance` are not. The real
- * `Date.now` stays reachable under `Symbol.for('horae.test.realDateNow')`, for the worker's run log only.
- */
-const SKEW_PRELOAD = String.raw`// Skews Date for a worker of test/multi-node/clock-skew.test.ts.
-const skew = Number(process.env.HORAE_TEST_CLOCK_SKEW_MS);
-if (!Number.isFinite(skew)) throw new Error('HORAE_TEST_CLOCK_SKEW_MS must be a number');
-const RealDate = globalThis.Date;
-const realNow = RealDate.now.bind(RealDate);
-const now = () => realNow() + skew;
-globalThis[Symbol.for('horae.test.realDateNow')] = realNow;
-globalThis.Date = new Proxy(RealDate, {
-  construct(target, args, newTarget) {
-    return Reflect.construct(target, args.length === 0 ? [now()] : args, newTarget);
-  },
-  apply() {
-    return new RealDate(now()).toString();
-  },
-  get(target, key, receiver) {
-    return key === 'now' ? now : Reflect.get(target, key, receiver);
-  },
-});
-`;
 
 const WORKER_COMMON = {
   maxAttempts: 1,

@@ -21,10 +21,17 @@ export interface RunLine {
    * past any skew a test put on the worker's `Date`; see worker-source.ts).
    */
   at?: number;
+  /** For `end`, when the worker logs it (`logLease`): the real time of the end, as `at` of a start. */
+  endedAt?: number;
+  /**
+   * For `start`, when the worker logs it (`logLease`): the expiry, in ms on the database's clock, of the lease the run
+   * started under; -1 when the worker did not know it.
+   */
+  leaseUntil?: number;
 }
 
 /**
- * Parses a worker's log: `start <taskId> <attempt> <pid> [<at>]` / `end <taskId> <attempt> <pid> ok|fail`.
+ * Parses a worker's log: `start <taskId> <attempt> <pid> [<at> [<leaseUntil>]]` / `end <taskId> <attempt> <pid> ok|fail [<at>]`.
  *
  * @param text - the file's content
  * @returns its lines, in order
@@ -34,16 +41,21 @@ export function parseRunLog(text: string): RunLine[] {
   const lines: RunLine[] = [];
   for (const raw of text.split('\n')) {
     if (raw === '') continue;
-    const [kind, taskId, attempt, pid, last, extra] = raw.split(' ');
+    const [kind, taskId, attempt, pid, last, sixth, extra] = raw.split(' ');
     const wellFormed =
       extra === undefined &&
-      ((kind === 'start' && (last === undefined || /^\d+(\.\d+)?$/.test(last))) || (kind === 'end' && (last === 'ok' || last === 'fail')));
+      ((kind === 'start' && (last === undefined || /^\d+(\.\d+)?$/.test(last)) && (sixth === undefined || (last !== undefined && /^(-1|\d+)$/.test(sixth)))) ||
+        (kind === 'end' && (last === 'ok' || last === 'fail') && (sixth === undefined || /^\d+$/.test(sixth))));
     if (!wellFormed || taskId === undefined || !/^\d+$/.test(attempt ?? '') || !/^\d+$/.test(pid ?? '')) {
       throw new Error(`malformed run-log line: ${JSON.stringify(raw)}`);
     }
     const line: RunLine = { kind, taskId, attempt: Number(attempt), pid: Number(pid) };
     if (kind === 'end') line.ok = last === 'ok';
     else if (last !== undefined) line.at = Number(last);
+    if (sixth !== undefined) {
+      if (kind === 'end') line.endedAt = Number(sixth);
+      else line.leaseUntil = Number(sixth);
+    }
     lines.push(line);
   }
   return lines;

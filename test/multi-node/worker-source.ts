@@ -8,8 +8,8 @@
  * (one file per process: appends from different processes never interleave):
  *
  * ```
- * start <taskId> <attempt> <pid> <at>
- * end <taskId> <attempt> <pid> ok|fail
+ * start <taskId> <attempt> <pid> <at> [<leaseUntil>]
+ * end <taskId> <attempt> <pid> ok|fail [<at>]
  * ```
  *
  * `at` is the real time of the start, in ms: the system clock (the one the database server reads), through the
@@ -22,7 +22,11 @@
  * run-log.ts — so the parent can recompute every outcome from the log.
  *
  * Optional config beyond the proof's: `runMs` (every run takes that long, instead of the hashed
- * minRunMs..maxRunMs), `claimAhead` (the storage option), `share` empty (the parent inserts the tasks itself).
+ * minRunMs..maxRunMs), `claimAhead` (the storage option), `share` empty (the parent inserts the tasks itself),
+ * `busyTimeoutMs` (SQLite's option), `logLease` (each start line ends with ` <leaseUntil>`: the expiry, in ms on the
+ * database's clock, of the lease the run started under, as the claim or start returned it; renewals only push it
+ * later, so it is a lower bound of when another node may take the task over — test/chaos checks it; and each end line
+ * ends with the real time of the end).
  * `ready` carries `skewMs`: how far this process's `Date.now()` is from the real time.
  *
  * Messages: worker → parent `ready`, `scheduled`, `stopped`, `error`; parent → worker `go`, `stop`.
@@ -45,7 +49,7 @@ process.on('uncaughtException', fail);
 async function openRepository() {
   if (config.adapter === 'sqlite') {
     const { SqliteRepository } = await import(config.urls.sqlite);
-    return new SqliteRepository({ database: config.dbPath });
+    return new SqliteRepository({ database: config.dbPath, ...(config.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: config.busyTimeoutMs }) });
   }
   const { PostgresRepository } = await import(config.urls.postgres);
   const repository = new PostgresRepository({ connectionString: config.pgUrl, schema: config.schema, poolSize: 4 });
@@ -74,12 +78,17 @@ const log = (line) => appendFileSync(config.logPath, line + '\n');
 const realNow = globalThis[Symbol.for('horae.test.realDateNow')] ?? (() => Date.now());
 
 let holding = false;
+// With logLease: the lease expiry of each run about to start, keyed by task and attempt (set on task:started,
+// which the storage emits before it calls the work).
+const leaseUntil = new Map();
 const repository = await openRepository();
 const registry = new WorkRegistry().register(
   'job',
   async (ctx) => {
     const { taskId, attempt } = ctx;
-    log('start ' + taskId + ' ' + attempt + ' ' + pid + ' ' + realNow());
+    const until = leaseUntil.get(taskId + '#' + attempt);
+    leaseUntil.delete(taskId + '#' + attempt);
+    log('start ' + taskId + ' ' + attempt + ' ' + pid + ' ' + realNow() + (config.logLease ? ' ' + (until ?? -1) : ''));
     // A few milliseconds of "work", so that a node holds several running tasks at any moment.
     const ms = config.runMs ?? config.minRunMs + (fnv(taskId + '@' + attempt) % (config.maxRunMs - config.minRunMs + 1));
     await new Promise((resolve, reject) => {
@@ -91,7 +100,7 @@ const registry = new WorkRegistry().register(
       }, { once: true });
     });
     const fails = runFails(taskId, attempt, ctx.param.alwaysFail === true);
-    log('end ' + taskId + ' ' + attempt + ' ' + pid + ' ' + (fails ? 'fail' : 'ok'));
+    log('end ' + taskId + ' ' + attempt + ' ' + pid + ' ' + (fails ? 'fail' : 'ok') + (config.logLease ? ' ' + realNow() : ''));
     if (fails) throw new Error('planned failure of ' + taskId + ' at attempt ' + attempt);
     return ctx.param.n;
   },
@@ -107,7 +116,10 @@ const stats = { leaseLost: 0, repositoryErrors: 0, syncErrors: 0, started: 0, su
 storage.events.on('task:lease-lost', () => stats.leaseLost++);
 storage.events.on('repository:error', () => stats.repositoryErrors++);
 storage.events.on('sync:error', () => stats.syncErrors++);
-storage.events.on('task:started', () => stats.started++);
+storage.events.on('task:started', (event) => {
+  stats.started++;
+  if (config.logLease) leaseUntil.set(event.task.id + '#' + event.task.attempt, event.task.lease?.until?.getTime());
+});
 storage.events.on('task:succeeded', () => stats.succeeded++);
 storage.events.on('task:failed', () => stats.failed++);
 storage.events.on('task:retried', () => stats.retried++);
