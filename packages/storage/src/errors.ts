@@ -1,10 +1,10 @@
-import { HoraeError, type HoraeErrorOptions } from '@horae/core';
+import { HoraeError, InvalidInputError, quoteInput, type HoraeErrorOptions } from '@horae/core';
 
 /** No task has this id. */
 export class TaskNotFoundError extends HoraeError {
   /** @param taskId - the id that was looked up */
   constructor(readonly taskId: string) {
-    super('TASK_NOT_FOUND', `no task has the id "${taskId}"`);
+    super('TASK_NOT_FOUND', `no task has the id ${quoteInput(taskId)}`);
   }
 }
 
@@ -14,7 +14,7 @@ export class TaskNotFoundError extends HoraeError {
  */
 export class LeaseLostError extends HoraeError {
   /** @param taskId - the task whose lease was lost */
-  constructor(readonly taskId: string, message = `the lease on task "${taskId}" is no longer held by this token`) {
+  constructor(readonly taskId: string, message = `the lease on task ${quoteInput(taskId)} is no longer held by this token`) {
     super('LEASE_LOST', message);
   }
 }
@@ -27,7 +27,7 @@ export class InvalidStateError extends HoraeError {
    * @param action - what was attempted
    */
   constructor(readonly taskId: string, readonly state: string, action: string) {
-    super('INVALID_STATE', `cannot ${action} task "${taskId}": it is ${state}`);
+    super('INVALID_STATE', `cannot ${action} task ${quoteInput(taskId)}: it is ${state}`);
   }
 }
 
@@ -41,15 +41,55 @@ export class TaskNotDueError extends HoraeError {
    * @param dueInMs - milliseconds until it is due, by the database's clock (> 0)
    */
   constructor(readonly taskId: string, readonly dueInMs: number) {
-    super('NOT_DUE', `task "${taskId}" is not due for another ${dueInMs} ms by the database's clock`);
+    super('NOT_DUE', `task ${quoteInput(taskId)} is not due for another ${dueInMs} ms by the database's clock`);
   }
 }
 
-/** The database cannot be reached or failed; the original driver error is the `cause`. */
+/**
+ * The database cannot be reached or failed in a way that a later try may get past: a connection refused or
+ * dropped, a timeout, a lock held too long, a full disk, a server shutting down. The original driver error is the
+ * `cause`.
+ *
+ * Rule: this is the one error class the storage layer's durable writer tries again (with backoff, until the write
+ * lands). An adapter raises it only for failures that a retry can cure, or that an operator can cure while the
+ * write waits; a refusal that no retry can cure is a {@link ValueRefusedError} (or another InvalidInputError).
+ */
 export class RepositoryError extends HoraeError {
   /** @param message - what failed */
   constructor(message: string, options?: HoraeErrorOptions) {
     super('REPOSITORY_UNAVAILABLE', message, options);
+  }
+}
+
+/**
+ * The database refused a value it can never store: a key over an index's size limit (PostgreSQL SQLSTATE class 54,
+ * "index row size exceeds maximum"), a string it cannot hold (class 22: a NUL character, an invalid encoding), a
+ * value over its size limit (SQLite `SQLITE_TOOBIG`, MongoDB's 16 MiB document limit), a type it refuses
+ * (`SQLITE_MISMATCH`), a constraint it enforces (class 23). The statement failed, so nothing was written, and
+ * trying the same call again fails the same way: it is never retried.
+ *
+ * It is an {@link InvalidInputError} (code `INVALID_INPUT`), so every caller that treats bad input as an answer
+ * rather than an outage does the same with it; `driverCode` says what the database answered. Horae's own checks
+ * (the key and param limits of `validation.ts`) refuse most such values before any write with a plain
+ * InvalidInputError; this class is for what only the database knows (an index an operator added, a limit of the
+ * server's build).
+ *
+ * Which is which: {@link RepositoryError} is an outage (retried until the write lands); ValueRefusedError, like
+ * any InvalidInputError, is an answer (thrown to the caller at once).
+ */
+export class ValueRefusedError extends InvalidInputError {
+  /**
+   * @param message - what was refused, and why (quoting at most a short prefix of any input)
+   * @param driverCode - the database's code for the refusal: a PostgreSQL SQLSTATE (`'54000'`), an SQLite result
+   * code (`'SQLITE_TOOBIG'`), a MongoDB server code (`'17280'`)
+   * @param options - `cause`: the driver's error
+   */
+  constructor(
+    message: string,
+    readonly driverCode: string,
+    options?: HoraeErrorOptions,
+  ) {
+    super(message, options);
   }
 }
 

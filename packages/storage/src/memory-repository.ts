@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { InvalidInputError, realClock, type Clock } from '@horae/core';
+import { InvalidInputError, quoteInput, realClock, type Clock } from '@horae/core';
 import { InvalidStateError, LeaseLostError, RepositoryError, TaskNotDueError, TaskNotFoundError } from './errors.js';
 import { firstInOrder } from './first-in-order.js';
 import type {
@@ -35,7 +35,20 @@ import {
   type TaskProgress,
   type TaskState,
 } from './task-info.js';
-import { MAX_ERROR_MESSAGE_LENGTH, MAX_ERROR_STACK_LENGTH, checkAgingMs, checkMaxUnstartedClaims, normalizeNewTask, validateLeaseMs, validateLimit, validatePatch } from './validation.js';
+import {
+  MAX_ERROR_MESSAGE_LENGTH,
+  MAX_ERROR_STACK_LENGTH,
+  checkAgingMs,
+  checkMaxParamBytes,
+  checkMaxUnstartedClaims,
+  normalizeNewTask,
+  validateLeaseMs,
+  validateLimit,
+  validateOwner,
+  validatePatch,
+  type WriteLimits,
+} from './validation.js';
+import { normalizeScheduleDefinition } from './schedule-definition.js';
 import { pickWithinLimits, validateMaxWorking, validateWorkLimits } from './work-limits.js';
 
 /** Options of {@link MemoryRepository}. */
@@ -49,6 +62,13 @@ export interface MemoryRepositoryOptions {
    * @defaultValue `realClock`
    */
   clock?: Clock;
+  /**
+   * The most bytes of UTF-8 JSON a task's or a schedule's param may take; a larger one is refused with
+   * InvalidInputError before anything is written.
+   *
+   * @defaultValue `DEFAULT_MAX_PARAM_BYTES` (1 MiB)
+   */
+  maxParamBytes?: number;
 }
 
 /** A task as stored: its record and the sequence number of its last change. */
@@ -110,12 +130,20 @@ type InternalOptions = MemoryRepositoryOptions & { [SHARED_STORE]?: MemoryStore 
  */
 export class MemoryRepository implements Repository, ScheduleStore, WorkLimiter, HookOutboxProvider {
   readonly #store: MemoryStore;
+  /** The most bytes of UTF-8 JSON a param may take (the `maxParamBytes` option). */
+  readonly maxParamBytes: number;
+  readonly #limits: WriteLimits;
   #unavailable = false;
   #hookOutbox: MemoryHookOutbox | undefined;
 
-  /** @param options - the database clock */
+  /**
+   * @param options - the database clock, the param bound
+   * @throws InvalidInputError on an invalid `maxParamBytes`
+   */
   constructor(options: MemoryRepositoryOptions = {}) {
     this.#store = (options as InternalOptions)[SHARED_STORE] ?? new MemoryStore(options.clock ?? realClock);
+    this.maxParamBytes = checkMaxParamBytes(options.maxParamBytes);
+    this.#limits = { maxParamBytes: this.maxParamBytes };
   }
 
   /**
@@ -125,7 +153,7 @@ export class MemoryRepository implements Repository, ScheduleStore, WorkLimiter,
    * @returns a repository sharing this one's tasks
    */
   openPeer(): MemoryRepository {
-    return new MemoryRepository({ [SHARED_STORE]: this.#store } as InternalOptions);
+    return new MemoryRepository({ [SHARED_STORE]: this.#store, maxParamBytes: this.maxParamBytes } as InternalOptions);
   }
 
   /**
@@ -141,7 +169,7 @@ export class MemoryRepository implements Repository, ScheduleStore, WorkLimiter,
   /** {@inheritDoc Repository.insert} */
   insert(task: NewTask): Promise<InsertResult> {
     return this.#run('insert', () => {
-      const normalized = normalizeNewTask(task);
+      const normalized = normalizeNewTask(task, this.#limits);
       if (normalized.id !== undefined && this.#store.tasks.has(normalized.id)) throw duplicateId(normalized.id);
       return this.#insertNormalized(normalized);
     });
@@ -153,7 +181,7 @@ export class MemoryRepository implements Repository, ScheduleStore, WorkLimiter,
       const input: unknown = tasks;
       if (!Array.isArray(input)) throw new InvalidInputError('insertMany takes an array of tasks');
       // Validate everything before writing anything: one bad input writes nothing.
-      const normalized = tasks.map((task) => normalizeNewTask(task));
+      const normalized = tasks.map((task) => normalizeNewTask(task, this.#limits));
       const ids = new Set<string>();
       for (const { id } of normalized) {
         if (id === undefined) continue;
@@ -356,7 +384,7 @@ export class MemoryRepository implements Repository, ScheduleStore, WorkLimiter,
   /** {@inheritDoc Repository.update} */
   update(id: string, patch: TaskPatch): Promise<TaskInfo> {
     return this.#run('update', () => {
-      validatePatch(patch);
+      validatePatch(patch, this.#limits);
       const { task } = this.#get(id);
       if (task.state !== 'Initialized') throw new InvalidStateError(id, task.state, 'update');
       const next: TaskInfo = { ...task };
@@ -470,7 +498,10 @@ export class MemoryRepository implements Repository, ScheduleStore, WorkLimiter,
 
   /** {@inheritDoc ScheduleStore.upsertSchedule} */
   upsertSchedule(definition: ScheduleDefinition): Promise<UpsertScheduleResult> {
-    return this.#run('upsertSchedule', () => this.#store.schedules.upsert(definition));
+    return this.#run('upsertSchedule', () => {
+      normalizeScheduleDefinition(definition, this.#limits);
+      return this.#store.schedules.upsert(definition);
+    });
   }
 
   /** {@inheritDoc ScheduleStore.getSchedule} */
@@ -678,16 +709,16 @@ function copy(task: TaskInfo): TaskInfo {
 }
 
 function duplicateId(id: string): InvalidInputError {
-  return new InvalidInputError(`a task with the id "${id}" already exists`);
+  return new InvalidInputError(`a task with the id ${quoteInput(id)} already exists`);
 }
 
 function assertDate(value: unknown, what: string): asserts value is Date {
-  if (!(value instanceof Date) || !Number.isFinite(value.getTime())) throw new InvalidInputError(`${what} must be a valid Date, got ${String(value)}`);
+  if (!(value instanceof Date) || !Number.isFinite(value.getTime())) throw new InvalidInputError(`${what} must be a valid Date, got ${quoteInput(value)}`);
 }
 
 function validateClaimOptions(options: ClaimOptions): void {
   if (options === null || typeof options !== 'object') throw new InvalidInputError('claim options { owner, leaseMs } are required');
-  if (typeof options.owner !== 'string' || options.owner === '') throw new InvalidInputError('owner must be a non-empty string');
+  validateOwner(options.owner);
   validateLeaseMs(options.leaseMs);
 }
 

@@ -95,8 +95,21 @@ export interface ListPage {
  * Cancelled and Failed are terminal: no method changes a terminal task. Times the repository sets
  * (createdAt, updatedAt, lease.until) come from the database's clock. Driver failures are thrown as
  * RepositoryError with the driver's error as `cause`; bad input as InvalidInputError, with nothing written.
+ *
+ * Errors are sorted by whether a retry can succeed: RepositoryError only for an outage (the storage layer retries
+ * it until the write lands); a value the database refuses for good (a key over an index's limit, a value it cannot
+ * hold) as ValueRefusedError, an InvalidInputError that is never retried. Every write checks the key limits
+ * (`MAX_TASK_ID_LENGTH`, `MAX_WORK_ID_LENGTH`, `MAX_UNIQUE_KEY_LENGTH`, `MAX_NODE_ID_LENGTH`,
+ * `MAX_SCHEDULE_NAME_LENGTH`) and its param bound before it writes anything.
  */
 export interface Repository {
+  /**
+   * The most bytes of UTF-8 JSON a param may take in this repository (its `maxParamBytes` option; 1 MiB unless set).
+   * A caller may check a param against it before it calls, to refuse an oversized one early; the repository checks
+   * it on every write anyway. Left out by a repository that does not say.
+   */
+  readonly maxParamBytes?: number;
+
   /**
    * Inserts a task in state Initialized with attempt 0.
    *

@@ -13,10 +13,7 @@ import {
 } from '@horae/core';
 import type { ScheduleAdvance, ScheduleDefinition, StoredScheduleSpec } from './schedule-store.js';
 import type { JsonValue } from './task-info.js';
-import { assertJsonValue } from './validation.js';
-
-/** The longest schedule name accepted. */
-export const MAX_SCHEDULE_NAME_LENGTH = 200;
+import { MAX_SCHEDULE_NAME_LENGTH, MAX_TASK_ID_LENGTH, MAX_WORK_ID_LENGTH, assertJsonValue, assertKey, type WriteLimits } from './validation.js';
 
 /** The catch-up policy of a schedule that does not say. */
 export const DEFAULT_SCHEDULE_CATCH_UP: CatchUpPolicy = 'once';
@@ -54,9 +51,7 @@ export interface NormalizedScheduleDefinition {
  * @throws InvalidInputError unless a non-empty string of at most {@link MAX_SCHEDULE_NAME_LENGTH} characters
  */
 export function validateScheduleName(name: unknown): string {
-  if (typeof name !== 'string' || name === '' || name.length > MAX_SCHEDULE_NAME_LENGTH) {
-    throw new InvalidInputError(`a schedule name must be a non-empty string of at most ${MAX_SCHEDULE_NAME_LENGTH} characters`);
-  }
+  assertKey(name, 'a schedule name', MAX_SCHEDULE_NAME_LENGTH);
   return name;
 }
 
@@ -66,6 +61,8 @@ export function validateScheduleName(name: unknown): string {
  * timezone or a cron expression that never fires is refused here.
  *
  * @param definition - the definition to check
+ * @param limits - the store's bounds (the param is bounded by `maxParamBytes`; the name and the workId by the
+ * fixed key limits)
  * @returns the normalized definition (a copy: the param is cloned)
  * @throws InvalidInputError naming the first bad field
  *
@@ -75,13 +72,13 @@ export function validateScheduleName(name: unknown): string {
  * // { name: 'nightly', spec: { cron: '30 2 * * *', timezone: 'UTC' }, param: null, catchUp: 'once', ... }
  * ```
  */
-export function normalizeScheduleDefinition(definition: ScheduleDefinition): NormalizedScheduleDefinition {
+export function normalizeScheduleDefinition(definition: ScheduleDefinition, limits: WriteLimits = {}): NormalizedScheduleDefinition {
   if (definition === null || typeof definition !== 'object') throw new InvalidInputError('a schedule definition must be an object');
   const name = validateScheduleName(definition.name);
-  if (typeof definition.workId !== 'string' || definition.workId === '') throw new InvalidInputError(`the workId of schedule "${name}" must be a non-empty string`);
+  assertKey(definition.workId, `the workId of schedule "${name}"`, MAX_WORK_ID_LENGTH);
   const spec = normalizeScheduleSpec(definition.spec);
   const param = definition.param === undefined ? null : definition.param;
-  assertJsonValue(param);
+  assertJsonValue(param, 'param', limits.maxParamBytes);
   const priority = definition.priority ?? 0;
   if (typeof priority !== 'number' || !Number.isFinite(priority)) throw new InvalidInputError(`priority must be a finite number, got ${String(priority)}`);
   const maxAttempts = definition.maxAttempts ?? 1;
@@ -214,7 +211,5 @@ export function validateScheduleAdvance(advance: ScheduleAdvance): void {
   }
   assertDateOrNull(advance.lastOccurrenceAt, 'lastOccurrenceAt');
   assertDateOrNull(advance.nextRunAt, 'nextRunAt');
-  if (advance.lastTaskId !== null && (typeof advance.lastTaskId !== 'string' || advance.lastTaskId === '')) {
-    throw new InvalidInputError('lastTaskId must be a non-empty string or null');
-  }
+  if (advance.lastTaskId !== null) assertKey(advance.lastTaskId, 'lastTaskId', MAX_TASK_ID_LENGTH);
 }
