@@ -7,6 +7,7 @@
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import type { SqliteDatabase } from './driver.js';
+import type { FileIdentityStrings } from './file-identity.js';
 
 /** SQLite's default `wal_autocheckpoint`: what the connection goes back to when the worker is not running. */
 const AUTOCHECKPOINT_PAGES = 1000;
@@ -31,18 +32,40 @@ interface CheckpointWorkerData {
   synchronous: string;
   /** How often it checkpoints, in ms. */
   intervalMs: number;
+  /** The identities of the files the repository opened, `dev:ino`; null: not checked. */
+  identities: FileIdentityStrings | null;
 }
 
 // CommonJS, run with `eval`: no file to resolve next to the module, whether it runs from dist/ or from src/.
 // PASSIVE never waits for readers or writers; with busy_timeout 0, a round that finds another checkpointer (this
 // process's or another's) at work is skipped and the next one catches up.
+// Before its first statement and before each round it checks that the paths still name the files the repository
+// opened: a worker that opened a path another file was renamed onto would checkpoint the repository's log into that
+// file. Once they differ it stops checkpointing and says 'moved'; the repository decides what follows.
 const WORKER_SOURCE = `
+const { statSync } = require('node:fs');
 const { parentPort, workerData } = require('node:worker_threads');
 const Database = require(workerData.driver);
-const db = new Database(workerData.path, { fileMustExist: true });
-db.pragma('busy_timeout = 0');
-db.pragma('synchronous = ' + workerData.synchronous);
+const ids = workerData.identities;
+const at = (path) => {
+  const stat = statSync(path, { bigint: true, throwIfNoEntry: false });
+  return stat === undefined ? null : stat.dev + ':' + stat.ino;
+};
+const moved = () => ids !== null && (at(workerData.path) !== ids.database || (ids.wal !== null && at(workerData.path + '-wal') !== ids.wal));
+let db = null;
+try {
+  db = new Database(workerData.path, { fileMustExist: true });
+} catch (error) {
+  if (!moved()) throw error;
+}
+let stopped = db === null || moved();
 const checkpoint = () => {
+  if (stopped) return;
+  if (moved()) {
+    stopped = true;
+    parentPort.postMessage('moved');
+    return;
+  }
   try {
     db.pragma('wal_checkpoint(PASSIVE)');
   } catch {
@@ -54,10 +77,16 @@ parentPort.on('message', (message) => {
   if (message !== 'close') return;
   clearInterval(timer);
   checkpoint();
-  db.close();
+  if (db !== null) db.close();
   parentPort.close();
 });
-parentPort.postMessage('ready');
+if (stopped) {
+  parentPort.postMessage('moved');
+} else {
+  db.pragma('busy_timeout = 0');
+  db.pragma('synchronous = ' + workerData.synchronous);
+  parentPort.postMessage('ready');
+}
 `;
 
 /** How a {@link Checkpointer} runs. */
@@ -68,6 +97,14 @@ export interface CheckpointerOptions {
   synchronous: string;
   /** How often the worker checkpoints, in ms. */
   intervalMs: number;
+  /**
+   * The identities of the files the repository opened: the worker checks that the paths still name them before its
+   * first statement and before each checkpoint, and stops checkpointing once they do not.
+   * @defaultValue null: not checked
+   */
+  identities?: FileIdentityStrings | null;
+  /** Called (on the repository's thread) when the worker found a path naming another file, or none. */
+  onFileMoved?: () => void;
 }
 
 /**
@@ -99,12 +136,18 @@ export class Checkpointer {
       path: options.path,
       synchronous: options.synchronous,
       intervalMs: options.intervalMs,
+      identities: options.identities ?? null,
     };
     this.#worker = new Worker(WORKER_SOURCE, { eval: true, workerData });
     this.#worker.unref();
     this.#exited = new Promise((resolve) => this.#worker.once('exit', () => resolve()));
     this.#worker.on('message', (message) => {
       if (message === 'ready' && !this.#closed && this.#db.open) this.#db.pragma(`wal_autocheckpoint = ${BACKSTOP_AUTOCHECKPOINT_PAGES}`);
+      if (message === 'moved') {
+        // The worker checkpoints no more: hand the checkpoints back to the connection and let the worker end.
+        options.onFileMoved?.();
+        void this.close();
+      }
     });
     this.#worker.on('error', () => this.#fallBack());
     this.#worker.on('exit', () => this.#fallBack());

@@ -78,6 +78,13 @@ export interface WriteQueueOptions {
   onCommit?: () => void;
   /** Called after each transaction that failed as a whole and was rolled back; must not throw. */
   onRollback?: () => void;
+  /** Called before each transaction begins: what it throws rejects every write of the batch, and nothing is written. */
+  beforeBegin?: () => void;
+  /**
+   * Called right after each COMMIT, before any write of the batch resolves: what it throws rejects every write of
+   * the batch (committed, but where the caller must not count on it: a database file deleted or replaced meanwhile).
+   */
+  afterCommit?: () => void;
 }
 
 /**
@@ -159,6 +166,7 @@ export class WriteQueue {
 
   #runTransaction(batch: readonly Pending[]): Outcome[] {
     const s = this.#statements;
+    this.#options.beforeBegin?.();
     s.begin.run();
     try {
       const first = (s.readChangeSeq.get() as { value: number }).value;
@@ -167,6 +175,7 @@ export class WriteQueue {
       const outcomes = batch.map((op) => this.#runOne(op, tx));
       if (seq !== first) s.writeChangeSeq.run({ seq });
       s.commit.run();
+      this.#options.afterCommit?.();
       return outcomes;
     } catch (error) {
       rollbackQuietly(s);

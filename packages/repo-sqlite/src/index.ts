@@ -5,4 +5,5 @@
  */
 export { SqliteRepository, type SqliteRepositoryOptions, type SqliteSynchronous } from './sqlite-repository.js';
 export type { SqliteDatabase, SqliteStatement, SqliteRunResult } from './driver.js';
+export { DatabaseFileReplacedError, type DatabaseFileKind, type DatabaseFileChange } from './database-file-replaced-error.js';
 export { migrate, readSchemaVersion, MIGRATIONS, SCHEMA_VERSION, type Migration, type MigrationResult } from './schema.js';

@@ -66,6 +66,7 @@ import { WriteQueue, alsoWrite, type WriteContext } from './group-commit.js';
 import { SqliteScheduleTable } from './schedule-table.js';
 import { Checkpointer } from './checkpointer.js';
 import { KnownRows } from './known-rows.js';
+import { watchDatabaseFile, type DatabaseFileGuard } from './file-identity.js';
 
 /**
  * SQLite's `PRAGMA synchronous` levels, with WAL journaling (what the adapter sets on a file):
@@ -173,6 +174,9 @@ interface DueQuery {
  * connections and across processes sharing the file on one machine; writes issued in one tick share one
  * transaction (group commit). Each run's attempt record (`horae_task_attempts`) is written by the statements
  * of the transition it records, in its transaction: the history never disagrees with the task's state.
+ *
+ * A database file (or its `-wal` log) deleted or replaced while open is found after the next commit, or by the
+ * background checkpointer: from then on every call fails with DatabaseFileReplacedError (see file-identity.ts).
  */
 export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter {
   readonly #db: SqliteDatabase;
@@ -193,6 +197,8 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
   #startCheckpointer: (() => void) | null = null;
   #checkpointer: Checkpointer | null = null;
   #commits = 0;
+  /** Stops the repository with a DatabaseFileReplacedError once its file is deleted or replaced; null for `:memory:`. */
+  readonly #fileGuard: DatabaseFileGuard | null;
 
   /**
    * Opens (or adopts) the database, sets WAL journaling, the busy timeout and the sync level, and brings the
@@ -242,6 +248,7 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
       this.#db.pragma(`synchronous = ${synchronous}`);
       migrate(this.#db);
       this.#statements = prepareStatements(this.#db);
+      this.#fileGuard = typeof given === 'string' ? watchDatabaseFile(given, (guard) => this.#releaseMovedFile(guard)) : null;
     } catch (error) {
       if (this.#ownsDatabase) this.#db.close();
       throw translateError(error, 'preparing the SQLite database');
@@ -251,7 +258,14 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
       this.#startCheckpointer = () => {
         this.#startCheckpointer = null;
         try {
-          this.#checkpointer = new Checkpointer(this.#db, { path, synchronous, intervalMs: BACKGROUND_CHECKPOINT_INTERVAL_MS });
+          const guard = this.#fileGuard;
+          this.#checkpointer = new Checkpointer(this.#db, {
+            path: guard?.path ?? path,
+            synchronous,
+            intervalMs: BACKGROUND_CHECKPOINT_INTERVAL_MS,
+            identities: guard?.identities ?? null,
+            onFileMoved: () => guard?.isIntact(),
+          });
         } catch {
           // No thread to be had: SQLite's automatic checkpoint stays on.
         }
@@ -268,6 +282,9 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
       onRollback: () => {
         this.#written = [];
       },
+      // A batch is refused once the file has moved, and fails if it moved before its commit was checked (2-3 µs).
+      beforeBegin: () => this.#fileGuard?.assertIntact(),
+      afterCommit: () => this.#fileGuard?.check(),
     });
     this.#schedules = new SqliteScheduleTable(this.#statements);
   }
@@ -953,18 +970,26 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
     await settle(() => {
       if (this.#closed) return;
       this.#closed = true;
-      if (this.#db.open) this.#writes.flush();
+      if (this.#db.open || this.#fileGuard?.failure) this.#writes.flush();
       else this.#writes.rejectAll('the SQLite database was closed');
       this.#startCheckpointer = null;
       checkpointerStopped = this.#checkpointer?.close();
-      if (this.#ownsDatabase && this.#db.open) this.#db.close();
+      if (this.#ownsDatabase && this.#db.open && this.#fileGuard?.mayClose() !== false) this.#db.close();
     });
     // Once close() resolves nothing touches the file any more: the checkpoint thread has closed its connection.
     await checkpointerStopped;
   }
 
   #checkOpen(): void {
+    this.#fileGuard?.assertIntact();
     if (this.#closed) throw new RepositoryError('the SqliteRepository is closed');
+  }
+
+  /** The file was deleted or replaced: checkpoint it no more, and close the connection when that is safe (see mayClose). */
+  #releaseMovedFile(guard: DatabaseFileGuard): void {
+    this.#startCheckpointer = null;
+    void this.#checkpointer?.close();
+    if (this.#ownsDatabase && this.#db.open && guard.mayClose()) this.#db.close();
   }
 
   #read<T>(action: string, run: () => T): T {
