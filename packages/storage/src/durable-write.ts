@@ -23,6 +23,18 @@ export interface DurableWriterOptions {
   backoff?: BackoffFn;
   /** Called on every failed try. */
   onError?: (report: RepositoryErrorReport) => void;
+  /** Called each time a call succeeds (the repository answered): how an outage is seen to end. */
+  onLanded?: () => void;
+}
+
+/** Options of one {@link DurableWriter.run} call. */
+export interface DurableRunOptions {
+  /**
+   * Ends the call's wait: checked before each try and while waiting between tries, where an abort rejects at once
+   * with the signal's reason and no later try is made. A try under way is never cut: the call settles when it
+   * ends (with its result when it landed, with the reason when it failed with an outage).
+   */
+  signal?: AbortSignal | undefined;
 }
 
 /** The default backoff of repository retries: 100 ms doubling to at most 10 s, with jitter in [d/2, d]. */
@@ -32,13 +44,16 @@ export const DEFAULT_REPOSITORY_BACKOFF: BackoffFn = exponentialBackoff({ baseMs
  * Runs repository calls so that an outage never loses a state write.
  *
  * Rules: a call that fails with a {@link RepositoryError} (the database is down or failed) is tried again
- * with exponential backoff until it lands, and every failure is reported; any other error (LeaseLostError,
- * InvalidStateError, TaskNotFoundError, InvalidInputError) is an answer, not an outage, and is thrown at once.
+ * with exponential backoff until it lands, and every failure is reported (`onError`; rate-limiting the reports is
+ * the listener's business); any other error (LeaseLostError, InvalidStateError, TaskNotFoundError,
+ * InvalidInputError) is an answer, not an outage, and is thrown at once. A call given a signal stops trying when
+ * it aborts, never in the middle of a try (see {@link DurableRunOptions}). Each success is told to `onLanded`.
  */
 export class DurableWriter {
   readonly #clock: Clock;
   readonly #backoff: BackoffFn;
   readonly #onError: ((report: RepositoryErrorReport) => void) | undefined;
+  readonly #onLanded: (() => void) | undefined;
   // A count and the waiters of idle(), rather than a set of promises: every task's claim and end go through run(),
   // and tracking each promise cost a set entry, a closure and a derived promise per call.
   #inFlight = 0;
@@ -49,6 +64,7 @@ export class DurableWriter {
     this.#clock = options.clock;
     this.#backoff = options.backoff ?? DEFAULT_REPOSITORY_BACKOFF;
     this.#onError = options.onError;
+    this.#onLanded = options.onLanded;
   }
 
   /** How many calls are under way (tried or waiting to be tried again). */
@@ -62,12 +78,14 @@ export class DurableWriter {
    * @param operation - the repository method's name, for reports
    * @param taskId - the task concerned, for reports
    * @param call - the repository call; called again after each outage
+   * @param options - a signal that ends the wait between tries
    * @returns what `call` returned
    * @throws whatever `call` throws that is not a RepositoryError
+   * @throws the signal's reason when `options.signal` aborted before a try, or while waiting between tries
    */
-  run<T>(operation: string, taskId: string | undefined, call: () => Promise<T>): Promise<T> {
+  run<T>(operation: string, taskId: string | undefined, call: () => Promise<T>, options?: DurableRunOptions): Promise<T> {
     this.#inFlight++;
-    return this.#loop(operation, taskId, call);
+    return this.#loop(operation, taskId, call, options?.signal);
   }
 
   /** Settles when every call under way (those started while it waits included) has landed or failed with a non-outage error. */
@@ -83,11 +101,13 @@ export class DurableWriter {
     for (const resolve of waiters) resolve();
   }
 
-  async #loop<T>(operation: string, taskId: string | undefined, call: () => Promise<T>): Promise<T> {
+  async #loop<T>(operation: string, taskId: string | undefined, call: () => Promise<T>, signal: AbortSignal | undefined): Promise<T> {
     try {
       for (let attempt = 1; ; attempt++) {
+        if (signal?.aborted === true) throw signal.reason;
+        let value: T;
         try {
-          return await call();
+          value = await call();
         } catch (error) {
           if (!(error instanceof RepositoryError)) throw error;
           const retryInMs = this.#backoff(attempt, error);
@@ -96,11 +116,35 @@ export class DurableWriter {
           } catch {
             // A throwing listener must not turn an outage into a lost write.
           }
-          await new Promise<void>((resolve) => this.#clock.setTimer(resolve, retryInMs));
+          await this.#wait(retryInMs, signal);
+          continue;
         }
+        try {
+          this.#onLanded?.();
+        } catch {
+          // A throwing listener must not fail a write that landed.
+        }
+        return value;
       }
     } finally {
       this.#landed();
     }
+  }
+
+  /** Waits `delayMs` on the clock; an abort of `signal` ends the wait at once with its reason (the timer cleared). */
+  #wait(delayMs: number, signal: AbortSignal | undefined): Promise<void> {
+    if (signal === undefined) return new Promise<void>((resolve) => this.#clock.setTimer(resolve, delayMs));
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => {
+        timer.clear();
+        reject(signal.reason as Error);
+      };
+      const timer = this.#clock.setTimer(() => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      }, delayMs);
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+    });
   }
 }

@@ -89,7 +89,14 @@ export interface TaskLeaseLostEvent {
   error: LeaseLostError;
 }
 
-/** A repository call failed with an outage; it is tried again. */
+/**
+ * A repository call failed with an outage; it is tried again.
+ *
+ * Rate-limited (the `repositoryErrorIntervalMs` option): the first failure of each operation in an outage is
+ * reported at once, later ones of that operation at most once per interval, each report carrying in `suppressed`
+ * the failures of that operation since its previous report that were not reported. The fields describe the failure
+ * that made the report.
+ */
 export interface RepositoryErrorEvent {
   /** The repository method (`'markAsDone'`, `'claim'`, `'getUpdatedSince'`, ...). */
   operation: string;
@@ -101,6 +108,20 @@ export interface RepositoryErrorEvent {
   error: RepositoryError;
   /** How long until the next try, when known. */
   retryInMs: number | undefined;
+  /** Failures of this operation since its previous report that were not reported (0 for the first of an outage). */
+  suppressed: number;
+}
+
+/** A repository call landed after an outage: reported once per outage. */
+export interface RepositoryRecoveredEvent {
+  /** When the outage's first failure happened. */
+  since: Date;
+  /** How long the outage lasted, in ms (from its first failure to the call that landed). */
+  downMs: number;
+  /** Failed tries in the outage, reported or not. */
+  failures: number;
+  /** How many of them were reported as `repository:error`. */
+  reported: number;
 }
 
 /** What one sync did. */
@@ -187,8 +208,10 @@ export type StorageEvents = {
   'work-limit:node-local': WorkLimitNodeLocalEvent;
   /** This node lost the lease of a running task. */
   'task:lease-lost': TaskLeaseLostEvent;
-  /** A repository call failed with an outage and is tried again. */
+  /** A repository call failed with an outage and is tried again (rate-limited: see RepositoryErrorEvent). */
   'repository:error': RepositoryErrorEvent;
+  /** A repository call landed after an outage; once per outage. */
+  'repository:recovered': RepositoryRecoveredEvent;
   /** A sync pass finished. */
   'sync:done': SyncReport;
   /** Sync met a workId this node does not know. */

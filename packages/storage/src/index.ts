@@ -12,6 +12,8 @@ export * from './memory-repository.js';
 export * from './work-registry.js';
 export * from './retry.js';
 export * from './durable-write.js';
+export { DEFAULT_REPOSITORY_ERROR_INTERVAL_MS, type RepositoryFailure } from './repository-health.js';
+export { BackpressureError, DEFAULT_MAX_PENDING_SCHEDULES, DEFAULT_MAX_PENDING_SCHEDULE_BYTES } from './schedule-gate.js';
 export * from './lease-keeper.js';
 export * from './events.js';
 export * from './sync.js';

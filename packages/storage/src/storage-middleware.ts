@@ -6,6 +6,8 @@ import {
   ParamKey,
   RunAbandoned,
   RunDeferred,
+  ScheduleAbortedError,
+  ScheduleCallKey,
   SchedulerContext,
   SchedulerStoppedError,
   TaskCancelledError,
@@ -23,6 +25,7 @@ import {
   type GeneratorHandle,
   type GeneratorOptions,
   type Middleware,
+  type ScheduleCall,
   type ScheduleHandler,
   type TaskGenerator,
   type TaskHandle,
@@ -31,11 +34,14 @@ import {
   type WorkFn,
 } from '@horae/core';
 import { BACKLOG_BATCH_MAX, BacklogClaimKey, BacklogClaimer, type BacklogClaim } from './backlog-claimer.js';
-import { DurableWriter, type RepositoryErrorReport } from './durable-write.js';
+import { cancelIfWritten, insertDurably } from './durable-insert.js';
+import { DurableWriter } from './durable-write.js';
 import { LeaseLostError, RepositoryError, TaskNotDueError, TaskNotFoundError } from './errors.js';
 import type { StorageEvents, SyncReport } from './events.js';
 import { LeaseKeeper } from './lease-keeper.js';
 import { ProgressWriter } from './progress-writer.js';
+import { DEFAULT_REPOSITORY_ERROR_INTERVAL_MS, RepositoryHealth } from './repository-health.js';
+import { DEFAULT_MAX_PENDING_SCHEDULES, DEFAULT_MAX_PENDING_SCHEDULE_BYTES, ScheduleGate } from './schedule-gate.js';
 import { isChangeNotifier, isWorkLimiter, type Repository } from './repository.js';
 import { retryDelay, type StorageRetryOption } from './retry.js';
 import { StorageTaskHandle } from './storage-task-handle.js';
@@ -135,6 +141,27 @@ export interface StorageOptions {
   maxUnstartedClaims?: number;
   /** Delay between two tries of a repository write that failed with an outage. @defaultValue 100 ms doubling to 10 s, with jitter */
   repositoryBackoff?: BackoffFn;
+  /**
+   * The least time between two `repository:error` reports of one operation (`insert`, `claim`, ...) during an
+   * outage: its first failure is reported at once, later ones at most once per interval, each report counting in
+   * `suppressed` the failures it stands for; the end of the outage is reported once as `repository:recovered`.
+   * 0 reports every failure.
+   * @defaultValue 10000
+   */
+  repositoryErrorIntervalMs?: number;
+  /**
+   * How many `schedule()` calls may wait for the repository while it is down (their inserts are retried until they
+   * land). Past it, a call is refused at once with a `BackpressureError` (code `BACKPRESSURE`) and nothing is
+   * written. It bounds the memory an outage costs; it never refuses a call while the repository is up.
+   * @defaultValue 1000
+   */
+  maxPendingSchedules?: number;
+  /**
+   * How many bytes of params (the UTF-8 JSON text) the `schedule()` calls waiting for the repository while it is
+   * down may hold, together; past it a call is refused as for `maxPendingSchedules`.
+   * @defaultValue 16777216 (16 MiB)
+   */
+  maxPendingScheduleBytes?: number;
   /** Shortest gap between two progress writes of one run. @defaultValue 1000 */
   progressThrottleMs?: number;
   /** The clock; by default the scheduler's, once `start(scheduler)` was called. */
@@ -161,7 +188,13 @@ export interface StorageMiddleware {
    * Restores the stored tasks into `scheduler` and starts the loops: takes the change cursor, reclaims expired
    * leases, schedules every Initialized task due within the window (overdue ones run at once), subscribes to
    * change notices when the repository has them, and arms the periodic sync.
+   *
+   * Rules: the first read (the change cursor) is tried once; when it fails the start rejects and nothing was
+   * started, so `start()` may be called again. An outage after it, during the restore, is retried until the reads
+   * land (reported as `repository:error`), like every repository call of the middleware.
    * @returns what the restore did
+   * @throws RepositoryError (as a rejection) when the repository cannot be reached at the start
+   * @throws HoraeError `INVALID_STATE` (as a rejection) when it was started already
    */
   start(scheduler: StorageScheduler): Promise<SyncReport>;
   /** Runs one sync pass now. @throws HoraeError `INVALID_STATE` before `start()` */
@@ -269,6 +302,10 @@ class DurableStorage implements StorageMiddleware {
   readonly #windowMs: number;
   readonly #entries = new Map<string, LocalTask>();
   readonly #durable: DurableWriter;
+  /** Whether the repository is in an outage; reports it, rate-limited. */
+  readonly #health: RepositoryHealth;
+  /** Bounds the schedule() calls that wait for the repository during an outage. */
+  readonly #gate: ScheduleGate;
   readonly #sync: TaskSync;
   /** Built by {@link multiNodeStorage}: other nodes share the repository (they claim, write and cancel too). */
   readonly #multiNode: boolean;
@@ -283,6 +320,8 @@ class DurableStorage implements StorageMiddleware {
     setTimer: (callback: () => void, delayMs: number): ClockTimer => this.#clock.setTimer(callback, delayMs),
   };
   #scheduler: StorageScheduler | undefined;
+  /** The first read of `start()` is under way. */
+  #starting = false;
   #stopping = false;
   /** Claims the backlog in batches, while the scheduler it was attached to runs (see `claimBacklog`). */
   #backlog: BacklogClaimer | undefined;
@@ -308,10 +347,23 @@ class DurableStorage implements StorageMiddleware {
     this.#windowMs = windowMs;
     const intervalMs = positiveInteger(options.syncIntervalMs ?? DEFAULTS.syncIntervalMs, 'syncIntervalMs', 0);
     this.#readBackLostClaims = !multiNode || (intervalMs === 0 && !isChangeNotifier(repository));
+    this.#health = new RepositoryHealth({
+      clock: this.#clockProxy,
+      intervalMs: positiveInteger(options.repositoryErrorIntervalMs ?? DEFAULT_REPOSITORY_ERROR_INTERVAL_MS, 'repositoryErrorIntervalMs', 0),
+      report: (event) => this.events.emit('repository:error', event),
+      recovered: (event) => this.events.emit('repository:recovered', event),
+    });
     this.#durable = new DurableWriter({
       clock: this.#clockProxy,
       ...(options.repositoryBackoff === undefined ? {} : { backoff: options.repositoryBackoff }),
-      onError: (report: RepositoryErrorReport) => this.events.emit('repository:error', { ...report }),
+      onError: (report) => this.#health.failed(report),
+      onLanded: () => this.#health.landed(),
+    });
+    this.#gate = new ScheduleGate({
+      maxPending: options.maxPendingSchedules ?? DEFAULT_MAX_PENDING_SCHEDULES,
+      maxPendingBytes: options.maxPendingScheduleBytes ?? DEFAULT_MAX_PENDING_SCHEDULE_BYTES,
+      clock: this.#clockProxy,
+      health: this.#health,
     });
     this.#sync = new TaskSync(this.#syncHost(), {
       windowMs,
@@ -334,6 +386,16 @@ class DurableStorage implements StorageMiddleware {
   }
 
   async start(scheduler: StorageScheduler): Promise<SyncReport> {
+    if (this.#scheduler !== undefined || this.#starting) throw new HoraeError('INVALID_STATE', 'this storage middleware was already started');
+    // One try, before anything is changed: a repository that is down at the start fails the start (the caller may
+    // call it again), rather than leaving it waiting with no word to its caller.
+    this.#starting = true;
+    let cursor: string;
+    try {
+      cursor = await this.#repository.getCursor();
+    } finally {
+      this.#starting = false;
+    }
     if (this.#scheduler !== undefined) throw new HoraeError('INVALID_STATE', 'this storage middleware was already started');
     this.#scheduler = scheduler;
     this.#stopping = false;
@@ -347,7 +409,7 @@ class DurableStorage implements StorageMiddleware {
         backlog.stop().catch(() => undefined);
       });
     }
-    return this.#sync.start();
+    return this.#sync.start(cursor);
   }
 
   #newBacklogClaimer(scheduler: StorageScheduler): BacklogClaimer {
@@ -371,7 +433,7 @@ class DurableStorage implements StorageMiddleware {
       },
       onRepositoryError: (taskId, error, attempt) => this.#reportRenewalError(taskId, error, attempt),
       onClaimError: (error) =>
-        this.events.emit('repository:error', {
+        this.#health.failed({
           operation: 'claimDue',
           taskId: undefined,
           attempt: 1,
@@ -383,7 +445,7 @@ class DurableStorage implements StorageMiddleware {
 
   /** A lease renewal failed with an outage (it is tried again until the lease would expire). */
   #reportRenewalError(taskId: string, error: RepositoryError, attempt: number): void {
-    this.events.emit('repository:error', { operation: 'renewLease', taskId, attempt, error, retryInMs: undefined });
+    this.#health.failed({ operation: 'renewLease', taskId, attempt, error, retryInMs: undefined });
   }
 
   /** Whether a work's backlog is claimed in batches: known here, and limited neither across nodes nor on this one. */
@@ -482,7 +544,7 @@ class DurableStorage implements StorageMiddleware {
     const param = this.#registry.validateParam(workId, ctx.param);
     const id = ctx.taskId ?? randomUUID();
     if (this.#entries.has(id)) throw new InvalidInputError(`a task with the id "${id}" is already scheduled`);
-    const task: NewTask = {
+    const task: NewTask & { id: string } = {
       id,
       workId,
       param,
@@ -500,27 +562,15 @@ class DurableStorage implements StorageMiddleware {
     this.#entries.set(id, entry);
     let inserted: TaskInfo;
     try {
-      let tries = 0;
-      const result = await this.#durable.run('insert', id, async () => {
-        tries++;
-        try {
-          return await this.#repository.insert(task);
-        } catch (error) {
-          // A try that failed with an outage may have landed all the same: then the id is taken by our own row.
-          if (tries > 1 && error instanceof InvalidInputError) {
-            const landed = await this.#repository.getById(id).catch(() => undefined);
-            if (landed?.workId === workId) return { task: landed, created: true };
-          }
-          throw error;
-        }
-      });
+      const result = await insertDurably({ repository: this.#repository, durable: this.#durable, gate: this.#gate }, task, ctx.value(ScheduleCallKey));
       if (!result.created) {
         this.#entries.delete(id);
         return await this.#existing(next, ctx, result.task);
       }
       inserted = result.task;
     } catch (error) {
-      if (this.#entries.get(id) === entry) this.#entries.delete(id);
+      if (error instanceof ScheduleAbortedError && error.mayHaveBeenWritten) this.#abandon(entry);
+      else if (this.#entries.get(id) === entry) this.#entries.delete(id);
       throw error;
     }
     this.events.emit('task:scheduled', { task: inserted, source: 'inserted' });
@@ -530,6 +580,20 @@ class DurableStorage implements StorageMiddleware {
       return entry.handle;
     }
     return this.#hold(next, ctx, inserted);
+  }
+
+  /**
+   * A schedule call gave up its insert after a try failed without an answer: the row may exist. The placeholder
+   * stays, marked cancelled, so that this node neither restores nor runs such a row, until a cancel of the id has
+   * landed (or the repository said no task has it); then the placeholder's handle (a later call may have met the
+   * row by its uniqueKey) ends cancelled.
+   */
+  #abandon(entry: LocalTask): void {
+    entry.cancelRequested = true;
+    void cancelIfWritten({ repository: this.#repository, durable: this.#durable }, entry.taskId).then(() => {
+      entry.outcome ??= { state: 'cancelled', value: new TaskCancelledError('the schedule() call of this task was aborted') };
+      this.#settle(entry);
+    });
   }
 
   /** A uniqueKey hit: the handle of the live task that holds the key. */
@@ -558,9 +622,10 @@ class DurableStorage implements StorageMiddleware {
     if (claim === undefined) {
       if (entry !== undefined && (entry.backlog !== undefined || (entry.phase === 'scheduled' && entry.handle.inner !== undefined))) return entry.handle;
     } else if (entry !== undefined) {
-      if (entry.controller !== undefined || entry.backlog !== undefined) {
-        // A run of this node still holds the task (a zombie whose lease was reclaimed, not back yet), or a batch
-        // claim waits for it already: this claim is handed back; the task is claimed again once it is free.
+      if (entry.controller !== undefined || entry.backlog !== undefined || (entry.phase === 'inserting' && entry.cancelRequested)) {
+        // A run of this node still holds the task (a zombie whose lease was reclaimed, not back yet), a batch claim
+        // waits for it already, or it is the row of an abandoned insert, being cancelled (#abandon): this claim is
+        // handed back; the task is claimed again once it is free.
         void this.#handBack(undefined, claim);
         return entry.handle;
       }
@@ -597,6 +662,8 @@ class DurableStorage implements StorageMiddleware {
     // The stored row (param included) is not kept with the local timer: the claim reads it again.
     if (inner.value(RestoredTaskKey) !== undefined) inner = inner.withValue<TaskInfo | undefined>(RestoredTaskKey, undefined);
     if (claim !== undefined) inner = inner.withValue<BacklogClaim | undefined>(BacklogClaimKey, undefined);
+    // The call's signal is not kept alive with the local timer.
+    if (inner.value(ScheduleCallKey) !== undefined) inner = inner.withValue<ScheduleCall | undefined>(ScheduleCallKey, undefined);
     if (inner.priority !== task.priority) inner = inner.withPriority(task.priority);
     let handle: TaskHandle;
     try {

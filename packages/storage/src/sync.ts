@@ -152,11 +152,13 @@ export class TaskSync {
    * The initial restore, then the loops: takes the cursor, reclaims expired leases, schedules every
    * Initialized task due within the window, subscribes to change notices when the repository has them, and
    * arms the periodic sync.
+   *
+   * @param cursor - the change cursor, when the caller read it already (before anything it starts)
    */
-  async start(): Promise<SyncReport> {
+  async start(cursor?: string | null): Promise<SyncReport> {
     const { repository, durable } = this.#host;
     this.#started = true;
-    this.#cursor = await durable.run('getCursor', undefined, () => repository.getCursor());
+    this.#cursor = cursor !== undefined ? cursor : await durable.run('getCursor', undefined, () => repository.getCursor());
     const report = await this.sync();
     if (isChangeNotifier(repository) && this.#started) {
       this.#unsubscribe = await repository.subscribeChanges(() => this.notify());

@@ -319,7 +319,8 @@ describe('semantics 5: nothing is lost when the database blinks', () => {
     const client = repo.openPeer();
     const runs: string[] = [];
     const registry = new WorkRegistry().register('w', (ctx) => void runs.push(ctx.param as string));
-    const node = await startNode(client, registry, clock, { syncIntervalMs: 1000 });
+    // Every failure reported (the default rate-limits them): this test counts the tries.
+    const node = await startNode(client, registry, clock, { syncIntervalMs: 1000, repositoryErrorIntervalMs: 0 });
     const first = await node.scheduler.schedule({ workId: 'w', param: 'one', delayMs: 1000 });
     const second = await node.scheduler.schedule({ workId: 'w', param: 'two', delayMs: 3000 });
     client.setUnavailable(true);
@@ -345,7 +346,7 @@ describe('semantics 5: nothing is lost when the database blinks', () => {
     const client = repo.openPeer();
     const gate = deferred();
     const registry = new WorkRegistry().register('w', () => gate.promise);
-    const node = await startNode(client, registry, clock, { syncIntervalMs: 60_000 });
+    const node = await startNode(client, registry, clock, { syncIntervalMs: 60_000, repositoryErrorIntervalMs: 0 });
     const handle = await node.scheduler.schedule({ workId: 'w' });
     await clock.advance(0);
     client.setUnavailable(true);
