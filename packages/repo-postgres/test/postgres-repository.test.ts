@@ -1,4 +1,4 @@
-import { describeRepositoryConformance } from '@horae/storage/testing';
+import { describeRepositoryConformance, describeRepositoryModel } from '@horae/storage/testing';
 import { createPgFixture } from './pg-fixture.js';
 import { postgresHistoryTests } from './postgres-history.js';
 import { postgresOnlyTests } from './postgres-only.js';
@@ -9,3 +9,6 @@ describeRepositoryConformance('PostgresRepository', () => createPgFixture(), {
     postgresHistoryTests(fixture);
   },
 });
+
+// Fewer sequences than on SQLite: each opens a schema and three pools, so that the model adds about 10-20 s here.
+describeRepositoryModel('PostgresRepository', () => createPgFixture(), { runs: 15 });

@@ -1,9 +1,14 @@
 import { InvalidInputError, type Clock, type ClockTimer } from '@horae/core';
 import { MemoryRepository, RepositoryError, TaskNotDueError, type TaskInfo } from '@horae/storage';
-import { describeRepositoryConformance } from '@horae/storage/testing';
+import { describeRepositoryConformance, describeRepositoryModel } from '@horae/storage/testing';
 import { describe, expect, it } from 'vitest';
 
 describeRepositoryConformance('MemoryRepository', () => {
+  const repository = new MemoryRepository();
+  return Promise.resolve({ repository, openPeer: () => Promise.resolve(repository.openPeer()), dispose: () => repository.close() });
+});
+
+describeRepositoryModel('MemoryRepository', () => {
   const repository = new MemoryRepository();
   return Promise.resolve({ repository, openPeer: () => Promise.resolve(repository.openPeer()), dispose: () => repository.close() });
 });

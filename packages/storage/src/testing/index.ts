@@ -7,3 +7,5 @@
 export { describeRepositoryConformance } from './conformance.js';
 export type { ConformanceOptions, RepositoryFixture } from './suite-context.js';
 export { WORK_LIMIT_GROUP } from './rules/work-limit-rules.js';
+export { DEFAULT_MODEL_SEED, describeRepositoryModel } from './model/describe-repository-model.js';
+export type { RepositoryModelOptions } from './model/describe-repository-model.js';

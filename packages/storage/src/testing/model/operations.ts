@@ -1,0 +1,125 @@
+import fc from 'fast-check';
+import type { JsonValue } from '../../task-info.js';
+
+/**
+ * The operations a model-based run draws, in symbolic form: they name tasks by slot and tokens by role, not by
+ * value, because they are drawn before any task exists. Just before it runs, an operation is resolved against the
+ * model (see operation-runner.ts).
+ */
+
+/**
+ * A task by its slot among the live tasks in a state (`among`; null: all of them), or `gone`: a deleted task's id,
+ * or one never used. Most calls aim at a Working or Initialized task, so that they meet a lease to fence or a claim
+ * to race rather than a refusal.
+ */
+export type TaskRef = { readonly slot: number; readonly among: 'Working' | 'Initialized' | null } | 'gone';
+
+/**
+ * A lease token by its role: `current` is the task's lease token (or, with no lease, the last one it had: a zombie's),
+ * `previous` the one before the last (a claim older than the current one), `foreign` one no claim handed out.
+ */
+export type TokenRef = 'current' | 'previous' | 'foreign';
+
+/** A due time: minutes before the run started (due), or a year and minutes after (not due while the test runs). */
+export type DueRef = { readonly pastMinutes: number } | { readonly futureMinutes: number };
+
+/** The fields of a task to insert. */
+export interface NewTaskSpec {
+  readonly workId: string;
+  readonly due: DueRef;
+  readonly priority: number;
+  readonly maxAttempts: number;
+  readonly uniqueKey: string | null;
+  readonly param: JsonValue;
+}
+
+/** The lease lengths drawn: expired at once, or long enough never to expire during a run. */
+export const LEASE_CHOICES = [0, 30 * 60_000] as const;
+
+/** One operation of one client, in symbolic form. */
+export type Operation = { readonly client: number } & (
+  | { readonly kind: 'insert'; readonly task: NewTaskSpec; readonly takenId: TaskRef | null }
+  | { readonly kind: 'insertMany'; readonly tasks: readonly NewTaskSpec[] }
+  | { readonly kind: 'claim'; readonly task: TaskRef; readonly leaseMs: number; readonly ifScheduledAt: 'none' | 'current' | 'stale' }
+  | { readonly kind: 'claimDue'; readonly limit: number; readonly leaseMs: number; readonly workIds: readonly string[] | null; readonly agingMs: number | null }
+  | { readonly kind: 'markAsStarted'; readonly task: TaskRef; readonly token: TokenRef }
+  | { readonly kind: 'renewLease'; readonly task: TaskRef; readonly token: TokenRef; readonly leaseMs: number }
+  | { readonly kind: 'release'; readonly task: TaskRef; readonly token: TokenRef; readonly runAt: DueRef; readonly withError: boolean; readonly refundAttempt: boolean }
+  | { readonly kind: 'markAsDone'; readonly task: TaskRef; readonly token: TokenRef }
+  | { readonly kind: 'markAsFailed'; readonly task: TaskRef; readonly token: TokenRef | null }
+  | { readonly kind: 'markAsCancelled'; readonly task: TaskRef; readonly token: TokenRef | null }
+  | { readonly kind: 'update'; readonly task: TaskRef; readonly priority: number | null; readonly due: DueRef | null; readonly param: JsonValue | undefined }
+  | { readonly kind: 'setProgress'; readonly task: TaskRef; readonly token: TokenRef; readonly completed: number; readonly message: string | null }
+  | { readonly kind: 'reclaimExpired'; readonly limit: number | null; readonly maxUnstartedClaims: number | null }
+  | { readonly kind: 'getById'; readonly task: TaskRef }
+  | { readonly kind: 'listAttempts'; readonly task: TaskRef }
+  | { readonly kind: 'countByState' }
+  | { readonly kind: 'deleteTerminalBefore'; readonly everything: boolean }
+);
+
+/** The works tasks are drawn from: few, so that claimDue's workIds filter and uniqueKeys meet. */
+export const WORK_IDS = ['work-a', 'work-b', 'work-c'] as const;
+
+const taskRef: fc.Arbitrary<TaskRef> = fc.oneof(
+  { arbitrary: fc.record({ slot: fc.nat(5), among: fc.constantFrom<'Working' | 'Initialized' | null>('Working', 'Working', 'Initialized', null) }), weight: 12 },
+  { arbitrary: fc.constant<'gone'>('gone'), weight: 1 },
+);
+const tokenRef: fc.Arbitrary<TokenRef> = fc.oneof({ arbitrary: fc.constant<TokenRef>('current'), weight: 6 }, { arbitrary: fc.constantFrom<TokenRef>('previous', 'foreign'), weight: 1 });
+const due: fc.Arbitrary<DueRef> = fc.oneof(
+  { arbitrary: fc.integer({ min: 1, max: 6 }).map((tens) => ({ pastMinutes: tens * 10 })), weight: 4 },
+  { arbitrary: fc.integer({ min: 0, max: 2 }).map((futureMinutes) => ({ futureMinutes })), weight: 1 },
+);
+const leaseMs = fc.constantFrom(...LEASE_CHOICES);
+const param: fc.Arbitrary<JsonValue> = fc.constantFrom<JsonValue>(null, 1, 'text', { n: 1 }, [1, 'two', { three: 3 }]);
+/** The fields of a task to insert: few works, priorities, keys and params, so that they meet. */
+export const newTaskArbitrary: fc.Arbitrary<NewTaskSpec> = fc.record({
+  workId: fc.constantFrom(...WORK_IDS),
+  due,
+  priority: fc.integer({ min: -1, max: 3 }),
+  maxAttempts: fc.integer({ min: 1, max: 3 }),
+  uniqueKey: fc.oneof({ arbitrary: fc.constant(null), weight: 3 }, { arbitrary: fc.constantFrom('key-1', 'key-2'), weight: 1 }),
+  param,
+});
+
+/** The operations of clients `0 .. clients - 1`, weighted towards the transitions that race and fence. */
+export function operationArbitrary(clients: number): fc.Arbitrary<Operation> {
+  const client = fc.nat(clients - 1);
+  const op = <T extends object>(weight: number, fields: fc.Arbitrary<T>): fc.WeightedArbitrary<Operation> => ({
+    weight,
+    arbitrary: fc.tuple(client, fields).map(([c, f]) => ({ client: c, ...f }) as unknown as Operation),
+  });
+  return fc.oneof(
+    op(6, fc.record({ kind: fc.constant('insert'), task: newTaskArbitrary, takenId: fc.oneof({ arbitrary: fc.constant(null), weight: 9 }, { arbitrary: taskRef, weight: 1 }) })),
+    op(1, fc.record({ kind: fc.constant('insertMany'), tasks: fc.array(newTaskArbitrary, { minLength: 1, maxLength: 3 }) })),
+    op(5, fc.record({ kind: fc.constant('claim'), task: taskRef, leaseMs, ifScheduledAt: fc.constantFrom('none', 'none', 'current', 'stale') })),
+    op(4, fc.record({
+      kind: fc.constant('claimDue'),
+      limit: fc.integer({ min: 1, max: 4 }),
+      leaseMs,
+      workIds: fc.oneof({ arbitrary: fc.constant(null), weight: 3 }, { arbitrary: fc.subarray([...WORK_IDS]), weight: 1 }),
+      agingMs: fc.constantFrom(null, 60_000, Number.POSITIVE_INFINITY),
+    })),
+    op(4, fc.record({ kind: fc.constant('markAsStarted'), task: taskRef, token: tokenRef })),
+    op(2, fc.record({ kind: fc.constant('renewLease'), task: taskRef, token: tokenRef, leaseMs })),
+    op(3, fc.record({ kind: fc.constant('release'), task: taskRef, token: tokenRef, runAt: due, withError: fc.boolean(), refundAttempt: fc.boolean() })),
+    op(4, fc.record({ kind: fc.constant('markAsDone'), task: taskRef, token: tokenRef })),
+    op(2, fc.record({ kind: fc.constant('markAsFailed'), task: taskRef, token: fc.option(tokenRef, { nil: null }) })),
+    op(2, fc.record({ kind: fc.constant('markAsCancelled'), task: taskRef, token: fc.option(tokenRef, { nil: null, freq: 2 }) })),
+    op(2, fc.record({ kind: fc.constant('update'), task: taskRef, priority: fc.option(fc.integer({ min: -1, max: 3 }), { nil: null }), due: fc.option(due, { nil: null }), param: fc.option(param, { nil: undefined }) })),
+    op(2, fc.record({ kind: fc.constant('setProgress'), task: taskRef, token: tokenRef, completed: fc.integer({ min: 0, max: 3 }), message: fc.constantFrom(null, 'halfway', 'almost') })),
+    op(4, fc.record({ kind: fc.constant('reclaimExpired'), limit: fc.option(fc.integer({ min: 1, max: 3 }), { nil: null }), maxUnstartedClaims: fc.constantFrom(null, 1, 2) })),
+    op(1, fc.record({ kind: fc.constant('getById'), task: taskRef })),
+    op(1, fc.record({ kind: fc.constant('listAttempts'), task: taskRef })),
+    op(1, fc.record({ kind: fc.constant('countByState') })),
+    op(1, fc.record({ kind: fc.constant('deleteTerminalBefore'), everything: fc.boolean() })),
+  );
+}
+
+/** A short text of an operation, as a failing sequence prints it. */
+export function describeOperation(op: Operation): string {
+  const { client, kind, ...args } = op;
+  const text = Object.entries(args)
+    .map(([key, value]) => `${key}: ${typeof value === 'number' && !Number.isFinite(value) ? String(value) : JSON.stringify(value)}`)
+    .join(', ');
+  return `client${client}.${kind}(${text})`;
+}

@@ -1,0 +1,47 @@
+import fc from 'fast-check';
+import type { Repository } from '../../repository.js';
+import type { RepositoryFixture } from '../suite-context.js';
+import { InvariantLog } from './invariants.js';
+import type { ModelWorld, RealWorld } from './model-commands.js';
+import { StepCommand, checkEndOfRun, commandArbitraries } from './model-commands.js';
+import { newTaskArbitrary } from './operations.js';
+
+/** The resolved settings of a model-based test. */
+export interface ModelRunSettings {
+  /** Sequences to run. */
+  runs: number;
+  /** The seed. */
+  seed: number;
+  /** A replay path from a failure report, to run just that sequence. */
+  path: string | undefined;
+  /** The most commands in a sequence. */
+  maxCommands: number;
+  /** Clients in a sequence. */
+  clients: number;
+}
+
+/**
+ * Runs the model-based property: `settings.runs` random command sequences, each on a fresh fixture with
+ * `settings.clients` clients, checked against the reference model; throws fast-check's report (the shrunk sequence,
+ * the seed and the path) on the first failure.
+ */
+export async function runRepositoryModel(createFixture: () => Promise<RepositoryFixture>, settings: ModelRunSettings): Promise<void> {
+  const { runs, seed, path, maxCommands, clients } = settings;
+  const sequences = fc.commands(commandArbitraries(clients), { maxCommands, size: 'max' });
+  const property = fc.asyncProperty(fc.array(newTaskArbitrary, { minLength: 1, maxLength: 5 }), sequences, async (initialTasks, commands) => {
+    const fixture = await createFixture();
+    try {
+      const peers: Repository[] = [];
+      for (let i = 1; i < clients; i++) peers.push(await fixture.openPeer());
+      const model: ModelWorld = { state: { tasks: [], gone: [] }, t0: Date.now() };
+      const real: RealWorld = { clients: [fixture.repository, ...peers], invariants: new InvariantLog(), steps: 0 };
+      // A run starts from a few tasks, so that its first calls find something to claim, end and race on.
+      const setup = new StepCommand([{ client: 0, kind: 'insertMany', tasks: initialTasks }]);
+      await fc.asyncModelRun(() => ({ model, real }), [setup, ...commands]);
+      await checkEndOfRun(model, real);
+    } finally {
+      await fixture.dispose();
+    }
+  });
+  await fc.assert(property, { numRuns: runs, seed, ...(path === undefined ? {} : { path }) });
+}
