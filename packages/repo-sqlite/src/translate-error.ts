@@ -1,13 +1,29 @@
 /**
- * Turns what better-sqlite3 throws into Horae errors, keeping the driver's error as `cause`.
+ * Turns what better-sqlite3 throws into Horae errors, keeping the driver's error as `cause`, and sorts them by
+ * whether a retry can ever succeed: an outage (retried by the storage layer until the write lands) or a refusal
+ * (thrown to the caller at once).
  */
-import { HoraeError, InvalidInputError } from '@horae/core';
-import { RepositoryError } from '@horae/storage';
+import { HoraeError, quoteInput } from '@horae/core';
+import { RepositoryError, ValueRefusedError } from '@horae/storage';
+
+/** How much of SQLite's message an error quotes. */
+const MAX_DETAIL_LENGTH = 200;
 
 /** The SQLite result code of a driver error (`SQLITE_BUSY`, `SQLITE_CONSTRAINT_PRIMARYKEY`…), if it has one. */
 export function sqliteCode(error: unknown): string | undefined {
   const code = (error as { code?: unknown } | null)?.code;
   return typeof code === 'string' && code.startsWith('SQLITE_') ? code : undefined;
+}
+
+/**
+ * True for a refusal of the values a statement carries, which no retry can cure: a constraint
+ * (`SQLITE_CONSTRAINT_*`), a string or blob over SQLite's length limit (`SQLITE_TOOBIG`), a value of a type the column
+ * refuses (`SQLITE_MISMATCH`). A locked database (`SQLITE_BUSY`, `SQLITE_LOCKED`), a full disk (`SQLITE_FULL`), a read-only
+ * or unreachable file (`SQLITE_READONLY`, `SQLITE_CANTOPEN`, `SQLITE_IOERR`) are outages: they are retried.
+ */
+export function isRefusal(error: unknown): boolean {
+  const code = sqliteCode(error);
+  return code !== undefined && (code.startsWith('SQLITE_CONSTRAINT') || code === 'SQLITE_TOOBIG' || code === 'SQLITE_MISMATCH');
 }
 
 /** True for a constraint violation: SQLite rolled back the one statement, the transaction goes on. */
@@ -32,8 +48,10 @@ export function isIdTakenError(error: unknown): boolean {
 }
 
 /**
- * Wraps anything a driver call threw into a Horae error: Horae errors pass through, the rest become a
- * RepositoryError (bad input never reaches the driver: it is validated before).
+ * Wraps anything a driver call threw into a Horae error: Horae errors pass through; a refusal no retry can cure
+ * ({@link isRefusal}) becomes a ValueRefusedError (the result code is its `driverCode`), which the storage layer
+ * throws to the caller at once; the rest (a lock held too long, a full disk, an I/O error) become a
+ * RepositoryError, which it retries. Bad input rarely reaches the driver: it is validated before.
  *
  * @param error - what was thrown
  * @param action - what the adapter was doing, for the message
@@ -46,11 +64,14 @@ export function translateError(error: unknown, action: string): HoraeError {
     return new RepositoryError(`${action}: the SQLite database stayed locked by another connection past the busy timeout`, { cause: error });
   }
   const message = error instanceof Error ? error.message : String(error);
-  if (isConstraintError(error) || code === 'SQLITE_TOOBIG') return new InvalidInputError(`${action}: SQLite refused the write: ${message}`, { cause: error });
-  return new RepositoryError(`${action} failed: ${message}`, { cause: error });
+  const detail = message.length > MAX_DETAIL_LENGTH ? quoteInput(message, MAX_DETAIL_LENGTH) : message;
+  if (code !== undefined && isRefusal(error)) {
+    return new ValueRefusedError(`${action}: SQLite refused the write (${code}; a retry cannot succeed): ${detail}`, code, { cause: error });
+  }
+  return new RepositoryError(`${action} failed: ${detail}`, { cause: error });
 }
 
-/** The InvalidInputError of an insert whose id another task already has. */
-export function idTakenError(id: string, cause: unknown): InvalidInputError {
-  return new InvalidInputError(`the id "${id}" is taken by another task`, { cause });
+/** The ValueRefusedError of an insert whose id another task already has. */
+export function idTakenError(id: string, cause: unknown): ValueRefusedError {
+  return new ValueRefusedError(`the id ${quoteInput(id)} is taken by another task`, 'SQLITE_CONSTRAINT_PRIMARYKEY', { cause });
 }
