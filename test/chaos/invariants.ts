@@ -48,6 +48,8 @@ export interface InvariantCounts {
   rerunAfterExpiry: number;
   /** Of those, the smallest margin (ms) between the previous lease's logged expiry and the next start. */
   minTakeoverMarginMs: number | undefined;
+  /** The smallest margin (ms) between a checked due time and the start after it (log or database record). */
+  minDueMarginMs: number | undefined;
   /** Records with no start line: claimed (and counted) by a node that never got to log the run. */
   recordedNotLogged: number;
   /** Runs that started under a lease already expired by the logged time of the start (no rule forbids it; counted). */
@@ -124,6 +126,7 @@ export function checkInvariants(
     leaseExpired: 0,
     rerunAfterExpiry: 0,
     minTakeoverMarginMs: undefined,
+    minDueMarginMs: undefined,
     recordedNotLogged: 0,
     startedExpired: 0,
     overlaps: 0,
@@ -244,6 +247,8 @@ export function checkInvariants(
     const checkDue = (attempt: number, dueAt: number, which: string): void => {
       const record = recordOf.get(attempt);
       const logged = starts.get(attempt)?.at;
+      const earliest = Math.min(logged ?? Number.POSITIVE_INFINITY, record?.startedAt.getTime() ?? Number.POSITIVE_INFINITY);
+      if (Number.isFinite(earliest)) counts.minDueMarginMs = Math.min(counts.minDueMarginMs ?? earliest - dueAt, earliest - dueAt);
       if (logged !== undefined && logged < dueAt - tolerance) report('before-due', `attempt ${attempt} started ${dueAt - logged} ms before its ${which} due time (log)`);
       if (record !== undefined && record.startedAt.getTime() < dueAt - tolerance) {
         report('before-due', `attempt ${attempt} started ${dueAt - record.startedAt.getTime()} ms before its ${which} due time (the database's record)`);

@@ -78,9 +78,11 @@ export interface ScenarioOptions {
   nodes: readonly ChaosNode[];
   work: ChaosWork;
   tasks: number;
-  /** Tasks due at the insert; the others fall due evenly over `spreadMs` after it. */
+  /** Tasks due at the insert; the others fall due over `spreadMs`, from `firstDueMs` after it. */
   dueNow: number;
   spreadMs: number;
+  /** @defaultValue 0 */
+  firstDueMs?: number;
   /** The fault starts once this many tasks ended. */
   faultAfterEnded: number;
   fault: (context: FaultContext) => Promise<FaultOutcome>;
@@ -105,10 +107,10 @@ export interface ScenarioResult {
   snapshots: { failed: number; landed: number };
 }
 
-/** The due time of task n: `dueNow` of them at the insert, the rest evenly over the spread, shuffled by a hash. */
+/** The due time of task n: `dueNow` of them at the insert, the rest spread by a hash over the spread. */
 function dueAt(n: number, options: ScenarioOptions, insertAt: number): number {
   if (n < options.dueNow) return insertAt;
-  return insertAt + (fnv1a(`due${n}`) % options.spreadMs);
+  return insertAt + (options.firstDueMs ?? 0) + (fnv1a(`due${n}`) % options.spreadMs);
 }
 
 /**
@@ -230,6 +232,7 @@ export function commonFigures(result: ScenarioResult): Record<string, unknown> {
     leaseExpired: report.counts.leaseExpired,
     rerunAfterExpiry: report.counts.rerunAfterExpiry,
     minTakeoverMarginMs: report.counts.minTakeoverMarginMs,
+    minDueMarginMs: report.counts.minDueMarginMs,
     recordedNotLogged: report.counts.recordedNotLogged,
     startedExpired: report.counts.startedExpired,
     overlaps: report.counts.overlaps,
