@@ -25,6 +25,8 @@ import { ScheduleLoop } from './schedule-loop.js';
 import { ScheduleMaterializer, type ScheduleTickResult } from './schedule-materializer.js';
 import { isScheduleStore, type Schedule } from './schedule-store.js';
 import { Schedules } from './schedules.js';
+import { DurableStatusHooks, type DurableStatusHookOptions } from './hooks/durable-status-hooks.js';
+import { isHookOutboxProvider } from './hooks/hook-outbox.js';
 import { StatusHookBridge, type StatusHookTarget } from './status-hook-bridge.js';
 import { statusHooks, type StatusChange, type StatusHookOptions, type StatusHookSender } from './status-hooks.js';
 import { multiNodeStorage, singleNodeStorage, type StorageMiddleware, type StorageOptions } from './storage-middleware.js';
@@ -34,8 +36,12 @@ import type { WorkRegistry } from './work-registry.js';
 /** Whether this process is the only one on its repository, or one node of many. */
 export type HoraeMode = 'single-node' | 'multi-node';
 
-/** A status hook given to {@link createHorae}: where to POST (options of `statusHooks`), or your own `{ onTransition }`. */
-export type HoraeStatusHook = StatusHookOptions | StatusHookTarget;
+/**
+ * A status hook given to {@link createHorae}: where to POST, or your own `{ onTransition }`. With a repository that
+ * has a hook outbox the POSTs are durable (options of `DurableStatusHooks`); otherwise they are held in memory
+ * (options of `statusHooks`).
+ */
+export type HoraeStatusHook = (StatusHookOptions & DurableStatusHookOptions) | StatusHookTarget;
 
 /** The leaseMs a multi-node Horae uses when none is given. */
 export const DEFAULT_HORAE_LEASE_MS = 30_000;
@@ -241,8 +247,17 @@ export class Horae {
   readonly registry: WorkRegistry;
   /** Whether this is one node of many. */
   readonly mode: HoraeMode;
-  /** The status hook senders built from URL options (for their `hook:*` events and `flush()`). */
+  /**
+   * The in-memory status hook senders built from URL options, when the repository has no hook outbox (for their
+   * `hook:*` events and `flush()`); empty when {@link Horae.durableHooks} delivers them.
+   */
   readonly hookSenders: readonly StatusHookSender[];
+  /**
+   * The durable status hooks built from URL options when the repository has a hook outbox (MemoryRepository,
+   * SqliteRepository, PostgresRepository, MongoRepository): their `hook:*` events, and the outbox where operators list
+   * pending deliveries and dead letters and redrive them. Undefined without URL hooks or without an outbox.
+   */
+  readonly durableHooks: DurableStatusHooks | undefined;
   readonly #schedules: Schedules | undefined;
   readonly #loop: ScheduleLoop | undefined;
   readonly #bridge: StatusHookBridge;
@@ -296,8 +311,9 @@ export class Horae {
     // StalledError and retries it by its policy, and the progress it watches is the progress storage persists.
     this.scheduler.use(registry.middleware(), ...userMiddlewares, stallTimeout(options.stallTimeoutMs), this.storage.middleware);
 
-    const { targets, senders } = toHookTargets(hookOption, clock);
+    const { targets, senders, durable } = toHookTargets(hookOption, clock, repository);
     this.hookSenders = senders;
+    this.durableHooks = durable;
     this.#bridge = new StatusHookBridge(this.storage.events, targets, {
       onHookError: (error, change) => this.#emitOwn('hook:error', { error, change }),
     });
@@ -371,6 +387,7 @@ export class Horae {
   async #start(): Promise<void> {
     this.#state = 'starting';
     this.#bridge.start();
+    this.durableHooks?.start();
     await this.storage.start(this.scheduler);
     // stop() may have been called while the restore ran: then it owns the shutdown.
     if (this.#state !== 'starting') return;
@@ -406,7 +423,7 @@ export class Horae {
     await this.scheduler.stop(timeoutMs === undefined ? {} : { timeoutMs });
     await this.storage.stop();
     this.#bridge.stop();
-    await Promise.all(this.hookSenders.map((sender) => sender.close({ graceMs })));
+    await Promise.all([...this.hookSenders.map((sender) => sender.close({ graceMs })), this.durableHooks?.stop(graceMs)]);
     this.#state = 'stopped';
   }
 
@@ -606,18 +623,29 @@ function pickStorageOptions(options: HoraeOptions): StorageOptions {
   return storage;
 }
 
-function toHookTargets(option: HoraeOptions['statusHooks'], clock: Clock): { targets: StatusHookTarget[]; senders: StatusHookSender[] } {
+/** Your own targets as given; URL hooks become durable ones over the repository's outbox, else in-memory senders. */
+function toHookTargets(
+  option: HoraeOptions['statusHooks'],
+  clock: Clock,
+  repository: Repository,
+): { targets: StatusHookTarget[]; senders: StatusHookSender[]; durable: DurableStatusHooks | undefined } {
   const list: readonly HoraeStatusHook[] = option === undefined ? [] : Array.isArray(option) ? option : [option as HoraeStatusHook];
   const targets: StatusHookTarget[] = [];
   const senders: StatusHookSender[] = [];
+  const urlHooks: Array<StatusHookOptions & DurableStatusHookOptions> = [];
   for (const hook of list) {
-    if (hook !== null && typeof hook === 'object' && typeof (hook as Partial<StatusHookTarget>).onTransition === 'function') {
-      targets.push(hook as StatusHookTarget);
-      continue;
-    }
-    const hooks = statusHooks({ clock, ...(hook as StatusHookOptions) });
+    if (hook !== null && typeof hook === 'object' && typeof (hook as Partial<StatusHookTarget>).onTransition === 'function') targets.push(hook as StatusHookTarget);
+    else urlHooks.push(hook as StatusHookOptions & DurableStatusHookOptions);
+  }
+  if (urlHooks.length > 0 && isHookOutboxProvider(repository)) {
+    const durable = new DurableStatusHooks({ outbox: repository.hookOutbox(), hooks: urlHooks, clock });
+    targets.push(durable);
+    return { targets, senders, durable };
+  }
+  for (const hook of urlHooks) {
+    const hooks = statusHooks({ clock, ...hook });
     targets.push(hooks);
     senders.push(hooks.sender);
   }
-  return { targets, senders };
+  return { targets, senders, durable: undefined };
 }

@@ -16,6 +16,10 @@ export * from './hooks/hook-payload.js';
 export * from './hooks/hook-endpoint.js';
 export * from './hooks/hook-outbox.js';
 export * from './hooks/memory-hook-outbox.js';
+export * from './hooks/hook-delivery-events.js';
+export * from './hooks/hook-enqueuer.js';
+export * from './hooks/hook-delivery-loop.js';
+export * from './hooks/durable-status-hooks.js';
 
 /** Options of {@link StatusHookSender} and {@link statusHooks}. */
 export interface StatusHookOptions extends HookEndpointOptions {

@@ -114,20 +114,20 @@ describe('status hooks bridge: storage events → onTransition', () => {
     expect(errors).toHaveLength(3);
   });
 
-  it('a URL hook whose receiver is down never slows the task: it ends Done, and the sender reports hook:failed', async () => {
+  it('a URL hook whose receiver is down never slows the task: it ends Done, and the outbox row becomes a dead letter', async () => {
     const { clock, repo } = world();
     // Port 9 (discard) on loopback: nothing listens, the connection is refused at once.
     const horae = await startHorae(
       horaeOn(clock, repo, new WorkRegistry().register('w', () => 'ok'), { statusHooks: { url: 'http://127.0.0.1:9/hooks', secret: generateStatusHookSecret(), maxAttempts: 1 } }),
     );
-    expect(horae.hookSenders).toHaveLength(1);
-    const failed = nextEvent(horae.hookSenders[0]!.events, 'hook:failed');
+    expect(horae.hookSenders).toHaveLength(0);
+    const dead = nextEvent(horae.durableHooks!.events, 'hook:dead');
     const handle = await horae.schedule({ workId: 'w' });
     await clock.advance(0);
     await expect(handle.result).resolves.toBe('ok');
     expect(await repo.getById(handle.taskId)).toMatchObject({ state: 'Done' });
-    const event = await failed;
-    expect(event.change).toMatchObject({ taskId: handle.taskId, from: null, to: 'Initialized' });
+    const event = await dead;
+    expect(event).toMatchObject({ taskId: handle.taskId, attempts: 1 });
   });
 });
 

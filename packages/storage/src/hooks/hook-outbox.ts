@@ -181,7 +181,8 @@ export const MAX_HOOK_ERROR_LENGTH = 2000;
  */
 export function validateNewHookDeliveries(deliveries: readonly NewHookDelivery[]): void {
   if (!Array.isArray(deliveries)) throw new InvalidInputError('enqueueHookDeliveries takes an array of deliveries');
-  for (const [i, d] of deliveries.entries()) {
+  const list: readonly NewHookDelivery[] = deliveries;
+  for (const [i, d] of list.entries()) {
     if (d === null || typeof d !== 'object') throw new InvalidInputError(`hook delivery ${i} is not an object`);
     checkName(d.id, `hook delivery ${i}: id`, MAX_HOOK_NAME_LENGTH);
     checkName(d.hook, `hook delivery ${i}: hook`, MAX_HOOK_NAME_LENGTH);
