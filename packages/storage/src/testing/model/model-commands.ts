@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import type { Repository } from '../../repository.js';
-import type { TaskInfo } from '../../task-info.js';
+import { TaskNotFoundError } from '../../errors.js';
+import type { TaskAttempt, TaskInfo } from '../../task-info.js';
 import type { InvariantLog } from './invariants.js';
 import type { ModelState } from './model-task.js';
 import { compareRuns, compareStore } from './model-task.js';
@@ -61,9 +62,12 @@ export class StepCommand implements fc.AsyncCommand<ModelWorld, RealWorld> {
     const observed = await Promise.all(resolved.map((op) => runOperation(real.clients, op)));
     const reader = real.clients[real.steps++ % real.clients.length]!;
     const store = await readStore(reader);
+    // Calls started together may be explained by several orders that leave the same tasks but different attempt
+    // records (a check-in made before or after a run started): the records of the tasks they touched tell them apart.
+    const histories = resolved.length > 1 ? await readHistories(reader, touchedIds(resolved, observed)) : new Map<string, TaskAttempt[]>();
     const failures: string[] = [];
     for (const order of orders(resolved.length)) {
-      const outcome = linearize(model.state, order, resolved, observed, store);
+      const outcome = linearize(model.state, order, resolved, observed, store, histories);
       if ('failure' in outcome) {
         failures.push(resolved.length === 1 ? outcome.failure : `in the order ${order.map((i) => `#${i}`).join(', ')}: ${outcome.failure}`);
         continue;
@@ -90,6 +94,7 @@ function linearize(
   resolved: readonly ResolvedOperation[],
   observed: readonly Observed[],
   store: readonly TaskInfo[],
+  histories: ReadonlyMap<string, readonly TaskAttempt[]>,
 ): { state: ModelState; changed: Set<string> } | { failure: string } {
   let state = start;
   const changed = new Set<string>();
@@ -102,7 +107,38 @@ function linearize(
   }
   const compared = compareStore(state, store);
   if (!compared.ok) return { failure: `read back after the step: ${compared.mismatches.join('; ')}` };
-  return { state: compared.model, changed };
+  state = compared.model;
+  for (const [id, attempts] of histories) {
+    const task = state.tasks.find((candidate) => candidate.id === id);
+    if (task === undefined) continue;
+    const runs = compareRuns(task, attempts);
+    if (!runs.ok) return { failure: `attempt records read back after the step: ${runs.mismatches.join('; ')}` };
+    state = { ...state, tasks: state.tasks.map((candidate) => (candidate.id === id ? runs.model : candidate)) };
+  }
+  return { state, changed };
+}
+
+/** The tasks the calls named or returned. */
+function touchedIds(resolved: readonly ResolvedOperation[], observed: readonly Observed[]): Set<string> {
+  const ids = new Set<string>();
+  for (const op of resolved) if ('id' in op) ids.add(op.id);
+  for (const result of observed) {
+    if (result.ok && Array.isArray(result.value)) for (const item of result.value as { id?: unknown }[]) if (typeof item?.id === 'string') ids.add(item.id);
+  }
+  return ids;
+}
+
+/** The attempt records of the tasks that still exist among `ids`. */
+async function readHistories(repository: Repository, ids: ReadonlySet<string>): Promise<Map<string, TaskAttempt[]>> {
+  const histories = new Map<string, TaskAttempt[]>();
+  for (const id of ids) {
+    const attempts = await repository.listAttempts(id).catch((error: unknown) => {
+      if (error instanceof TaskNotFoundError) return undefined;
+      throw error;
+    });
+    if (attempts !== undefined) histories.set(id, attempts);
+  }
+  return histories;
 }
 
 /**
