@@ -42,8 +42,12 @@ export interface CatchUpOptions {
   /** The schedule's rule. */
   recurrence: Recurrence;
   /**
-   * The last occurrence that was materialized (its task created), or null for a schedule that never
-   * materialized one: a new schedule has missed nothing.
+   * The instant up to which the schedule's occurrences were dealt with: its last occurrence (run or skipped) or, for
+   * a schedule that never had one, the instant it was created, so that the occurrences that came due since then and
+   * ran nowhere count as missed, as any others (a schedule created at 09:00:30 to run every minute, with no node
+   * running from 09:00:40 to 09:10:40, missed 09:01 … 09:10). Null when there is no such instant: nothing is missed.
+   * A persisted schedule always has one: `@horae/storage`'s materializer passes the instant just before its
+   * `nextRunAt`.
    */
   lastOccurrence: Date | null;
   /** The current time, as the scheduler's clock reads it. */
@@ -100,7 +104,8 @@ export interface CatchUpResult {
  * most ~1000 steps to count, and about `maxCatchUp` steps to find the latest occurrences).
  *
  * Rules:
- * - nothing is missed when `lastOccurrence` is null or not before `now`;
+ * - nothing is missed when `lastOccurrence` is null or not before `now`; otherwise the occurrences after it are, whether
+ *   or not the schedule ever ran one (see {@link CatchUpOptions.lastOccurrence});
  * - the returned occurrences are all in (lastOccurrence, now], ascending, at most `maxCatchUp`, and each one is an
  *   occurrence of `recurrence` exactly as `recurrence.next` computes it, so the uniqueKeys match on every node;
  * - `missed = skipped + dropped + (missed ones returned)`, when `countExact`.

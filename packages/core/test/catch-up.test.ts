@@ -21,7 +21,7 @@ describe('catchUpOccurrences: nothing missed', () => {
     expect(result).toEqual({ occurrences: [], missed: 0, countExact: true, skipped: 0, dropped: 0, next: at('2026-01-01T11:00:00Z') });
   });
 
-  it.each(CATCH_UP_POLICIES)('a schedule that never materialized anything (%s) has missed nothing', (policy) => {
+  it.each(CATCH_UP_POLICIES)('with no instant to count from (lastOccurrence null, %s), nothing is missed', (policy) => {
     const result = catchUpOccurrences({ recurrence: hourly, lastOccurrence: null, now: at('2026-01-01T10:30:00Z'), policy });
     expect(result.occurrences).toEqual([]);
     expect(result.missed).toBe(0);

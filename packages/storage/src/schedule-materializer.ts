@@ -93,7 +93,9 @@ export const DEFAULT_SCHEDULE_GRACE_MS = 60_000;
  * - a `nextRunAt` that is not an occurrence of the spec (a pull-forward) materializes one extra run at that time;
  * - otherwise the catch-up policy (`catchUpOccurrences` of `@horae/core`, with `graceMs`) picks the due
  *   occurrences to run: `'skip'` runs none of those missed by more than `graceMs`, `'once'` the latest,
- *   `'all'` all of them up to `maxCatchUp`;
+ *   `'all'` all of them up to `maxCatchUp`. They count from `nextRunAt`, the earliest time not dealt with yet: for a
+ *   schedule that never materialized an occurrence, its first occurrence after its creation (or its last resume or
+ *   change of spec), so such a schedule catches up the occurrences a downtime made it miss as any other does;
  * - `overlap: 'allow'` materializes all of them at once (and the occurrences within `lookaheadMs`);
  * - `overlap: 'skip'`: while the previous occurrence's task (`lastTaskId`) is not terminal, no occurrence is
  *   materialized and every due one is recorded as skipped; once it is terminal, only the latest picked occurrence
@@ -172,7 +174,9 @@ export class ScheduleMaterializer {
     const horizon = schedule.overlap === 'allow' ? now + this.#lookaheadMs : now;
     if (next > horizon) return;
     const recurrence = this.#recurrenceOf(schedule);
-    // Everything from nextRunAt on is not dealt with yet; `base` is the instant just before it.
+    // Everything from nextRunAt on is not dealt with yet; `base` is the instant just before it: the last occurrence
+    // dealt with, or, for a schedule that never had one, its creation (its first nextRunAt is the first occurrence
+    // after it). Catch-up counts the missed occurrences from there in both cases, as cron-like schedulers do.
     const base = new Date(next - 1);
     const pulledForward = recurrence.next(base)?.getTime() !== next;
 
