@@ -143,7 +143,8 @@ export class Checkpointer {
     this.#exited = new Promise((resolve) => this.#worker.once('exit', () => resolve()));
     this.#worker.on('message', (message) => {
       if (message === 'ready' && !this.#closed && this.#db.open) this.#db.pragma(`wal_autocheckpoint = ${BACKSTOP_AUTOCHECKPOINT_PAGES}`);
-      if (message === 'moved') {
+      // After close() the worker's last round may find the -wal gone: the repository's own close deleted it.
+      if (message === 'moved' && !this.#closed) {
         // The worker checkpoints no more: hand the checkpoints back to the connection and let the worker end.
         options.onFileMoved?.();
         void this.close();

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { DurableWriter, type RepositoryErrorReport } from '@horae/storage';
@@ -130,6 +130,19 @@ describe('SqliteRepository: no false alarm', () => {
       other.close();
       await repository.close();
     }
+  });
+
+  it('closing a repository whose checkpoint thread runs raises no alarm (its close deletes the -wal it checked)', async () => {
+    const repository = new SqliteRepository({ database: dir.file() });
+    const warnings = await warningsDuring(async () => {
+      const size = statSync(dir.file()).size;
+      for (let i = 0; i < 150; i++) await repository.insert(task(`t-${i}`));
+      // The thread runs once it has copied the log into the database file (the connection's own checkpoint would not
+      // before 1,000 pages).
+      await vi.waitFor(() => expect(statSync(dir.file()).size).toBeGreaterThan(size), { timeout: 5_000 });
+      await repository.close();
+    });
+    expect(warnings).toEqual([]);
   });
 
   it("':memory:' databases have no file to check and work as before", async () => {
