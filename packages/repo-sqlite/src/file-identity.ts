@@ -42,16 +42,31 @@ export interface FileIdentityStrings {
  * The identity of what is at `path` now.
  *
  * @param path - a file path
- * @returns its identity, or null when nothing is there
+ * @returns its identity, or null when nothing is there (no such file, or a part of the path is no directory)
+ * @throws the error of `stat` when it cannot tell (EACCES, EIO…)
  */
 export function identityAt(path: string): FileIdentity | null {
-  const stat = statSync(path, { bigint: true, throwIfNoEntry: false });
-  return stat === undefined ? null : { dev: stat.dev, ino: stat.ino };
+  try {
+    const stat = statSync(path, { bigint: true, throwIfNoEntry: false });
+    return stat === undefined ? null : { dev: stat.dev, ino: stat.ino };
+  } catch (error) {
+    if ((error as { code?: unknown }).code === 'ENOTDIR') return null;
+    throw error;
+  }
 }
 
 /** `dev:ino` of an identity, the form a worker thread compares. */
 export function identityString(identity: FileIdentity): string {
   return `${identity.dev}:${identity.ino}`;
+}
+
+/** {@link identityAt}, with null when `stat` cannot tell either. */
+function identityOrNull(path: string): FileIdentity | null {
+  try {
+    return identityAt(path);
+  } catch {
+    return null;
+  }
 }
 
 function sameFile(a: FileIdentity | null, b: FileIdentity): boolean {
@@ -87,8 +102,8 @@ export class DatabaseFileGuard {
     const database = identityAt(path);
     if (database === null) throw new DatabaseFileReplacedError(path, 'database', 'deleted');
     this.#database = database;
-    this.#wal = identityAt(`${path}-wal`);
-    this.#shm = identityAt(`${path}-shm`);
+    this.#wal = identityOrNull(`${path}-wal`);
+    this.#shm = identityOrNull(`${path}-shm`);
   }
 
   /** The error of the failed check, or null while the files are the ones opened. */
@@ -117,12 +132,20 @@ export class DatabaseFileGuard {
    */
   check(): void {
     this.assertIntact();
-    const database = identityAt(this.path);
+    let database: FileIdentity | null;
+    let wal: FileIdentity | null;
+    try {
+      database = identityAt(this.path);
+      wal = identityAt(`${this.path}-wal`);
+    } catch {
+      // A stat that cannot tell (a permission changed on a directory, an I/O error) proves nothing moved: failing the
+      // batch for it would fail writes that committed where they should. The next check looks again.
+      return;
+    }
     if (!sameFile(database, this.#database)) this.#fail('database', database === null ? 'deleted' : 'replaced');
-    const wal = identityAt(`${this.path}-wal`);
     if (this.#wal === null) {
       this.#wal = wal;
-      this.#shm = identityAt(`${this.path}-shm`);
+      this.#shm = identityOrNull(`${this.path}-shm`);
       return;
     }
     if (!sameFile(wal, this.#wal)) this.#fail('wal', wal === null ? 'deleted' : 'replaced');
@@ -152,8 +175,12 @@ export class DatabaseFileGuard {
    */
   mayClose(): boolean {
     if (this.#failure === null) return true;
-    const wal = identityAt(`${this.path}-wal`);
-    return wal === null || this.#wal === null || sameFile(wal, this.#wal);
+    try {
+      const wal = identityAt(`${this.path}-wal`);
+      return wal === null || this.#wal === null || sameFile(wal, this.#wal);
+    } catch {
+      return false; // cannot tell: leaving the connection open deletes nothing
+    }
   }
 
   /**
@@ -166,7 +193,7 @@ export class DatabaseFileGuard {
     if (this.#failure?.file !== 'database') return;
     for (const [suffix, opened] of [['-wal', this.#wal], ['-shm', this.#shm]] as const) {
       const path = `${this.path}${suffix}`;
-      if (opened === null || !sameFile(identityAt(path), opened)) continue;
+      if (opened === null || !sameFile(identityOrNull(path), opened)) continue;
       try {
         unlinkSync(path);
       } catch {
