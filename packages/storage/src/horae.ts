@@ -10,18 +10,20 @@ import {
   TypedEventEmitter,
   realClock,
   stallTimeout,
+  toScheduleCall,
   type CatchUpPolicy,
   type EventTriggerSpec,
   type Clock,
   type Middleware,
   type OverlapPolicy,
+  type ScheduleCallOptions,
   type ScheduleOptions,
   type SchedulerOptions,
   type TaskHandle,
 } from '@horae/core';
 import type { StorageEvents } from './events.js';
 import type { Repository } from './repository.js';
-import { ScheduleLoop } from './schedule-loop.js';
+import { ScheduleLoop, type ScheduleLoopRecovery } from './schedule-loop.js';
 import { ScheduleMaterializer, type ScheduleTickResult } from './schedule-materializer.js';
 import { isScheduleStore, type Schedule } from './schedule-store.js';
 import { Schedules } from './schedules.js';
@@ -145,8 +147,13 @@ export interface HoraeOptions extends StorageOptions {
 export type HoraeEvents = {
   /** The schedule loop finished a tick. */
   'schedules:ticked': ScheduleTickResult;
-  /** A tick, one schedule of it, or the sync after it failed; the loop goes on. */
+  /**
+   * A tick, one schedule of it, or the sync after it failed; the loop goes on. A repository outage is reported once,
+   * by its first failure, not at every tick while it lasts; `schedules:recovered` reports its end.
+   */
   'schedules:error': { error: unknown; scheduleName: string | undefined };
+  /** The schedule loop ticks without an outage again, after ticks that failed with one; once per outage. */
+  'schedules:recovered': ScheduleLoopRecovery;
   /** A status hook's `onTransition` threw; the task and the other hooks were not affected. */
   'hook:error': { error: unknown; change: StatusChange };
 };
@@ -339,6 +346,7 @@ export class Horae {
           sync: () => this.storage.sync(),
           onTick: (result) => this.#emitOwn('schedules:ticked', result),
           onError: (error, scheduleName) => this.#emitOwn('schedules:error', { error, scheduleName }),
+          onRecovered: (report) => this.#emitOwn('schedules:recovered', report),
         });
       }
     }
@@ -370,11 +378,19 @@ export class Horae {
   /**
    * Starts Horae: restores the stored tasks into the scheduler and starts the storage's sync loop, starts the
    * scheduler, materializes the schedules due now (and syncs what that created), then ticks the schedule loop
-   * every `scheduleTickMs`. Calling it again returns the same promise.
+   * every `scheduleTickMs`. Calling it again while it runs, or after it resolved, returns the same promise.
+   *
+   * While the database is down: the first read of the restore (the change cursor) is tried once. When it fails,
+   * `start()` rejects with that error at once, and nothing was started (no task held, no loop armed, the scheduler
+   * not started): call `start()` again later (with your own backoff), or let the process exit for its supervisor to
+   * restart it. An outage that begins after that first read is retried until the reads land, like every repository
+   * call (reported as `repository:error`); `start()` resolves once they did. The schedule loop's first tick never
+   * fails `start()`: its errors go to `schedules:error`.
    *
    * @returns a promise that resolves once the first tick of the schedule loop finished
    * @throws HoraeError `INVALID_STATE` (as a rejection) after `stop()`
-   * @throws RepositoryError (as a rejection) when the restore cannot read the repository
+   * @throws RepositoryError (as a rejection) when the repository cannot be reached at the start; `start()` may be
+   * called again
    */
   start(): Promise<void> {
     if (this.#state === 'stopping' || this.#state === 'stopped') {
@@ -388,7 +404,17 @@ export class Horae {
     this.#state = 'starting';
     this.#bridge.start();
     this.durableHooks?.start();
-    await this.storage.start(this.scheduler);
+    try {
+      await this.storage.start(this.scheduler);
+    } catch (error) {
+      // Nothing was started: a later start() tries again, unless stop() was called meanwhile.
+      if (this.#state === 'starting') {
+        this.#state = 'new';
+        this.#startPromise = undefined;
+        this.#bridge.stop();
+      }
+      throw error;
+    }
     // stop() may have been called while the restore ran: then it owns the shutdown.
     if (this.#state !== 'starting') return;
     this.scheduler.start();
@@ -435,11 +461,22 @@ export class Horae {
    * - periodically: `{ name, workId, every: ms }` or `{ name, workId, cron, timezone? }`: a persisted schedule
    *   (upserted: the same name again updates it), whose occurrences are tasks of kind `periodic`.
    *
+   * While the database is down, a one-time task's insert is retried until it lands, and the call waits; at most
+   * `maxPendingSchedules` calls (and `maxPendingScheduleBytes` of params) wait at once, and a call past that bound is
+   * refused at once with a BackpressureError. `call` bounds one call's wait (see ScheduleCallOptions). A recurring
+   * schedule is written once, without retries: during an outage its call rejects with the RepositoryError.
+   *
    * @param options - what to run, and when
+   * @param call - bounds on this call's wait: `{ signal, timeoutMs }`
    * @returns the task's handle, or, for a recurring schedule, the stored schedule
    * @throws InvalidInputError (as a rejection) on bad input (an unknown workId, an invalid param or date, a
    * malformed cron expression, a recurring schedule without a name); nothing is written
    * @throws HoraeError `INVALID_STATE` for a recurring schedule when the repository does not persist schedules
+   * @throws BackpressureError (as a rejection) when the database is down and the bound of waiting calls is reached;
+   * nothing is written
+   * @throws ScheduleAbortedError / ScheduleTimeoutError (as a rejection) when `call.signal` aborts or `call.timeoutMs`
+   * passes before the task was written; `mayHaveBeenWritten` says whether a try failed without an answer (then the
+   * task's id is cancelled, durably, in case that try landed)
    *
    * @example
    * ```ts
@@ -447,17 +484,23 @@ export class Horae {
    * await horae.schedule({ workId: 'email', param, runAt: new Date('2027-01-01T09:00Z') }); // at
    * await horae.schedule({ workId: 'email', param, delayMs: 60_000 });                     // after
    * await horae.schedule({ name: 'digest', workId: 'email', cron: '0 9 * * MON', timezone: 'Europe/Paris' });
+   * await horae.schedule({ workId: 'email', param }, { timeoutMs: 2_000 }); // give up after 2 s of an outage
    * ```
    */
-  schedule(options: RecurringScheduleOptions): Promise<Schedule>;
-  schedule(options: OneTimeScheduleOptions): Promise<TaskHandle>;
-  schedule(options: RecurringScheduleOptions | OneTimeScheduleOptions): Promise<Schedule | TaskHandle> {
+  schedule(options: RecurringScheduleOptions, call?: ScheduleCallOptions): Promise<Schedule>;
+  schedule(options: OneTimeScheduleOptions, call?: ScheduleCallOptions): Promise<TaskHandle>;
+  schedule(options: RecurringScheduleOptions | OneTimeScheduleOptions, call?: ScheduleCallOptions): Promise<Schedule | TaskHandle> {
     if (options === null || typeof options !== 'object') return Promise.reject(new InvalidInputError('schedule() takes an options object'));
-    if (options.every !== undefined || options.cron !== undefined) return this.#scheduleRecurring(options);
+    if (options.every !== undefined || options.cron !== undefined) {
+      // The same checks as a one-time call (a signal aborted already, an invalid timeout); the upsert is one write.
+      return Promise.resolve()
+        .then(() => toScheduleCall(call, () => this.scheduler.clock.now()))
+        .then(() => this.#scheduleRecurring(options));
+    }
     if ((options as { name?: unknown }).name !== undefined) {
       return Promise.reject(new InvalidInputError('`name` names a recurring schedule: give `every` or `cron` with it (a one-time task has no name)'));
     }
-    return this.scheduler.schedule(options);
+    return this.scheduler.schedule(options, call);
   }
 
   async #scheduleRecurring(options: RecurringScheduleOptions): Promise<Schedule> {
@@ -567,10 +610,19 @@ export class Horae {
   }
 
   #emitOwn<K extends keyof HoraeEvents>(name: K, payload: HoraeEvents[K]): void {
+    if (name === 'schedules:recovered' && !this.horaeEvents.hasListeners(name)) {
+      // The outage was said in the process warnings (nobody listened to it): so is its end.
+      if (this.horaeEvents.hasListeners('schedules:error')) return;
+      const { failedTicks, downMs } = payload as ScheduleLoopRecovery;
+      process.emitWarning(`horae schedules: the repository answers again, after ${failedTicks} ticks failed over ${downMs} ms`, { code: 'HORAE_SCHEDULES_RECOVERED' });
+      return;
+    }
     if (name !== 'schedules:ticked' && !this.horaeEvents.hasListeners(name)) {
-      // Nobody listens: say it in the process warnings rather than swallow it.
+      // Nobody listens: say it in the process warnings rather than swallow it. An outage is no bug of the code: its
+      // message says what failed, a stack would not.
       const error = (payload as { error: unknown }).error;
-      const detail = error instanceof Error ? (error.stack ?? error.message) : String(error);
+      const outage = error instanceof HoraeError && error.code === 'REPOSITORY_UNAVAILABLE';
+      const detail = error instanceof Error ? (outage ? error.message : (error.stack ?? error.message)) : String(error);
       process.emitWarning(`horae ${String(name)}: ${detail}`, { code: name === 'hook:error' ? 'HORAE_HOOK_ERROR' : 'HORAE_SCHEDULES_ERROR' });
       return;
     }

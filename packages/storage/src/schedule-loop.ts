@@ -2,7 +2,7 @@
  * The loop that drives a {@link ScheduleMaterializer} on the scheduler's clock: recurring schedules become tasks
  * without anyone calling `tick()` by hand.
  */
-import { InvalidInputError, type Clock, type ClockTimer } from '@horae/core';
+import { HoraeError, InvalidInputError, type Clock, type ClockTimer } from '@horae/core';
 import type { ScheduleMaterializer, ScheduleTickResult } from './schedule-materializer.js';
 import type { TaskInfo } from './task-info.js';
 
@@ -23,8 +23,31 @@ export interface ScheduleLoopOptions {
   sync?: () => Promise<unknown>;
   /** Called after every tick that finished, with what it did. @defaultValue none */
   onTick?: (result: ScheduleTickResult) => void;
-  /** Called when a tick, one schedule of it, or the follow-up sync failed; the loop goes on. @defaultValue none */
+  /**
+   * Called when a tick, one schedule of it, or the follow-up sync failed; the loop goes on. An outage of the
+   * repository is reported once, by its first failure, not at every tick while it lasts (see {@link ScheduleLoop}).
+   * @defaultValue none
+   */
   onError?: (error: unknown, scheduleName: string | undefined) => void;
+  /** Called once when a tick finishes without an outage after ticks that failed with one. @defaultValue none */
+  onRecovered?: (report: ScheduleLoopRecovery) => void;
+}
+
+/** The end of an outage as the schedule loop saw it. */
+export interface ScheduleLoopRecovery {
+  /** When the first tick that failed with the outage ran. */
+  since: Date;
+  /** How long from that tick to the first one that ran without an outage, in ms. */
+  downMs: number;
+  /** Ticks that failed with the outage. */
+  failedTicks: number;
+  /** Outage errors that were not reported (all but the first). */
+  suppressed: number;
+}
+
+/** Whether an error is an outage of the repository (a RepositoryError, code `REPOSITORY_UNAVAILABLE`) rather than an answer. */
+function isOutage(error: unknown): boolean {
+  return error instanceof HoraeError && error.code === 'REPOSITORY_UNAVAILABLE';
 }
 
 /**
@@ -32,6 +55,10 @@ export interface ScheduleLoopOptions {
  *
  * Rules: ticks never overlap (the next one is armed when the previous one, and its sync, finished); a failing
  * tick is reported and the loop goes on; after `stop()` resolves no tick runs and none is under way.
+ *
+ * An outage of the repository (an error with code `REPOSITORY_UNAVAILABLE`) is reported once: the first outage error
+ * is passed to `onError`, the ones of the following ticks are counted, not reported, until a tick runs without an
+ * outage; then `onRecovered` is called once, with the count. Every other error is reported each time it happens.
  */
 export class ScheduleLoop {
   readonly #options: ScheduleLoopOptions;
@@ -39,6 +66,8 @@ export class ScheduleLoop {
   #running: Promise<void> | undefined = undefined;
   #started = false;
   #stopped = false;
+  /** The outage the ticks meet, from its first failed tick; undefined while ticks run without one. */
+  #outage: { since: number; failedTicks: number; suppressed: number } | undefined = undefined;
 
   /**
    * @param options - the materializer, the clock, the period and the callbacks
@@ -103,12 +132,10 @@ export class ScheduleLoop {
     try {
       result = await materializer.tick();
     } catch (error) {
-      this.#report(error, undefined);
+      this.#afterTick([{ error, name: undefined }]);
       return;
     }
-    for (const outcome of result.outcomes) {
-      if (outcome.error !== undefined) this.#report(outcome.error, outcome.name);
-    }
+    this.#afterTick(result.outcomes.filter((outcome) => outcome.error !== undefined));
     if (result.created > 0) {
       try {
         onCreated?.(result.outcomes.flatMap((o) => o.created));
@@ -127,6 +154,34 @@ export class ScheduleLoop {
       onTick?.(result);
     } catch (error) {
       this.#report(error, undefined);
+    }
+  }
+
+  /** Reports the errors of one tick, an outage once for all the ticks it lasts, and its end. */
+  #afterTick(failures: ReadonlyArray<{ error?: unknown; name: string | undefined }>): void {
+    let outageSeen = false;
+    for (const { error, name } of failures) {
+      if (!isOutage(error)) {
+        this.#report(error, name);
+        continue;
+      }
+      if (this.#outage === undefined) {
+        this.#outage = { since: this.#options.clock.now(), failedTicks: 0, suppressed: 0 };
+        this.#report(error, name);
+      } else this.#outage.suppressed++;
+      outageSeen = true;
+    }
+    const outage = this.#outage;
+    if (outage === undefined) return;
+    if (outageSeen) {
+      outage.failedTicks++;
+      return;
+    }
+    this.#outage = undefined;
+    try {
+      this.#options.onRecovered?.({ since: new Date(outage.since), downMs: this.#options.clock.now() - outage.since, failedTicks: outage.failedTicks, suppressed: outage.suppressed });
+    } catch {
+      // The reporter's own failure must not stop the loop.
     }
   }
 
