@@ -71,7 +71,7 @@ describe('feature: status hooks POST to a real HTTP server (SQLite)', () => {
     const handle = await horae.schedule({ workId: 'flaky' });
     await expect(withTimeout(handle.result, 5000, 'the task to end')).resolves.toBe('ok');
     await withTimeout(allIn.promise, 5000, `${expected} hook requests`);
-    await horae.hookSenders[0]!.flush();
+    await horae.durableHooks!.flush();
 
     expect(received).toHaveLength(expected);
     for (const request of received) {

@@ -7,3 +7,4 @@ export { SqliteRepository, type SqliteRepositoryOptions, type SqliteSynchronous 
 export type { SqliteDatabase, SqliteStatement, SqliteRunResult } from './driver.js';
 export { DatabaseFileReplacedError, type DatabaseFileKind, type DatabaseFileChange } from './database-file-replaced-error.js';
 export { migrate, readSchemaVersion, MIGRATIONS, SCHEMA_VERSION, type Migration, type MigrationResult } from './schema.js';
+export { SqliteHookOutbox, type SqliteOutboxAccess } from './hook-outbox.js';

@@ -157,6 +157,32 @@ CREATE INDEX horae_tasks_aged ON horae_tasks (priority * 10000 - scheduled_at DE
   WHERE state = 'Initialized';
 `;
 
+const V7_HOOK_OUTBOX = `
+-- Status hook deliveries not yet made (the HookOutbox capability): one row per change and hook. seq is the enqueue
+-- order (AUTOINCREMENT: never reused, so it only grows); delivered rows are deleted, dead letters kept until purged.
+CREATE TABLE horae_hook_outbox (
+  seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+  id               TEXT    NOT NULL UNIQUE,
+  hook             TEXT    NOT NULL,
+  task_id          TEXT    NOT NULL,
+  body             TEXT    NOT NULL,
+  state            TEXT    NOT NULL CHECK (state IN ('pending', 'dead')),
+  attempts         INTEGER NOT NULL,
+  next_attempt_at  INTEGER NOT NULL,
+  lease_token      TEXT,
+  lease_until      INTEGER,
+  last_error       TEXT,
+  created_at       INTEGER NOT NULL,
+  updated_at       INTEGER NOT NULL
+);
+-- claimHookDeliveries: pending rows of a hook in seq order, and the per-task check (an earlier pending row of the
+-- same hook and task holds the later ones back).
+CREATE INDEX horae_hook_outbox_pending ON horae_hook_outbox (hook, seq) WHERE state = 'pending';
+CREATE INDEX horae_hook_outbox_task ON horae_hook_outbox (hook, task_id, seq) WHERE state = 'pending';
+-- purgeHookDeliveries and listHookDeliveries({ state }): rows of one state by age.
+CREATE INDEX horae_hook_outbox_state ON horae_hook_outbox (state, updated_at);
+`;
+
 /** The migrations of this version of the adapter, in order; the schema version is their count. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, description: 'the tasks table, the change counter and the indexes of the state machine', up: (db) => db.exec(V1_TASKS) },
@@ -165,6 +191,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 4, description: 'task kinds and schedule names, and the execution history table', up: (db) => db.exec(V4_HISTORY_AND_KINDS) },
   { version: 5, description: 'the index of per-work concurrency limits', up: (db) => db.exec(V5_WORK_LIMITS) },
   { version: 6, description: 'claims apart from attempts (claims, unstarted_claims, lease_started) and the aged claim index', up: (db) => db.exec(V6_CLAIMS_APART_FROM_ATTEMPTS) },
+  { version: 7, description: 'the status hook outbox', up: (db) => db.exec(V7_HOOK_OUTBOX) },
 ];
 
 /** The newest schema version this adapter understands. */

@@ -29,6 +29,8 @@ import {
   type LimitedClaimDueOptions,
   type LimitedClaimOptions,
   type WorkLimiter,
+  type HookOutbox,
+  type HookOutboxProvider,
   type AttemptOutcome,
   type ClaimDueOptions,
   type ClaimOptions,
@@ -63,6 +65,7 @@ import { INDEXED_AGING_MS, prepareStatements, type Statements } from './statemen
 import { mergeLevels } from './claim-order.js';
 import { idTakenError, isConstraintError, isIdTakenError, translateError } from './translate-error.js';
 import { WriteQueue, alsoWrite, type WriteContext } from './group-commit.js';
+import { SqliteHookOutbox } from './hook-outbox.js';
 import { SqliteScheduleTable } from './schedule-table.js';
 import { Checkpointer } from './checkpointer.js';
 import { KnownRows } from './known-rows.js';
@@ -178,13 +181,14 @@ interface DueQuery {
  * A database file (or its `-wal` log) deleted or replaced while open is found after the next commit, or by the
  * background checkpointer: from then on every call fails with DatabaseFileReplacedError (see file-identity.ts).
  */
-export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter {
+export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter, HookOutboxProvider {
   readonly #db: SqliteDatabase;
   readonly #ownsDatabase: boolean;
   readonly #clock: Clock;
   readonly #statements: Statements;
   readonly #writes: WriteQueue;
   readonly #schedules: SqliteScheduleTable;
+  #hookOutbox: SqliteHookOutbox | undefined;
   /** The rows this repository claimed (or renewed) last, so that their markAsDone need not read them. */
   readonly #known = new KnownRows(KNOWN_ROWS, KNOWN_ROWS_WEIGHT);
   /**
@@ -957,6 +961,20 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter 
       validateScheduleAdvance(advance);
       validateScheduleName(name);
     }).then(() => this.#write('advanceSchedule', (tx) => this.#schedules.advance(tx, name, advance)));
+  }
+
+  /**
+   * The status hook outbox on this database (`horae_hook_outbox`), sharing the write queue's transactions.
+   *
+   * @returns the same {@link SqliteHookOutbox} on every call
+   */
+  hookOutbox(): HookOutbox {
+    this.#hookOutbox ??= new SqliteHookOutbox({
+      db: this.#db,
+      write: (action, run) => this.#write(action, run),
+      read: (action, run) => this.#read(action, run),
+    });
+    return this.#hookOutbox;
   }
 
   /**

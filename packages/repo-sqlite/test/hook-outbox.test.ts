@@ -1,0 +1,148 @@
+/**
+ * The SQLite hook outbox beyond the shared rules: the version 6 → 7 migration, and durable status hooks across a
+ * restart on one database file (deliveries pending when a node stops are delivered by the next one).
+ */
+import { createServer, type IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import Database from 'better-sqlite3';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Webhook } from 'standardwebhooks';
+import { VirtualClock } from '@horae/core/testing';
+import { WorkRegistry, createHorae, generateStatusHookSecret, type Horae } from '@horae/storage';
+import { MIGRATIONS, SCHEMA_VERSION, SqliteRepository, migrate, readSchemaVersion } from '@horae/repo-sqlite';
+import { tempDir, type TempDir } from './temp-database.js';
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+function dir(): TempDir {
+  const created = tempDir();
+  cleanups.push(() => created.remove());
+  return created;
+}
+
+/** A receiver on 127.0.0.1 answering `status()` to each request. */
+async function receiver(status: () => number): Promise<{ url: string; received: Array<{ body: string; headers: IncomingHttpHeaders }> }> {
+  const received: Array<{ body: string; headers: IncomingHttpHeaders }> = [];
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      received.push({ body: Buffer.concat(chunks).toString('utf8'), headers: req.headers });
+      res.writeHead(status()).end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks`, received };
+}
+
+/** Waits on real time for a condition that real I/O makes true (a POST arriving), advancing nothing. */
+async function until(condition: () => boolean | Promise<boolean>, what: string): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    if (await condition()) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+describe('SQLite hook outbox: schema', () => {
+  it('version 7 adds the outbox to a version 6 file and keeps its tasks', async () => {
+    const path6 = dir().file();
+    const db6 = new Database(path6);
+    migrate(db6, MIGRATIONS.slice(0, 6));
+    expect(readSchemaVersion(db6)).toBe(6);
+    db6.close();
+    const seeded = new Database(path6);
+    seeded
+      .prepare(
+        `INSERT INTO horae_tasks (id, work_id, param, scheduled_at, state, priority, attempt, max_attempts, created_at, updated_at, change_seq)
+         VALUES ('kept', 'w', '{}', 1000, 'Initialized', 0, 0, 1, 500, 500, 1)`,
+      )
+      .run();
+    seeded.close();
+    const repo6 = new SqliteRepository({ database: path6 });
+    expect(SCHEMA_VERSION).toBe(7);
+    const task = await repo6.getById('kept');
+    expect(task).toMatchObject({ state: 'Initialized', workId: 'w' });
+    await repo6.hookOutbox().enqueueHookDeliveries([{ id: 'd1', hook: 'default', taskId: task.id, body: '{}' }]);
+    expect((await repo6.hookOutbox().listHookDeliveries()).map((d) => d.id)).toEqual(['d1']);
+    await repo6.close();
+    const check = new Database(path6);
+    expect(readSchemaVersion(check)).toBe(7);
+    expect(check.prepare(`SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'horae_hook_outbox' AND name LIKE 'horae_%' ORDER BY name`).all()).toEqual([
+      { name: 'horae_hook_outbox_pending' },
+      { name: 'horae_hook_outbox_state' },
+      { name: 'horae_hook_outbox_task' },
+    ]);
+    check.close();
+  });
+
+  it('the claim reads the pending index, not the whole table', () => {
+    const db = new Database(':memory:');
+    migrate(db);
+    const plan = db
+      .prepare(
+        `EXPLAIN QUERY PLAN SELECT seq FROM horae_hook_outbox o WHERE o.state = 'pending' AND o.hook IN (SELECT value FROM json_each('["default"]'))
+         AND o.next_attempt_at <= 0 AND NOT EXISTS (SELECT 1 FROM horae_hook_outbox p WHERE p.state = 'pending' AND p.hook = o.hook AND p.task_id = o.task_id AND p.seq < o.seq)
+         ORDER BY o.seq LIMIT 10`,
+      )
+      .all() as Array<{ detail: string }>;
+    const details = plan.map((p) => p.detail).join('\n');
+    expect(details).toMatch(/horae_hook_outbox_(pending|task)/);
+    expect(details).not.toMatch(/SCAN o\b(?! USING)/);
+    db.close();
+  });
+});
+
+describe('SQLite durable status hooks across a restart', () => {
+  it('deliveries pending when a node stops are delivered after a new node starts on the same file', async () => {
+    const path = dir().file();
+    const clock = new VirtualClock({ now: Date.now() });
+    let status = 503;
+    const { url, received } = await receiver(() => status);
+    const secret = generateStatusHookSecret();
+    const registry = (): WorkRegistry => new WorkRegistry().register('w', () => 'ok');
+    const start = async (): Promise<{ horae: Horae; repository: SqliteRepository }> => {
+      const repository = new SqliteRepository({ database: path, clock });
+      const horae = createHorae({ repository, registry: registry(), clock, statusHooks: { url, secret, backoff: () => 60_000 }, schedulerOptions: { wallClockCheckMs: 3_600_000 } });
+      await horae.start();
+      return { horae, repository };
+    };
+
+    const first = await start();
+    const handle = await first.horae.schedule({ workId: 'w' });
+    await clock.advance(0);
+    await handle.result;
+    await until(() => received.length === 1, 'the first POST');
+    await first.horae.durableHooks!.flush();
+    await first.horae.stop({ hookGraceMs: 0, timeoutMs: 0 });
+    await first.repository.close();
+
+    const reopened = new SqliteRepository({ database: path, clock });
+    expect((await reopened.hookOutbox().listHookDeliveries({ state: 'pending' })).map((d) => [(JSON.parse(d.body) as { to: string }).to, d.attempts])).toEqual([
+      ['Initialized', 1],
+      ['Working', 0],
+      ['Done', 0],
+    ]);
+    await reopened.close();
+
+    status = 204;
+    const second = await start();
+    cleanups.push(async () => {
+      await second.horae.stop({ hookGraceMs: 0, timeoutMs: 0 });
+      await second.repository.close();
+    });
+    // The first change waits out its stored backoff (a minute on the database clock), then the rest follow in order.
+    await clock.advance(59_000);
+    expect(received).toHaveLength(1);
+    await clock.advance(1_000);
+    await until(async () => (await second.repository.hookOutbox().listHookDeliveries()).length === 0, 'the outbox to empty');
+    const delivered = received.slice(1);
+    expect(delivered.map((r) => (JSON.parse(r.body) as { to: string }).to)).toEqual(['Initialized', 'Working', 'Done']);
+    for (const r of delivered) expect(new Webhook(secret).verify(r.body, r.headers as Record<string, string>)).toBeTruthy();
+    expect(delivered[0]!.headers['webhook-id']).toBe(received[0]!.headers['webhook-id']);
+  });
+});
