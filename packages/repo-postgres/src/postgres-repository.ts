@@ -21,11 +21,14 @@ import {
   validateLeaseMs,
   validateLimit,
   validatePatch,
+  validateOwner,
+  checkMaxParamBytes,
   fullWorks,
   pickWithinLimits,
   validateMaxWorking,
   validateWorkLimits,
   type ChangeNotifier,
+  type WriteLimits,
   type LimitedClaim,
   type LimitedClaimDueOptions,
   type LimitedClaimOptions,
@@ -89,6 +92,12 @@ export interface PostgresRepositoryCommonOptions {
    * @defaultValue 200
    */
   horizonWaitMs?: number;
+  /**
+   * The most bytes of UTF-8 JSON a task's or a schedule's param may take; a larger one is refused with
+   * InvalidInputError before anything is written (and before it is serialized).
+   * @defaultValue `DEFAULT_MAX_PARAM_BYTES` of `@horae/storage` (1 MiB)
+   */
+  maxParamBytes?: number;
 }
 
 /** Open a pool of your own from a connection string; `close()` ends it. */
@@ -233,6 +242,9 @@ export function channelOf(schema: string): string {
  * ```
  */
 export class PostgresRepository implements Repository, ChangeNotifier, ScheduleStore, WorkLimiter {
+  /** The most bytes of UTF-8 JSON a param may take (the `maxParamBytes` option). */
+  readonly maxParamBytes: number;
+  readonly #limits: WriteLimits;
   readonly #pool: PgPool;
   readonly #ownsPool: boolean;
   readonly #schema: string;
@@ -266,6 +278,8 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
       throw new InvalidInputError(`schema must be a plain identifier (letters, digits, _; at most 49 characters), got ${String(schema)}`);
     }
     this.#schema = schema;
+    this.maxParamBytes = checkMaxParamBytes(options.maxParamBytes);
+    this.#limits = { maxParamBytes: this.maxParamBytes };
     this.#groupCommit = options.groupCommit ?? true;
     this.#maxBatchSize = options.maxBatchSize ?? 500;
     validateLimit(this.#maxBatchSize);
@@ -273,7 +287,7 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
     if (!Number.isFinite(this.#horizonWaitMs) || this.#horizonWaitMs < 0) throw new InvalidInputError('horizonWaitMs must be a number ≥ 0');
     const channel = channelOf(schema);
     this.#sql = buildStatements(quoteIdent(schema), channel);
-    this.#schedules = new PostgresScheduleTable(quoteIdent(schema), (action, text, values) => this.#query(action, text, values));
+    this.#schedules = new PostgresScheduleTable(quoteIdent(schema), (action, text, values) => this.#query(action, text, values), this.#limits);
 
     let connectListener: () => Promise<PgPoolClient>;
     if ('pool' in options && options.pool !== undefined) {
@@ -363,7 +377,7 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
   async insertMany(tasks: readonly NewTask[]): Promise<InsertResult[]> {
     const given: unknown = tasks;
     if (!Array.isArray(given)) throw new InvalidInputError('insertMany takes an array of tasks');
-    const normalized = tasks.map((task) => normalizeNewTask(task));
+    const normalized = tasks.map((task) => normalizeNewTask(task, this.#limits));
     if (normalized.length === 0) return [];
     const rows = normalized.map((task) => ({ ...task, id: task.id ?? randomUUID(), param: JSON.stringify(task.param) }));
     await this.init();
@@ -519,7 +533,7 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
    */
   async claim(id: string, options: ClaimOptions & { ifScheduledAt?: Date }): Promise<TaskInfo | null> {
     assertString(id, 'id');
-    assertString(options?.owner, 'owner');
+    validateOwner(options?.owner);
     validateLeaseMs(options.leaseMs);
     if (options.ifScheduledAt !== undefined) assertValidDate(options.ifScheduledAt, 'ifScheduledAt');
     if (this.#groupCommit) {
@@ -572,7 +586,7 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
    * agingMs made in one tick are answered by one statement; each caller receives its own tasks, never another's.
    */
   async claimDue(options: ClaimDueOptions): Promise<TaskInfo[]> {
-    assertString(options?.owner, 'owner');
+    validateOwner(options?.owner);
     validateLeaseMs(options.leaseMs);
     validateLimit(options.limit);
     const agingMs = checkAgingMs(options.agingMs);
@@ -618,7 +632,7 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
    */
   async claimWithinLimit(id: string, options: LimitedClaimOptions): Promise<LimitedClaim> {
     assertString(id, 'id');
-    assertString(options?.owner, 'owner');
+    validateOwner(options?.owner);
     validateLeaseMs(options.leaseMs);
     validateMaxWorking(options.maxWorking);
     if (options.ifScheduledAt !== undefined) assertValidDate(options.ifScheduledAt, 'ifScheduledAt');
@@ -652,7 +666,7 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
    * with other calls (group commit applies to the plain claimDue only).
    */
   async claimDueWithinLimits(options: LimitedClaimDueOptions): Promise<TaskInfo[]> {
-    assertString(options?.owner, 'owner');
+    validateOwner(options?.owner);
     validateLeaseMs(options.leaseMs);
     validateLimit(options.limit);
     const limits = validateWorkLimits(options.workLimits);
@@ -838,7 +852,7 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
   /** {@inheritDoc @horae/storage!index.Repository#update} */
   async update(id: string, patch: TaskPatch): Promise<TaskInfo> {
     assertString(id, 'id');
-    validatePatch(patch);
+    validatePatch(patch, this.#limits);
     const hasParam = patch.param !== undefined;
     const { rows } = await this.#query('update a task', this.#sql.update, [
       id,

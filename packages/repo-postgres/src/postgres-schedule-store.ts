@@ -21,6 +21,7 @@ import {
   type ScheduleDefinition,
   type StoredScheduleSpec,
   type UpsertScheduleResult,
+  type WriteLimits,
 } from '@horae/storage';
 import type { PgQueryResult } from './pg-types.js';
 
@@ -98,19 +99,22 @@ function startAfter(now: Date, lastOccurrenceAt: Date | null): Date {
 export class PostgresScheduleTable {
   readonly #run: RunStatement;
   readonly #sql: ReturnType<typeof buildScheduleStatements>;
+  readonly #limits: WriteLimits;
 
   /**
    * @param schema - the quoted schema name
    * @param run - runs one statement
+   * @param limits - the repository's bounds (`maxParamBytes`)
    */
-  constructor(schema: string, run: RunStatement) {
+  constructor(schema: string, run: RunStatement, limits: WriteLimits) {
     this.#run = run;
+    this.#limits = limits;
     this.#sql = buildScheduleStatements(schema);
   }
 
   /** {@inheritDoc @horae/storage!index.ScheduleStore#upsertSchedule} */
   async upsert(definition: ScheduleDefinition): Promise<UpsertScheduleResult> {
-    const next = normalizeScheduleDefinition(definition);
+    const next = normalizeScheduleDefinition(definition, this.#limits);
     for (let round = 0; round < MAX_CAS_ROUNDS; round++) {
       const { now, stored } = await this.#read(next.name);
       if (stored === null) {

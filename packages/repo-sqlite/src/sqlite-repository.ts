@@ -18,6 +18,8 @@ import {
   validateLeaseMs,
   validateLimit,
   validatePatch,
+  validateOwner,
+  checkMaxParamBytes,
   fullWorks,
   pickWithinLimits,
   validateMaxWorking,
@@ -25,6 +27,7 @@ import {
   checkMaxUnstartedClaims,
   validateWorkLimits,
   type ChangePage,
+  type WriteLimits,
   type LimitedClaim,
   type LimitedClaimDueOptions,
   type LimitedClaimOptions,
@@ -136,6 +139,12 @@ export interface SqliteRepositoryOptions {
    * @defaultValue 'background'
    */
   checkpoint?: 'background' | 'inline';
+  /**
+   * The most bytes of UTF-8 JSON a task's or a schedule's param may take; a larger one is refused with
+   * InvalidInputError before anything is written (and before it is serialized).
+   * @defaultValue `DEFAULT_MAX_PARAM_BYTES` of `@horae/storage` (1 MiB)
+   */
+  maxParamBytes?: number;
 }
 
 /** Committed transactions after which a repository starts its background checkpointer. */
@@ -182,6 +191,9 @@ interface DueQuery {
  * background checkpointer: from then on every call fails with DatabaseFileReplacedError (see file-identity.ts).
  */
 export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter, HookOutboxProvider {
+  /** The most bytes of UTF-8 JSON a param may take (the `maxParamBytes` option). */
+  readonly maxParamBytes: number;
+  readonly #limits: WriteLimits;
   readonly #db: SqliteDatabase;
   readonly #ownsDatabase: boolean;
   readonly #clock: Clock;
@@ -235,6 +247,8 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter,
     if (typeof opts.database !== 'string' && (opts.database === null || typeof opts.database !== 'object')) {
       throw new InvalidInputError('database must be a file path, ":memory:", or an opened better-sqlite3 Database');
     }
+    this.maxParamBytes = checkMaxParamBytes(opts.maxParamBytes);
+    this.#limits = { maxParamBytes: this.maxParamBytes };
     this.#clock = opts.clock ?? realClock;
     const given = opts.database;
     this.#ownsDatabase = typeof given === 'string';
@@ -306,7 +320,7 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter,
    * @throws RepositoryError when the database fails
    */
   async insert(task: NewTask): Promise<InsertResult> {
-    const normalized = normalizeNewTask(task);
+    const normalized = normalizeNewTask(task, this.#limits);
     const id = normalized.id ?? randomUUID();
     return this.#write('insert', (tx) => this.#insertOne(tx, normalized, id));
   }
@@ -324,7 +338,7 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter,
    */
   async insertMany(tasks: readonly NewTask[]): Promise<InsertResult[]> {
     if (!Array.isArray(tasks)) throw new InvalidInputError('insertMany takes an array of tasks');
-    const normalized = (tasks as readonly NewTask[]).map((task) => normalizeNewTask(task));
+    const normalized = (tasks as readonly NewTask[]).map((task) => normalizeNewTask(task, this.#limits));
     if (normalized.length === 0) return [];
     const ids = normalized.map((task) => task.id ?? randomUUID());
     return this.#write('insertMany', (tx) => normalized.map((task, i) => this.#insertOne(tx, task, ids[i]!)), true);
@@ -712,7 +726,7 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter,
    */
   async update(id: string, patch: TaskPatch): Promise<TaskInfo> {
     checkId(id);
-    validatePatch(patch);
+    validatePatch(patch, this.#limits);
     const values = {
       scheduledAt: patch.scheduledAt?.getTime() ?? null,
       param: patch.param === undefined ? null : JSON.stringify(patch.param),
@@ -886,7 +900,7 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter,
    * @throws InvalidInputError on a bad definition; nothing is written
    */
   upsertSchedule(definition: ScheduleDefinition): Promise<UpsertScheduleResult> {
-    return settle(() => normalizeScheduleDefinition(definition)).then((next) => this.#write('upsertSchedule', (tx) => this.#schedules.upsert(tx, next)));
+    return settle(() => normalizeScheduleDefinition(definition, this.#limits)).then((next) => this.#write('upsertSchedule', (tx) => this.#schedules.upsert(tx, next)));
   }
 
   /** Reads one schedule. @throws ScheduleNotFoundError when no schedule has the name */
@@ -1285,7 +1299,7 @@ function settle<T>(run: () => T): Promise<T> {
 
 function checkClaimOptions(options: ClaimOptions): ClaimOptions {
   if (options === null || typeof options !== 'object') throw new InvalidInputError('claim options must be an object');
-  assertNonEmptyString(options.owner, 'owner');
+  validateOwner(options.owner);
   validateLeaseMs(options.leaseMs);
   return { owner: options.owner, leaseMs: options.leaseMs };
 }

@@ -6,6 +6,7 @@ import { historyRules } from './rules/history-rules.js';
 import { hookOutboxRules } from './rules/hook-outbox-rules.js';
 import { insertRules } from './rules/insert-rules.js';
 import { leaseRules } from './rules/lease-rules.js';
+import { limitRules } from './rules/limit-rules.js';
 import { listRules } from './rules/list-rules.js';
 import { notFoundRules } from './rules/not-found-rules.js';
 import { paramRules } from './rules/param-rules.js';
@@ -35,6 +36,7 @@ const RULE_GROUPS: readonly RuleGroup[] = [
   historyRules,
   workLimitRules,
   hookOutboxRules,
+  limitRules,
 ];
 
 /**
