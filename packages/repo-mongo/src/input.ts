@@ -3,7 +3,7 @@
  * beyond the shared validators of `@horae/storage`. A value that is not a string never reaches a filter,
  * where an object such as `{ $ne: null }` would be read as an operator.
  */
-import { InvalidInputError } from '@horae/core';
+import { InvalidInputError, quoteInput } from '@horae/core';
 import { ALL_TASK_STATES, MAX_ERROR_MESSAGE_LENGTH } from '@horae/storage';
 import type { TaskError, TaskProgress, TaskState } from '@horae/storage';
 
@@ -13,17 +13,17 @@ import type { TaskError, TaskProgress, TaskState } from '@horae/storage';
  * @throws InvalidInputError unless `value` is a non-empty string
  */
 export function assertNonEmptyString(value: unknown, what: string): asserts value is string {
-  if (typeof value !== 'string' || value === '') throw new InvalidInputError(`${what} must be a non-empty string, got ${typeof value === 'string' ? '""' : String(value)}`);
+  if (typeof value !== 'string' || value === '') throw new InvalidInputError(`${what} must be a non-empty string, got ${quoteInput(value)}`);
 }
 
 /** @throws InvalidInputError unless `value` is a valid Date */
 export function assertValidDate(value: unknown, what: string): asserts value is Date {
-  if (!(value instanceof Date) || !Number.isFinite(value.getTime())) throw new InvalidInputError(`${what} must be a valid Date, got ${String(value)}`);
+  if (!(value instanceof Date) || !Number.isFinite(value.getTime())) throw new InvalidInputError(`${what} must be a valid Date, got ${quoteInput(value)}`);
 }
 
 /** @throws InvalidInputError unless `value` is one of the five states */
 export function assertTaskState(value: unknown): asserts value is TaskState {
-  if (!ALL_TASK_STATES.includes(value as TaskState)) throw new InvalidInputError(`state must be one of ${ALL_TASK_STATES.join(', ')}, got ${String(value)}`);
+  if (!ALL_TASK_STATES.includes(value as TaskState)) throw new InvalidInputError(`state must be one of ${ALL_TASK_STATES.join(', ')}, got ${quoteInput(value)}`);
 }
 
 /** @throws InvalidInputError unless `value` is a TaskError (an object with a string message) */
@@ -39,8 +39,8 @@ export function assertTaskError(value: unknown): asserts value is TaskError {
 export function assertProgress(value: unknown): asserts value is Omit<TaskProgress, 'at'> {
   const p = value as Partial<TaskProgress> | null;
   if (typeof p !== 'object' || p === null) throw new InvalidInputError('progress must be an object');
-  if (typeof p.completed !== 'number' || !Number.isFinite(p.completed)) throw new InvalidInputError(`progress.completed must be a finite number, got ${String(p.completed)}`);
-  if (typeof p.total !== 'number' || !Number.isFinite(p.total)) throw new InvalidInputError(`progress.total must be a finite number, got ${String(p.total)}`);
+  if (typeof p.completed !== 'number' || !Number.isFinite(p.completed)) throw new InvalidInputError(`progress.completed must be a finite number, got ${quoteInput(p.completed)}`);
+  if (typeof p.total !== 'number' || !Number.isFinite(p.total)) throw new InvalidInputError(`progress.total must be a finite number, got ${quoteInput(p.total)}`);
   if (p.message !== undefined && typeof p.message !== 'string') throw new InvalidInputError('progress.message must be a string');
 }
 

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { MongoClient } from 'mongodb';
 import type { Collection, Document, MongoClientOptions } from 'mongodb';
-import { InvalidInputError } from '@horae/core';
+import { InvalidInputError, quoteInput } from '@horae/core';
 import {
   checkAgingMs,
   checkMaxUnstartedClaims,
@@ -17,8 +17,11 @@ import {
   validateLeaseMs,
   validateLimit,
   validatePatch,
+  validateOwner,
+  checkMaxParamBytes,
 } from '@horae/storage';
 import type {
+  WriteLimits,
   ChangePage,
   ClaimDueOptions,
   ClaimOptions,
@@ -107,6 +110,12 @@ export interface MongoRepositoryBaseOptions {
    * @defaultValue 60000
    */
   changeTicketExpiryMs?: number;
+  /**
+   * The most bytes of UTF-8 JSON a task's param may take; a larger one is refused with InvalidInputError before
+   * anything is written (and before it is serialized). MongoDB refuses documents over 16 MiB whatever this says.
+   * @defaultValue `DEFAULT_MAX_PARAM_BYTES` of `@horae/storage` (1 MiB)
+   */
+  maxParamBytes?: number;
 }
 
 /**
@@ -191,6 +200,9 @@ interface WriteOptions {
  * ```
  */
 export class MongoRepository implements Repository {
+  /** The most bytes of UTF-8 JSON a param may take (the `maxParamBytes` option). */
+  readonly maxParamBytes: number;
+  readonly #limits: WriteLimits;
   readonly #tasks: Collection<TaskDocument>;
   readonly #meta: Collection<MetaDocument>;
   readonly #changes: ChangeLog;
@@ -209,6 +221,8 @@ export class MongoRepository implements Repository {
     const expiryMs = options.changeTicketExpiryMs ?? 60_000;
     if (!Number.isSafeInteger(ttlMs) || ttlMs < 1) throw new InvalidInputError(`changeTicketTtlMs must be a positive integer, got ${String(ttlMs)}`);
     if (!Number.isSafeInteger(expiryMs) || expiryMs <= ttlMs) throw new InvalidInputError(`changeTicketExpiryMs must be an integer greater than changeTicketTtlMs (${ttlMs}), got ${String(expiryMs)}`);
+    this.maxParamBytes = checkMaxParamBytes(options.maxParamBytes);
+    this.#limits = { maxParamBytes: this.maxParamBytes };
 
     let db: MongoDbLike;
     let ownClient: MongoClient | null = null;
@@ -286,7 +300,7 @@ export class MongoRepository implements Repository {
 
   /** {@inheritDoc @horae/storage!index.Repository#insert} */
   async insert(task: NewTask): Promise<InsertResult> {
-    const normalized = normalizeNewTask(task);
+    const normalized = normalizeNewTask(task, this.#limits);
     return this.#run('insert a task', () => this.#insertOne(normalized, normalized.id ?? randomUUID()));
   }
 
@@ -305,8 +319,8 @@ export class MongoRepository implements Repository {
           // The holder ended between our insert and our read: the key is free again.
           if (index !== 'id' && round < RACE_ROUNDS) continue;
         }
-        if (index === 'uniqueKey') throw new RepositoryError(`the uniqueKey "${String(task.uniqueKey)}" kept changing hands; try again`, { cause: error });
-        throw new InvalidInputError(`the id "${id}" is taken`, { cause: error });
+        if (index === 'uniqueKey') throw new RepositoryError(`the uniqueKey ${quoteInput(task.uniqueKey)} kept changing hands; try again`, { cause: error });
+        throw new InvalidInputError(`the id ${quoteInput(id)} is taken`, { cause: error });
       }
     }
   }
@@ -319,11 +333,11 @@ export class MongoRepository implements Repository {
   async insertMany(tasks: readonly NewTask[]): Promise<InsertResult[]> {
     const input: unknown = tasks;
     if (!Array.isArray(input)) throw new InvalidInputError('insertMany takes an array of tasks');
-    const normalized = tasks.map((task) => normalizeNewTask(task));
+    const normalized = tasks.map((task) => normalizeNewTask(task, this.#limits));
     const ids = normalized.map((task) => task.id ?? randomUUID());
     const seen = new Set<string>();
     for (const id of ids) {
-      if (seen.has(id)) throw new InvalidInputError(`the id "${id}" appears twice in one insertMany`);
+      if (seen.has(id)) throw new InvalidInputError(`the id ${quoteInput(id)} appears twice in one insertMany`);
       seen.add(id);
     }
     if (normalized.length === 0) return [];
@@ -331,7 +345,7 @@ export class MongoRepository implements Repository {
       const given = normalized.flatMap((task) => (task.id === undefined ? [] : [task.id]));
       if (given.length > 0) {
         const taken = await this.#tasks.find({ _id: { $in: given } }, { projection: { _id: 1 } }).limit(1).toArray();
-        if (taken[0] !== undefined) throw new InvalidInputError(`the id "${String(taken[0]._id)}" is taken`);
+        if (taken[0] !== undefined) throw new InvalidInputError(`the id ${quoteInput(taken[0]._id)} is taken`);
       }
       const results: InsertResult[] = [];
       for (let from = 0; from < normalized.length; from += TICKET_BATCH) {
@@ -348,7 +362,7 @@ export class MongoRepository implements Repository {
   /** {@inheritDoc @horae/storage!index.Repository#getById} */
   async getById(id: string): Promise<TaskInfo> {
     assertNonEmptyString(id, 'id');
-    return this.#run(`read task ${id}`, async () => toTaskInfo(await this.#load(id)));
+    return this.#run(`read task ${quoteInput(id)}`, async () => toTaskInfo(await this.#load(id)));
   }
 
   /**
@@ -397,10 +411,10 @@ export class MongoRepository implements Repository {
    */
   async claim(id: string, options: ClaimOptions & { ifScheduledAt?: Date }): Promise<TaskInfo | null> {
     assertNonEmptyString(id, 'id');
-    assertNonEmptyString(options?.owner, 'owner');
+    validateOwner(options?.owner);
     validateLeaseMs(options.leaseMs);
     if (options.ifScheduledAt !== undefined) assertValidDate(options.ifScheduledAt, 'ifScheduledAt');
-    return this.#run(`claim task ${id}`, async () => {
+    return this.#run(`claim task ${quoteInput(id)}`, async () => {
       for (let round = 1; round <= RACE_ROUNDS; round++) {
         const token = randomUUID();
         const doc = await this.#writeOne(claimFilter(id, options.ifScheduledAt), (t) => claimPipeline(options.owner, token, options.leaseMs, t));
@@ -414,7 +428,7 @@ export class MongoRepository implements Repository {
         if (dueInMs > 0) throw new TaskNotDueError(id, dueInMs);
         // Due and Initialized now: it became so after the write was evaluated. Claim again.
       }
-      throw new RepositoryError(`task ${id} kept changing while being claimed; try again`);
+      throw new RepositoryError(`task ${quoteInput(id)} kept changing while being claimed; try again`);
     });
   }
 
@@ -428,7 +442,7 @@ export class MongoRepository implements Repository {
    * each id is claimed by its own conditional write.
    */
   async claimDue(options: ClaimDueOptions): Promise<TaskInfo[]> {
-    assertNonEmptyString(options?.owner, 'owner');
+    validateOwner(options?.owner);
     validateLeaseMs(options.leaseMs);
     validateLimit(options.limit);
     const agingMs = checkAgingMs(options.agingMs);
@@ -495,7 +509,7 @@ export class MongoRepository implements Repository {
    */
   async markAsStarted(id: string, token: string): Promise<TaskInfo> {
     assertNonEmptyString(id, 'id');
-    return this.#run(`start the run of task ${id}`, async () => {
+    return this.#run(`start the run of task ${quoteInput(id)}`, async () => {
       // A token that is not a string can hold no lease; it must not reach the filter either.
       if (typeof token !== 'string') {
         await this.#load(id);
@@ -514,7 +528,7 @@ export class MongoRepository implements Repository {
   async renewLease(id: string, token: string, leaseMs: number): Promise<TaskInfo> {
     assertNonEmptyString(id, 'id');
     validateLeaseMs(leaseMs);
-    return this.#run(`renew the lease of task ${id}`, () => this.#fenced(id, token, (t) => renewPipeline(leaseMs, t)));
+    return this.#run(`renew the lease of task ${quoteInput(id)}`, () => this.#fenced(id, token, (t) => renewPipeline(leaseMs, t)));
   }
 
   /** {@inheritDoc @horae/storage!index.Repository#release} */
@@ -523,13 +537,13 @@ export class MongoRepository implements Repository {
     assertValidDate(options?.runAt, 'runAt');
     if (options.error !== undefined) assertTaskError(options.error);
     const error = options.error === undefined ? undefined : sanitizeTaskError(options.error);
-    return this.#run(`release task ${id}`, () => this.#fenced(id, token, (t) => releasePipeline(options.runAt, error, options.refundAttempt === true, t)));
+    return this.#run(`release task ${quoteInput(id)}`, () => this.#fenced(id, token, (t) => releasePipeline(options.runAt, error, options.refundAttempt === true, t)));
   }
 
   /** {@inheritDoc @horae/storage!index.Repository#markAsDone} */
   async markAsDone(id: string, token: string): Promise<TaskInfo> {
     assertNonEmptyString(id, 'id');
-    return this.#run(`mark task ${id} done`, () => this.#ended(id, token, 'mark as done', (t) => endPipeline(TaskState.Done, undefined, t, { outcome: 'succeeded', error: null })));
+    return this.#run(`mark task ${quoteInput(id)} done`, () => this.#ended(id, token, 'mark as done', (t) => endPipeline(TaskState.Done, undefined, t, { outcome: 'succeeded', error: null })));
   }
 
   /** A write that needs the task Working under `token`; a miss is LeaseLostError (or TaskNotFoundError). */
@@ -571,9 +585,9 @@ export class MongoRepository implements Repository {
     assertTaskError(error);
     const stored = sanitizeTaskError(error);
     if (token !== undefined) {
-      return this.#run(`mark task ${id} failed`, () => this.#ended(id, token, 'mark as failed', (t) => endPipeline(TaskState.Failed, stored, t, { outcome: 'failed', error: stored })));
+      return this.#run(`mark task ${quoteInput(id)} failed`, () => this.#ended(id, token, 'mark as failed', (t) => endPipeline(TaskState.Failed, stored, t, { outcome: 'failed', error: stored })));
     }
-    return this.#run(`mark task ${id} failed`, async () => {
+    return this.#run(`mark task ${quoteInput(id)} failed`, async () => {
       // Out of Initialized no run happened: no attempt record.
       const doc = await this.#writeOne(stateFilter(id, TaskState.Initialized), (t) => endPipeline(TaskState.Failed, stored, t));
       if (doc !== null) return toTaskInfo(doc);
@@ -594,7 +608,7 @@ export class MongoRepository implements Repository {
     const reason = options?.reason;
     if (reason !== undefined && typeof reason !== 'string') throw new InvalidInputError('reason must be a string');
     const error = reason === undefined ? undefined : sanitizeTaskError({ message: reason, name: 'TaskCancelledError', code: 'CANCELLED' });
-    return this.#run(`cancel task ${id}`, async () => {
+    return this.#run(`cancel task ${quoteInput(id)}`, async () => {
       for (let round = 1; round <= RACE_ROUNDS; round++) {
         const filter = token === undefined ? cancellableFilter(id) : leaseFilter(id, token);
         // The record closes only when the task was Working (the pipeline reads the state before the write).
@@ -605,15 +619,15 @@ export class MongoRepository implements Repository {
         if (token !== undefined) throw new LeaseLostError(id);
         // Neither terminal nor matched: it changed between the write and the read; try again.
       }
-      throw new RepositoryError(`task ${id} kept changing while being cancelled; try again`);
+      throw new RepositoryError(`task ${quoteInput(id)} kept changing while being cancelled; try again`);
     });
   }
 
   /** {@inheritDoc @horae/storage!index.Repository#update} */
   async update(id: string, patch: TaskPatch): Promise<TaskInfo> {
     assertNonEmptyString(id, 'id');
-    validatePatch(patch);
-    return this.#run(`update task ${id}`, async () => {
+    validatePatch(patch, this.#limits);
+    return this.#run(`update task ${quoteInput(id)}`, async () => {
       const doc = await this.#writeOne(stateFilter(id, TaskState.Initialized), (t) => patchPipeline(patch, t));
       if (doc !== null) return toTaskInfo(doc);
       const current = await this.#load(id);
@@ -630,7 +644,7 @@ export class MongoRepository implements Repository {
     assertProgress(progress);
     const message = boundMessage(progress.message);
     const given = message === undefined ? { completed: progress.completed, total: progress.total } : { completed: progress.completed, total: progress.total, message };
-    await this.#run(`record the progress of task ${id}`, () => this.#fenced(id, token, (t) => progressPipeline(given, t)));
+    await this.#run(`record the progress of task ${quoteInput(id)}`, () => this.#fenced(id, token, (t) => progressPipeline(given, t)));
   }
 
   /**
@@ -692,7 +706,7 @@ export class MongoRepository implements Repository {
    */
   async listAttempts(taskId: string): Promise<TaskAttempt[]> {
     assertNonEmptyString(taskId, 'taskId');
-    return this.#run(`list the attempts of task ${taskId}`, async () => {
+    return this.#run(`list the attempts of task ${quoteInput(taskId)}`, async () => {
       const doc = await this.#tasks.findOne({ _id: taskId }, { projection: { attempts: 1 } });
       if (doc === null) throw new TaskNotFoundError(taskId);
       return (doc.attempts ?? []).map((attempt) => toTaskAttempt(taskId, attempt));
