@@ -2,17 +2,17 @@
  * Checks of the inputs that `@horae/storage`'s validation helpers do not cover (ids, tokens, errors and
  * progress reports handed to one method), run before anything is queued for writing.
  */
-import { InvalidInputError } from '@horae/core';
+import { InvalidInputError, quoteInput } from '@horae/core';
 import { MAX_ERROR_MESSAGE_LENGTH, MAX_ERROR_STACK_LENGTH, toTaskError, type TaskError, type TaskProgress } from '@horae/storage';
 
 /** @throws InvalidInputError unless `value` is a non-empty string */
 export function assertNonEmptyString(value: unknown, what: string): asserts value is string {
-  if (typeof value !== 'string' || value === '') throw new InvalidInputError(`${what} must be a non-empty string, got ${String(value)}`);
+  if (typeof value !== 'string' || value === '') throw new InvalidInputError(`${what} must be a non-empty string, got ${quoteInput(value)}`);
 }
 
 /** @throws InvalidInputError unless `value` is a Date holding a valid time */
 export function assertValidDate(value: unknown, what: string): asserts value is Date {
-  if (!(value instanceof Date) || !Number.isFinite(value.getTime())) throw new InvalidInputError(`${what} must be a valid Date, got ${String(value)}`);
+  if (!(value instanceof Date) || !Number.isFinite(value.getTime())) throw new InvalidInputError(`${what} must be a valid Date, got ${quoteInput(value)}`);
 }
 
 /**
@@ -38,8 +38,8 @@ export function normalizeTaskError(error: unknown): TaskError {
 export function assertProgress(progress: unknown): asserts progress is Omit<TaskProgress, 'at'> {
   if (progress === null || typeof progress !== 'object') throw new InvalidInputError('progress must be an object');
   const { completed, total, message } = progress as Partial<TaskProgress>;
-  if (typeof completed !== 'number' || !Number.isFinite(completed)) throw new InvalidInputError(`progress.completed must be a finite number, got ${String(completed)}`);
-  if (typeof total !== 'number' || !Number.isFinite(total)) throw new InvalidInputError(`progress.total must be a finite number, got ${String(total)}`);
+  if (typeof completed !== 'number' || !Number.isFinite(completed)) throw new InvalidInputError(`progress.completed must be a finite number, got ${quoteInput(completed)}`);
+  if (typeof total !== 'number' || !Number.isFinite(total)) throw new InvalidInputError(`progress.total must be a finite number, got ${quoteInput(total)}`);
   if (message !== undefined && typeof message !== 'string') throw new InvalidInputError('progress.message must be a string when given');
 }
 
