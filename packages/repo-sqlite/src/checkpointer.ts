@@ -113,7 +113,9 @@ export interface CheckpointerOptions {
  * Rules: once the worker has opened the file, the connection's automatic checkpoint is raised to a backstop of
  * {@link BACKSTOP_AUTOCHECKPOINT_PAGES} (so the WAL stays bounded under sustained writes, see there), and set
  * back to SQLite's default of 1,000 pages if the worker fails or exits early; the worker never keeps the process
- * alive; a file shared by several processes is checkpointed by whichever gets there first.
+ * alive; a file shared by several processes is checkpointed by whichever gets there first; given the identities of the
+ * files the repository opened, the worker never runs a statement, a checkpoint included, once the paths name other
+ * files (or none), and reports it once through `onFileMoved`.
  */
 export class Checkpointer {
   readonly #db: SqliteDatabase;

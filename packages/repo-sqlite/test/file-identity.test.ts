@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { DurableWriter, type RepositoryErrorReport } from '@horae/storage';
@@ -87,6 +87,16 @@ describe('SqliteRepository: a database file deleted or replaced while open', () 
     } finally {
       await reopened.close();
     }
+  });
+
+  it('a write after another file was put at the -wal path fails, and closing leaves that file where it is', async () => {
+    await repository.insert(task('committed'));
+    writeFileSync(dir.file('junk'), 'not a log of this database');
+    renameSync(dir.file('junk'), dir.file('horae.db-wal'));
+    await expect(repository.insert(task('after'))).rejects.toMatchObject({ code: 'DATABASE_FILE_REPLACED', file: 'wal', change: 'replaced' });
+    // SQLite deletes the -wal path when its last connection closes: the connection stays open rather than delete it.
+    await repository.close();
+    expect(readFileSync(dir.file('horae.db-wal'), 'utf8')).toBe('not a log of this database');
   });
 
   it('writes queued in the same batch as the failing one all fail; none resolves', async () => {
