@@ -54,6 +54,8 @@ export interface InvariantCounts {
   recordedNotLogged: number;
   /** Runs that started under a lease already expired by the logged time of the start (no rule forbids it; counted). */
   startedExpired: number;
+  /** Of those, the longest time (ms) between the lease's expiry and the start. */
+  maxStartedExpiredByMs: number | undefined;
   /**
    * Consecutive runs of one task that overlapped: the next one started before the previous one logged its end (the
    * previous lease had expired, so no invariant above forbids it; counted, with the first few as examples).
@@ -129,6 +131,7 @@ export function checkInvariants(
     minDueMarginMs: undefined,
     recordedNotLogged: 0,
     startedExpired: 0,
+    maxStartedExpiredByMs: undefined,
     overlaps: 0,
     examples: { startedExpired: [], overlaps: [] },
     states: {},
@@ -195,6 +198,7 @@ export function checkInvariants(
       }
       if (start.leaseUntil !== undefined && start.leaseUntil >= 0 && start.at !== undefined && start.leaseUntil < start.at) {
         counts.startedExpired++;
+        counts.maxStartedExpiredByMs = Math.max(counts.maxStartedExpiredByMs ?? 0, start.at - start.leaseUntil);
         example(counts.examples.startedExpired, `${task.id}#${attempt}`);
       }
       const previousEnd = ends.get(attempt - 1)?.endedAt;

@@ -235,6 +235,7 @@ export function commonFigures(result: ScenarioResult): Record<string, unknown> {
     minDueMarginMs: report.counts.minDueMarginMs,
     recordedNotLogged: report.counts.recordedNotLogged,
     startedExpired: report.counts.startedExpired,
+    maxStartedExpiredByMs: report.counts.maxStartedExpiredByMs,
     overlaps: report.counts.overlaps,
     examples: report.counts.examples,
     snapshots: result.snapshots,
