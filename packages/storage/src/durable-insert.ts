@@ -26,8 +26,8 @@ export const ABANDONED_INSERT_REASON = 'schedule() was aborted while its insert 
  * Inserts `task`, trying again through outages until it lands, unless the call's bounds end the wait.
  *
  * Rules:
- * - Refused at once with a BackpressureError, nothing written, when the repository is down and the bound of waiting
- *   calls is reached.
+ * - Admitted by the gate first: it may wait for a slot while the repository is up, and is refused at once with a
+ *   BackpressureError, nothing written, when the repository is down and the bound is reached.
  * - A try that failed with an outage may have landed all the same (a commit whose reply was lost): when the next
  *   try finds the id taken, the row is read back and, when it is this task's, the insert counts as landed.
  * - The call's signal and timeout are honoured before the first try and between tries, never during one. Given up
@@ -48,7 +48,7 @@ export async function insertDurably(
 ): Promise<{ task: TaskInfo; created: boolean }> {
   const { repository, durable, gate } = host;
   const id = task.id;
-  const pending = gate.admit(id, task.param, call);
+  const pending = await gate.admit(id, task.param, call);
   let tries = 0;
   let unanswered = false;
   try {
@@ -62,7 +62,7 @@ export async function insertDurably(
         } catch (error) {
           if (error instanceof RepositoryError) {
             unanswered = true;
-            pending.wait();
+            pending.wait(error);
           } else if (tries > 1 && error instanceof InvalidInputError) {
             // A try that failed with an outage may have landed all the same: then the id is taken by our own row.
             const landed = await repository.getById(id).catch(() => undefined);

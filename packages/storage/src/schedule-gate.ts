@@ -61,23 +61,39 @@ function checkBound(value: unknown, what: string): number {
   return value;
 }
 
+/** A call waiting for a free slot, in order. */
+interface QueuedCall {
+  readonly pending: PendingSchedule;
+  readonly resolve: (pending: PendingSchedule) => void;
+  readonly reject: (error: Error) => void;
+  /** Drops the listener on the call's signal. */
+  readonly forget: () => void;
+  done: boolean;
+}
+
 /**
- * Admits `schedule()` calls to their insert, bounding those that wait for a repository that is down.
+ * Admits `schedule()` calls to their insert: at most `maxPending` inserts under way at once (tried, or waiting to be
+ * tried again after an outage), which bounds what an outage holds.
  *
  * Rules:
- * - A call waits for the repository when it was admitted while the repository was known to be down, or when a try of
- *   its insert failed with an outage; it stops waiting when its insert landed, failed with an answer, or was
- *   aborted. Those calls, and the bytes of their params, are what the bound counts.
- * - While the repository is known to be down, a call that would take the count past `maxPending`, or the bytes past
- *   `maxPendingBytes`, is refused at once with a {@link BackpressureError} and nothing is written.
- * - While the repository is up no call is refused: a burst on a healthy database is the database's to absorb. Calls
- *   already admitted when an outage starts are never refused after the fact; they count, and the calls made after
- *   them are refused until the count is below the bound.
+ * - A call takes a slot for its insert and gives it back once the insert landed, failed with an answer, or was given
+ *   up. While the repository is up, a call that finds every slot taken waits for one, in order: a burst on a
+ *   healthy database is paced, never refused.
+ * - While the repository is known to be down (a try failed with an outage and none landed since), a call that finds
+ *   every slot taken is refused at once with a {@link BackpressureError}, and so are the calls waiting for a slot
+ *   when the outage becomes known: none of them was tried, so nothing of theirs was written.
+ * - The calls whose insert waits for the repository (a try failed with an outage, or admitted while it was known to
+ *   be down) hold at most `maxPendingBytes` of params together: a call during an outage that would pass it is
+ *   refused the same way.
+ * - A call waiting for a slot that its signal or timeout ends is rejected with a ScheduleAbortedError /
+ *   ScheduleTimeoutError (`mayHaveBeenWritten` false) and leaves the queue.
  */
 export class ScheduleGate {
   readonly #options: ScheduleGateOptions;
-  #pending = 0;
-  #pendingBytes = 0;
+  #inFlight = 0;
+  #waitingBytes = 0;
+  #queue: QueuedCall[] = [];
+  #head = 0;
 
   /**
    * @param options - the bounds, the clock and the health of the repository
@@ -89,48 +105,115 @@ export class ScheduleGate {
     this.#options = options;
   }
 
-  /** Calls waiting for the repository. */
-  get pending(): number {
-    return this.#pending;
+  /** Inserts under way (each holds a slot). */
+  get inFlight(): number {
+    return this.#inFlight;
   }
 
-  /** Bytes of params those calls hold. */
-  get pendingBytes(): number {
-    return this.#pendingBytes;
+  /** Calls waiting for a slot. */
+  get queued(): number {
+    return this.#queue.length - this.#head;
+  }
+
+  /** Bytes of params held by the calls whose insert waits for the repository. */
+  get waitingBytes(): number {
+    return this.#waitingBytes;
   }
 
   /**
-   * Admits a call, or refuses it.
+   * Admits a call, queues it for a slot, or refuses it.
    *
    * @param taskId - the task the call inserts
-   * @param param - its param (measured only when the call waits)
+   * @param param - its param (measured only when the call waits for the repository)
    * @param call - the call's own bounds, when it gave some
-   * @returns the admitted call; `release()` it once its insert settled
+   * @returns the admitted call, or a promise of it once a slot is free; `release()` it once its insert settled
    * @throws BackpressureError when the repository is down and the bound is reached (nothing was written)
    */
-  admit(taskId: string, param: unknown, call: ScheduleCall | undefined): PendingSchedule {
+  admit(taskId: string, param: unknown, call: ScheduleCall | undefined): PendingSchedule | Promise<PendingSchedule> {
+    const { maxPending, maxPendingBytes, health } = this.#options;
     let bytes: number | undefined;
-    if (this.#options.health.down) {
+    if (health.down) {
       bytes = paramBytes(param);
-      const limit =
-        this.#pending + 1 > this.#options.maxPending ? 'maxPendingSchedules' : this.#pendingBytes + bytes > this.#options.maxPendingBytes ? 'maxPendingScheduleBytes' : undefined;
-      if (limit !== undefined) throw new BackpressureError(this.#pending, this.#pendingBytes, limit, this.#options.health.lastError);
+      const limit = this.#inFlight >= maxPending ? 'maxPendingSchedules' : this.#waitingBytes + bytes > maxPendingBytes ? 'maxPendingScheduleBytes' : undefined;
+      if (limit !== undefined) throw new BackpressureError(this.#inFlight, this.#waitingBytes, limit, health.lastError);
     }
     const pending = new PendingSchedule(this, taskId, param, call, this.#options.clock);
-    if (bytes !== undefined) pending.wait(bytes);
-    return pending;
+    if (this.#inFlight < maxPending) {
+      this.#enter(pending);
+      if (bytes !== undefined) pending.wait(health.lastError, bytes);
+      return pending;
+    }
+    return new Promise<PendingSchedule>((resolve, reject) => this.#enqueue(pending, resolve, reject));
   }
 
-  /** @internal Counts a call that waits for the repository. */
-  add(bytes: number): void {
-    this.#pending++;
-    this.#pendingBytes += bytes;
+  #enter(pending: PendingSchedule): void {
+    this.#inFlight++;
+    pending.entered = true;
   }
 
-  /** @internal A waiting call stopped waiting. */
-  remove(bytes: number): void {
-    this.#pending--;
-    this.#pendingBytes -= bytes;
+  #enqueue(pending: PendingSchedule, resolve: (pending: PendingSchedule) => void, reject: (error: Error) => void): void {
+    const signal = pending.signal;
+    const onAbort = (): void => {
+      if (queued.done) return;
+      queued.done = true;
+      pending.release();
+      reject(pending.abortError(false));
+    };
+    const queued: QueuedCall = { pending, resolve, reject, forget: () => signal?.removeEventListener('abort', onAbort), done: false };
+    if (signal?.aborted === true) {
+      onAbort();
+      return;
+    }
+    signal?.addEventListener('abort', onAbort, { once: true });
+    this.#queue.push(queued);
+  }
+
+  #shift(): QueuedCall | undefined {
+    while (this.#head < this.#queue.length) {
+      const queued = this.#queue[this.#head++]!;
+      if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
+        this.#queue = this.#queue.slice(this.#head);
+        this.#head = 0;
+      }
+      if (!queued.done) return queued;
+    }
+    return undefined;
+  }
+
+  /** @internal A call that held a slot gave it back: the next queued call takes it, or, during an outage, is refused. */
+  leave(): void {
+    this.#inFlight--;
+    if (this.#options.health.down) {
+      this.#refuseQueued(this.#options.health.lastError);
+      return;
+    }
+    const next = this.#shift();
+    if (next === undefined) return;
+    next.done = true;
+    next.forget();
+    this.#enter(next.pending);
+    next.resolve(next.pending);
+  }
+
+  /** @internal A call's insert waits for the repository: its param is counted, and the queue is refused. */
+  waiting(bytes: number, error: RepositoryError | undefined): void {
+    this.#waitingBytes += bytes;
+    this.#refuseQueued(error);
+  }
+
+  /** @internal A call that waited for the repository stopped waiting. */
+  stoppedWaiting(bytes: number): void {
+    this.#waitingBytes -= bytes;
+  }
+
+  /** The repository is down: no queued call will be tried soon, and none of them was tried yet. */
+  #refuseQueued(error: RepositoryError | undefined): void {
+    for (let queued = this.#shift(); queued !== undefined; queued = this.#shift()) {
+      queued.done = true;
+      queued.forget();
+      queued.pending.release();
+      queued.reject(new BackpressureError(this.#inFlight, this.#waitingBytes, 'maxPendingSchedules', error));
+    }
   }
 }
 
@@ -150,6 +233,8 @@ export class PendingSchedule {
   #onCallerAbort: (() => void) | undefined = undefined;
   #timedOut = false;
   #released = false;
+  /** @internal Whether the call holds a slot of the gate. */
+  entered = false;
 
   /**
    * @param gate - the gate that counts it
@@ -189,14 +274,16 @@ export class PendingSchedule {
   }
 
   /**
-   * Counts the call as waiting for the repository (once; later calls do nothing).
+   * Counts the call as waiting for the repository (once; later calls do nothing): a try failed with an outage, or
+   * it was admitted while the repository was known to be down.
    *
+   * @param error - the outage
    * @param bytes - the size of its param, when measured already
    */
-  wait(bytes?: number): void {
+  wait(error: RepositoryError | undefined, bytes?: number): void {
     if (this.#bytes !== undefined || this.#released) return;
     this.#bytes = bytes ?? paramBytes(this.#param);
-    this.#gate.add(this.#bytes);
+    this.#gate.waiting(this.#bytes, error);
   }
 
   /**
@@ -220,15 +307,19 @@ export class PendingSchedule {
     return new ScheduleAbortedError(this.#taskId, mayHaveBeenWritten, { cause: this.#call?.signal?.reason });
   }
 
-  /** The call settled: it stops waiting, its timer and its listener on the caller's signal are dropped. */
+  /** The call settled: it gives its slot back, stops waiting, and its timer and listener on the caller's signal are dropped. */
   release(): void {
     if (this.#released) return;
     this.#released = true;
     this.#param = undefined;
-    if (this.#bytes !== undefined) this.#gate.remove(this.#bytes);
+    if (this.#bytes !== undefined) this.#gate.stoppedWaiting(this.#bytes);
     this.#timer?.clear();
     this.#timer = undefined;
     if (this.#onCallerAbort !== undefined) this.#call?.signal?.removeEventListener('abort', this.#onCallerAbort);
     this.#onCallerAbort = undefined;
+    if (this.entered) {
+      this.entered = false;
+      this.#gate.leave();
+    }
   }
 }

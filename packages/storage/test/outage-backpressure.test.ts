@@ -75,6 +75,37 @@ describe('schedule() during an outage: the calls that wait are bounded', () => {
     expect(small.settled).toBe(false);
   });
 
+  it('a burst made as the outage begins: the calls past the bound wait for a slot, untried, and are refused once the outage is known', async () => {
+    const { clock, repo } = fixture();
+    const node = await startNode(repo, new WorkRegistry().register('w', () => undefined), clock, { syncIntervalMs: 60_000, maxPendingSchedules: 5 });
+    repo.setUnavailable(true);
+    const calls = Array.from({ length: 20 }, (_, i) => track(node.scheduler.schedule({ workId: 'w', param: i, taskId: `t${i}` })));
+    await clock.advance(0);
+    const refused = calls.filter((c) => c.error instanceof BackpressureError);
+    expect(refused).toHaveLength(15);
+    expect(calls.slice(0, 5).every((c) => !c.settled)).toBe(true);
+    repo.setUnavailable(false);
+    await clock.advance(15_000);
+    expect((await allTasks(repo)).map((t) => t.id).sort()).toEqual(['t0', 't1', 't2', 't3', 't4']);
+  });
+
+  it('a call waiting for a slot that its signal ends leaves the queue with ScheduleAbortedError, nothing written', async () => {
+    const { clock, repo } = fixture();
+    // One slot: `held` takes it, `queued` waits behind it until its insert landed.
+    const node = await startNode(repo, new WorkRegistry().register('w', () => undefined), clock, { syncIntervalMs: 60_000, maxPendingSchedules: 1 });
+    const controller = new AbortController();
+    const held = track(node.scheduler.schedule({ workId: 'w', taskId: 'held', delayMs: 1_000 }));
+    const queued = track(node.scheduler.schedule({ workId: 'w', taskId: 'queued' }, { signal: controller.signal }));
+    const after = track(node.scheduler.schedule({ workId: 'w', taskId: 'after', delayMs: 1_000 }));
+    controller.abort(new Error('not any more'));
+    await clock.advance(0);
+    expect(queued.error).toMatchObject({ code: 'SCHEDULE_ABORTED', mayHaveBeenWritten: false, taskId: 'queued' });
+    expect(held).toMatchObject({ settled: true });
+    expect(after).toMatchObject({ settled: true });
+    expect(held.error ?? after.error).toBeUndefined();
+    await expect(repo.getById('queued')).rejects.toBeInstanceOf(TaskNotFoundError);
+  });
+
   it('a burst on a healthy database is never refused, whatever the bound', async () => {
     const { clock, repo } = fixture();
     const node = await startNode(repo, new WorkRegistry().register('w', () => undefined), clock, { syncIntervalMs: 60_000, maxPendingSchedules: 1 });
