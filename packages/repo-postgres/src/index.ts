@@ -14,3 +14,4 @@ export {
 } from './postgres-repository.js';
 export { MIGRATIONS, SCHEMA_VERSION, migrate, type Migration } from './schema.js';
 export type { PgNotification, PgPool, PgPoolClient, PgQueryConfig, PgQueryResult, PgQueryable } from './pg-types.js';
+export { PostgresHookOutbox } from './hook-outbox.js';

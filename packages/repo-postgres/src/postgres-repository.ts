@@ -33,6 +33,8 @@ import {
   type LimitedClaimDueOptions,
   type LimitedClaimOptions,
   type WorkLimiter,
+  type HookOutbox,
+  type HookOutboxProvider,
   type ChangePage,
   type ClaimDueOptions,
   type ClaimOptions,
@@ -62,6 +64,7 @@ import { Batcher } from './batcher.js';
 import { ChangeListener } from './change-listener.js';
 import { decodeChangeCursor, decodePageCursor, encodeChangeCursor, encodePageCursor } from './cursor.js';
 import type { PgPool, PgPoolClient, PgQueryConfig, PgQueryResult, PgQueryable } from './pg-types.js';
+import { PostgresHookOutbox } from './hook-outbox.js';
 import { PostgresScheduleTable } from './postgres-schedule-store.js';
 import { rowToAttempt, rowToTask } from './row-mapping.js';
 import { migrate, quoteIdent } from './schema.js';
@@ -241,7 +244,7 @@ export function channelOf(schema: string): string {
  * await repo.close();
  * ```
  */
-export class PostgresRepository implements Repository, ChangeNotifier, ScheduleStore, WorkLimiter {
+export class PostgresRepository implements Repository, ChangeNotifier, ScheduleStore, WorkLimiter, HookOutboxProvider {
   /** The most bytes of UTF-8 JSON a param may take (the `maxParamBytes` option). */
   readonly maxParamBytes: number;
   readonly #limits: WriteLimits;
@@ -260,6 +263,7 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
   readonly #claimOneBatcher: Batcher<ClaimItem, TaskInfo | null>;
   readonly #claimBatcher: Batcher<ClaimDueItem, TaskInfo[]>;
   readonly #schedules: PostgresScheduleTable;
+  #hookOutbox: PostgresHookOutbox | undefined;
   #ready: Promise<void> | null = null;
   #closed = false;
   #insertedSinceAnalyze = 0;
@@ -989,6 +993,16 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
     if (typeof listener !== 'function') throw new InvalidInputError('listener must be a function');
     await this.init();
     return this.#listener.subscribe(listener);
+  }
+
+  /**
+   * The status hook outbox in this schema (`hook_outbox`), on the same pool.
+   *
+   * @returns the same {@link PostgresHookOutbox} on every call
+   */
+  hookOutbox(): HookOutbox {
+    this.#hookOutbox ??= new PostgresHookOutbox(quoteIdent(this.#schema), (action, text, values) => this.#query(action, text, values));
+    return this.#hookOutbox;
   }
 
   /**

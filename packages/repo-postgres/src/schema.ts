@@ -210,6 +210,34 @@ export const MIGRATIONS: readonly Migration[] = [
       ) WHERE state >= 'Initialized' AND state <= 'Initialized';
     `,
   },
+  {
+    version: 7,
+    name: 'the status hook outbox',
+    // Status hook deliveries not yet made (the HookOutbox capability): one row per change and hook, delivered rows
+    // deleted, dead letters kept until purged. seq is the enqueue order. body is text, not json: it is POSTed byte
+    // for byte as stored. hook_outbox_pending serves the claim (a hook's pending rows in seq order) and
+    // hook_outbox_task its per-task check (an earlier pending row of the same hook and task holds the later back).
+    sql: (s) => `
+      CREATE TABLE ${s}.hook_outbox (
+        seq              bigserial   PRIMARY KEY,
+        id               text        NOT NULL UNIQUE,
+        hook             text        NOT NULL,
+        task_id          text        NOT NULL,
+        body             text        NOT NULL,
+        state            text        NOT NULL CHECK (state IN ('pending', 'dead')),
+        attempts         integer     NOT NULL,
+        next_attempt_at  timestamptz NOT NULL,
+        lease_token      text,
+        lease_until      timestamptz,
+        last_error       text,
+        created_at       timestamptz NOT NULL,
+        updated_at       timestamptz NOT NULL
+      );
+      CREATE INDEX hook_outbox_pending ON ${s}.hook_outbox (hook, seq) WHERE state = 'pending';
+      CREATE INDEX hook_outbox_task ON ${s}.hook_outbox (hook, task_id, seq) WHERE state = 'pending';
+      CREATE INDEX hook_outbox_state ON ${s}.hook_outbox (state, updated_at);
+    `,
+  },
 ];
 
 /** The newest schema version this adapter knows. */

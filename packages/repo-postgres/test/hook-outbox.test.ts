@@ -1,0 +1,144 @@
+/**
+ * The PostgreSQL hook outbox beyond the shared rules: the version 6 → 7 migration, claims racing on four
+ * connections, and durable status hooks across a restart on one schema (what a stopped node left pending is
+ * delivered by a node started later).
+ */
+import { createServer, type IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import pg from 'pg';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Webhook } from 'standardwebhooks';
+import { realClock } from '@horae/core';
+import { WorkRegistry, createHorae, generateStatusHookSecret } from '@horae/storage';
+import { MIGRATIONS, PostgresRepository, SCHEMA_VERSION, migrate } from '@horae/repo-postgres';
+import { PG_URL, dropSchema, rawClient, testSchema } from './pg-fixture.js';
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+function schema(): string {
+  const name = testSchema();
+  cleanups.push(() => dropSchema(name));
+  return name;
+}
+
+function open(name: string): PostgresRepository {
+  const repository = new PostgresRepository({ connectionString: PG_URL, schema: name, poolSize: 4 });
+  cleanups.push(() => repository.close().catch(() => undefined));
+  return repository;
+}
+
+async function receiver(status: () => number): Promise<{ url: string; received: Array<{ body: string; headers: IncomingHttpHeaders }> }> {
+  const received: Array<{ body: string; headers: IncomingHttpHeaders }> = [];
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      received.push({ body: Buffer.concat(chunks).toString('utf8'), headers: req.headers });
+      res.writeHead(status()).end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks`, received };
+}
+
+/** Waits for a condition that real I/O and the database clock make true. */
+async function until(condition: () => boolean | Promise<boolean>, what: string): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    if (await condition()) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+describe('PostgreSQL hook outbox', () => {
+  it('version 7 adds the outbox to a version 6 schema and keeps its tasks', async () => {
+    const name = schema();
+    const pool = new pg.Pool({ connectionString: PG_URL, max: 1 });
+    cleanups.push(() => pool.end());
+    await migrate(pool, name, MIGRATIONS.slice(0, 6));
+    const client = await rawClient();
+    try {
+      await client.query(
+        `INSERT INTO "${name}".tasks (id, work_id, param, scheduled_at, state, priority, attempt, max_attempts, created_at, updated_at)
+         VALUES ('kept', 'w', '{}', now() + interval '1 hour', 'Initialized', 0, 0, 1, now(), now())`,
+      );
+    } finally {
+      await client.end();
+    }
+    const repository = open(name);
+    expect(await repository.getById('kept')).toMatchObject({ state: 'Initialized', workId: 'w' });
+    expect(SCHEMA_VERSION).toBe(7);
+    await repository.hookOutbox().enqueueHookDeliveries([{ id: 'd1', hook: 'default', taskId: 'kept', body: '{"a":"ü"}' }]);
+    expect(await repository.hookOutbox().listHookDeliveries()).toMatchObject([{ id: 'd1', body: '{"a":"ü"}', state: 'pending', attempts: 0 }]);
+    const check = await rawClient();
+    try {
+      const versions = await check.query<{ v: number }>(`SELECT max(version) AS v FROM "${name}".horae_migrations`);
+      expect(Number(versions.rows[0]!.v)).toBe(7);
+    } finally {
+      await check.end();
+    }
+  });
+
+  it('four connections claiming at once take disjoint rows, and together take them all', async () => {
+    const name = schema();
+    const repositories = [open(name), open(name), open(name), open(name)];
+    const rows = Array.from({ length: 200 }, (_, i) => ({ id: `d${i}`, hook: 'default', taskId: `t${i}`, body: '{}' }));
+    await repositories[0]!.hookOutbox().enqueueHookDeliveries(rows);
+    const claimed: string[] = [];
+    await Promise.all(
+      repositories.map(async (repository) => {
+        for (;;) {
+          const batch = await repository.hookOutbox().claimHookDeliveries({ hooks: ['default'], limit: 7, leaseMs: 600_000 });
+          if (batch.length === 0) return;
+          claimed.push(...batch.map((b) => b.id));
+        }
+      }),
+    );
+    expect(new Set(claimed).size).toBe(claimed.length);
+    expect(claimed.length).toBe(200);
+  });
+
+  it('deliveries pending when a node stops are delivered after a new node starts on the same schema', async () => {
+    const name = schema();
+    let status = 503;
+    const { url, received } = await receiver(() => status);
+    const secret = generateStatusHookSecret();
+    const start = (repository: PostgresRepository) =>
+      createHorae({
+        repository,
+        registry: new WorkRegistry().register('w', () => 'ok'),
+        clock: realClock,
+        statusHooks: { url, secret, backoff: () => 300, pollIntervalMs: 50 },
+      });
+
+    const firstRepository = open(name);
+    const first = start(firstRepository);
+    await first.start();
+    const handle = await first.schedule({ workId: 'w' });
+    await handle.result;
+    await until(() => received.length >= 1, 'the first POST');
+    await first.durableHooks!.flush();
+    await first.stop({ hookGraceMs: 0, timeoutMs: 0 });
+    await firstRepository.close();
+
+    const pending = await open(name).hookOutbox().listHookDeliveries({ state: 'pending' });
+    expect(pending.map((d) => (JSON.parse(d.body) as { to: string }).to)).toEqual(['Initialized', 'Working', 'Done']);
+    expect(pending[0]!.attempts).toBeGreaterThanOrEqual(1);
+    expect(pending[0]!.lastError).toContain('503');
+
+    status = 204;
+    const before = received.length;
+    const secondRepository = open(name);
+    const second = start(secondRepository);
+    cleanups.push(() => second.stop({ hookGraceMs: 0, timeoutMs: 0 }));
+    await second.start();
+    await until(async () => (await secondRepository.hookOutbox().listHookDeliveries()).length === 0, 'the outbox to empty');
+    const delivered = received.slice(before);
+    expect(delivered.map((r) => (JSON.parse(r.body) as { to: string }).to)).toEqual(['Initialized', 'Working', 'Done']);
+    for (const r of delivered) expect(new Webhook(secret).verify(r.body, r.headers as Record<string, string>)).toBeTruthy();
+  });
+});
