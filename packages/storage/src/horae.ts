@@ -34,6 +34,7 @@ import { statusHooks, type StatusChange, type StatusHookOptions, type StatusHook
 import { multiNodeStorage, singleNodeStorage, type StorageMiddleware, type StorageOptions } from './storage-middleware.js';
 import type { TaskAttempt, TaskInfo } from './task-info.js';
 import type { WorkRegistry } from './work-registry.js';
+import { DEFAULT_MAX_PARAM_BYTES, assertParamSize } from './validation.js';
 
 /** Whether this process is the only one on its repository, or one node of many. */
 export type HoraeMode = 'single-node' | 'multi-node';
@@ -470,7 +471,8 @@ export class Horae {
    * @param call - bounds on this call's wait: `{ signal, timeoutMs }`
    * @returns the task's handle, or, for a recurring schedule, the stored schedule
    * @throws InvalidInputError (as a rejection) on bad input (an unknown workId, an invalid param or date, a
-   * malformed cron expression, a recurring schedule without a name); nothing is written
+   * malformed cron expression, a recurring schedule without a name, a key over its limit, a param whose JSON takes
+   * more than the repository's `maxParamBytes`, 1 MiB by default: checked first, as given); nothing is written
    * @throws HoraeError `INVALID_STATE` for a recurring schedule when the repository does not persist schedules
    * @throws BackpressureError (as a rejection) when the database is down and the bound of waiting calls is reached;
    * nothing is written
@@ -491,6 +493,13 @@ export class Horae {
   schedule(options: OneTimeScheduleOptions, call?: ScheduleCallOptions): Promise<TaskHandle>;
   schedule(options: RecurringScheduleOptions | OneTimeScheduleOptions, call?: ScheduleCallOptions): Promise<Schedule | TaskHandle> {
     if (options === null || typeof options !== 'object') return Promise.reject(new InvalidInputError('schedule() takes an options object'));
+    try {
+      // First, before the work's validator or a serialization reads it: an oversized param costs a walk over the
+      // bound, not over all of it.
+      assertParamSize(options.param, this.repository.maxParamBytes ?? DEFAULT_MAX_PARAM_BYTES);
+    } catch (error) {
+      return Promise.reject(error instanceof Error ? error : new InvalidInputError(String(error)));
+    }
     if (options.every !== undefined || options.cron !== undefined) {
       // The same checks as a one-time call (a signal aborted already, an invalid timeout); the upsert is one write.
       return Promise.resolve()

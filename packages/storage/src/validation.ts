@@ -99,24 +99,50 @@ export function assertJsonValue(value: unknown, what = 'param', maxBytes = Numbe
   new JsonWalk(what, maxBytes).visit(value);
 }
 
+/** The types of the values JSON.stringify leaves out of an object. */
+const SKIPPED_IN_OBJECTS: ReadonlySet<string> = new Set(['undefined', 'function', 'symbol']);
+
 /** `s`, or its first `max` characters and an ellipsis. */
 function cut(s: string, max: number): string {
   return s.length > max ? `${s.slice(0, max)}…` : s;
 }
 
-/** One walk of {@link assertJsonValue}: the path is kept as a stack and only joined for a message. */
+/**
+ * Checks only the size of a param as given, before anything else reads it: the JSON text of `value` must take at most
+ * `maxBytes` bytes of UTF-8. What JSON cannot hold (undefined, functions, a Date, class instances, cycles) counts
+ * nothing and is not entered, so the count is a lower bound of any JSON made of `value`; the JSON check itself comes
+ * later, after the work's validator (which may turn such values into JSON).
+ *
+ * Rule: the walk stops as soon as the count passes `maxBytes`, so a 50 MB param costs a walk over its first
+ * `maxBytes`, and it is never serialized.
+ *
+ * @param value - the param as given
+ * @param maxBytes - the bound, in bytes of UTF-8 JSON
+ * @param what - its name, for the message
+ * @throws InvalidInputError when its JSON would take more than `maxBytes`
+ */
+export function assertParamSize(value: unknown, maxBytes: number, what = 'param'): void {
+  new JsonWalk(what, maxBytes, true).visit(value);
+}
+
+/**
+ * One walk of {@link assertJsonValue} (strict: anything JSON cannot hold is refused) or {@link assertParamSize}
+ * (lenient: it counts nothing). The path is kept as a stack and only joined for a message.
+ */
 class JsonWalk {
   readonly #what: string;
   readonly #maxBytes: number;
+  readonly #lenient: boolean;
   // Without a bound nothing is counted: an unbounded check reads no string.
   readonly #counting: boolean;
   readonly #seen = new Set<object>();
   readonly #path: (string | number)[] = [];
   #bytes = 0;
 
-  constructor(what: string, maxBytes: number) {
+  constructor(what: string, maxBytes: number, lenient = false) {
     this.#what = what;
     this.#maxBytes = maxBytes;
+    this.#lenient = lenient;
     this.#counting = Number.isFinite(maxBytes);
   }
 
@@ -125,10 +151,13 @@ class JsonWalk {
     if (typeof v === 'string') return this.#addString(v);
     if (typeof v === 'boolean') return this.#add(v ? 4 : 5);
     if (typeof v === 'number') {
+      if (!Number.isFinite(v) && this.#lenient) return;
       if (!Number.isFinite(v)) throw new InvalidInputError(`${this.#where()} is ${String(v)}, which JSON cannot hold`);
       return this.#add(JSON.stringify(v).length);
     }
+    if (typeof v !== 'object' && this.#lenient) return;
     if (typeof v !== 'object') throw new InvalidInputError(`${this.#where()} is a ${typeof v}, which JSON cannot hold`);
+    if (this.#seen.has(v) && this.#lenient) return;
     if (this.#seen.has(v)) throw new InvalidInputError(`${this.#where()} refers back to itself (a cycle); JSON cannot hold it`);
     this.#seen.add(v);
     if (Array.isArray(v)) {
@@ -142,17 +171,21 @@ class JsonWalk {
     } else {
       const proto = Object.getPrototypeOf(v) as unknown;
       if (proto !== Object.prototype && proto !== null) {
+        if (this.#lenient) return void this.#seen.delete(v);
         const name = (v as { constructor?: { name?: string } }).constructor?.name ?? 'object';
         throw new InvalidInputError(`${this.#where()} is a ${cut(name, 64)}, not plain JSON${name === 'Date' ? ' (pass date.toISOString())' : ''}`);
       }
-      const keys = Object.keys(v);
+      const record = v as Record<string, unknown>;
+      let keys = Object.keys(record);
+      // JSON leaves out the entries it cannot hold; a lenient count leaves them out too, to stay a lower bound.
+      if (this.#lenient) keys = keys.filter((key) => !SKIPPED_IN_OBJECTS.has(typeof record[key]));
       // { } and a comma between entries; each entry adds its key, a colon and its value.
       this.#add(keys.length === 0 ? 2 : keys.length + 1);
       for (const key of keys) {
         this.#addString(key);
         this.#add(1);
         this.#path.push(key);
-        this.visit((v as Record<string, unknown>)[key]);
+        this.visit(record[key]);
         this.#path.pop();
       }
     }

@@ -1,4 +1,4 @@
-import { HoraeError, InvalidInputError, MAX_TIMER_DELAY_MS, type Middleware, type WorkFn } from '@horae/core';
+import { HoraeError, InvalidInputError, MAX_TIMER_DELAY_MS, quoteInput, type Middleware, type WorkFn } from '@horae/core';
 import type { JsonValue } from './task-info.js';
 import { assertJsonValue } from './validation.js';
 import type { StorageRetryOption } from './retry.js';
@@ -7,7 +7,7 @@ import type { StorageRetryOption } from './retry.js';
 export class UnknownWorkError extends HoraeError {
   /** @param workId - the id that was looked up */
   constructor(readonly workId: string) {
-    super('UNKNOWN_WORK', `no work is registered under the workId "${workId}"; register it with registry.register() on this node`);
+    super('UNKNOWN_WORK', `no work is registered under the workId ${quoteInput(workId)}; register it with registry.register() on this node`);
   }
 }
 
@@ -94,23 +94,23 @@ export class WorkRegistry {
    */
   register<P = unknown>(workId: string, work: WorkFn, options: WorkOptions<P> = {}): this {
     if (typeof workId !== 'string' || workId === '') throw new InvalidInputError('workId must be a non-empty string');
-    if (typeof work !== 'function') throw new InvalidInputError(`the work registered under "${workId}" must be a function`);
-    if (this.#works.has(workId)) throw new InvalidInputError(`a work is already registered under "${workId}"`);
+    if (typeof work !== 'function') throw new InvalidInputError(`the work registered under ${quoteInput(workId)} must be a function`);
+    if (this.#works.has(workId)) throw new InvalidInputError(`a work is already registered under ${quoteInput(workId)}`);
     const { validate, maxAttempts, timeoutMs, stallTimeoutMs, concurrency } = options;
     if (validate !== undefined && typeof validate !== 'function' && typeof (validate as { parse?: unknown } | null)?.parse !== 'function') {
-      throw new InvalidInputError(`the validator of "${workId}" must be a function or have a parse() method`);
+      throw new InvalidInputError(`the validator of ${quoteInput(workId)} must be a function or have a parse() method`);
     }
     if (maxAttempts !== undefined && (!Number.isSafeInteger(maxAttempts) || maxAttempts < 1)) {
-      throw new InvalidInputError(`maxAttempts of "${workId}" must be an integer ≥ 1, got ${String(maxAttempts)}`);
+      throw new InvalidInputError(`maxAttempts of ${quoteInput(workId)} must be an integer ≥ 1, got ${String(maxAttempts)}`);
     }
     if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs <= 0)) {
-      throw new InvalidInputError(`timeoutMs of "${workId}" must be a number > 0, got ${String(timeoutMs)}`);
+      throw new InvalidInputError(`timeoutMs of ${quoteInput(workId)} must be a number > 0, got ${String(timeoutMs)}`);
     }
     if (stallTimeoutMs !== undefined && (typeof stallTimeoutMs !== 'number' || !(stallTimeoutMs > 0) || stallTimeoutMs > MAX_TIMER_DELAY_MS)) {
-      throw new InvalidInputError(`stallTimeoutMs of "${workId}" must be a number of ms in (0, 2^31-1], got ${String(stallTimeoutMs)}`);
+      throw new InvalidInputError(`stallTimeoutMs of ${quoteInput(workId)} must be a number of ms in (0, 2^31-1], got ${String(stallTimeoutMs)}`);
     }
     if (concurrency !== undefined && (typeof concurrency !== 'number' || !Number.isSafeInteger(concurrency) || concurrency < 1)) {
-      throw new InvalidInputError(`concurrency of "${workId}" must be an integer ≥ 1, got ${String(concurrency)}`);
+      throw new InvalidInputError(`concurrency of ${quoteInput(workId)} must be an integer ≥ 1, got ${String(concurrency)}`);
     }
     this.#works.set(workId, { workId, work, options: { ...options } });
     return this;
@@ -174,7 +174,7 @@ export class WorkRegistry {
         if (value === undefined) value = param;
       } catch (error) {
         const why = error instanceof Error ? error.message : String(error);
-        throw new InvalidInputError(`the param of "${workId}" failed its validation: ${why}`, { cause: error });
+        throw new InvalidInputError(`the param of ${quoteInput(workId)} failed its validation: ${why}`, { cause: error });
       }
     }
     if (value === undefined) value = null;
