@@ -11,6 +11,7 @@ import { listRules } from './rules/list-rules.js';
 import { notFoundRules } from './rules/not-found-rules.js';
 import { paramRules } from './rules/param-rules.js';
 import { scheduleRules } from './rules/schedule-rules.js';
+import { startRaceRules } from './rules/start-race-rules.js';
 import { terminalRules } from './rules/terminal-rules.js';
 import { transitionRules } from './rules/transition-rules.js';
 import { uniqueKeyRules } from './rules/unique-key-rules.js';
@@ -34,6 +35,7 @@ const RULE_GROUPS: readonly RuleGroup[] = [
   listRules,
   scheduleRules,
   historyRules,
+  startRaceRules,
   workLimitRules,
   hookOutboxRules,
   limitRules,
