@@ -132,9 +132,16 @@ export function buildStatements(s: string, channel: string) {
   /** A CTE that closes the running record of each task the CTE `from` moved out of Working (it returns `runs`). */
   const closeRun = (from: string, outcome: string, error: string): string => `
       closed AS (
+        -- An INSERT … ON CONFLICT DO UPDATE, not an UPDATE: under READ COMMITTED a statement reads task_attempts as of
+        -- its start, so one that waited on the task's row for a concurrent start to commit would not see the record
+        -- that start opened, and would leave it running (found by the model-based tests). ON CONFLICT finds the
+        -- committed record and updates it. A task with runs > 0 always has the record of that run (opened in the
+        -- statement that counted it), so the INSERT never adds a row; an unstarted claim's last record is closed already.
+        INSERT INTO ${a} AS a (task_id, run, attempt, node, started_at, outcome, ended_at, error)
+        SELECT f.id, f.runs, 0, '', ${NOW}, ${outcome}, ${NOW}, ${error} FROM ${from} f WHERE f.runs > 0
         -- greatest(): an end never precedes its start, even if the server's clock was set back in between.
-        UPDATE ${a} a SET outcome = ${outcome}, ended_at = greatest(${NOW}, a.started_at), error = ${error}
-        FROM ${from} f WHERE a.task_id = f.id AND a.run = f.runs AND a.outcome = 'running'
+        ON CONFLICT (task_id, run) DO UPDATE SET outcome = EXCLUDED.outcome, ended_at = greatest(EXCLUDED.ended_at, a.started_at), error = EXCLUDED.error
+        WHERE a.outcome = 'running'
       )`;
   /**
    * A claim ahead of due tasks in `order`. $1: owner, $2: leaseMs, $3: limit, $4: workIds or null (and $5: agingMs
