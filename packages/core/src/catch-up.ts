@@ -9,7 +9,8 @@ import { Recurrence } from './recurrence.js';
  * What to do with the occurrences of a schedule that fell due while nothing ran it (downtime, every node down):
  *
  * - `'skip'`: run none of them; the schedule resumes with its next future occurrence.
- * - `'once'`: run only the latest missed occurrence, once, now; the older ones are skipped.
+ * - `'once'`: one run for the whole downtime: the latest missed occurrence, now, the older ones skipped; or, when an
+ *   occurrence is on time anyway (see `graceMs`), that one alone, every missed one skipped.
  * - `'all'`: run every missed occurrence now, oldest first, bounded by `maxCatchUp` (the most recent ones are kept).
  */
 export type CatchUpPolicy = 'skip' | 'once' | 'all';
@@ -84,7 +85,10 @@ export interface CatchUpResult {
   missed: number;
   /** False when `missed` (and so `dropped`) is a lower bound: a cron schedule with more than ~1000 missed. */
   countExact: boolean;
-  /** Missed occurrences the policy chose not to run: all of them for `'skip'`, all but the latest for `'once'`. */
+  /**
+   * Missed occurrences the policy chose not to run: all of them for `'skip'`; for `'once'`, all but the latest, or all
+   * of them when an occurrence is on time.
+   */
   skipped: number;
   /**
    * Occurrences the policy would run but `maxCatchUp` cut, the oldest ones (only `'all'`, or on-time ones beyond
@@ -159,7 +163,8 @@ export function catchUpOccurrences(options: CatchUpOptions): CatchUpResult {
   const missedCount = recurrence.countBetween(last, cut);
   const missed = missedCount.count;
 
-  const wanted = policy === 'skip' ? 0 : policy === 'once' ? Math.min(1, missed) : missed;
+  // 'once' is one run for the downtime: an on-time occurrence runs anyway, so it is that one when there is one.
+  const wanted = policy === 'skip' ? 0 : policy === 'once' ? (onTime.length > 0 ? 0 : Math.min(1, missed)) : missed;
   const room = maxCatchUp - onTime.length;
   const caughtUp = recurrence.latest(last, cut, Math.min(wanted, room));
   return {

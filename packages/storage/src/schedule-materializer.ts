@@ -92,10 +92,11 @@ export const DEFAULT_SCHEDULE_GRACE_MS = 60_000;
  * within `lookaheadMs`):
  * - a `nextRunAt` that is not an occurrence of the spec (a pull-forward) materializes one extra run at that time;
  * - otherwise the catch-up policy (`catchUpOccurrences` of `@horae/core`, with `graceMs`) picks the due
- *   occurrences to run: `'skip'` runs none of those missed by more than `graceMs`, `'once'` the latest,
- *   `'all'` all of them up to `maxCatchUp`. They count from `nextRunAt`, the earliest time not dealt with yet: for a
- *   schedule that never materialized an occurrence, its first occurrence after its creation (or its last resume or
- *   change of spec), so such a schedule catches up the occurrences a downtime made it miss as any other does;
+ *   occurrences to run: `'skip'` runs none of those missed by more than `graceMs`, `'once'` one (the on-time one if
+ *   there is one, else the latest missed), `'all'` all of them up to `maxCatchUp`. They count from `nextRunAt`, the
+ *   earliest time not dealt with yet: for a schedule that never materialized an occurrence, its first occurrence
+ *   after its creation (or its last resume or change of spec), so such a schedule catches up the occurrences a
+ *   downtime made it miss as any other does;
  * - `overlap: 'allow'` materializes all of them at once (and the occurrences within `lookaheadMs`);
  * - `overlap: 'skip'`: while the previous occurrence's task (`lastTaskId`) is not terminal, no occurrence is
  *   materialized and every due one is recorded as skipped; once it is terminal, only the latest picked occurrence

@@ -80,10 +80,14 @@ describe('catch-up of a schedule that never materialized an occurrence', () => {
     expect(await taskTimes(w.repo)).toEqual(['2026-01-01T09:11:00.000Z']);
   });
 
-  it("with the materializer's default grace of 60 s, 09:10 (40 s late) is on time: 'skip' runs it, 'once' runs only it with the default overlap", async () => {
+  it("with the materializer's default grace of 60 s, 09:10 (40 s late) is on time: 'skip' runs it, 'once' runs it alone", async () => {
     const skip = await createdThenDown(everyMinute({ catchUp: 'skip', overlap: 'allow' }));
     expect(skip.times).toEqual(minutes(10, 10));
     expect(skip.outcome).toMatchObject({ skipped: 9 });
+    // 'once' is one run for the downtime: the on-time 09:10 alone, not 09:09 (the latest missed) as well.
+    const once = await createdThenDown(everyMinute({ catchUp: 'once', overlap: 'allow' }));
+    expect(once.times).toEqual(minutes(10, 10));
+    expect(once.outcome).toMatchObject({ skipped: 9 });
     // The defaults of a schedule: catchUp 'once', overlap 'skip' (one run at a time).
     const defaults = await createdThenDown(everyMinute());
     expect(defaults.times).toEqual(minutes(10, 10));
@@ -97,6 +101,7 @@ describe('catch-up of a schedule that never materialized an occurrence', () => {
     ['once', 'skip', undefined],
     ['all', 'skip', undefined],
     ['skip', 'allow', undefined],
+    ['once', 'allow', undefined],
   ] as const)("catchUp '%s', overlap '%s', grace %s: the same runs as a schedule that materialized one before the downtime", async (catchUp, overlap, graceMs) => {
     const never = await createdThenDown(everyMinute({ catchUp, overlap }), graceMs);
     const before = await materializedThenDown(everyMinute({ catchUp, overlap }), graceMs);
