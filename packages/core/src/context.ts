@@ -1,6 +1,7 @@
 import type { Clock } from './clock.js';
 import { InvalidInputError } from './errors.js';
 import { setContextInternals } from './context-internals.js';
+import { quoteInput } from './quote-input.js';
 
 /**
  * A typed key for a value carried by a {@link SchedulerContext}. Create one per concept with
@@ -132,11 +133,11 @@ export function normalizePriority(priority: PriorityInput | undefined): number {
   if (priority === undefined) return 0;
   if (typeof priority === 'string') {
     const named = Priority[priority];
-    if (named === undefined) throw new InvalidInputError(`unknown priority name "${String(priority)}"; use low, medium, high or a number`);
+    if (named === undefined) throw new InvalidInputError(`unknown priority name ${quoteInput(priority)}; use low, medium, high or a number`);
     return named;
   }
   if (typeof priority !== 'number' || !Number.isFinite(priority)) {
-    throw new InvalidInputError(`priority must be a finite number or low / medium / high, got ${String(priority)}`);
+    throw new InvalidInputError(`priority must be a finite number or low / medium / high, got ${quoteInput(priority)}`);
   }
   return priority;
 }
@@ -159,7 +160,7 @@ export function toValidTime(value: Date | number, what = 'runAt'): number {
   const time = value instanceof Date ? value.getTime() : typeof value === 'number' ? value : Number.NaN;
   // ±8.64e15 ms is the range of a Date; beyond it new Date() is Invalid Date.
   if (!Number.isFinite(time) || Math.abs(time) > 8.64e15) {
-    throw new InvalidInputError(`${what} must be a valid Date or epoch milliseconds, got ${String(value)}`);
+    throw new InvalidInputError(`${what} must be a valid Date or epoch milliseconds, got ${quoteInput(value)}`);
   }
   // Whole milliseconds, truncated as a Date does, so that the time a task is queued at is its runAt Date.
   return Math.trunc(time);
@@ -225,7 +226,7 @@ export class SchedulerContext {
     if (options.delayMs !== undefined) {
       if (options.runAt !== undefined) throw new InvalidInputError('give either runAt or delayMs, not both');
       if (typeof options.delayMs !== 'number' || !Number.isFinite(options.delayMs) || options.delayMs < 0) {
-        throw new InvalidInputError(`delayMs must be a finite number ≥ 0, got ${String(options.delayMs)}`);
+        throw new InvalidInputError(`delayMs must be a finite number ≥ 0, got ${quoteInput(options.delayMs)}`);
       }
       runAtMs = toValidTime(now + options.delayMs, 'delayMs');
     } else {
@@ -260,12 +261,12 @@ export class SchedulerContext {
       values.set(UniqueKeyKey, options.uniqueKey);
     }
     if (options.maxAttempts !== undefined) {
-      if (!Number.isSafeInteger(options.maxAttempts) || options.maxAttempts < 1) throw new InvalidInputError(`maxAttempts must be an integer ≥ 1, got ${String(options.maxAttempts)}`);
+      if (!Number.isSafeInteger(options.maxAttempts) || options.maxAttempts < 1) throw new InvalidInputError(`maxAttempts must be an integer ≥ 1, got ${quoteInput(options.maxAttempts)}`);
       values.set(MaxAttemptsKey, options.maxAttempts);
     }
     if (options.stallTimeoutMs !== undefined) {
       const ms = options.stallTimeoutMs;
-      if (typeof ms !== 'number' || !(ms > 0) || ms > 2 ** 31 - 1) throw new InvalidInputError(`stallTimeoutMs must be a number of ms in (0, 2^31-1], got ${String(ms)}`);
+      if (typeof ms !== 'number' || !(ms > 0) || ms > 2 ** 31 - 1) throw new InvalidInputError(`stallTimeoutMs must be a number of ms in (0, 2^31-1], got ${quoteInput(ms)}`);
       values.set(StallTimeoutMsKey, ms);
     }
     return new SchedulerContext(runAtMs, options.work, priority, values.size === 0 ? EMPTY_VALUES : values);

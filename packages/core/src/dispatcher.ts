@@ -4,6 +4,7 @@
  */
 import type { Clock } from './clock.js';
 import { InvalidInputError } from './errors.js';
+import { quoteInput } from './quote-input.js';
 
 /** Options of a {@link Dispatcher}. */
 /** The default aging of a ready queue: a waiting task gains one priority point per 10 s. */
@@ -36,7 +37,7 @@ export interface DispatcherOptions {
  */
 export function validateConcurrency(value: number): number {
   if (value !== Number.POSITIVE_INFINITY && (!Number.isSafeInteger(value) || value < 1)) {
-    throw new InvalidInputError(`concurrency must be an integer ≥ 1 or Infinity, got ${String(value)}`);
+    throw new InvalidInputError(`concurrency must be an integer ≥ 1 or Infinity, got ${quoteInput(value)}`);
   }
   return value;
 }
@@ -162,7 +163,7 @@ export class Dispatcher {
     this.#concurrency = validateConcurrency(options.concurrency ?? 10);
     const agingMs = options.agingMs ?? DEFAULT_AGING_MS;
     if (typeof agingMs !== 'number' || Number.isNaN(agingMs) || agingMs <= 0) {
-      throw new InvalidInputError(`agingMs must be a number > 0 (or Infinity), got ${String(agingMs)}`);
+      throw new InvalidInputError(`agingMs must be a number > 0 (or Infinity), got ${quoteInput(agingMs)}`);
     }
     this.#agingMs = agingMs;
     this.#start = options.start;

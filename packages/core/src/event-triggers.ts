@@ -4,6 +4,7 @@
  */
 import { SchedulerContext, type ScheduleOptions } from './context.js';
 import { InvalidInputError } from './errors.js';
+import { quoteInput } from './quote-input.js';
 
 /**
  * The param of an {@link EventTriggerSpec}: a value (anything but a function), or a function that maps the
@@ -74,7 +75,7 @@ export function eventTaskOptions<P>(spec: Readonly<EventTriggerSpec<P>>, payload
   try {
     mapped = (param as (payload: P, eventName: string) => unknown)(payload, eventName);
   } catch (error) {
-    throw new InvalidInputError(`the param mapper of an event trigger on "${eventName}" threw: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    throw new InvalidInputError(`the param mapper of an event trigger on ${quoteInput(eventName)} threw: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
   }
   return mapped === undefined ? rest : { ...rest, param: mapped };
 }

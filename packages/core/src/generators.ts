@@ -7,6 +7,7 @@ import { createKey, normalizePriority, type PriorityInput, type ScheduleOptions,
 import { InvalidInputError } from './errors.js';
 import type { TaskHandle } from './middleware.js';
 import { validatePositiveMs } from './timer-queue.js';
+import { quoteInput } from './quote-input.js';
 
 /**
  * A generator with zot's four methods.
@@ -219,9 +220,9 @@ class Entry implements GeneratorHandle {
     this.intervalMs = options.intervalMs === undefined ? undefined : validatePositiveMs(options.intervalMs, 'intervalMs', false);
     this.readyCheckMs = validatePositiveMs(options.readyCheckMs ?? 1000, 'readyCheckMs', false);
     const precedence: unknown = options.precedence ?? 'aged';
-    if (precedence !== 'first' && precedence !== 'aged') throw new InvalidInputError(`generator "${name}": precedence must be 'first' or 'aged', got ${String(precedence)}`);
+    if (precedence !== 'first' && precedence !== 'aged') throw new InvalidInputError(`generator ${quoteInput(name)}: precedence must be 'first' or 'aged', got ${quoteInput(precedence)}`);
     this.first = precedence === 'first';
-    if (options.heldSlots !== undefined && typeof options.heldSlots !== 'function') throw new InvalidInputError(`generator "${name}": heldSlots must be a function`);
+    if (options.heldSlots !== undefined && typeof options.heldSlots !== 'function') throw new InvalidInputError(`generator ${quoteInput(name)}: heldSlots must be a function`);
     this.heldSlots = options.heldSlots;
     this.lastServed = now;
     if (isTaskGenerator(source)) {
@@ -237,14 +238,14 @@ class Entry implements GeneratorHandle {
       // A generator object is its own iterable and cannot start over: periodic needs an iterable that can.
       const restartable = iterator !== (source as unknown);
       if (this.intervalMs !== undefined && !restartable) {
-        throw new InvalidInputError(`generator "${name}": a periodic generator needs an iterable that returns a fresh iterator each time, or the four methods of TaskGenerator; a generator object cannot start over`);
+        throw new InvalidInputError(`generator ${quoteInput(name)}: a periodic generator needs an iterable that returns a fresh iterator each time, or the four methods of TaskGenerator; a generator object cannot start over`);
       }
       this.iterable = restartable ? (source as AsyncIterable<ScheduleOptions> | Iterable<ScheduleOptions>) : undefined;
       this.iterator = iterator;
       return;
     }
     if (typeof (source as Partial<AnyIterator>).next === 'function') {
-      if (this.intervalMs !== undefined) throw new InvalidInputError(`generator "${name}": a bare iterator cannot start over; a periodic generator needs an iterable or a TaskGenerator`);
+      if (this.intervalMs !== undefined) throw new InvalidInputError(`generator ${quoteInput(name)}: a bare iterator cannot start over; a periodic generator needs an iterable or a TaskGenerator`);
       this.iterable = undefined;
       this.iterator = source as AnyIterator;
       return;
@@ -498,7 +499,7 @@ export class GeneratorPool {
       const step = value as IteratorResult<ScheduleOptions> | undefined;
       if (!isObject(step)) {
         this.#unreserve();
-        this.#host.reportError(entry.name, new InvalidInputError(`generator "${entry.name}": next() returned ${String(step)}, not an iterator result`));
+        this.#host.reportError(entry.name, new InvalidInputError(`generator ${quoteInput(entry.name)}: next() returned ${quoteInput(step)}, not an iterator result`));
         this.#finish(entry);
       } else if (step.done === true) {
         this.#unreserve();
@@ -527,7 +528,7 @@ export class GeneratorPool {
     entry.pulled++;
     if (!isObject(item)) {
       this.#unreserve();
-      this.#host.reportError(entry.name, new InvalidInputError(`generator "${entry.name}" produced ${String(item)}, not schedule options`));
+      this.#host.reportError(entry.name, new InvalidInputError(`generator ${quoteInput(entry.name)} produced ${quoteInput(item)}, not schedule options`));
       return;
     }
     const options = item as ScheduleOptions;

@@ -9,6 +9,7 @@ import { MAX_TIMER_DELAY_MS } from './clock.js';
 import type { WorkContext, WorkFn } from './context.js';
 import { deriveWorkContext, type DerivedWorkContextHooks } from './derived-work-context.js';
 import { InvalidInputError } from './errors.js';
+import { quoteInput } from './quote-input.js';
 
 /**
  * Checks a time window given in ms (a timeout, a stall window).
@@ -21,7 +22,7 @@ import { InvalidInputError } from './errors.js';
  */
 export function validateWindowMs(value: unknown, what: string): number {
   if (typeof value !== 'number' || !(value > 0) || value > MAX_TIMER_DELAY_MS) {
-    throw new InvalidInputError(`${what} must be a number of ms in (0, 2^31-1], got ${String(value)}`);
+    throw new InvalidInputError(`${what} must be a number of ms in (0, 2^31-1], got ${quoteInput(value)}`);
   }
   return value;
 }

@@ -5,6 +5,7 @@ import { realClock } from './clock.js';
 import type { WorkContext } from './context.js';
 import { InvalidInputError, RunAbandoned, RunDeferred, TaskCancelledError } from './errors.js';
 import type { Middleware } from './middleware.js';
+import { quoteInput } from './quote-input.js';
 
 /** A structured logger; pino's and bunyan's instances fit, and so does the console wrapper used by default. */
 export interface Logger {
@@ -58,7 +59,7 @@ export function logging(options: LoggingOptions = {}): Middleware {
   const logger = options.logger ?? consoleLogger;
   const level = options.level ?? 'info';
   const threshold = LEVELS.indexOf(level);
-  if (threshold < 0) throw new InvalidInputError(`level must be one of ${LEVELS.join(', ')}, got ${String(level)}`);
+  if (threshold < 0) throw new InvalidInputError(`level must be one of ${LEVELS.join(', ')}, got ${quoteInput(level)}`);
   const log = (at: LogLevel, obj: object, msg: string): void => {
     if (LEVELS.indexOf(at) >= threshold) logger[at](obj, msg);
   };

@@ -5,6 +5,7 @@
  */
 import { Cron } from 'croner';
 import { InvalidInputError } from './errors.js';
+import { quoteInput } from './quote-input.js';
 
 /** The timezone a cron schedule uses when none is given. */
 export const DEFAULT_TIMEZONE = 'UTC';
@@ -120,7 +121,7 @@ export function validateTimezone(timezone: unknown): string {
   try {
     new Intl.DateTimeFormat('en-US', { timeZone: timezone });
   } catch (error) {
-    throw new InvalidInputError(`unknown timezone '${timezone}': use an IANA zone name such as 'Europe/Berlin'`, { cause: error });
+    throw new InvalidInputError(`unknown timezone ${quoteInput(timezone)}: use an IANA zone name such as 'Europe/Berlin'`, { cause: error });
   }
   return timezone;
 }
@@ -419,10 +420,10 @@ class CronStrategy implements Strategy {
       this.#wall = new Cron(expression, { utcOffset: 0, paused: true });
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);
-      throw new InvalidInputError(`malformed cron expression '${expression}': ${reason}`, { cause: error });
+      throw new InvalidInputError(`malformed cron expression ${quoteInput(expression)}: ${reason}`, { cause: error });
     }
     // A pattern such as `0 0 30 2 *` parses but can never fire; a schedule built on it would silently never run.
-    if (this.#nextWall(0) === null) throw new InvalidInputError(`the cron expression '${expression}' matches no date at all`);
+    if (this.#nextWall(0) === null) throw new InvalidInputError(`the cron expression ${quoteInput(expression)} matches no date at all`);
   }
 
   next(afterMs: number): number | null {

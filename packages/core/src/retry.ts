@@ -13,6 +13,7 @@ import {
   UnrecoverableError,
 } from './errors.js';
 import type { Middleware } from './middleware.js';
+import { quoteInput } from './quote-input.js';
 
 /**
  * The delay before the next run, in milliseconds.
@@ -54,7 +55,7 @@ export type RetryDecision = { retry: true; delayMs: number } | { retry: false };
 
 function assertMs(value: unknown, what: string): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
-    throw new InvalidInputError(`${what} must be a finite number ≥ 0, got ${String(value)}`);
+    throw new InvalidInputError(`${what} must be a finite number ≥ 0, got ${quoteInput(value)}`);
   }
   return value;
 }
@@ -78,11 +79,11 @@ export function exponentialBackoff(options: ExponentialBackoffOptions = {}): Bac
   const maxMs = assertMs(options.maxMs ?? 3_600_000, 'maxMs');
   const factor = options.factor ?? 2;
   if (typeof factor !== 'number' || !Number.isFinite(factor) || factor < 1) {
-    throw new InvalidInputError(`factor must be a finite number ≥ 1, got ${String(factor)}`);
+    throw new InvalidInputError(`factor must be a finite number ≥ 1, got ${quoteInput(factor)}`);
   }
   const jitter = options.jitter ?? 'full';
   if (jitter !== 'full' && jitter !== 'equal' && jitter !== 'none') {
-    throw new InvalidInputError(`jitter must be 'full', 'equal' or 'none', got ${String(jitter)}`);
+    throw new InvalidInputError(`jitter must be 'full', 'equal' or 'none', got ${quoteInput(jitter)}`);
   }
   const random = options.random ?? Math.random;
   return (attempt) => {
@@ -117,7 +118,7 @@ export function fixedBackoff(ms: number): BackoffFn {
 export function validateRetryPolicy(policy: RetryPolicy): RetryPolicy {
   if (policy === null || typeof policy !== 'object') throw new InvalidInputError('a retry policy must be an object');
   if (!Number.isSafeInteger(policy.maxAttempts) || policy.maxAttempts < 1) {
-    throw new InvalidInputError(`maxAttempts must be an integer ≥ 1, got ${String(policy.maxAttempts)}`);
+    throw new InvalidInputError(`maxAttempts must be an integer ≥ 1, got ${quoteInput(policy.maxAttempts)}`);
   }
   if (typeof policy.backoff !== 'function') throw new InvalidInputError('backoff must be a function (attempt, error) => ms');
   if (policy.isRetryable !== undefined && typeof policy.isRetryable !== 'function') throw new InvalidInputError('isRetryable must be a function');

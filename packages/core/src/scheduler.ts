@@ -15,6 +15,7 @@ import { ScheduleCallKey, toScheduleCall, type ScheduleCallOptions } from './sch
 import { RunContext, type RunHost } from './run-context.js';
 import { CANCELLED, DONE, FAILED, QUEUED, RUNNING, Task, TaskExtras, WAITING, type TaskHost } from './task.js';
 import { TimerQueue } from './timer-queue.js';
+import { quoteInput } from './quote-input.js';
 
 /** The events of a {@link Scheduler}, by name, with their payloads. */
 export interface SchedulerEvents extends Record<string, unknown> {
@@ -98,7 +99,7 @@ const PROCESS_PREFIX = randomBytes(4).toString('hex');
 
 function validateStopMs(value: number, what: string, allowInfinity: boolean): number {
   const ok = typeof value === 'number' && value >= 0 && (value <= MAX_TIMER_DELAY_MS || (allowInfinity && value === Number.POSITIVE_INFINITY));
-  if (!ok) throw new InvalidInputError(`${what} must be a number of ms in [0, 2^31-1]${allowInfinity ? ' or Infinity' : ''}, got ${String(value)}`);
+  if (!ok) throw new InvalidInputError(`${what} must be a number of ms in [0, 2^31-1]${allowInfinity ? ' or Infinity' : ''}, got ${quoteInput(value)}`);
   return value;
 }
 

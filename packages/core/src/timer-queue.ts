@@ -7,6 +7,7 @@
  */
 import { MAX_TIMER_DELAY_MS, type Clock, type ClockTimer } from './clock.js';
 import { InvalidInputError } from './errors.js';
+import { quoteInput } from './quote-input.js';
 
 /** Options of a {@link TimerQueue}. */
 export interface TimerQueueOptions {
@@ -42,7 +43,7 @@ const INITIAL_CAPACITY = 1024;
  */
 export function validatePositiveMs(value: number, what: string, allowInfinity: boolean): number {
   if (typeof value !== 'number' || Number.isNaN(value) || value <= 0 || (!allowInfinity && !Number.isFinite(value))) {
-    throw new InvalidInputError(`${what} must be a number > 0${allowInfinity ? ' (or Infinity)' : ''}, got ${String(value)}`);
+    throw new InvalidInputError(`${what} must be a number > 0${allowInfinity ? ' (or Infinity)' : ''}, got ${quoteInput(value)}`);
   }
   return value;
 }

@@ -2,7 +2,7 @@
  * The opaque cursors the adapter hands out: change cursors for `getUpdatedSince`, page cursors for
  * `list` and `listDue`. Both are plain strings; a malformed one is refused as bad input.
  */
-import { InvalidInputError } from '@horae/core';
+import { InvalidInputError, quoteInput } from '@horae/core';
 
 /**
  * A position in the change log: every change with a sequence below `seq` was read, and of those at
@@ -30,7 +30,7 @@ export function encodeChangeCursor(position: ChangePosition): string {
 
 function parseSeq(text: string, cursor: string): number {
   const seq = /^\d{1,16}$/.test(text) ? Number(text) : NaN;
-  if (!Number.isSafeInteger(seq)) throw new InvalidInputError(`"${cursor}" is not a change cursor of the MongoDB repository`);
+  if (!Number.isSafeInteger(seq)) throw new InvalidInputError(`${quoteInput(cursor)} is not a change cursor of the MongoDB repository`);
   return seq;
 }
 
@@ -47,7 +47,7 @@ export function decodeChangeCursor(cursor: string | null): ChangePosition {
   const slash = cursor.indexOf('/');
   if (slash === -1) return { seq: parseSeq(cursor, cursor), id: null };
   const id = cursor.slice(slash + 1);
-  if (id === '') throw new InvalidInputError(`"${cursor}" is not a change cursor of the MongoDB repository`);
+  if (id === '') throw new InvalidInputError(`${quoteInput(cursor)} is not a change cursor of the MongoDB repository`);
   return { seq: parseSeq(cursor.slice(0, slash), cursor), id };
 }
 
@@ -80,7 +80,7 @@ export function decodePageCursor(cursor: string): PagePosition {
   const match = typeof cursor === 'string' ? /^(-?\d{1,16})\/(.+)$/s.exec(cursor) : null;
   const ms = match ? Number(match[1]) : NaN;
   if (match === null || !Number.isSafeInteger(ms) || match[2] === undefined) {
-    throw new InvalidInputError(`"${String(cursor)}" is not a page cursor of the MongoDB repository`);
+    throw new InvalidInputError(`${quoteInput(cursor)} is not a page cursor of the MongoDB repository`);
   }
   return { at: new Date(ms), id: match[2] };
 }

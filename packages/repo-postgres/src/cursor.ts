@@ -2,7 +2,7 @@
  * The opaque cursors the adapter hands out: the change cursor of `getUpdatedSince` and the page cursors of
  * `list` and `listDue`.
  */
-import { InvalidInputError } from '@horae/core';
+import { InvalidInputError, quoteInput } from '@horae/core';
 
 /**
  * A position in the change log: the transaction id (xid8, as text) and sequence number of the last change
@@ -31,7 +31,7 @@ export function encodeChangeCursor(position: ChangePosition): string {
 export function decodeChangeCursor(cursor: string | null): ChangePosition {
   if (cursor === null) return START;
   const match = typeof cursor === 'string' ? /^(\d{1,20}):(\d{1,19})$/.exec(cursor) : null;
-  if (match === null) throw new InvalidInputError(`not a PostgresRepository change cursor: ${String(cursor)}`);
+  if (match === null) throw new InvalidInputError(`not a PostgresRepository change cursor: ${quoteInput(cursor)}`);
   return { xid: match[1]!, seq: match[2]! };
 }
 
@@ -58,6 +58,6 @@ export function decodePageCursor(cursor: string | null | undefined): PagePositio
   const match = typeof cursor === 'string' ? /^(-?\d{1,16}):([\s\S]+)$/.exec(cursor) : null;
   const ms = match === null ? NaN : Number(match[1]);
   const at = new Date(ms);
-  if (match === null || !Number.isFinite(at.getTime())) throw new InvalidInputError(`not a PostgresRepository page cursor: ${String(cursor)}`);
+  if (match === null || !Number.isFinite(at.getTime())) throw new InvalidInputError(`not a PostgresRepository page cursor: ${quoteInput(cursor)}`);
   return { at: at.toISOString(), id: match[2]! };
 }

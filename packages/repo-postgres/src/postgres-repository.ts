@@ -3,7 +3,7 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { InvalidInputError } from '@horae/core';
+import { InvalidInputError, quoteInput } from '@horae/core';
 import {
   ALL_TASK_STATES,
   checkAgingMs,
@@ -182,7 +182,7 @@ function assertString(value: unknown, what: string): asserts value is string {
 }
 
 function assertValidDate(value: unknown, what: string): asserts value is Date {
-  if (!(value instanceof Date) || !Number.isFinite(value.getTime())) throw new InvalidInputError(`${what} must be a valid Date, got ${String(value)}`);
+  if (!(value instanceof Date) || !Number.isFinite(value.getTime())) throw new InvalidInputError(`${what} must be a valid Date, got ${quoteInput(value)}`);
 }
 
 /** The workIds filter of a claim of due tasks: null for every work, else the distinct ids, sorted. */
@@ -279,7 +279,7 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
   constructor(options: PostgresRepositoryOptions) {
     const schema = options.schema ?? 'horae';
     if (typeof schema !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]{0,48}$/.test(schema)) {
-      throw new InvalidInputError(`schema must be a plain identifier (letters, digits, _; at most 49 characters), got ${String(schema)}`);
+      throw new InvalidInputError(`schema must be a plain identifier (letters, digits, _; at most 49 characters), got ${quoteInput(schema)}`);
     }
     this.#schema = schema;
     this.maxParamBytes = checkMaxParamBytes(options.maxParamBytes);

@@ -3,7 +3,7 @@
  * Every change is a compare-and-set on `version`, so concurrent writers on any number of nodes never lose one
  * another's writes; "now" is the database's clock.
  */
-import { InvalidInputError } from '@horae/core';
+import { InvalidInputError, quoteInput } from '@horae/core';
 import {
   RepositoryError,
   ScheduleNotFoundError,
@@ -82,7 +82,7 @@ function rowToSchedule(row: Record<string, unknown>): Schedule {
 }
 
 function assertDate(value: unknown, what: string): asserts value is Date {
-  if (!(value instanceof Date) || !Number.isFinite(value.getTime())) throw new InvalidInputError(`${what} must be a valid Date, got ${String(value)}`);
+  if (!(value instanceof Date) || !Number.isFinite(value.getTime())) throw new InvalidInputError(`${what} must be a valid Date, got ${quoteInput(value)}`);
 }
 
 /** The later of the database's now and the last occurrence dealt with: where a recomputed nextRunAt starts. */
@@ -127,7 +127,7 @@ export class PostgresScheduleTable {
       const { rows } = await this.#run('update a schedule', this.#sql.redefine, [next.name, stored.version, ...definitionValues(next), nextRunAt]);
       if (rows[0] !== undefined) return { schedule: rowToSchedule(rows[0]), created: false, changed: true };
     }
-    throw new RepositoryError(`schedule "${next.name}" kept changing under this upsert; try again`);
+    throw new RepositoryError(`schedule ${quoteInput(next.name)} kept changing under this upsert; try again`);
   }
 
   /** {@inheritDoc @horae/storage!index.ScheduleStore#getSchedule} */
@@ -149,7 +149,7 @@ export class PostgresScheduleTable {
   /** {@inheritDoc @horae/storage!index.ScheduleStore#setSchedulePaused} */
   async setPaused(name: string, paused: boolean): Promise<Schedule> {
     validateScheduleName(name);
-    if (typeof paused !== 'boolean') throw new InvalidInputError(`paused must be a boolean, got ${String(paused)}`);
+    if (typeof paused !== 'boolean') throw new InvalidInputError(`paused must be a boolean, got ${quoteInput(paused)}`);
     for (let round = 0; round < MAX_CAS_ROUNDS; round++) {
       const { now, stored } = await this.#read(name);
       if (stored === null) throw new ScheduleNotFoundError(name);
@@ -159,7 +159,7 @@ export class PostgresScheduleTable {
       const { rows } = await this.#run('pause or resume a schedule', this.#sql.setPaused, [name, stored.version, paused, nextRunAt]);
       if (rows[0] !== undefined) return rowToSchedule(rows[0]);
     }
-    throw new RepositoryError(`schedule "${name}" kept changing under this call; try again`);
+    throw new RepositoryError(`schedule ${quoteInput(name)} kept changing under this call; try again`);
   }
 
   /** {@inheritDoc @horae/storage!index.ScheduleStore#removeSchedule} */
@@ -173,7 +173,7 @@ export class PostgresScheduleTable {
   async pullForward(name: string, withinMs: number): Promise<Schedule> {
     validateScheduleName(name);
     if (typeof withinMs !== 'number' || !Number.isSafeInteger(withinMs) || withinMs < 0) {
-      throw new InvalidInputError(`withinMs must be an integer ≥ 0, got ${String(withinMs)}`);
+      throw new InvalidInputError(`withinMs must be an integer ≥ 0, got ${quoteInput(withinMs)}`);
     }
     const { rows } = await this.#run('pull a schedule forward', this.#sql.pullForward, [name, withinMs]);
     if (rows[0] !== undefined) return rowToSchedule(rows[0]);

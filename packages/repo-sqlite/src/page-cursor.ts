@@ -2,7 +2,7 @@
  * The opaque `after` cursors of `list` and `listDue`: the sort key of the last row of a page, so the next
  * page starts right after it even when rows were inserted in between.
  */
-import { InvalidInputError } from '@horae/core';
+import { InvalidInputError, quoteInput } from '@horae/core';
 
 /** A position in an order by (time, id). */
 export interface PagePosition {
@@ -35,7 +35,7 @@ export function decodePageCursor(cursor: string | null | undefined): PagePositio
   } catch {
     // fall through to the error below
   }
-  throw new InvalidInputError(`"${cursor}" is not a page cursor of this repository`);
+  throw new InvalidInputError(`${quoteInput(cursor)} is not a page cursor of this repository`);
 }
 
 /**
@@ -46,5 +46,5 @@ export function decodePageCursor(cursor: string | null | undefined): PagePositio
 export function decodeChangeCursor(cursor: string | null): number {
   if (cursor === null) return 0;
   if (typeof cursor === 'string' && /^\d{1,15}$/.test(cursor)) return Number(cursor);
-  throw new InvalidInputError(`"${String(cursor)}" is not a change cursor of this repository`);
+  throw new InvalidInputError(`${quoteInput(cursor)} is not a change cursor of this repository`);
 }

@@ -3,6 +3,7 @@
  * here runs synchronously inside one `BEGIN IMMEDIATE` transaction of the write queue (or as one read), so its
  * read-then-write is exact across connections and processes, as MemoryScheduleTable's is within one process.
  */
+import { quoteInput } from '@horae/core';
 import type { CatchUpPolicy, OverlapPolicy } from '@horae/core';
 import {
   RepositoryError,
@@ -191,7 +192,7 @@ export class SqliteScheduleTable {
     const row = scheduleToRow(written);
     const { changes } = this.#statements.scheduleUpdate.run({ ...row, expectedVersion: stored.version });
     // Unreachable under the transaction's write lock; a guard, not a code path.
-    if (changes !== 1) throw new RepositoryError(`schedule "${stored.name}" changed during its own transaction`);
+    if (changes !== 1) throw new RepositoryError(`schedule ${quoteInput(stored.name)} changed during its own transaction`);
     return rowToSchedule(row);
   }
 }

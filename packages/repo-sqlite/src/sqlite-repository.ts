@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { InvalidInputError, realClock, type Clock } from '@horae/core';
+import { InvalidInputError, quoteInput, realClock, type Clock } from '@horae/core';
 import {
   ALL_TASK_STATES,
   InvalidStateError,
@@ -237,13 +237,13 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter,
   constructor(options: SqliteRepositoryOptions | string) {
     const opts: SqliteRepositoryOptions = typeof options === 'string' ? { database: options } : options;
     const busyTimeoutMs = opts.busyTimeoutMs ?? 5000;
-    if (!Number.isSafeInteger(busyTimeoutMs) || busyTimeoutMs < 0) throw new InvalidInputError(`busyTimeoutMs must be an integer ≥ 0, got ${String(busyTimeoutMs)}`);
+    if (!Number.isSafeInteger(busyTimeoutMs) || busyTimeoutMs < 0) throw new InvalidInputError(`busyTimeoutMs must be an integer ≥ 0, got ${quoteInput(busyTimeoutMs)}`);
     const synchronous = opts.synchronous ?? 'NORMAL';
-    if (!SYNCHRONOUS_LEVELS.includes(synchronous)) throw new InvalidInputError(`synchronous must be one of ${SYNCHRONOUS_LEVELS.join(', ')}, got ${String(synchronous)}`);
+    if (!SYNCHRONOUS_LEVELS.includes(synchronous)) throw new InvalidInputError(`synchronous must be one of ${SYNCHRONOUS_LEVELS.join(', ')}, got ${quoteInput(synchronous)}`);
     const checkpoint = opts.checkpoint ?? 'background';
-    if (checkpoint !== 'background' && checkpoint !== 'inline') throw new InvalidInputError(`checkpoint must be 'background' or 'inline', got ${String(checkpoint)}`);
+    if (checkpoint !== 'background' && checkpoint !== 'inline') throw new InvalidInputError(`checkpoint must be 'background' or 'inline', got ${quoteInput(checkpoint)}`);
     const maxBatchSize = opts.maxBatchSize ?? 512;
-    if (!Number.isSafeInteger(maxBatchSize) || maxBatchSize < 1) throw new InvalidInputError(`maxBatchSize must be an integer ≥ 1, got ${String(maxBatchSize)}`);
+    if (!Number.isSafeInteger(maxBatchSize) || maxBatchSize < 1) throw new InvalidInputError(`maxBatchSize must be an integer ≥ 1, got ${quoteInput(maxBatchSize)}`);
     if (typeof opts.database !== 'string' && (opts.database === null || typeof opts.database !== 'object')) {
       throw new InvalidInputError('database must be a file path, ":memory:", or an opened better-sqlite3 Database');
     }
@@ -825,7 +825,7 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter,
       const limit = options.limit ?? 100;
       validateLimit(limit);
       const state = options.state;
-      if (state !== undefined && !ALL_TASK_STATES.includes(state)) throw new InvalidInputError(`state must be one of ${ALL_TASK_STATES.join(', ')}, got ${String(state)}`);
+      if (state !== undefined && !ALL_TASK_STATES.includes(state)) throw new InvalidInputError(`state must be one of ${ALL_TASK_STATES.join(', ')}, got ${quoteInput(state)}`);
       const workId = options.workId;
       if (workId !== undefined) assertNonEmptyString(workId, 'workId');
       const after = decodePageCursor(options.after);
@@ -932,7 +932,7 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter,
    */
   setSchedulePaused(name: string, paused: boolean): Promise<Schedule> {
     return settle(() => {
-      if (typeof paused !== 'boolean') throw new InvalidInputError(`paused must be a boolean, got ${String(paused)}`);
+      if (typeof paused !== 'boolean') throw new InvalidInputError(`paused must be a boolean, got ${quoteInput(paused)}`);
       validateScheduleName(name);
     }).then(() => this.#write('setSchedulePaused', (tx) => this.#schedules.setPaused(tx, name, paused)));
   }
@@ -956,7 +956,7 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter,
    */
   pullScheduleForward(name: string, withinMs: number): Promise<Schedule> {
     return settle(() => {
-      if (typeof withinMs !== 'number' || !Number.isSafeInteger(withinMs) || withinMs < 0) throw new InvalidInputError(`withinMs must be an integer ≥ 0, got ${String(withinMs)}`);
+      if (typeof withinMs !== 'number' || !Number.isSafeInteger(withinMs) || withinMs < 0) throw new InvalidInputError(`withinMs must be an integer ≥ 0, got ${quoteInput(withinMs)}`);
       validateScheduleName(name);
     }).then(() => this.#write('pullScheduleForward', (tx) => this.#schedules.pullForward(tx, name, withinMs)));
   }

@@ -725,8 +725,8 @@ function validateClaimOptions(options: ClaimOptions): void {
 function validateProgress(progress: Omit<TaskProgress, 'at'>): Omit<TaskProgress, 'at'> {
   if (progress === null || typeof progress !== 'object') throw new InvalidInputError('progress must be an object { completed, total }');
   const { completed, total, message } = progress;
-  if (typeof completed !== 'number' || !Number.isFinite(completed)) throw new InvalidInputError(`progress.completed must be a finite number, got ${String(completed)}`);
-  if (typeof total !== 'number' || !Number.isFinite(total)) throw new InvalidInputError(`progress.total must be a finite number, got ${String(total)}`);
+  if (typeof completed !== 'number' || !Number.isFinite(completed)) throw new InvalidInputError(`progress.completed must be a finite number, got ${quoteInput(completed)}`);
+  if (typeof total !== 'number' || !Number.isFinite(total)) throw new InvalidInputError(`progress.total must be a finite number, got ${quoteInput(total)}`);
   if (message !== undefined && typeof message !== 'string') throw new InvalidInputError('progress.message must be a string');
   return message === undefined ? { completed, total } : { completed, total, message };
 }
@@ -742,7 +742,7 @@ function boundTaskError(error: TaskError): TaskError {
 }
 
 function parseChangeCursor(cursor: string): number {
-  if (typeof cursor !== 'string' || !/^\d{1,15}$/.test(cursor)) throw new InvalidInputError(`"${String(cursor)}" is not a change cursor of this repository`);
+  if (typeof cursor !== 'string' || !/^\d{1,15}$/.test(cursor)) throw new InvalidInputError(`${quoteInput(cursor)} is not a change cursor of this repository`);
   return Number(cursor);
 }
 
@@ -776,7 +776,7 @@ function encodePosition(position: Position): string {
 function decodePosition(after: string): Position {
   const colon = typeof after === 'string' ? after.indexOf(':') : -1;
   const at = colon > 0 ? Number(after.slice(0, colon)) : Number.NaN;
-  if (!Number.isSafeInteger(at)) throw new InvalidInputError(`"${String(after)}" is not a page cursor of this repository`);
+  if (!Number.isSafeInteger(at)) throw new InvalidInputError(`${quoteInput(after)} is not a page cursor of this repository`);
   return { at, id: after.slice(colon + 1) };
 }
 

@@ -2,7 +2,7 @@
  * The schedules of one in-memory "database": the {@link ScheduleStore} half of MemoryRepository, shared by all
  * the peers opened on one store.
  */
-import { InvalidInputError, type Clock } from '@horae/core';
+import { InvalidInputError, type Clock, quoteInput } from '@horae/core';
 import { firstRunAfter, normalizeScheduleDefinition, sameScheduleDefinition, sameScheduleSpec, validateScheduleAdvance, validateScheduleName } from './schedule-definition.js';
 import { ScheduleNotFoundError, type ListSchedulesOptions, type Schedule, type ScheduleAdvance, type ScheduleDefinition, type UpsertScheduleResult } from './schedule-store.js';
 
@@ -73,7 +73,7 @@ export class MemoryScheduleTable {
 
   /** {@inheritDoc ScheduleStore.setSchedulePaused} */
   setPaused(name: string, paused: boolean): Schedule {
-    if (typeof paused !== 'boolean') throw new InvalidInputError(`paused must be a boolean, got ${String(paused)}`);
+    if (typeof paused !== 'boolean') throw new InvalidInputError(`paused must be a boolean, got ${quoteInput(paused)}`);
     const stored = this.#get(name);
     if (stored.paused === paused) return copy(stored);
     if (paused) return copy(this.#write({ ...stored, paused }));
@@ -91,7 +91,7 @@ export class MemoryScheduleTable {
   /** {@inheritDoc ScheduleStore.pullScheduleForward} */
   pullForward(name: string, withinMs: number): Schedule {
     if (typeof withinMs !== 'number' || !Number.isSafeInteger(withinMs) || withinMs < 0) {
-      throw new InvalidInputError(`withinMs must be an integer ≥ 0, got ${String(withinMs)}`);
+      throw new InvalidInputError(`withinMs must be an integer ≥ 0, got ${quoteInput(withinMs)}`);
     }
     const stored = this.#get(name);
     const bound = this.#clock.now() + withinMs;
@@ -136,7 +136,7 @@ function copy(schedule: Schedule): Schedule {
 }
 
 function assertDate(value: unknown, what: string): asserts value is Date {
-  if (!(value instanceof Date) || !Number.isFinite(value.getTime())) throw new InvalidInputError(`${what} must be a valid Date, got ${String(value)}`);
+  if (!(value instanceof Date) || !Number.isFinite(value.getTime())) throw new InvalidInputError(`${what} must be a valid Date, got ${quoteInput(value)}`);
 }
 
 function compareText(a: string, b: string): number {

@@ -10,6 +10,7 @@ import {
   validateOverlapPolicy,
   type CatchUpPolicy,
   type OverlapPolicy,
+  quoteInput,
 } from '@horae/core';
 import type { ScheduleAdvance, ScheduleDefinition, StoredScheduleSpec } from './schedule-store.js';
 import type { JsonValue } from './task-info.js';
@@ -80,14 +81,14 @@ export function normalizeScheduleDefinition(definition: ScheduleDefinition, limi
   const param = definition.param === undefined ? null : definition.param;
   assertJsonValue(param, 'param', limits.maxParamBytes);
   const priority = definition.priority ?? 0;
-  if (typeof priority !== 'number' || !Number.isFinite(priority)) throw new InvalidInputError(`priority must be a finite number, got ${String(priority)}`);
+  if (typeof priority !== 'number' || !Number.isFinite(priority)) throw new InvalidInputError(`priority must be a finite number, got ${quoteInput(priority)}`);
   const maxAttempts = definition.maxAttempts ?? 1;
   if (typeof maxAttempts !== 'number' || !Number.isSafeInteger(maxAttempts) || maxAttempts < 1) {
-    throw new InvalidInputError(`maxAttempts must be an integer ≥ 1, got ${String(maxAttempts)}`);
+    throw new InvalidInputError(`maxAttempts must be an integer ≥ 1, got ${quoteInput(maxAttempts)}`);
   }
   const maxCatchUp = definition.maxCatchUp ?? DEFAULT_MAX_CATCH_UP;
   if (typeof maxCatchUp !== 'number' || !Number.isSafeInteger(maxCatchUp) || maxCatchUp < 1) {
-    throw new InvalidInputError(`maxCatchUp must be an integer ≥ 1, got ${String(maxCatchUp)}`);
+    throw new InvalidInputError(`maxCatchUp must be an integer ≥ 1, got ${quoteInput(maxCatchUp)}`);
   }
   return {
     name,
@@ -207,7 +208,7 @@ function assertDateOrNull(value: unknown, what: string): void {
 export function validateScheduleAdvance(advance: ScheduleAdvance): void {
   if (advance === null || typeof advance !== 'object') throw new InvalidInputError('advanceSchedule takes { version, lastOccurrenceAt, lastTaskId, nextRunAt }');
   if (typeof advance.version !== 'number' || !Number.isSafeInteger(advance.version) || advance.version < 1) {
-    throw new InvalidInputError(`version must be an integer ≥ 1, got ${String(advance.version)}`);
+    throw new InvalidInputError(`version must be an integer ≥ 1, got ${quoteInput(advance.version)}`);
   }
   assertDateOrNull(advance.lastOccurrenceAt, 'lastOccurrenceAt');
   assertDateOrNull(advance.nextRunAt, 'nextRunAt');

@@ -2,7 +2,7 @@
  * The loop that drives a {@link ScheduleMaterializer} on the scheduler's clock: recurring schedules become tasks
  * without anyone calling `tick()` by hand.
  */
-import { HoraeError, InvalidInputError, type Clock, type ClockTimer } from '@horae/core';
+import { HoraeError, InvalidInputError, type Clock, type ClockTimer, quoteInput } from '@horae/core';
 import type { ScheduleMaterializer, ScheduleTickResult } from './schedule-materializer.js';
 import type { TaskInfo } from './task-info.js';
 
@@ -75,7 +75,7 @@ export class ScheduleLoop {
    */
   constructor(options: ScheduleLoopOptions) {
     if (!Number.isSafeInteger(options.intervalMs) || options.intervalMs < 1) {
-      throw new InvalidInputError(`the schedule tick interval must be an integer ≥ 1 ms, got ${String(options.intervalMs)}`);
+      throw new InvalidInputError(`the schedule tick interval must be an integer ≥ 1 ms, got ${quoteInput(options.intervalMs)}`);
     }
     this.#options = options;
   }

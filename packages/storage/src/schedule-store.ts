@@ -2,7 +2,7 @@
  * Recurring schedules are rows too (DESIGN semantic 6): the contract of the optional {@link ScheduleStore}
  * capability a repository implements to persist them, and the error it throws for an unknown name.
  */
-import { HoraeError, type CatchUpPolicy, type OverlapPolicy } from '@horae/core';
+import { HoraeError, quoteInput, type CatchUpPolicy, type OverlapPolicy } from '@horae/core';
 import type { NormalizedScheduleDefinition } from './schedule-definition.js';
 import type { Repository } from './repository.js';
 import type { JsonValue } from './task-info.js';
@@ -218,6 +218,6 @@ export function isScheduleStore(repository: Repository): repository is Repositor
 export class ScheduleNotFoundError extends HoraeError {
   /** @param scheduleName - the name that was looked up */
   constructor(readonly scheduleName: string) {
-    super('SCHEDULE_NOT_FOUND', `no schedule is named "${scheduleName}"`);
+    super('SCHEDULE_NOT_FOUND', `no schedule is named ${quoteInput(scheduleName)}`);
   }
 }

@@ -2,7 +2,7 @@
  * The user-facing API of recurring schedules: `schedules.upsert({ name, cron | everyMs, ... })`, pause,
  * resume, remove, run soon, get, list — over a repository that implements {@link ScheduleStore}.
  */
-import { HoraeError, InvalidInputError, type CatchUpPolicy, type OverlapPolicy } from '@horae/core';
+import { HoraeError, InvalidInputError, type CatchUpPolicy, type OverlapPolicy, quoteInput } from '@horae/core';
 import type { Repository } from './repository.js';
 import { normalizeScheduleDefinition } from './schedule-definition.js';
 import { isScheduleStore, type Schedule, type ScheduleDefinition, type ScheduleStore, type UpsertScheduleResult } from './schedule-store.js';
@@ -166,7 +166,7 @@ export class Schedules {
     if (input === null || typeof input !== 'object') throw new InvalidInputError('upsert takes a schedule definition object');
     const hasCron = input.cron !== undefined;
     const hasEvery = input.everyMs !== undefined;
-    if (hasCron === hasEvery) throw new InvalidInputError(`schedule "${String(input.name)}" needs exactly one of \`cron\` and \`everyMs\``);
+    if (hasCron === hasEvery) throw new InvalidInputError(`schedule ${quoteInput(input.name)} needs exactly one of \`cron\` and \`everyMs\``);
     const spec: ScheduleDefinition['spec'] = hasCron
       ? { cron: input.cron!, ...(input.timezone === undefined ? {} : { timezone: input.timezone }) }
       : { everyMs: input.everyMs!, ...(input.anchor === undefined ? {} : { anchor: input.anchor }) };
@@ -177,13 +177,13 @@ export class Schedules {
     const registry = this.#registry;
     if (registry !== undefined) {
       if (typeof input.workId !== 'string' || !registry.has(input.workId)) {
-        throw new InvalidInputError(`no work is registered under the workId "${String(input.workId)}"; register it before scheduling it`);
+        throw new InvalidInputError(`no work is registered under the workId ${quoteInput(input.workId)}; register it before scheduling it`);
       }
       try {
         param = registry.validateParam(input.workId, input.param);
       } catch (error) {
         if (error instanceof InvalidInputError) throw error;
-        throw new InvalidInputError(`the param of schedule "${String(input.name)}" was refused: ${error instanceof HoraeError ? error.message : String(error)}`, { cause: error });
+        throw new InvalidInputError(`the param of schedule ${quoteInput(input.name)} was refused: ${error instanceof HoraeError ? error.message : String(error)}`, { cause: error });
       }
       maxAttempts ??= registry.get(input.workId).options.maxAttempts;
     }

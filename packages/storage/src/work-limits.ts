@@ -2,7 +2,7 @@
  * Helpers every {@link WorkLimiter} adapter shares: checking limits, and picking the due tasks that fit the free
  * slots of their works.
  */
-import { InvalidInputError } from '@horae/core';
+import { InvalidInputError, quoteInput } from '@horae/core';
 // eslint-disable-next-line @typescript-eslint/no-unused-vars -- referenced from TSDoc
 import type { WorkLimiter } from './repository.js';
 
@@ -15,7 +15,7 @@ import type { WorkLimiter } from './repository.js';
  */
 export function validateMaxWorking(value: unknown, what = 'maxWorking'): asserts value is number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
-    throw new InvalidInputError(`${what} must be an integer ≥ 1, got ${String(value)}`);
+    throw new InvalidInputError(`${what} must be an integer ≥ 1, got ${quoteInput(value)}`);
   }
 }
 
