@@ -167,11 +167,9 @@ export class DatabaseFileGuard {
 
   /**
    * Whether closing the connection is safe: true while no check has failed; after a failure, true unless another
-   * file is at the `-wal` path. Closing
-   * the last connection checkpoints its log into the file it opened and deletes the `-wal` path: that removes a stale
-   * log that would otherwise pair with the file now at the database path at the next start (and, when only the log
-   * was deleted, it copies the commits of the unnamed log into the database file, which still has its name). But it
-   * would delete another file put at the `-wal` path.
+   * file is at the `-wal` path. Closing the last connection of a database file that has not moved checkpoints its log
+   * into it and deletes the `-wal` path: when only the log was deleted, that copies the commits of the unnamed log
+   * into the database file, which still has its name. But it would delete another file put at the `-wal` path.
    */
   mayClose(): boolean {
     if (this.#failure === null) return true;
@@ -213,7 +211,8 @@ export class DatabaseFileGuard {
 /**
  * Watches the file a repository opened at `database`, if it is a file: `':memory:'`, `''` (a private temporary
  * database) and `file:` URIs are not watched. A failed check is reported once as a process warning
- * (`process.emitWarning`, printed on stderr unless the application listens to `'warning'`), then `onFailure` runs.
+ * (`process.emitWarning`: Node prints it on stderr unless run with `--no-warnings`, and `process.on('warning')` receives
+ * it), the stale log is removed (see {@link DatabaseFileGuard.removeStaleLog}), then `onFailure` runs.
  *
  * @param database - the path the repository opened, as given (resolved against the current directory, as SQLite did)
  * @param onFailure - what the repository does once a check fails (stop its checkpoints, close its connection when
