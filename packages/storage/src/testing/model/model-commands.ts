@@ -4,10 +4,10 @@ import { TaskNotFoundError } from '../../errors.js';
 import type { TaskAttempt, TaskInfo } from '../../task-info.js';
 import type { InvariantLog } from './invariants.js';
 import type { ModelState } from './model-task.js';
-import { compareRuns, compareStore } from './model-task.js';
+import { compareRuns, compareStore, withUnseen } from './model-task.js';
 import type { Operation } from './operations.js';
-import { describeOperation, operationArbitrary } from './operations.js';
-import type { Observed, ResolvedOperation } from './operation-runner.js';
+import { describeOperation, operationArbitrary, pagedReadArbitrary } from './operations.js';
+import type { DrainedChanges, Observed, ResolvedOperation } from './operation-runner.js';
 import { resolveOperation, runOperation } from './operation-runner.js';
 import { applyOperation } from './reference-model.js';
 
@@ -17,6 +17,8 @@ export interface ModelWorld {
   state: ModelState;
   /** When the run started, in ms. */
   readonly t0: number;
+  /** Each client's change-feed cursor (null: it has not read the feed yet). */
+  readonly cursors: (string | null)[];
 }
 
 /** The real side of a run: the clients on one store, and the invariants checked on what they read. */
@@ -58,7 +60,7 @@ export class StepCommand implements fc.AsyncCommand<ModelWorld, RealWorld> {
 
   /** Runs the step's calls, then checks them against the model and the invariants; throws on any disagreement. */
   async run(model: ModelWorld, real: RealWorld): Promise<void> {
-    const resolved = this.ops.map((op) => resolveOperation(op, model.state, model.t0));
+    const resolved = this.ops.map((op) => resolveOperation(op, model.state, model.t0, model.cursors));
     const observed = await Promise.all(resolved.map((op) => runOperation(real.clients, op)));
     const reader = real.clients[real.steps++ % real.clients.length]!;
     const store = await readStore(reader);
@@ -73,6 +75,10 @@ export class StepCommand implements fc.AsyncCommand<ModelWorld, RealWorld> {
         continue;
       }
       model.state = outcome.state;
+      for (const [i, op] of resolved.entries()) {
+        const result = observed[i]!;
+        if (op.kind === 'drainChanges' && result.ok) model.cursors[op.client] = (result.value as DrainedChanges).cursor;
+      }
       const broken = real.invariants.observeStore(store, outcome.changed);
       if (broken.length > 0) throw new Error(`${this.toString()} broke invariants:\n  ${broken.join('\n  ')}`);
       return;
@@ -102,7 +108,7 @@ function linearize(
   for (const i of order) {
     const verdict = applyOperation(state, resolved[i]!, observed[i]!, mode);
     if (!verdict.ok) return { failure: verdict.reason };
-    state = verdict.state;
+    state = withUnseen(verdict.state, verdict.changed);
     for (const id of verdict.changed) changed.add(id);
   }
   const compared = compareStore(state, store);
@@ -142,12 +148,12 @@ async function readHistories(repository: Repository, ids: ReadonlySet<string>): 
 }
 
 /**
- * The commands of a run: single calls, and now and then two or three calls started together (a race), from
- * `clients` clients.
+ * The commands of a run: single calls (now and then a paged read), and now and then two or three calls started
+ * together (a race), from `clients` clients.
  */
 export function commandArbitraries(clients: number): fc.Arbitrary<fc.AsyncCommand<ModelWorld, RealWorld>>[] {
   const operation = operationArbitrary(clients);
-  const single = operation.map((op) => new StepCommand([op]));
+  const single = fc.oneof({ arbitrary: operation, weight: 12 }, { arbitrary: pagedReadArbitrary(clients), weight: 1 }).map((op) => new StepCommand([op]));
   const together = fc.array(operation, { minLength: 2, maxLength: 3 }).map((ops) => new StepCommand(ops));
   // fc.commands draws evenly among these: three singles to one race.
   return [single, single, single, together];

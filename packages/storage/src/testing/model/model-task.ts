@@ -222,6 +222,14 @@ export interface ModelState {
   readonly tasks: readonly ModelTask[];
   /** Ids of deleted tasks: every read of them must say TaskNotFoundError. */
   readonly gone: readonly string[];
+  /** Per client, the tasks written since its last drain of the change feed: its next drain must see each. */
+  readonly unseen: readonly (readonly string[])[];
+}
+
+/** The store after `changed` were written: every client's next drain of the change feed must see them. */
+export function withUnseen(state: ModelState, changed: readonly string[]): ModelState {
+  if (changed.length === 0) return state;
+  return { ...state, unseen: state.unseen.map((ids) => [...new Set([...ids, ...changed])]) };
 }
 
 /** Compares everything the store holds (one `list` read) with the model; pins the model's bounded values. */

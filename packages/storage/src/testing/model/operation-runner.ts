@@ -1,5 +1,5 @@
 import type { Repository } from '../../repository.js';
-import type { JsonValue, NewTask, TaskError, TaskProgress } from '../../task-info.js';
+import type { JsonValue, NewTask, TaskError, TaskInfo, TaskProgress } from '../../task-info.js';
 import type { ModelState, ModelTask } from './model-task.js';
 import type { DueRef, NewTaskSpec, Operation, TaskRef, TokenRef } from './operations.js';
 
@@ -32,7 +32,17 @@ export type ResolvedOperation = { readonly client: number; readonly owner: strin
   | { readonly kind: 'getById' | 'listAttempts'; readonly id: string }
   | { readonly kind: 'countByState' }
   | { readonly kind: 'deleteTerminalBefore'; readonly before: number }
+  | { readonly kind: 'drainChanges'; readonly cursor: string | null; readonly pageSize: number }
+  | { readonly kind: 'listDue'; readonly before: number; readonly pageSize: number }
 );
+
+/** What a drain of the change feed read: every task of every page, in order, and the cursor after the last page. */
+export interface DrainedChanges {
+  /** The tasks of every page, in order. */
+  readonly tasks: readonly TaskInfo[];
+  /** The cursor after the empty page. */
+  readonly cursor: string;
+}
 
 /** How a call settled: its value, or what it threw. */
 export type Observed = { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly error: unknown };
@@ -71,8 +81,11 @@ function newTaskOf(spec: NewTaskSpec, t0: number, id?: string): NewTask {
   return { ...fields, scheduledAt: new Date(timeOfDue(due, t0)), ...(id === undefined ? {} : { id }) };
 }
 
-/** Resolves a symbolic operation against the model state it runs on; `t0` is when the run started. */
-export function resolveOperation(op: Operation, state: ModelState, t0: number): ResolvedOperation {
+/**
+ * Resolves a symbolic operation against the model state it runs on; `t0` is when the run started, `cursors` each
+ * client's change-feed cursor.
+ */
+export function resolveOperation(op: Operation, state: ModelState, t0: number, cursors: readonly (string | null)[]): ResolvedOperation {
   const base = { client: op.client, owner: ownerOf(op.client) };
   switch (op.kind) {
     case 'insert':
@@ -134,7 +147,43 @@ export function resolveOperation(op: Operation, state: ModelState, t0: number): 
     case 'deleteTerminalBefore':
       // Everything: every terminal task (last updated before ten years from now); else none (before a year ago).
       return { ...base, kind: 'deleteTerminalBefore', before: op.everything ? t0 + 10 * YEAR : t0 - YEAR };
+    case 'drainChanges':
+      return { ...base, kind: 'drainChanges', cursor: cursors[op.client] ?? null, pageSize: op.pageSize };
+    case 'listDue':
+      // Every due task and none of those a year ahead.
+      return { ...base, kind: 'listDue', before: t0 + 24 * 60 * MINUTE, pageSize: op.pageSize };
   }
+}
+
+/** Pages getUpdatedSince from `cursor` until an empty page; a bound stops an adapter whose cursor never advances. */
+async function drainChanges(repository: Repository, cursor: string | null, pageSize: number): Promise<DrainedChanges> {
+  const tasks: TaskInfo[] = [];
+  let current = cursor;
+  for (let page = 0; page < 1_000; page++) {
+    const { tasks: changed, cursor: next } = await repository.getUpdatedSince(current, pageSize);
+    if (changed.length > pageSize) throw new Error(`getUpdatedSince returned ${changed.length} tasks, over its limit ${pageSize}`);
+    if (changed.length === 0) {
+      if (current !== null && next !== current) throw new Error('getUpdatedSince moved the cursor on an empty page');
+      return { tasks, cursor: next };
+    }
+    tasks.push(...changed);
+    current = next;
+  }
+  throw new Error('getUpdatedSince did not reach an empty page within 1000 pages');
+}
+
+/** Pages listDue until `next` is null. */
+async function listAllDue(repository: Repository, before: number, pageSize: number): Promise<TaskInfo[]> {
+  const tasks: TaskInfo[] = [];
+  let after: string | null = null;
+  for (let page = 0; page < 1_000; page++) {
+    const result = await repository.listDue({ before: new Date(before), limit: pageSize, after });
+    if (result.tasks.length > pageSize) throw new Error(`listDue returned ${result.tasks.length} tasks, over its limit ${pageSize}`);
+    tasks.push(...result.tasks);
+    if (result.next === null) return tasks;
+    after = result.next;
+  }
+  throw new Error('listDue did not reach its last page within 1000 pages');
 }
 
 /** Calls the repository method an operation names, on the client it names. */
@@ -187,6 +236,10 @@ function call(repository: Repository, op: ResolvedOperation): Promise<unknown> {
       return repository.countByState();
     case 'deleteTerminalBefore':
       return repository.deleteTerminalBefore(new Date(op.before));
+    case 'drainChanges':
+      return drainChanges(repository, op.cursor, op.pageSize);
+    case 'listDue':
+      return listAllDue(repository, op.before, op.pageSize);
   }
 }
 

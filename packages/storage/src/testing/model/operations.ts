@@ -55,6 +55,7 @@ export type Operation = { readonly client: number } & (
   | { readonly kind: 'listAttempts'; readonly task: TaskRef }
   | { readonly kind: 'countByState' }
   | { readonly kind: 'deleteTerminalBefore'; readonly everything: boolean }
+  | { readonly kind: 'drainChanges' | 'listDue'; readonly pageSize: number }
 );
 
 /** The works tasks are drawn from: few, so that claimDue's workIds filter and uniqueKeys meet. */
@@ -119,6 +120,15 @@ export function operationArbitrary(clients: number): fc.Arbitrary<Operation> {
     op(1, fc.record({ kind: fc.constant('countByState') })),
     op(1, fc.record({ kind: fc.constant('deleteTerminalBefore'), everything: fc.boolean() })),
   );
+}
+
+/**
+ * The paged reads, made only as a step of their own: a reader that pages through the change feed (getUpdatedSince
+ * from its last cursor until an empty page), and one that pages through the due tasks (listDue). Paging is not one
+ * atomic read, so what a page shows while other calls write is not the model's to predict.
+ */
+export function pagedReadArbitrary(clients: number): fc.Arbitrary<Operation> {
+  return fc.record({ client: fc.nat(clients - 1), kind: fc.constantFrom<'drainChanges' | 'listDue'>('drainChanges', 'drainChanges', 'listDue'), pageSize: fc.integer({ min: 1, max: 4 }) });
 }
 
 /** A short text of an operation, as a failing sequence prints it. */

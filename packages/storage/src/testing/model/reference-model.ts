@@ -4,6 +4,7 @@ import { DEFAULT_AGING_MS, checkClaimOrder, claimOrderGroups } from './claim-ord
 import type { Expected, ModelState, ModelTask, ProgressView } from './model-task.js';
 import { canonical, compareRuns, errorLike, exact, leaseUntil, nearNow, nothing, someError, timeOf, unspecified } from './model-task.js';
 import type { Observed, ResolvedOperation } from './operation-runner.js';
+import { drainChanges, listDue } from './paged-reads.js';
 import type { Verdict } from './verdicts.js';
 import { agree, describeObserved, expectTask, fail, isVerdict, refused, returnsTask, taskValue, withTask } from './verdicts.js';
 
@@ -296,7 +297,7 @@ function deleteTerminalBefore(state: ModelState, op: Op<'deleteTerminalBefore'>,
   const deleted = op.before > Date.now() ? state.tasks.filter((task) => isTerminal(task.state)) : [];
   if (!observed.ok || observed.value !== deleted.length) return fail(`${what}: expected ${deleted.length} deleted, got ${describeObserved(observed)}`);
   const ids = deleted.map((task) => task.id);
-  return agree({ tasks: state.tasks.filter((task) => !ids.includes(task.id)), gone: [...state.gone, ...ids] }, ids);
+  return agree({ ...state, tasks: state.tasks.filter((task) => !ids.includes(task.id)), gone: [...state.gone, ...ids] }, ids);
 }
 
 /**
@@ -335,5 +336,9 @@ export function applyOperation(state: ModelState, op: ResolvedOperation, observe
       return countByState(state, observed, what);
     case 'deleteTerminalBefore':
       return deleteTerminalBefore(state, op, observed, what);
+    case 'drainChanges':
+      return drainChanges(state, op.client, observed, what);
+    case 'listDue':
+      return listDue(state, op.before, observed, what);
   }
 }

@@ -33,7 +33,7 @@ export async function runRepositoryModel(createFixture: () => Promise<Repository
     try {
       const peers: Repository[] = [];
       for (let i = 1; i < clients; i++) peers.push(await fixture.openPeer());
-      const model: ModelWorld = { state: { tasks: [], gone: [] }, t0: Date.now() };
+      const model: ModelWorld = { state: { tasks: [], gone: [], unseen: Array.from({ length: clients }, () => []) }, t0: Date.now(), cursors: Array.from({ length: clients }, () => null) };
       const real: RealWorld = { clients: [fixture.repository, ...peers], invariants: new InvariantLog(), steps: 0 };
       // A run starts from a few tasks, so that its first calls find something to claim, end and race on.
       const setup = new StepCommand([{ client: 0, kind: 'insertMany', tasks: initialTasks }]);
