@@ -286,6 +286,9 @@ export class TerminalWatch {
           taskId: task.id,
           message: `was ${before.state} at attempt ${before.attempt}, later ${task.state} at attempt ${task.attempt}`,
         });
+        // Reported once per change, not again in every later snapshot.
+        before.state = task.state;
+        before.attempt = task.attempt;
       }
       if (before === undefined && (task.state === 'Done' || task.state === 'Failed' || task.state === 'Cancelled')) {
         this.#seen.set(task.id, { state: task.state, attempt: task.attempt });
