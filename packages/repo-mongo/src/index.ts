@@ -11,3 +11,4 @@ export { encodeParam, decodeParam, toTaskInfo, toTaskAttempt } from './task-docu
 export type { TaskDocument, AttemptDocument, LeaseDocument } from './task-document.js';
 export { MAX_ATTEMPTS_KEPT, TASK_PROJECTION } from './queries.js';
 export { translateMongoError } from './translate-error.js';
+export { MongoHookOutbox, type HookOutboxDocument, type OutboxCollection } from './hook-outbox.js';

@@ -22,6 +22,8 @@ import {
 } from '@horae/storage';
 import type {
   WriteLimits,
+  HookOutbox,
+  HookOutboxProvider,
   ChangePage,
   ClaimDueOptions,
   ClaimOptions,
@@ -40,6 +42,7 @@ import type {
   TaskProgress,
 } from '@horae/storage';
 import { ChangeLog } from './change-log.js';
+import { MongoHookOutbox, type HookOutboxDocument } from './hook-outbox.js';
 import { decodeChangeCursor, decodePageCursor, encodeChangeCursor, encodePageCursor } from './cursors.js';
 import type { PagePosition } from './cursors.js';
 import type { MongoClientLike, MongoDbLike } from './driver.js';
@@ -199,12 +202,14 @@ interface WriteOptions {
  * await repository.init();
  * ```
  */
-export class MongoRepository implements Repository {
+export class MongoRepository implements Repository, HookOutboxProvider {
   /** The most bytes of UTF-8 JSON a param may take (the `maxParamBytes` option). */
   readonly maxParamBytes: number;
   readonly #limits: WriteLimits;
   readonly #tasks: Collection<TaskDocument>;
   readonly #meta: Collection<MetaDocument>;
+  readonly #hookOutboxDocs: Collection<HookOutboxDocument>;
+  #hookOutbox: MongoHookOutbox | undefined;
   readonly #changes: ChangeLog;
   readonly #ownClient: MongoClient | null;
   #ready: Promise<void> | null = null;
@@ -240,6 +245,7 @@ export class MongoRepository implements Repository {
     this.#ownClient = ownClient;
     this.#tasks = db.collection<TaskDocument>(`${prefix}tasks`);
     this.#meta = db.collection<MetaDocument>(`${prefix}meta`);
+    this.#hookOutboxDocs = db.collection<HookOutboxDocument>(`${prefix}hook_outbox`);
     this.#changes = new ChangeLog(this.#meta, ttlMs, expiryMs);
   }
 
@@ -252,7 +258,7 @@ export class MongoRepository implements Repository {
    */
   init(): Promise<void> {
     if (this.#ready === null) {
-      const ready = migrate({ tasks: this.#tasks, meta: this.#meta }).then(
+      const ready = migrate({ tasks: this.#tasks, meta: this.#meta, hookOutbox: this.#hookOutboxDocs }).then(
         () => undefined,
         (error: unknown) => {
           this.#ready = null;
@@ -262,6 +268,20 @@ export class MongoRepository implements Repository {
       this.#ready = ready;
     }
     return this.#ready;
+  }
+
+  /**
+   * The status hook outbox (`<prefix>hook_outbox`), on the same database.
+   *
+   * @returns the same {@link MongoHookOutbox} on every call
+   */
+  hookOutbox(): HookOutbox {
+    this.#hookOutbox ??= new MongoHookOutbox(
+      this.#hookOutboxDocs,
+      this.#meta,
+      (operation, body) => this.#run(operation, body),
+    );
+    return this.#hookOutbox;
   }
 
   async #run<T>(operation: string, body: () => Promise<T>): Promise<T> {

@@ -52,6 +52,14 @@ export const CLAIM_AGED_INDEX_SPEC: IndexDescription = {
 /** Every index of the tasks collection, each named so that a rerun is a no-op. */
 export const TASK_INDEXES: readonly IndexDescription[] = [...VERSION_1_INDEXES, CLAIM_AGED_INDEX_SPEC];
 
+/** The indexes of the hook outbox (schema version 4): the claim's walk in seq order, its per-task check, and purges. */
+export const HOOK_OUTBOX_INDEXES: readonly IndexDescription[] = [
+  { key: { state: 1, hook: 1, seq: 1 }, name: 'horae_hook_outbox_pending' },
+  { key: { state: 1, hook: 1, taskId: 1, seq: 1 }, name: 'horae_hook_outbox_task' },
+  { key: { state: 1, updatedAt: 1 }, name: 'horae_hook_outbox_state' },
+  { key: { seq: 1 }, name: 'horae_hook_outbox_seq' },
+];
+
 /**
  * The slice of the driver the migrations use.
  *
@@ -62,6 +70,10 @@ export interface SchemaTarget {
   tasks: {
     createIndexes(indexes: IndexDescription[]): Promise<string[]>;
     updateMany(filter: Document, update: Document | Document[]): Promise<unknown>;
+  };
+  /** The hook outbox collection (schema version 4). */
+  hookOutbox: {
+    createIndexes(indexes: IndexDescription[]): Promise<string[]>;
   };
   /** The meta collection (schema version, change counter). */
   meta: {
@@ -120,6 +132,15 @@ export const MIGRATIONS: readonly Migration[] = [
       await target.tasks.updateMany({ claimOrder: { $exists: false } }, [{ $set: { claimOrder: CLAIM_ORDER_EXPRESSION } }]);
       // After the keys exist, so the index is built once over them.
       await target.tasks.createIndexes([CLAIM_AGED_INDEX_SPEC]);
+    },
+  },
+  {
+    version: 4,
+    description: 'the status hook outbox',
+    async up(target) {
+      // A new collection: its indexes (named, so a rerun is a no-op) and nothing else; its seq counter is created by
+      // the first enqueue.
+      await target.hookOutbox.createIndexes([...HOOK_OUTBOX_INDEXES]);
     },
   },
 ];

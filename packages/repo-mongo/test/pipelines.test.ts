@@ -369,6 +369,7 @@ describe('documents written by an older version (no claims, unstartedClaims, lea
         },
       },
       meta: { findOne: () => Promise.resolve(null), updateOne: () => Promise.resolve() },
+      hookOutbox: { createIndexes: (indexes) => Promise.resolve(indexes.map((index) => index.name ?? '')) },
     };
     await MIGRATIONS.find((migration) => migration.version === 3)!.up(target);
     // Nothing a reader sees changes (updatedAt and seq included).

@@ -1,19 +1,26 @@
 import { describe, expect, it } from 'vitest';
 import type { Document, IndexDescription } from 'mongodb';
 import { SchemaVersionError } from '@horae/storage';
-import { CLAIM_AGED_INDEX_SPEC, MIGRATIONS, SCHEMA_VERSION, TASK_INDEXES, UNIQUE_KEY_INDEX, UNIQUE_KEY_INDEX_SPEC, migrate } from '../src/schema.js';
+import { CLAIM_AGED_INDEX_SPEC, HOOK_OUTBOX_INDEXES, MIGRATIONS, SCHEMA_VERSION, TASK_INDEXES, UNIQUE_KEY_INDEX, UNIQUE_KEY_INDEX_SPEC, migrate } from '../src/schema.js';
 import { AGED_DUE_SORT, CLAIM_ORDER_EXPRESSION, PRIORITY_DUE_SORT } from '../src/queries.js';
 import type { SchemaTarget } from '../src/schema.js';
 
 /** An in-memory stand-in that records what migrate asks for; it checks migrate's own logic, not MongoDB. */
-function recordingTarget(storedVersion: number | null): SchemaTarget & { created: IndexDescription[][]; updates: Document[]; taskUpdates: Document[] } {
+function recordingTarget(
+  storedVersion: number | null,
+): SchemaTarget & { created: IndexDescription[][]; outboxCreated: IndexDescription[][]; updates: Document[]; taskUpdates: Document[] } {
   const created: IndexDescription[][] = [];
+  const outboxCreated: IndexDescription[][] = [];
   const updates: Document[] = [];
   const taskUpdates: Document[] = [];
   return {
     created,
+    outboxCreated,
     updates,
     taskUpdates,
+    hookOutbox: {
+      createIndexes: (indexes) => (outboxCreated.push(indexes), Promise.resolve(indexes.map((i) => i.name ?? ''))),
+    },
     tasks: {
       createIndexes: (indexes) => (created.push(indexes), Promise.resolve(indexes.map((i) => i.name ?? ''))),
       updateMany: (filter, update) => (taskUpdates.push({ filter, update }), Promise.resolve()),
@@ -60,12 +67,14 @@ describe('schema', () => {
       { filter: { _id: 'schema' }, update: { $max: { version: 1 } } },
       { filter: { _id: 'schema' }, update: { $max: { version: 2 } } },
       { filter: { _id: 'schema' }, update: { $max: { version: 3 } } },
+      { filter: { _id: 'schema' }, update: { $max: { version: 4 } } },
     ]);
+    expect(target.outboxCreated).toEqual([[...HOOK_OUTBOX_INDEXES]]);
   });
 
   it('versions are 1, 2, … with no gap, and version 1 is unchanged from the shipped one', () => {
     expect(MIGRATIONS.map((m) => m.version)).toEqual(MIGRATIONS.map((_, i) => i + 1));
-    expect(SCHEMA_VERSION).toBe(3);
+    expect(SCHEMA_VERSION).toBe(4);
     expect(MIGRATIONS[0]?.description).toBe('task indexes and the change counter');
   });
 
@@ -87,7 +96,7 @@ describe('schema', () => {
 
   it('a database at version 1 upgrades: existing tasks get kind scheduled, no schedule and an empty history, then version 3', async () => {
     const target = recordingTarget(1);
-    expect(await migrate(target)).toBe(3);
+    expect(await migrate(target)).toBe(4);
     // Version 1's indexes and counter are not set up again; version 3 adds its index.
     expect(target.created).toEqual([[CLAIM_AGED_INDEX_SPEC]]);
     // Only documents missing a field are touched, and neither updatedAt nor seq moves.
@@ -99,12 +108,13 @@ describe('schema', () => {
     expect(target.updates).toEqual([
       { filter: { _id: 'schema' }, update: { $max: { version: 2 } } },
       { filter: { _id: 'schema' }, update: { $max: { version: 3 } } },
+      { filter: { _id: 'schema' }, update: { $max: { version: 4 } } },
     ]);
   });
 
   it('a database at version 2 upgrades: claims = attempt, no unstarted claim, Working leases started, the aged key; then its index', async () => {
     const target = recordingTarget(2);
-    expect(await migrate(target)).toBe(3);
+    expect(await migrate(target)).toBe(4);
     // Only documents missing a field are touched; no update sets updatedAt or seq (a reader sees the same TaskInfo).
     expect(target.taskUpdates).toEqual([
       { filter: { claims: { $exists: false } }, update: [{ $set: { claims: '$attempt' } }] },
@@ -114,13 +124,27 @@ describe('schema', () => {
     ]);
     expect(JSON.stringify(target.taskUpdates)).not.toMatch(/updatedAt|"seq"/);
     expect(target.created).toEqual([[CLAIM_AGED_INDEX_SPEC]]);
-    expect(target.updates).toEqual([{ filter: { _id: 'schema' }, update: { $max: { version: 3 } } }]);
+    expect(target.updates).toEqual([
+      { filter: { _id: 'schema' }, update: { $max: { version: 3 } } },
+      { filter: { _id: 'schema' }, update: { $max: { version: 4 } } },
+    ]);
+  });
+
+  it('a database at version 3 upgrades: the hook outbox indexes only; no task is touched', async () => {
+    const target = recordingTarget(3);
+    expect(await migrate(target)).toBe(4);
+    expect(target.outboxCreated).toEqual([[...HOOK_OUTBOX_INDEXES]]);
+    expect(HOOK_OUTBOX_INDEXES.map((index) => index.name)).toEqual(['horae_hook_outbox_pending', 'horae_hook_outbox_task', 'horae_hook_outbox_state', 'horae_hook_outbox_seq']);
+    expect(target.created).toEqual([]);
+    expect(target.taskUpdates).toEqual([]);
+    expect(target.updates).toEqual([{ filter: { _id: 'schema' }, update: { $max: { version: 4 } } }]);
   });
 
   it('an up-to-date database is left alone', async () => {
     const target = recordingTarget(SCHEMA_VERSION);
     expect(await migrate(target)).toBe(SCHEMA_VERSION);
     expect(target.created).toEqual([]);
+    expect(target.outboxCreated).toEqual([]);
     expect(target.updates).toEqual([]);
     expect(target.taskUpdates).toEqual([]);
   });
