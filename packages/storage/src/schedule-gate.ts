@@ -94,6 +94,7 @@ export class ScheduleGate {
   #waitingBytes = 0;
   #queue: QueuedCall[] = [];
   #head = 0;
+  #idleWaiters: Array<() => void> = [];
 
   /**
    * @param options - the bounds, the clock and the health of the repository
@@ -113,6 +114,15 @@ export class ScheduleGate {
   /** Calls waiting for a slot. */
   get queued(): number {
     return this.#queue.length - this.#head;
+  }
+
+  /**
+   * Settles when no call holds a slot or waits for one (those admitted while it waits included): what a stop waits
+   * for, so that no call queued before it writes after it.
+   */
+  idle(): Promise<void> {
+    if (this.#inFlight === 0 && this.queued === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
   }
 
   /** Bytes of params held by the calls whose insert waits for the repository. */
@@ -183,16 +193,19 @@ export class ScheduleGate {
   /** @internal A call that held a slot gave it back: the next queued call takes it, or, during an outage, is refused. */
   leave(): void {
     this.#inFlight--;
-    if (this.#options.health.down) {
-      this.#refuseQueued(this.#options.health.lastError);
-      return;
-    }
+    if (this.#options.health.down) this.#refuseQueued(this.#options.health.lastError);
     const next = this.#shift();
-    if (next === undefined) return;
-    next.done = true;
-    next.forget();
-    this.#enter(next.pending);
-    next.resolve(next.pending);
+    if (next !== undefined) {
+      next.done = true;
+      next.forget();
+      this.#enter(next.pending);
+      next.resolve(next.pending);
+    }
+    if (this.#inFlight === 0 && this.#idleWaiters.length > 0) {
+      const waiters = this.#idleWaiters;
+      this.#idleWaiters = [];
+      for (const resolve of waiters) resolve();
+    }
   }
 
   /** @internal A call's insert waits for the repository: its param is counted, and the queue is refused. */

@@ -472,6 +472,8 @@ class DurableStorage implements StorageMiddleware {
     await this.#sync.stop();
     // Kept after it stopped: a claim still in flight when a local task ends is handed back through it.
     await this.#backlog?.stop();
+    // The schedule() calls queued for a slot of the gate first: none of them may write after the stop.
+    await this.#gate.idle();
     await this.#durable.idle();
   }
 

@@ -106,6 +106,20 @@ describe('schedule() during an outage: the calls that wait are bounded', () => {
     await expect(repo.getById('queued')).rejects.toBeInstanceOf(TaskNotFoundError);
   });
 
+  it('storage.stop() waits for the calls queued for a slot: none of them writes after it', async () => {
+    const { clock, repo } = fixture();
+    const node = await startNode(repo, new WorkRegistry().register('w', () => undefined), clock, { syncIntervalMs: 60_000, maxPendingSchedules: 1 });
+    const calls = Array.from({ length: 3 }, (_, i) => track(node.scheduler.schedule({ workId: 'w', taskId: `q${i}`, delayMs: 60_000 })));
+    let rowsAtStop: number | undefined;
+    const stopping = node.storage.stop().then(async () => {
+      rowsAtStop = (await allTasks(repo)).length;
+    });
+    await clock.advance(0);
+    await stopping;
+    expect(rowsAtStop).toBe(3);
+    expect(calls.every((c) => c.settled)).toBe(true);
+  });
+
   it('a burst on a healthy database is never refused, whatever the bound', async () => {
     const { clock, repo } = fixture();
     const node = await startNode(repo, new WorkRegistry().register('w', () => undefined), clock, { syncIntervalMs: 60_000, maxPendingSchedules: 1 });
