@@ -22,7 +22,7 @@ export function startRaceRules({ group, rule, repo, fixture }: SuiteContext): vo
         ...claimed.map((task, i) =>
           Promise.all([
             settle(repo().markAsStarted(task.id, task.lease!.token)),
-            settle(i % 2 === 0 ? peer.markAsCancelled(task.id) : peer.release(task.id, task.lease!.token, { runAt: past() })),
+            i % 2 === 0 ? settle(peer.markAsCancelled(task.id)) : settle(peer.release(task.id, task.lease!.token, { runAt: past() })),
           ]),
         ),
         settle(peer.reclaimExpired()),
