@@ -218,6 +218,36 @@ describe('durable status hooks (the outbox) on MemoryRepository', () => {
     expect(dropped.at(-1)).toMatchObject({ reason: 'closed' });
   });
 
+  it('a receiver that looks down is left alone: after 3 failures in a row only a probe now and then, 1 s, 2 s, 4 s apart', async () => {
+    const { clock, repo } = world();
+    const { receiver: r, url } = await receiver();
+    r.respond = () => 503;
+    // Backoff 0: without the pause, every failed row would be POSTed again at once, for ever.
+    const horae = await node(clock, repo, okWork(), { statusHooks: { url, secret: generateStatusHookSecret(), backoff: () => 0, concurrency: 2, maxAttempts: 100 } });
+    await Promise.all(Array.from({ length: 10 }, () => horae.schedule({ workId: 'w', delayMs: 3_600_000 })));
+    await horae.durableHooks!.flush();
+    await r.requests(3);
+    await horae.durableHooks!.flush();
+    const afterTrip = r.received.length;
+    expect(afterTrip).toBeLessThanOrEqual(4); // the burst in flight when the third failure came back
+    await clock.advance(999);
+    await horae.durableHooks!.flush();
+    expect(r.received).toHaveLength(afterTrip);
+    await clock.advance(1);
+    await r.requests(afterTrip + 1);
+    await horae.durableHooks!.flush();
+    expect(r.received).toHaveLength(afterTrip + 1); // one probe, which failed: the pause doubles
+    await clock.advance(1999);
+    await horae.durableHooks!.flush();
+    expect(r.received).toHaveLength(afterTrip + 1);
+    r.respond = () => 204;
+    await clock.advance(1);
+    // The probe succeeds: the loop goes back to full speed and delivers the ten creations.
+    await r.requests(afterTrip + 11);
+    for (let i = 0; i < 10 && (await repo.hookOutbox().listHookDeliveries()).length > 0; i++) await horae.durableHooks!.flush();
+    expect(await repo.hookOutbox().listHookDeliveries()).toEqual([]);
+  });
+
   it('dead letters past retention are purged by the loop', async () => {
     const { clock, repo } = world();
     const { receiver: r, url } = await receiver();

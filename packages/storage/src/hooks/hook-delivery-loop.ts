@@ -65,6 +65,12 @@ export interface HookDeliveryLoopOptions extends HookEndpointOptions, DurableHoo
 
 /** How often dead letters past retention are purged. */
 const PURGE_INTERVAL_MS = 60 * 60_000;
+/** Failed POSTs in a row (network errors, timeouts, 408/425/429/5xx) after which the receiver is taken for down. */
+const FAILURES_BEFORE_SUSPEND = 3;
+/** The first pause of a receiver taken for down; it doubles with each failed probe. */
+const FIRST_SUSPEND_MS = 1000;
+/** The longest pause between two probes of a receiver taken for down. */
+const MAX_SUSPEND_MS = 30_000;
 
 /**
  * Delivers one hook's outbox rows from this node.
@@ -78,6 +84,9 @@ const PURGE_INTERVAL_MS = 60 * 60_000;
  *   node claims it then (the time is stored, so it survives restarts). Otherwise: a dead letter.
  * - A failed claim or settle (the database is down) is reported as `hook:outbox-error` and tried again on the next
  *   poll; an unsettled row is claimed again once its lease expires.
+ * - A receiver that looks down (3 retryable failures in a row) is left alone: no claim for 1 s, then one delivery as
+ *   a probe; each failed probe doubles the pause (at most 30 s), a success ends it. So a dead receiver costs a probe
+ *   now and then, not a POST and a write per due row, and the rows keep their place and their attempts.
  */
 export class HookDeliveryLoop {
   readonly #name: string;
@@ -99,6 +108,12 @@ export class HookDeliveryLoop {
   #again = false;
   #started = false;
   #stopping = false;
+  /** Retryable failures in a row; a 2xx or a final answer (4xx) resets it. */
+  #failuresInRow = 0;
+  /** While the receiver looks down: the pause before the next probe. */
+  #suspendMs = 0;
+  /** Until when (on the clock) no claim is made. */
+  #suspendedUntil = 0;
 
   /**
    * @param options - the hook, its outbox and its policy
@@ -192,8 +207,10 @@ export class HookDeliveryLoop {
     try {
       do {
         this.#again = false;
-        const free = this.#concurrency - this.#inFlight.size;
-        if (free <= 0 || this.#stopping) break;
+        if (this.#stopping || this.#clock.now() < this.#suspendedUntil) break;
+        // A receiver that looked down gets one delivery, a probe, until one succeeds.
+        const free = this.#suspendMs > 0 ? Math.min(1, 1 - this.#inFlight.size) : this.#concurrency - this.#inFlight.size;
+        if (free <= 0) break;
         let claimed: ClaimedHookDelivery[];
         try {
           claimed = await this.#outbox.claimHookDeliveries({ hooks: [this.#name], limit: free, leaseMs: this.#leaseMs });
@@ -206,7 +223,10 @@ export class HookDeliveryLoop {
       } while (this.#again);
     } finally {
       this.#claiming = false;
-      if (!this.#stopping) this.#pollTimer = this.#clock.setTimer(() => this.wake(), this.#pollIntervalMs);
+      if (!this.#stopping) {
+        const untilResumed = this.#suspendedUntil - this.#clock.now();
+        this.#pollTimer = this.#clock.setTimer(() => this.wake(), Math.max(untilResumed, untilResumed > 0 ? 0 : this.#pollIntervalMs));
+      }
       this.#checkIdle();
     }
   }
@@ -217,6 +237,7 @@ export class HookDeliveryLoop {
     const ref: HookDeliveryRef = { hook: this.#name, deliveryId: row.id, taskId: row.taskId, attempts: row.attempts };
     const result = await this.#endpoint.post({ id: row.id, body: row.body, attempt: row.attempts }, controller.signal);
     const aborted = controller.signal.aborted;
+    if (!aborted) this.#track(result);
     const [outcome, report] = this.#decide(result, row.attempts, aborted);
     try {
       const settled = await this.#outbox.settleHookDelivery(row.id, row.token, outcome);
@@ -229,6 +250,21 @@ export class HookDeliveryLoop {
       this.wake();
       this.#checkIdle();
     }
+  }
+
+  /** Counts failures in a row, and suspends the claims of a receiver that looks down (see the class rules). */
+  #track(result: HookPostResult): void {
+    if (result.ok || !result.error.retryable) {
+      this.#failuresInRow = 0;
+      this.#suspendMs = 0;
+      this.#suspendedUntil = 0;
+      return;
+    }
+    this.#failuresInRow += 1;
+    // The other POSTs of the burst that tripped the pause fail too: they do not lengthen it.
+    if (this.#failuresInRow < FAILURES_BEFORE_SUSPEND || this.#clock.now() < this.#suspendedUntil) return;
+    this.#suspendMs = this.#suspendMs === 0 ? FIRST_SUSPEND_MS : Math.min(this.#suspendMs * 2, MAX_SUSPEND_MS);
+    this.#suspendedUntil = this.#clock.now() + this.#suspendMs;
   }
 
   /** What to store, and what to report once it is stored. */

@@ -29,6 +29,8 @@ export interface HookEnqueuerOptions {
   onEnqueued?: () => void;
 }
 
+/** How long changes gather before their batch is written (real time). */
+const BATCH_WINDOW_MS = 20;
 /** The most rows one enqueue writes; a longer buffer goes in several batches. */
 const MAX_BATCH = 500;
 
@@ -134,11 +136,12 @@ export class HookEnqueuer {
   #schedule(): void {
     if (this.#scheduled || this.#writing || this.#retryTimer !== undefined) return;
     this.#scheduled = true;
-    // The next turn of the event loop: every change of this turn (a wave of runs ending) goes in one batch.
-    setImmediate(() => {
+    // A short real-time window (not the clock's: it only groups writes): the changes of a wave of runs go in one batch,
+    // so a drain pays a few inserts, not one per change.
+    setTimeout(() => {
       this.#scheduled = false;
       void this.#write();
-    });
+    }, BATCH_WINDOW_MS);
   }
 
   async #write(): Promise<void> {
