@@ -14,9 +14,10 @@ import { MAX_TIMER_DELAY_MS } from './clock.js';
  * - They bound the wait only: a call that settles at once (the core alone, a healthy database) is not affected,
  *   except that a `signal` already aborted rejects at once with a {@link ScheduleAbortedError} and nothing is
  *   written.
- * - With storage, they are honoured before the first write of the task and while the call waits between two tries
- *   of a write that failed with an outage; a try under way is never cut (a driver call cannot be taken back): the
- *   call settles when it ends, with the handle when it landed.
+ * - With storage, they are honoured while the call waits for its turn to write (the back-pressure bound of the
+ *   storage middleware), before the first write of the task, and while the call waits between two tries of a write
+ *   that failed with an outage; a try under way is never cut (a driver call cannot be taken back): the call settles
+ *   when it ends, with the handle when it landed.
  * - Once the task is written the call resolves; the signal no longer applies (cancel the task through its handle).
  */
 export interface ScheduleCallOptions {

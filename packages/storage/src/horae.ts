@@ -382,9 +382,9 @@ export class Horae {
    * every `scheduleTickMs`. Calling it again while it runs, or after it resolved, returns the same promise.
    *
    * While the database is down: the first read of the restore (the change cursor) is tried once. When it fails,
-   * `start()` rejects with that error at once, and nothing was started (no task held, no loop armed, the scheduler
-   * not started): call `start()` again later (with your own backoff), or let the process exit for its supervisor to
-   * restart it. An outage that begins after that first read is retried until the reads land, like every repository
+   * `start()` rejects with that error at once, and neither the storage nor the scheduler was started (no task held,
+   * no sync or schedule loop armed): call `start()` again later (with your own backoff), or let the process exit for
+   * its supervisor to restart it. An outage that begins after that first read is retried until the reads land, like every repository
    * call (reported as `repository:error`); `start()` resolves once they did. The schedule loop's first tick never
    * fails `start()`: its errors go to `schedules:error`.
    *
