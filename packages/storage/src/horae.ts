@@ -463,8 +463,8 @@ export class Horae {
    *   (upserted: the same name again updates it), whose occurrences are tasks of kind `periodic`.
    *
    * While the database is down, a one-time task's insert is retried until it lands, and the call waits; at most
-   * `maxPendingSchedules` calls (and `maxPendingScheduleBytes` of params) wait at once, and a call past that bound is
-   * refused at once with a BackpressureError. `call` bounds one call's wait (see ScheduleCallOptions). A recurring
+   * `maxPendingSchedules` inserts are under way at once (with `maxPendingScheduleBytes` of params waiting), and a call
+   * past that bound is refused at once with a BackpressureError (while the database is up it waits its turn). `call` bounds one call's wait (see ScheduleCallOptions). A recurring
    * schedule is written once, without retries: during an outage its call rejects with the RepositoryError.
    *
    * @param options - what to run, and when

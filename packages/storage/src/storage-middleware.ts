@@ -150,9 +150,10 @@ export interface StorageOptions {
    */
   repositoryErrorIntervalMs?: number;
   /**
-   * How many `schedule()` calls may wait for the repository while it is down (their inserts are retried until they
-   * land). Past it, a call is refused at once with a `BackpressureError` (code `BACKPRESSURE`) and nothing is
-   * written. It bounds the memory an outage costs; it never refuses a call while the repository is up.
+   * How many `schedule()` inserts may be under way at once (tried, or waiting to be tried again after an outage): it
+   * bounds what an outage holds. While the repository is up, a call past it waits its turn (a burst is paced, never
+   * refused); while it is known to be down, a call past it is refused at once with a `BackpressureError` (code
+   * `BACKPRESSURE`) and nothing is written, and so are the calls waiting for their turn when the outage became known.
    * @defaultValue 1000
    */
   maxPendingSchedules?: number;
