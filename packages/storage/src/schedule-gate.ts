@@ -6,7 +6,7 @@ import { Buffer } from 'node:buffer';
 import { HoraeError, InvalidInputError, ScheduleAbortedError, ScheduleTimeoutError, type Clock, type ClockTimer, type ScheduleCall } from '@horae/core';
 import type { RepositoryError } from './errors.js';
 
-/** How many `schedule()` calls may wait for the repository during an outage, when not told. */
+/** How many `schedule()` inserts may be under way at once (see `maxPendingSchedules`), when not told. */
 export const DEFAULT_MAX_PENDING_SCHEDULES = 1_000;
 /** How many bytes of params (their JSON text, UTF-8) the calls waiting during an outage may hold, when not told: 16 MiB. */
 export const DEFAULT_MAX_PENDING_SCHEDULE_BYTES = 16 * 1024 * 1024;
@@ -40,7 +40,7 @@ export class BackpressureError extends HoraeError {
 
 /** Options of {@link ScheduleGate}. */
 export interface ScheduleGateOptions {
-  /** The most calls that may wait during an outage (an integer ≥ 1). */
+  /** The most inserts under way at once (an integer ≥ 1). */
   maxPending: number;
   /** The most bytes of params they may hold (an integer ≥ 1). */
   maxPendingBytes: number;
