@@ -1,7 +1,7 @@
 /**
  * How a task is stored in MongoDB, and the mapping between a stored document and a {@link TaskInfo}.
  */
-import { RepositoryError, MAX_ERROR_MESSAGE_LENGTH, MAX_ERROR_STACK_LENGTH } from '@horae/storage';
+import { RepositoryError, MAX_ERROR_MESSAGE_LENGTH, MAX_ERROR_STACK_LENGTH, MAX_ERROR_NAME_LENGTH } from '@horae/storage';
 import type { AttemptOutcome, CheckIn, JsonValue, Lease, TaskAttempt, TaskError, TaskInfo, TaskKind, TaskProgress } from '@horae/storage';
 
 /**
@@ -107,8 +107,8 @@ export function decodeParam(stored: unknown): JsonValue {
  */
 export function sanitizeTaskError(error: TaskError): TaskError {
   const out: TaskError = { message: String(error?.message ?? '').slice(0, MAX_ERROR_MESSAGE_LENGTH) };
-  if (typeof error?.name === 'string') out.name = error.name;
-  if (typeof error?.code === 'string') out.code = error.code;
+  if (typeof error?.name === 'string') out.name = error.name.slice(0, MAX_ERROR_NAME_LENGTH);
+  if (typeof error?.code === 'string') out.code = error.code.slice(0, MAX_ERROR_NAME_LENGTH);
   if (typeof error?.stack === 'string') out.stack = error.stack.slice(0, MAX_ERROR_STACK_LENGTH);
   return out;
 }

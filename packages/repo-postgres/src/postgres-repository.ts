@@ -13,6 +13,7 @@ import {
   MAX_CHECK_INS_PER_ATTEMPT,
   MAX_ERROR_MESSAGE_LENGTH,
   MAX_ERROR_STACK_LENGTH,
+  MAX_ERROR_NAME_LENGTH,
   RepositoryError,
   TaskNotDueError,
   TaskNotFoundError,
@@ -198,8 +199,8 @@ function boundedError(error: TaskError): TaskError {
     throw new InvalidInputError('error must be a TaskError with a string message');
   }
   const out: TaskError = { message: error.message.slice(0, MAX_ERROR_MESSAGE_LENGTH) };
-  if (typeof error.name === 'string') out.name = error.name;
-  if (typeof error.code === 'string') out.code = error.code;
+  if (typeof error.name === 'string') out.name = error.name.slice(0, MAX_ERROR_NAME_LENGTH);
+  if (typeof error.code === 'string') out.code = error.code.slice(0, MAX_ERROR_NAME_LENGTH);
   if (typeof error.stack === 'string') out.stack = error.stack.slice(0, MAX_ERROR_STACK_LENGTH);
   return out;
 }

@@ -3,7 +3,7 @@
  * progress reports handed to one method), run before anything is queued for writing.
  */
 import { InvalidInputError, quoteInput } from '@horae/core';
-import { MAX_ERROR_MESSAGE_LENGTH, MAX_ERROR_STACK_LENGTH, toTaskError, type TaskError, type TaskProgress } from '@horae/storage';
+import { MAX_ERROR_MESSAGE_LENGTH, MAX_ERROR_STACK_LENGTH, MAX_ERROR_NAME_LENGTH, toTaskError, type TaskError, type TaskProgress } from '@horae/storage';
 
 /** @throws InvalidInputError unless `value` is a non-empty string */
 export function assertNonEmptyString(value: unknown, what: string): asserts value is string {
@@ -28,8 +28,8 @@ export function normalizeTaskError(error: unknown): TaskError {
   }
   const given = error as TaskError;
   const out: TaskError = { message: given.message.slice(0, MAX_ERROR_MESSAGE_LENGTH) };
-  if (typeof given.name === 'string') out.name = given.name;
-  if (typeof given.code === 'string') out.code = given.code;
+  if (typeof given.name === 'string') out.name = given.name.slice(0, MAX_ERROR_NAME_LENGTH);
+  if (typeof given.code === 'string') out.code = given.code.slice(0, MAX_ERROR_NAME_LENGTH);
   if (typeof given.stack === 'string') out.stack = given.stack.slice(0, MAX_ERROR_STACK_LENGTH);
   return out;
 }

@@ -38,6 +38,7 @@ import {
 import {
   MAX_ERROR_MESSAGE_LENGTH,
   MAX_ERROR_STACK_LENGTH,
+  MAX_ERROR_NAME_LENGTH,
   checkAgingMs,
   checkMaxParamBytes,
   checkMaxUnstartedClaims,
@@ -735,8 +736,8 @@ function validateProgress(progress: Omit<TaskProgress, 'at'>): Omit<TaskProgress
 function boundTaskError(error: TaskError): TaskError {
   if (error === null || typeof error !== 'object' || typeof error.message !== 'string') throw new InvalidInputError('an error must be an object with a string message');
   const bounded: TaskError = { message: error.message.slice(0, MAX_ERROR_MESSAGE_LENGTH) };
-  if (typeof error.name === 'string') bounded.name = error.name;
-  if (typeof error.code === 'string') bounded.code = error.code;
+  if (typeof error.name === 'string') bounded.name = error.name.slice(0, MAX_ERROR_NAME_LENGTH);
+  if (typeof error.code === 'string') bounded.code = error.code.slice(0, MAX_ERROR_NAME_LENGTH);
   if (typeof error.stack === 'string') bounded.stack = error.stack.slice(0, MAX_ERROR_STACK_LENGTH);
   return bounded;
 }

@@ -5,6 +5,8 @@ import { ALL_TASK_KINDS, DEFAULT_MAX_UNSTARTED_CLAIMS, type JsonValue, type NewT
 export const MAX_ERROR_MESSAGE_LENGTH = 2_000;
 /** Longest stack kept on a stored error. */
 export const MAX_ERROR_STACK_LENGTH = 8_000;
+/** Longest `name`, and longest `code`, kept on a stored error. */
+export const MAX_ERROR_NAME_LENGTH = 200;
 
 /**
  * The longest task id accepted. Like every key limit here, it counts UTF-16 code units (JavaScript's
@@ -290,9 +292,9 @@ export function validateLimit(limit: unknown): asserts limit is number {
 /** Turns anything thrown into a bounded {@link TaskError} for storage. */
 export function toTaskError(error: unknown): TaskError {
   if (error instanceof Error) {
-    const out: TaskError = { message: error.message.slice(0, MAX_ERROR_MESSAGE_LENGTH), name: error.name };
+    const out: TaskError = { message: error.message.slice(0, MAX_ERROR_MESSAGE_LENGTH), name: error.name.slice(0, MAX_ERROR_NAME_LENGTH) };
     const code = (error as { code?: unknown }).code;
-    if (typeof code === 'string' || typeof code === 'number') out.code = String(code);
+    if (typeof code === 'string' || typeof code === 'number') out.code = String(code).slice(0, MAX_ERROR_NAME_LENGTH);
     if (error.stack !== undefined) out.stack = error.stack.slice(0, MAX_ERROR_STACK_LENGTH);
     return out;
   }

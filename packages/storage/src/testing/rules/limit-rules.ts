@@ -5,6 +5,8 @@ import { isScheduleStore } from '../../schedule-store.js';
 import type { NewTask } from '../../task-info.js';
 import {
   DEFAULT_MAX_PARAM_BYTES,
+  MAX_ERROR_MESSAGE_LENGTH,
+  MAX_ERROR_NAME_LENGTH,
   MAX_NODE_ID_LENGTH,
   MAX_SCHEDULE_NAME_LENGTH,
   MAX_TASK_ID_LENGTH,
@@ -139,6 +141,16 @@ export function limitRules({ group, rule, repo }: SuiteContext): void {
       const error = (result as { error: unknown }).error as Error & { code?: string };
       expect(error.code).toBe('TASK_NOT_FOUND');
       expect(error.message.length).toBeLessThanOrEqual(MAX_MESSAGE_LENGTH);
+    });
+
+    rule('a stored error keeps at most the bounded lengths of its message, name and code', async () => {
+      const { task } = await repo().insert(newTask());
+      const huge = 'e'.repeat(1_000_000);
+      const failed = await repo().markAsFailed(task.id, { message: huge, name: huge, code: huge });
+      expect(failed.lastError?.message.length).toBe(MAX_ERROR_MESSAGE_LENGTH);
+      expect(failed.lastError?.name?.length).toBe(MAX_ERROR_NAME_LENGTH);
+      expect(failed.lastError?.code?.length).toBe(MAX_ERROR_NAME_LENGTH);
+      expect((await repo().getById(task.id)).lastError).toEqual(failed.lastError);
     });
 
     rule('schedules: a name, workId or param over its limit is refused; nothing is stored', async () => {
