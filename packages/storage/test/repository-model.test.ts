@@ -4,10 +4,10 @@ import { describe, expect, it } from 'vitest';
 import { runRepositoryModel } from '../src/testing/model/run-repository-model.js';
 
 /** A repository whose methods named in `overrides` are replaced, the others those of `repository`. */
-function overriding(repository: Repository, overrides: Partial<Record<keyof Repository, unknown>>): Repository {
+function overriding(repository: Repository, overrides: Readonly<Record<string, unknown>>): Repository {
   return new Proxy(repository, {
     get: (target, property) => {
-      if (property in overrides) return (overrides as Record<string | symbol, unknown>)[property];
+      if (typeof property === 'string' && property in overrides) return overrides[property];
       const value = (target as unknown as Record<string | symbol, unknown>)[property];
       return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
     },
@@ -38,6 +38,10 @@ const DEFECTS: Record<string, (repository: MemoryRepository) => Repository> = {
         return page.tasks.length === limit && limit > 1 ? { ...page, tasks: page.tasks.slice(0, -1) } : page;
       },
     }),
+  'claimWithinLimit ignores the limit': (repository) =>
+    overriding(repository, { claimWithinLimit: (id: string, options: Parameters<MemoryRepository['claimWithinLimit']>[1]) => repository.claimWithinLimit(id, { ...options, maxWorking: 100 }) }),
+  'claimDueWithinLimits ignores the limits': (repository) =>
+    overriding(repository, { claimDueWithinLimits: (options: Parameters<MemoryRepository['claimDueWithinLimits']>[0]) => repository.claimDueWithinLimits({ ...options, workLimits: {} }) }),
   'listDue pages in reverse': (repository) =>
     overriding(repository, { listDue: async (options: Parameters<Repository['listDue']>[0]) => ({ ...(await repository.listDue(options)), tasks: (await repository.listDue(options)).tasks.reverse() }) }),
 };

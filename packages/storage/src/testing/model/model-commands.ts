@@ -149,10 +149,10 @@ async function readHistories(repository: Repository, ids: ReadonlySet<string>): 
 
 /**
  * The commands of a run: single calls (now and then a paged read), and now and then two or three calls started
- * together (a race), from `clients` clients.
+ * together (a race), from `clients` clients; the WorkLimiter's claims too when the repository is one.
  */
-export function commandArbitraries(clients: number): fc.Arbitrary<fc.AsyncCommand<ModelWorld, RealWorld>>[] {
-  const operation = operationArbitrary(clients);
+export function commandArbitraries(clients: number, workLimiter: boolean): fc.Arbitrary<fc.AsyncCommand<ModelWorld, RealWorld>>[] {
+  const operation = operationArbitrary(clients, workLimiter);
   const single = fc.oneof({ arbitrary: operation, weight: 12 }, { arbitrary: pagedReadArbitrary(clients), weight: 1 }).map((op) => new StepCommand([op]));
   const together = fc.array(operation, { minLength: 2, maxLength: 3 }).map((ops) => new StepCommand(ops));
   // fc.commands draws evenly among these: three singles to one race.

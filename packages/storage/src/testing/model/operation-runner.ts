@@ -1,4 +1,5 @@
-import type { Repository } from '../../repository.js';
+import type { Repository, WorkLimiter } from '../../repository.js';
+import { isWorkLimiter } from '../../repository.js';
 import type { JsonValue, NewTask, TaskError, TaskInfo, TaskProgress } from '../../task-info.js';
 import type { ModelState, ModelTask } from './model-task.js';
 import type { DueRef, NewTaskSpec, Operation, TaskRef, TokenRef } from './operations.js';
@@ -34,6 +35,15 @@ export type ResolvedOperation = { readonly client: number; readonly owner: strin
   | { readonly kind: 'deleteTerminalBefore'; readonly before: number }
   | { readonly kind: 'drainChanges'; readonly cursor: string | null; readonly pageSize: number }
   | { readonly kind: 'listDue'; readonly before: number; readonly pageSize: number }
+  | { readonly kind: 'claimWithinLimit'; readonly id: string; readonly leaseMs: number; readonly ifScheduledAt: number | undefined; readonly maxWorking: number }
+  | {
+      readonly kind: 'claimDueWithinLimits';
+      readonly limit: number;
+      readonly leaseMs: number;
+      readonly workIds: readonly string[] | undefined;
+      readonly agingMs: number | undefined;
+      readonly workLimits: Readonly<Record<string, number>>;
+    }
 );
 
 /** What a drain of the change feed read: every task of every page, in order, and the cursor after the last page. */
@@ -92,13 +102,17 @@ export function resolveOperation(op: Operation, state: ModelState, t0: number, c
       return { ...base, kind: 'insert', input: newTaskOf(op.task, t0, op.takenId === null ? undefined : taskOf(state, op.takenId)?.id) };
     case 'insertMany':
       return { ...base, kind: 'insertMany', inputs: op.tasks.map((spec) => newTaskOf(spec, t0)) };
-    case 'claim': {
+    case 'claim':
+    case 'claimWithinLimit': {
       const id = idOf(state, op.task);
       const task = state.tasks.find((candidate) => candidate.id === id);
       const current = task !== undefined && 'exact' in task.scheduledAt ? task.scheduledAt.exact : t0;
       const ifScheduledAt = op.ifScheduledAt === 'none' ? undefined : op.ifScheduledAt === 'current' ? current : current + 1_000;
-      return { ...base, kind: 'claim', id, leaseMs: op.leaseMs, ifScheduledAt };
+      if (op.kind === 'claim') return { ...base, kind: 'claim', id, leaseMs: op.leaseMs, ifScheduledAt };
+      return { ...base, kind: 'claimWithinLimit', id, leaseMs: op.leaseMs, ifScheduledAt, maxWorking: op.maxWorking };
     }
+    case 'claimDueWithinLimits':
+      return { ...base, kind: 'claimDueWithinLimits', limit: op.limit, leaseMs: op.leaseMs, workIds: op.workIds ?? undefined, agingMs: op.agingMs ?? undefined, workLimits: op.workLimits };
     case 'claimDue':
       return { ...base, kind: 'claimDue', limit: op.limit, leaseMs: op.leaseMs, workIds: op.workIds ?? undefined, agingMs: op.agingMs ?? undefined };
     case 'markAsStarted':
@@ -186,6 +200,12 @@ async function listAllDue(repository: Repository, before: number, pageSize: numb
   throw new Error('listDue did not reach its last page within 1000 pages');
 }
 
+/** The repository as a WorkLimiter; the operations of that capability are drawn only for a repository that has it. */
+function limiter(repository: Repository): Repository & WorkLimiter {
+  if (!isWorkLimiter(repository)) throw new TypeError('a WorkLimiter operation was drawn for a repository that is not a WorkLimiter');
+  return repository;
+}
+
 /** Calls the repository method an operation names, on the client it names. */
 function call(repository: Repository, op: ResolvedOperation): Promise<unknown> {
   switch (op.kind) {
@@ -238,6 +258,22 @@ function call(repository: Repository, op: ResolvedOperation): Promise<unknown> {
       return repository.deleteTerminalBefore(new Date(op.before));
     case 'drainChanges':
       return drainChanges(repository, op.cursor, op.pageSize);
+    case 'claimWithinLimit':
+      return limiter(repository).claimWithinLimit(op.id, {
+        owner: op.owner,
+        leaseMs: op.leaseMs,
+        maxWorking: op.maxWorking,
+        ...(op.ifScheduledAt === undefined ? {} : { ifScheduledAt: new Date(op.ifScheduledAt) }),
+      });
+    case 'claimDueWithinLimits':
+      return limiter(repository).claimDueWithinLimits({
+        owner: op.owner,
+        leaseMs: op.leaseMs,
+        limit: op.limit,
+        workLimits: op.workLimits,
+        ...(op.workIds === undefined ? {} : { workIds: op.workIds }),
+        ...(op.agingMs === undefined ? {} : { agingMs: op.agingMs }),
+      });
     case 'listDue':
       return listAllDue(repository, op.before, op.pageSize);
   }

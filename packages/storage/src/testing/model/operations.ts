@@ -56,6 +56,15 @@ export type Operation = { readonly client: number } & (
   | { readonly kind: 'countByState' }
   | { readonly kind: 'deleteTerminalBefore'; readonly everything: boolean }
   | { readonly kind: 'drainChanges' | 'listDue'; readonly pageSize: number }
+  | { readonly kind: 'claimWithinLimit'; readonly task: TaskRef; readonly leaseMs: number; readonly ifScheduledAt: 'none' | 'current' | 'stale'; readonly maxWorking: number }
+  | {
+      readonly kind: 'claimDueWithinLimits';
+      readonly limit: number;
+      readonly leaseMs: number;
+      readonly workIds: readonly string[] | null;
+      readonly agingMs: number | null;
+      readonly workLimits: Readonly<Record<string, number>>;
+    }
 );
 
 /** The works tasks are drawn from: few, so that claimDue's workIds filter and uniqueKeys meet. */
@@ -88,8 +97,11 @@ export const newTaskArbitrary: fc.Arbitrary<NewTaskSpec> = fc.record({
   param,
 });
 
-/** The operations of clients `0 .. clients - 1`, weighted towards the transitions that race and fence. */
-export function operationArbitrary(clients: number): fc.Arbitrary<Operation> {
+/**
+ * The operations of clients `0 .. clients - 1`, weighted towards the transitions that race and fence; with
+ * `workLimiter`, the claims of the WorkLimiter capability too.
+ */
+export function operationArbitrary(clients: number, workLimiter = false): fc.Arbitrary<Operation> {
   const client = fc.nat(clients - 1);
   const op = <T extends object>(weight: number, fields: fc.Arbitrary<T>): fc.WeightedArbitrary<Operation> => ({
     weight,
@@ -119,6 +131,15 @@ export function operationArbitrary(clients: number): fc.Arbitrary<Operation> {
     op(1, fc.record({ kind: fc.constant('listAttempts'), task: working })),
     op(1, fc.record({ kind: fc.constant('countByState') })),
     op(1, fc.record({ kind: fc.constant('deleteTerminalBefore'), everything: fc.boolean() })),
+    op(workLimiter ? 3 : 0, fc.record({ kind: fc.constant('claimWithinLimit'), task: initialized, leaseMs, ifScheduledAt: fc.constantFrom('none', 'none', 'current', 'stale'), maxWorking: fc.integer({ min: 1, max: 2 }) })),
+    op(workLimiter ? 3 : 0, fc.record({
+      kind: fc.constant('claimDueWithinLimits'),
+      limit: fc.integer({ min: 1, max: 4 }),
+      leaseMs,
+      workIds: fc.oneof({ arbitrary: fc.constant(null), weight: 3 }, { arbitrary: fc.subarray([...WORK_IDS]), weight: 1 }),
+      agingMs: fc.constantFrom(null, 60_000, Number.POSITIVE_INFINITY),
+      workLimits: fc.dictionary(fc.constantFrom(...WORK_IDS), fc.integer({ min: 1, max: 2 }), { maxKeys: 3 }),
+    })),
   );
 }
 

@@ -1,12 +1,14 @@
 import type { AttemptOutcome, NewTask, TaskAttempt, TaskError, TaskInfo, TaskState } from '../../task-info.js';
 import { DEFAULT_MAX_UNSTARTED_CLAIMS, isTerminal, poisonTaskError } from '../../task-info.js';
-import { DEFAULT_AGING_MS, checkClaimOrder, claimOrderGroups } from './claim-order.js';
+import type { Mode, Op } from './claim-model.js';
+import { claim, claimDue, find, startRun } from './claim-model.js';
 import type { Expected, ModelState, ModelTask, ProgressView } from './model-task.js';
-import { canonical, compareRuns, errorLike, exact, leaseUntil, nearNow, nothing, someError, timeOf, unspecified } from './model-task.js';
+import { canonical, compareRuns, errorLike, exact, leaseUntil, nearNow, nothing, someError, unspecified } from './model-task.js';
 import type { Observed, ResolvedOperation } from './operation-runner.js';
 import { drainChanges, listDue } from './paged-reads.js';
+import { claimDueWithinLimits, claimWithinLimit } from './work-limit-model.js';
 import type { Verdict } from './verdicts.js';
-import { agree, describeObserved, expectTask, fail, isVerdict, refused, returnsTask, taskValue, withTask } from './verdicts.js';
+import { agree, describeObserved, expectTask, fail, refused, returnsTask, withTask } from './verdicts.js';
 
 /**
  * The reference model of the Repository contract: a pure statement of what each call must return and leave
@@ -19,20 +21,6 @@ import { agree, describeObserved, expectTask, fail, isVerdict, refused, returnsT
  * concurrent call held (SKIP LOCKED), so only what it returned is checked, not that it took all it could.
  */
 
-/** How the call ran: by itself, or together with other calls. */
-export type Mode = 'alone' | 'racing';
-
-/** Far enough ahead that a due time beyond it is not due while a run lasts (the drawn ones are a year away). */
-const NOT_DUE_AFTER_MS = 24 * 60 * 60_000;
-
-function isDue(task: ModelTask): boolean {
-  return timeOf(task.scheduledAt) < Date.now() + NOT_DUE_AFTER_MS;
-}
-
-function find(state: ModelState, id: string): ModelTask | undefined {
-  return state.tasks.find((task) => task.id === id);
-}
-
 function held(task: ModelTask, token: string | undefined): boolean {
   return task.state === 'Working' && task.lease !== null && task.lease.token === token;
 }
@@ -44,24 +32,10 @@ function closeRun(task: ModelTask, outcome: AttemptOutcome, error: Expected<Task
   return { ...task, runs: [...task.runs.slice(0, -1), { ...last, outcome, error }] };
 }
 
-/** A run starts: the attempt counts and its record opens. */
-function startRun(task: ModelTask, node: string): ModelTask {
-  const attempt = task.attempt + 1;
-  return { ...task, attempt, unstartedClaims: 0, runs: [...task.runs, { run: task.runs.length + 1, attempt, node, outcome: 'running', error: nothing(), checkIns: [] }] };
-}
-
 /** The task ends in `state` (Done, Failed, Cancelled): the lease goes, the run closes as `outcome`. */
 function end(task: ModelTask, state: TaskState, outcome: AttemptOutcome, error: Expected<TaskError | null>): ModelTask {
   const ended = task.lease?.started === true ? closeRun(task, outcome, error) : task;
   return { ...ended, state, lease: null, progress: unspecified() };
-}
-
-/** A new claim's lease token: a non-empty string no claim handed out before. */
-function checkNewToken(state: ModelState, actual: TaskInfo, what: string): string | Verdict {
-  const token = actual.lease?.token;
-  if (typeof token !== 'string' || token.length === 0) return fail(`${what}: the claim returned no lease token`);
-  if (state.tasks.some((task) => task.tokens.includes(token))) return fail(`${what}: the claim of ${actual.id} handed out the token ${token}, which an earlier claim had`);
-  return token;
 }
 
 function newModelTask(input: NewTask, actual: TaskInfo): ModelTask {
@@ -118,53 +92,6 @@ function insertMany(state: ModelState, inputs: readonly NewTask[], observed: Obs
     changed.push(...verdict.changed);
   }
   return agree(current, changed);
-}
-
-type Op<K extends ResolvedOperation['kind']> = Extract<ResolvedOperation, { kind: K }>;
-
-function claim(state: ModelState, op: Op<'claim'>, observed: Observed, what: string): Verdict {
-  const task = find(state, op.id);
-  if (task === undefined) return refused(state, observed, ['TASK_NOT_FOUND'], what);
-  const stale = op.ifScheduledAt !== undefined && op.ifScheduledAt !== timeOf(task.scheduledAt);
-  if (task.state !== 'Initialized' || stale) {
-    if (observed.ok && observed.value === null) return agree(state);
-    return fail(`${what}: a ${task.state} task${stale ? ' claimed with a stale ifScheduledAt' : ''} expects null, got ${describeObserved(observed)}`);
-  }
-  if (!isDue(task)) return refused(state, observed, ['NOT_DUE'], `${what} of a task not due`);
-  const actual = taskValue(observed, what);
-  if (isVerdict(actual)) return actual;
-  const token = checkNewToken(state, actual, what);
-  if (isVerdict(token)) return token;
-  const started = startRun(task, op.owner);
-  const lease = { owner: op.owner, token, started: true, expired: op.leaseMs === 0, until: leaseUntil(op.leaseMs) };
-  return returnsTask(state, { ...started, state: 'Working', claims: task.claims + 1, lease, progress: nothing(), tokens: [...task.tokens, token] }, actual, what);
-}
-
-function claimDue(state: ModelState, op: Op<'claimDue'>, observed: Observed, mode: Mode, what: string): Verdict {
-  const candidates = state.tasks.filter((task) => task.state === 'Initialized' && isDue(task) && (op.workIds === undefined || op.workIds.includes(task.workId)));
-  if (!observed.ok || !Array.isArray(observed.value)) return fail(`${what}: expected an array of tasks, got ${describeObserved(observed)}`);
-  const claimed = observed.value as TaskInfo[];
-  const ids = claimed.map((task) => task.id);
-  if (mode === 'alone') {
-    const wrongOrder = checkClaimOrder(claimOrderGroups(candidates, op.agingMs ?? DEFAULT_AGING_MS), ids, op.limit);
-    if (wrongOrder !== null) return fail(`${what}: ${wrongOrder}`);
-  } else {
-    if (new Set(ids).size !== ids.length) return fail(`${what}: returned a task twice: ${ids.join(', ')}`);
-    if (ids.length > op.limit) return fail(`${what}: returned ${ids.length} tasks, over its limit ${op.limit}`);
-    const stray = ids.find((id) => !candidates.some((task) => task.id === id));
-    if (stray !== undefined) return fail(`${what}: claimed ${stray}, which was not a due Initialized task of its works`);
-  }
-  let current = state;
-  for (const actual of claimed) {
-    const task = find(current, actual.id)!;
-    const token = checkNewToken(current, actual, what);
-    if (isVerdict(token)) return token;
-    const lease = { owner: op.owner, token, started: false, expired: op.leaseMs === 0, until: leaseUntil(op.leaseMs) };
-    const verdict = returnsTask(current, { ...task, state: 'Working', claims: task.claims + 1, lease, progress: unspecified(), tokens: [...task.tokens, token] }, actual, what);
-    if (!verdict.ok) return verdict;
-    current = verdict.state;
-  }
-  return agree(current, ids);
 }
 
 function reclaimExpired(state: ModelState, op: Op<'reclaimExpired'>, observed: Observed, mode: Mode, what: string): Verdict {
@@ -336,6 +263,10 @@ export function applyOperation(state: ModelState, op: ResolvedOperation, observe
       return countByState(state, observed, what);
     case 'deleteTerminalBefore':
       return deleteTerminalBefore(state, op, observed, what);
+    case 'claimWithinLimit':
+      return claimWithinLimit(state, op, observed, what);
+    case 'claimDueWithinLimits':
+      return claimDueWithinLimits(state, op, observed, mode, what);
     case 'drainChanges':
       return drainChanges(state, op.client, observed, what);
     case 'listDue':

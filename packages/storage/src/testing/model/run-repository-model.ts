@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import type { Repository } from '../../repository.js';
+import { isWorkLimiter } from '../../repository.js';
 import type { RepositoryFixture } from '../suite-context.js';
 import { InvariantLog } from './invariants.js';
 import type { ModelWorld, RealWorld } from './model-commands.js';
@@ -27,7 +28,11 @@ export interface ModelRunSettings {
  */
 export async function runRepositoryModel(createFixture: () => Promise<RepositoryFixture>, settings: ModelRunSettings): Promise<void> {
   const { runs, seed, path, maxCommands, clients } = settings;
-  const sequences = fc.commands(commandArbitraries(clients), { maxCommands, size: 'max' });
+  // Whether to draw the WorkLimiter's claims: asked of a fixture of its own, before any sequence is drawn.
+  const probe = await createFixture();
+  const workLimiter = isWorkLimiter(probe.repository);
+  await probe.dispose();
+  const sequences = fc.commands(commandArbitraries(clients, workLimiter), { maxCommands, size: 'max' });
   const property = fc.asyncProperty(fc.array(newTaskArbitrary, { minLength: 1, maxLength: 5 }), sequences, async (initialTasks, commands) => {
     const fixture = await createFixture();
     try {
