@@ -94,6 +94,11 @@ describe('checkInvariants', () => {
     expect(check([task(ok, 'Done', 1)], `start ${ok} 1 ${B} 1020 2020\nend ${ok} 1 ${B} ok 1030`, twice, { [ok]: 0 })).toContain('started-twice');
   });
 
+  it('started-twice: a run logged before the database recorded its start', () => {
+    const log = [`start ${ok} 1 ${A} 10 1010`, `end ${ok} 1 ${A} ok 30`].join('\n');
+    expect(check([task(ok, 'Done', 1)], log, [record(ok, 1, A, 20, 'succeeded')], { [ok]: 0 })).toEqual(['started-twice']);
+  });
+
   it('started-twice: a run on a live node that neither ended nor lost its lease', () => {
     expect(check([task(ok, 'Working', 1)], `start ${ok} 1 ${A} 10 1010`, [record(ok, 1, A, 10, 'running')], { [ok]: 0 })).toContain('started-twice');
   });
@@ -116,7 +121,7 @@ describe('checkInvariants', () => {
 
   it('before-due: a first run before the inserted due time, or a last run before the stored one (log or database)', () => {
     const early = [`start ${ok} 1 ${A} 90 1090`, `end ${ok} 1 ${A} ok 100`].join('\n');
-    expect(check([task(ok, 'Done', 1)], early, [record(ok, 1, A, 100, 'succeeded')], { [ok]: 100 })).toEqual(['before-due']);
+    expect(check([task(ok, 'Done', 1)], early, [record(ok, 1, A, 90, 'succeeded')], { [ok]: 100 })).toEqual(['before-due', 'before-due']);
     const retried = [`start ${failOk} 1 ${A} 100 1100`, `end ${failOk} 1 ${A} fail 110`, `start ${failOk} 2 ${B} 150 1150`, `end ${failOk} 2 ${B} ok 160`].join('\n');
     const records = [record(failOk, 1, A, 100, 'retried'), record(failOk, 2, B, 150, 'succeeded')];
     expect(check([task(failOk, 'Done', 2, 200)], retried, records, { [failOk]: 100 })).toEqual(['before-due', 'before-due']);

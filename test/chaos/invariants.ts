@@ -97,7 +97,7 @@ function groupBy<T>(items: readonly T[], key: (item: T) => string): Map<string, 
  *   or lost its lease) or is a poison task; no run or row of a task that was never inserted.
  * - **started-twice**: no (task, attempt) has two start lines, nor two history records (a graceful stop's `released`
  *   record refunds the attempt, so the attempt after it may repeat); every start line has the history record of that
- *   attempt on the same node; an end follows its own start on the same pid; a logged outcome is the one the failure
+ *   attempt on the same node, recorded no later than the logged start; an end follows its own start on the same pid; a logged outcome is the one the failure
  *   function decides; a run on a worker that was not killed ended, or lost its lease (its record says
  *   `lease-expired`).
  * - **before-lease-expiry**: when a run's record is `lease-expired`, the next run of the task started (by the log, and
@@ -192,6 +192,10 @@ export function checkInvariants(
       if (record === undefined || pidOfNode(record.node) !== start.pid) {
         report('started-twice', `attempt ${attempt} logged a start on pid ${start.pid} that the history does not record there (${record?.node ?? 'no record'})`);
         continue;
+      }
+      // The work starts once the database recorded the start (a claim by id, or markAsStarted), never before.
+      if (start.at !== undefined && start.at < record.startedAt.getTime() - tolerance) {
+        report('started-twice', `attempt ${attempt} was logged ${record.startedAt.getTime() - start.at} ms before the database recorded its start`);
       }
       if (!ends.has(attempt) && !killed.has(start.pid) && record.outcome !== 'lease-expired') {
         report('started-twice', `attempt ${attempt} started on pid ${start.pid}, never ended nor lost its lease (${record.outcome})`);

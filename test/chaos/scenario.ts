@@ -215,9 +215,22 @@ export function firstStartAfter(lines: readonly RunLine[], from: number): number
   return at === undefined ? undefined : at - from;
 }
 
-/** Starts logged within [from, to). */
-export function startsBetween(lines: readonly RunLine[], from: number, to: number): number {
-  return startTimes(lines).filter((t) => t >= from && t < to).length;
+/**
+ * Runs the fault window saw start: logged within [from, to) (`logged`), and of those, the ones whose start the
+ * database did not record before `from` (`unrecorded`). While the database cannot be written, a run may still be
+ * logged (its node's event loop lagged between the write and the log line), but only if the database recorded its
+ * start before the window: `unrecorded` counts runs that started without the database's leave.
+ */
+export function startsDuring(result: Pick<ScenarioResult, 'lines' | 'history'>, from: number, to: number): { logged: number; unrecorded: number } {
+  let logged = 0;
+  let unrecorded = 0;
+  for (const line of result.lines) {
+    if (line.kind !== 'start' || line.at === undefined || line.at < from || line.at >= to) continue;
+    logged++;
+    const record = result.history.get(line.taskId)?.find((r) => r.attempt === line.attempt && r.node.endsWith(`-${line.pid}`));
+    if (record === undefined || record.startedAt.getTime() >= from) unrecorded++;
+  }
+  return { logged, unrecorded };
 }
 
 /** Figures common to every scenario, for the console and docs/reliability.md. */
