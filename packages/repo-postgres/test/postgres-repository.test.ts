@@ -10,5 +10,5 @@ describeRepositoryConformance('PostgresRepository', () => createPgFixture(), {
   },
 });
 
-// Fewer sequences than on SQLite: each opens a schema and three pools, so that the model adds about 10-20 s here.
-describeRepositoryModel('PostgresRepository', () => createPgFixture(), { runs: 15 });
+// Fewer sequences than on SQLite: each opens a schema and three pools; 20 add about 11 s here.
+describeRepositoryModel('PostgresRepository', () => createPgFixture(), { runs: 20 });
