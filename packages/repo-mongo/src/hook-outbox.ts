@@ -25,18 +25,31 @@ import {
 
 /** A delivery as stored. */
 export interface HookOutboxDocument {
+  /** The delivery id. */
   _id: string;
+  /** The enqueue order. */
   seq: number;
+  /** The hook's name. */
   hook: string;
+  /** The task the change is about. */
   taskId: string;
+  /** The JSON body, as POSTed. */
   body: string;
+  /** Pending or dead. */
   state: HookDeliveryState;
+  /** POSTs claimed so far. */
   attempts: number;
+  /** When it may be claimed next. */
   nextAttemptAt: Date;
+  /** The token of the current claim; null when unclaimed. */
   leaseToken: string | null;
+  /** Until when the current claim holds it. */
   leaseUntil: Date | null;
+  /** Why the last attempt failed. */
   lastError: string | null;
+  /** When it was enqueued. */
   createdAt: Date;
+  /** When it last changed. */
   updatedAt: Date;
 }
 
@@ -49,11 +62,17 @@ export const HOOK_OUTBOX_SEQ_ID = 'hook_outbox_seq';
  * @inline
  */
 export interface OutboxCollection {
+  /** Runs an aggregation ($match, $sort, $limit). */
   aggregate(pipeline: Document[]): { toArray(): Promise<Document[]> };
+  /** Reads one document. */
   findOne(filter: Document): Promise<Document | null>;
+  /** A conditional pipeline update of one document, returning it after. */
   findOneAndUpdate(filter: Document, update: Document[], options: { returnDocument: 'after'; upsert?: boolean }): Promise<Document | null>;
+  /** A pipeline update of one document, inserting it when missing. */
   updateOne(filter: Document, update: Document[], options: { upsert: boolean }): Promise<unknown>;
+  /** Deletes one document. */
   deleteOne(filter: Document): Promise<{ deletedCount: number }>;
+  /** Deletes the matching documents. */
   deleteMany(filter: Document): Promise<{ deletedCount: number }>;
 }
 
