@@ -42,6 +42,10 @@ const DEFECTS: Record<string, (repository: MemoryRepository) => Repository> = {
     overriding(repository, { claimWithinLimit: (id: string, options: Parameters<MemoryRepository['claimWithinLimit']>[1]) => repository.claimWithinLimit(id, { ...options, maxWorking: 100 }) }),
   'claimDueWithinLimits ignores the limits': (repository) =>
     overriding(repository, { claimDueWithinLimits: (options: Parameters<MemoryRepository['claimDueWithinLimits']>[0]) => repository.claimDueWithinLimits({ ...options, workLimits: {} }) }),
+  'update takes a NaN priority as 0 instead of refusing it': (repository) =>
+    overriding(repository, {
+      update: (id: string, patch: Parameters<Repository['update']>[1]) => repository.update(id, Number.isNaN(patch.priority) ? { ...patch, priority: 0 } : patch),
+    }),
   'listDue pages in reverse': (repository) =>
     overriding(repository, { listDue: async (options: Parameters<Repository['listDue']>[0]) => ({ ...(await repository.listDue(options)), tasks: (await repository.listDue(options)).tasks.reverse() }) }),
 };

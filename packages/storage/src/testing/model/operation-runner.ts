@@ -2,7 +2,7 @@ import type { Repository, WorkLimiter } from '../../repository.js';
 import { isWorkLimiter } from '../../repository.js';
 import type { JsonValue, NewTask, TaskError, TaskInfo, TaskProgress } from '../../task-info.js';
 import type { ModelState, ModelTask } from './model-task.js';
-import type { DueRef, NewTaskSpec, Operation, TaskRef, TokenRef } from './operations.js';
+import type { BadInputCall, DueRef, NewTaskSpec, Operation, TaskRef, TokenRef } from './operations.js';
 
 /** An id that no insert of a run ever uses (the repository generates the others). */
 export const NEVER_USED_ID = '00000000-0000-4000-8000-00000000dead';
@@ -35,6 +35,7 @@ export type ResolvedOperation = { readonly client: number; readonly owner: strin
   | { readonly kind: 'deleteTerminalBefore'; readonly before: number }
   | { readonly kind: 'drainChanges'; readonly cursor: string | null; readonly pageSize: number }
   | { readonly kind: 'listDue'; readonly before: number; readonly pageSize: number }
+  | { readonly kind: 'badInput'; readonly call: BadInputCall; readonly id: string; readonly token: string }
   | { readonly kind: 'claimWithinLimit'; readonly id: string; readonly leaseMs: number; readonly ifScheduledAt: number | undefined; readonly maxWorking: number }
   | {
       readonly kind: 'claimDueWithinLimits';
@@ -163,9 +164,29 @@ export function resolveOperation(op: Operation, state: ModelState, t0: number, c
       return { ...base, kind: 'deleteTerminalBefore', before: op.everything ? t0 + 10 * YEAR : t0 - YEAR };
     case 'drainChanges':
       return { ...base, kind: 'drainChanges', cursor: cursors[op.client] ?? null, pageSize: op.pageSize };
+    case 'badInput':
+      return { ...base, kind: 'badInput', call: op.call, id: idOf(state, op.task), token: tokenOf(state, op.task, 'current') };
     case 'listDue':
       // Every due task and none of those a year ahead.
       return { ...base, kind: 'listDue', before: t0 + 24 * 60 * MINUTE, pageSize: op.pageSize };
+  }
+}
+
+/** Makes the call of a bad-input operation. */
+function callWithBadInput(repository: Repository, op: Extract<ResolvedOperation, { kind: 'badInput' }>): Promise<unknown> {
+  switch (op.call) {
+    case 'claim with leaseMs -1':
+      return repository.claim(op.id, { owner: op.owner, leaseMs: -1 });
+    case 'claimDue with limit 0':
+      return repository.claimDue({ owner: op.owner, leaseMs: 60_000, limit: 0 });
+    case 'reclaimExpired with maxUnstartedClaims 0':
+      return repository.reclaimExpired({ maxUnstartedClaims: 0 });
+    case "insert with workId ''":
+      return repository.insert({ workId: '', scheduledAt: new Date() });
+    case 'update with priority NaN':
+      return repository.update(op.id, { priority: Number.NaN });
+    case 'release with an invalid runAt':
+      return repository.release(op.id, op.token, { runAt: new Date(Number.NaN) });
   }
 }
 
@@ -258,6 +279,8 @@ function call(repository: Repository, op: ResolvedOperation): Promise<unknown> {
       return repository.deleteTerminalBefore(new Date(op.before));
     case 'drainChanges':
       return drainChanges(repository, op.cursor, op.pageSize);
+    case 'badInput':
+      return callWithBadInput(repository, op);
     case 'claimWithinLimit':
       return limiter(repository).claimWithinLimit(op.id, {
         owner: op.owner,

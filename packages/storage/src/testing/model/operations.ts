@@ -56,6 +56,7 @@ export type Operation = { readonly client: number } & (
   | { readonly kind: 'countByState' }
   | { readonly kind: 'deleteTerminalBefore'; readonly everything: boolean }
   | { readonly kind: 'drainChanges' | 'listDue'; readonly pageSize: number }
+  | { readonly kind: 'badInput'; readonly call: BadInputCall; readonly task: TaskRef }
   | { readonly kind: 'claimWithinLimit'; readonly task: TaskRef; readonly leaseMs: number; readonly ifScheduledAt: 'none' | 'current' | 'stale'; readonly maxWorking: number }
   | {
       readonly kind: 'claimDueWithinLimits';
@@ -66,6 +67,15 @@ export type Operation = { readonly client: number } & (
       readonly workLimits: Readonly<Record<string, number>>;
     }
 );
+
+/**
+ * Calls with an input the contract refuses (DESIGN rule 8: a clear error, nothing written): a negative leaseMs, a
+ * claimDue limit of 0, a maxUnstartedClaims of 0, an empty workId, a NaN priority, an invalid runAt.
+ */
+export const BAD_INPUT_CALLS = ['claim with leaseMs -1', 'claimDue with limit 0', 'reclaimExpired with maxUnstartedClaims 0', "insert with workId ''", 'update with priority NaN', 'release with an invalid runAt'] as const;
+
+/** One of {@link BAD_INPUT_CALLS}. */
+export type BadInputCall = (typeof BAD_INPUT_CALLS)[number];
 
 /** The works tasks are drawn from: few, so that claimDue's workIds filter and uniqueKeys meet. */
 export const WORK_IDS = ['work-a', 'work-b', 'work-c'] as const;
@@ -131,6 +141,7 @@ export function operationArbitrary(clients: number, workLimiter = false): fc.Arb
     op(1, fc.record({ kind: fc.constant('listAttempts'), task: working })),
     op(1, fc.record({ kind: fc.constant('countByState') })),
     op(1, fc.record({ kind: fc.constant('deleteTerminalBefore'), everything: fc.boolean() })),
+    op(1, fc.record({ kind: fc.constant('badInput'), call: fc.constantFrom(...BAD_INPUT_CALLS), task: fc.oneof(working, initialized) })),
     op(workLimiter ? 3 : 0, fc.record({ kind: fc.constant('claimWithinLimit'), task: initialized, leaseMs, ifScheduledAt: fc.constantFrom('none', 'none', 'current', 'stale'), maxWorking: fc.integer({ min: 1, max: 2 }) })),
     op(workLimiter ? 3 : 0, fc.record({
       kind: fc.constant('claimDueWithinLimits'),

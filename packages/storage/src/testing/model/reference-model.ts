@@ -7,7 +7,7 @@ import { canonical, compareRuns, errorLike, exact, leaseUntil, nearNow, nothing,
 import type { Observed, ResolvedOperation } from './operation-runner.js';
 import { drainChanges, listDue } from './paged-reads.js';
 import { claimDueWithinLimits, claimWithinLimit } from './work-limit-model.js';
-import type { Verdict } from './verdicts.js';
+import type { RefusalCode, Verdict } from './verdicts.js';
 import { agree, describeObserved, expectTask, fail, refused, returnsTask, withTask } from './verdicts.js';
 
 /**
@@ -228,6 +228,25 @@ function deleteTerminalBefore(state: ModelState, op: Op<'deleteTerminalBefore'>,
 }
 
 /**
+ * A call with bad input throws InvalidInputError and writes nothing. Where the same call with a good input would be
+ * refused anyway (no such task, not Initialized, not held), the contract does not order the two checks, so that
+ * refusal agrees too.
+ */
+function badInput(state: ModelState, op: Op<'badInput'>, observed: Observed, what: string): Verdict {
+  const task = find(state, op.id);
+  const codes: RefusalCode[] = ['INVALID_INPUT'];
+  let refusedAnyway: 'null' | null = null;
+  if (op.call === 'claim with leaseMs -1' || op.call === 'update with priority NaN' || op.call === 'release with an invalid runAt') {
+    if (task === undefined) codes.push('TASK_NOT_FOUND');
+    else if (op.call === 'update with priority NaN' && task.state !== 'Initialized') codes.push('INVALID_STATE');
+    else if (op.call === 'release with an invalid runAt' && !held(task, op.token)) codes.push('LEASE_LOST');
+    else if (op.call === 'claim with leaseMs -1' && task.state !== 'Initialized') refusedAnyway = 'null';
+  }
+  if (refusedAnyway === 'null' && observed.ok && observed.value === null) return agree(state);
+  return refused(state, observed, codes, what);
+}
+
+/**
  * Applies one observed call to the model: whether the contract allows what the call returned (or threw) from
  * `state`, and the store it leaves.
  */
@@ -269,6 +288,8 @@ export function applyOperation(state: ModelState, op: ResolvedOperation, observe
       return claimDueWithinLimits(state, op, observed, mode, what);
     case 'drainChanges':
       return drainChanges(state, op.client, observed, what);
+    case 'badInput':
+      return badInput(state, op, observed, `${what} ${op.call}`);
     case 'listDue':
       return listDue(state, op.before, observed, what);
   }
