@@ -19,6 +19,7 @@ export function isDue(task: ModelTask): boolean {
   return timeOf(task.scheduledAt) < Date.now() + NOT_DUE_AFTER_MS;
 }
 
+/** The live task with this id. */
 export function find(state: ModelState, id: string): ModelTask | undefined {
   return state.tasks.find((task) => task.id === id);
 }
@@ -64,6 +65,7 @@ export function claimableAhead(state: ModelState, workIds: readonly string[] | u
   return state.tasks.filter((task) => task.state === 'Initialized' && isDue(task) && (workIds === undefined || workIds.includes(task.workId)));
 }
 
+/** A claim ahead: made alone, the head of the claim order up to its limit; in a race, claimable tasks, none twice. */
 export function claimDue(state: ModelState, op: Op<'claimDue'>, observed: Observed, mode: Mode, what: string): Verdict {
   const candidates = claimableAhead(state, op.workIds);
   if (!observed.ok || !Array.isArray(observed.value)) return fail(`${what}: expected an array of tasks, got ${describeObserved(observed)}`);

@@ -25,11 +25,17 @@ export type DueRef = { readonly pastMinutes: number } | { readonly futureMinutes
 
 /** The fields of a task to insert. */
 export interface NewTaskSpec {
+  /** One of {@link WORK_IDS}. */
   readonly workId: string;
+  /** When it is due. */
   readonly due: DueRef;
+  /** Its priority. */
   readonly priority: number;
+  /** Runs allowed. */
   readonly maxAttempts: number;
+  /** A key of two, or none. */
   readonly uniqueKey: string | null;
+  /** A small JSON value. */
   readonly param: JsonValue;
 }
 
