@@ -5,6 +5,7 @@
 import { HoraeError, InvalidInputError, type CatchUpPolicy, type OverlapPolicy, quoteInput } from '@horae/core';
 import type { Repository } from './repository.js';
 import { normalizeScheduleDefinition } from './schedule-definition.js';
+import { DEFAULT_MAX_PARAM_BYTES, assertParamSize } from './validation.js';
 import { isScheduleStore, type Schedule, type ScheduleDefinition, type ScheduleStore, type UpsertScheduleResult } from './schedule-store.js';
 import type { JsonValue } from './task-info.js';
 import type { WorkRegistry } from './work-registry.js';
@@ -90,9 +91,12 @@ export class Schedules {
    * @throws InvalidInputError on bad input; nothing is written
    */
   async upsert(input: ScheduleInput): Promise<UpsertScheduleResult> {
+    const limits = { maxParamBytes: this.#repository.maxParamBytes ?? DEFAULT_MAX_PARAM_BYTES };
+    // The param as given is bounded first, before the work's validator reads it (see assertParamSize).
+    if (input !== null && typeof input === 'object') assertParamSize(input.param, limits.maxParamBytes);
     const definition = this.#toDefinition(input);
     // Validate everything here, so that an invalid schedule never reaches the database.
-    normalizeScheduleDefinition(definition);
+    normalizeScheduleDefinition(definition, limits);
     return this.#repository.upsertSchedule(definition);
   }
 

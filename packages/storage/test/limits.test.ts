@@ -132,8 +132,12 @@ describe('MemoryRepository and createHorae refuse an oversized param before any 
     expect(reads()).toBeLessThan(20_000);
     expect(validated).toBe(0);
     expect((await repo.countByState()).Initialized).toBe(0);
-    // A recurring schedule's param is bounded the same way.
+    // A recurring schedule's param is bounded the same way, through schedule() and through the schedules API.
     await expect(horae.schedule({ name: 'nightly', workId: 'w', every: 60_000, param: countingParam(700_000).param })).rejects.toThrow(InvalidInputError);
+    const direct = countingParam(700_000);
+    await expect(horae.schedules.upsert({ name: 'nightly', workId: 'w', everyMs: 60_000, param: direct.param })).rejects.toThrow(InvalidInputError);
+    expect(direct.reads()).toBeLessThan(20_000);
+    expect(validated).toBe(0);
     expect(await repo.listSchedules()).toEqual([]);
   });
 
