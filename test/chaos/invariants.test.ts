@@ -135,4 +135,13 @@ describe('checkInvariants', () => {
     expect(report.violations).toEqual([]);
     expect(report.counts).toMatchObject({ startedExpired: 1, overlaps: 1, leaseExpired: 1, rerunAfterExpiry: 1, minTakeoverMarginMs: 200 });
   });
+
+  it('counts as overlapping a run aborted (its lease lost) after the next one started; an abort is not a wrong outcome', () => {
+    const log = [`start cut 1 ${A} 1200 1100`, `start cut 2 ${B} 1300 2300`, `end cut 1 ${A} abort 1500`, `end cut 2 ${B} ok 1600`].join('\n');
+    const history = new Map([['cut', [record('cut', 1, A, 1200, 'lease-expired'), record('cut', 2, B, 1300, 'succeeded')]]]);
+    const report = checkInvariants([task('cut', 'Done', 2, 1300)], parseRunLog(log), history, { dueAt: new Map([['cut', 0]]), maxAttempts: MAX_ATTEMPTS, failPercent: 0 });
+    expect(report.violations).toEqual([]);
+    expect(report.counts.overlaps).toBe(1);
+    expect(() => parseRunLog(`end cut 1 ${A} abort`)).toThrow(/malformed/);
+  });
 });

@@ -169,7 +169,9 @@ export function checkInvariants(
       if (line.kind === 'end') {
         const start = starts.get(line.attempt);
         if (start === undefined || start.pid !== line.pid) report('started-twice', `attempt ${line.attempt} ended on pid ${line.pid} without its start there`);
-        if (line.ok === runFails(task.id, line.attempt, alwaysFail, options.failPercent)) report('started-twice', `attempt ${line.attempt} logged a wrong outcome`);
+        if (line.aborted !== true && line.ok === runFails(task.id, line.attempt, alwaysFail, options.failPercent)) {
+          report('started-twice', `attempt ${line.attempt} logged a wrong outcome`);
+        }
       }
       into.set(line.attempt, line);
       if (line.attempt > task.attempt) report('terminal-changed', `a run logged attempt ${line.attempt}, beyond the stored attempt`);

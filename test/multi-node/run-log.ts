@@ -23,6 +23,8 @@ export interface RunLine {
   at?: number;
   /** For `end`, when the worker logs it (`logLease`): the real time of the end, as `at` of a start. */
   endedAt?: number;
+  /** For `end`, with `logLease` only: the run's signal aborted it (its lease lost); `ok` is false. */
+  aborted?: boolean;
   /**
    * For `start`, when the worker logs it (`logLease`): the expiry, in ms on the database's clock, of the lease the run
    * started under; -1 when the worker did not know it.
@@ -31,7 +33,8 @@ export interface RunLine {
 }
 
 /**
- * Parses a worker's log: `start <taskId> <attempt> <pid> [<at> [<leaseUntil>]]` / `end <taskId> <attempt> <pid> ok|fail [<at>]`.
+ * Parses a worker's log: `start <taskId> <attempt> <pid> [<at> [<leaseUntil>]]` / `end <taskId> <attempt> <pid> ok|fail [<at>]` /
+ * `end <taskId> <attempt> <pid> abort <at>`.
  *
  * @param text - the file's content
  * @returns its lines, in order
@@ -45,12 +48,15 @@ export function parseRunLog(text: string): RunLine[] {
     const wellFormed =
       extra === undefined &&
       ((kind === 'start' && (last === undefined || /^\d+(\.\d+)?$/.test(last)) && (sixth === undefined || (last !== undefined && /^(-1|\d+)$/.test(sixth)))) ||
-        (kind === 'end' && (last === 'ok' || last === 'fail') && (sixth === undefined || /^\d+$/.test(sixth))));
+        (kind === 'end' && (last === 'ok' || last === 'fail' || (last === 'abort' && sixth !== undefined)) && (sixth === undefined || /^\d+$/.test(sixth))));
     if (!wellFormed || taskId === undefined || !/^\d+$/.test(attempt ?? '') || !/^\d+$/.test(pid ?? '')) {
       throw new Error(`malformed run-log line: ${JSON.stringify(raw)}`);
     }
     const line: RunLine = { kind, taskId, attempt: Number(attempt), pid: Number(pid) };
-    if (kind === 'end') line.ok = last === 'ok';
+    if (kind === 'end') {
+      line.ok = last === 'ok';
+      if (last === 'abort') line.aborted = true;
+    }
     else if (last !== undefined) line.at = Number(last);
     if (sixth !== undefined) {
       if (kind === 'end') line.endedAt = Number(sixth);

@@ -10,6 +10,7 @@
  * ```
  * start <taskId> <attempt> <pid> <at> [<leaseUntil>]
  * end <taskId> <attempt> <pid> ok|fail [<at>]
+ * end <taskId> <attempt> <pid> abort <at>        (with logLease: the run's signal aborted it)
  * ```
  *
  * `at` is the real time of the start, in ms: the system clock (the one the database server reads), through the
@@ -96,6 +97,8 @@ const registry = new WorkRegistry().register(
       const timer = holding ? undefined : setTimeout(resolve, ms);
       ctx.signal.addEventListener('abort', () => {
         clearTimeout(timer);
+        // With logLease, a run aborted (its lease lost, the node stopping) logs when it stopped: 'abort' and the time.
+        if (config.logLease) log('end ' + taskId + ' ' + attempt + ' ' + pid + ' abort ' + realNow());
         reject(ctx.signal.reason);
       }, { once: true });
     });
