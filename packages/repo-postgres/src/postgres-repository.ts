@@ -15,6 +15,8 @@ import {
   MAX_ERROR_STACK_LENGTH,
   MAX_ERROR_NAME_LENGTH,
   RepositoryError,
+  ValueRefusedError,
+  MAX_WORK_ID_LENGTH,
   TaskNotDueError,
   TaskNotFoundError,
   normalizeNewTask,
@@ -614,7 +616,7 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
     const first = items[0]!;
     const total = items.reduce((sum, item) => sum + item.limit, 0);
     const statement = this.#claimDueStatement(first.agingMs);
-    const { rows } = await this.#query('claim due tasks', statement.text, [first.owner, first.leaseMs, total, first.workIds, ...statement.extra]);
+    const { rows } = await this.#failingUnclaimable(() => this.#query('claim due tasks', statement.text, [first.owner, first.leaseMs, total, first.workIds, ...statement.extra]));
     const tasks = rows.map(rowToTask);
     // Hand out in order: the first caller gets the highest-priority tasks, up to its limit, and so on.
     let offset = 0;
@@ -687,7 +689,7 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
           ? { text: this.#sql.selectDueLimitedByPriority, extra: [] }
           : { text: this.#sql.selectDueLimitedAgedBy, extra: [agingMs] };
     await this.init();
-    return this.#transaction('claim due tasks within work limits', async (client) => {
+    const claim = (): Promise<TaskInfo[]> => this.#transaction('claim due tasks within work limits', async (client) => {
       const free = new Map(limits);
       if (limited.length > 0) {
         await this.#run(client, 'lock works', this.#sql.lockWorks, [this.#schema, limited]);
@@ -714,6 +716,7 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
       }
       return claimed;
     });
+    return this.#failingUnclaimable(claim);
   }
 
   /**
@@ -1028,6 +1031,29 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
   }
 
   /** The error for a write refused under a token: TaskNotFoundError when the task is gone, else LeaseLostError. */
+  /**
+   * Runs a claim of due tasks; when it fails because a due row's workId is too long for the index of Working rows
+   * (SQLSTATE 54000: a row stored before the key limits), fails those rows and claims once more. Such a task can
+   * never be claimed, and without this every claim that reaches it in claim order would fail, blocking the tasks
+   * behind it.
+   */
+  async #failingUnclaimable<T>(claim: () => Promise<T>): Promise<T> {
+    try {
+      return await claim();
+    } catch (error) {
+      if (!(error instanceof ValueRefusedError) || error.driverCode !== '54000') throw error;
+      const { rows } = await this.#query('find unclaimable tasks', `SELECT id, length(work_id) AS n FROM ${quoteIdent(this.#schema)}.tasks WHERE state = 'Initialized' AND length(work_id) > $1`, [
+        MAX_WORK_ID_LENGTH,
+      ]);
+      if (rows.length === 0) throw error;
+      for (const row of rows as { id: string; n: number }[]) {
+        const message = `its workId is ${row.n} characters long, over the limit of ${MAX_WORK_ID_LENGTH}: PostgreSQL cannot index it in a Working row, so no node can ever claim the task (stored before the limit)`;
+        await this.markAsFailed(row.id, { message, name: 'ValueRefusedError', code: 'INVALID_INPUT' }).catch(() => undefined);
+      }
+      return claim();
+    }
+  }
+
   async #leaseFailure(id: string): Promise<Error> {
     const { rows } = await this.#query('read a task', this.#sql.existing, [[id]]);
     return rows.length === 0 ? new TaskNotFoundError(id) : new LeaseLostError(id);

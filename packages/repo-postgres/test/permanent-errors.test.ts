@@ -9,6 +9,7 @@ import { InvalidInputError } from '@horae/core';
 import { VirtualClock } from '@horae/core/testing';
 import { DurableWriter, RepositoryError, ValueRefusedError, WorkRegistry, createHorae, type Repository } from '@horae/storage';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { PostgresRepository } from '@horae/repo-postgres';
 import { translateError } from '../src/translate-error.js';
 import { createPgFixture, rawClient } from './pg-fixture.js';
 
@@ -82,6 +83,44 @@ describe('PostgreSQL refusals that no retry can cure', () => {
     const value = 'v'.repeat(1_000_000);
     const error = translateError(Object.assign(new Error(`invalid input syntax for type integer: "${value}"`), { code: '22P02' }), 'read a task');
     expect(error.message.length).toBeLessThan(400);
+  });
+
+  it('a task stored before the limits with a workId no Working row can index does not block the claim order: it is failed, the tasks behind it are claimed', async () => {
+    fixture = await createPgFixture();
+    const past = new Date(Date.now() - 600_000);
+    // First in claim order: priority 1. Its workId is given its legacy length behind the repository's back (while
+    // Initialized no index holds a workId, so an older version stored it), as a version without limits let it in.
+    const { task: legacy } = await fixture.repository.insert({ workId: 'placeholder', scheduledAt: past, priority: 1 });
+    const { task: behind } = await fixture.repository.insert({ workId: 'w', scheduledAt: past });
+    const client = await rawClient();
+    try {
+      await client.query(`UPDATE "${fixture.schema}".tasks SET work_id = $1 WHERE id = $2`, [incompressible(4_000), legacy.id]);
+    } finally {
+      await client.end();
+    }
+    const claimed = await fixture.repository.claimDue({ owner: 'node-a', leaseMs: 60_000, limit: 10 });
+    expect(claimed.map((t) => t.id)).toEqual([behind.id]);
+    const failed = await fixture.repository.getById(legacy.id);
+    expect(failed.state).toBe('Failed');
+    expect(failed.lastError).toMatchObject({ name: 'ValueRefusedError', code: 'INVALID_INPUT' });
+    expect(failed.lastError?.message).toMatch(/4000 characters long, over the limit of 255/);
+  });
+
+  it('claimDueWithinLimits gets past such a row too', async () => {
+    fixture = await createPgFixture();
+    const past = new Date(Date.now() - 600_000);
+    const { task: legacy } = await fixture.repository.insert({ workId: 'placeholder', scheduledAt: past, priority: 1 });
+    const { task: behind } = await fixture.repository.insert({ workId: 'w', scheduledAt: past });
+    const client = await rawClient();
+    try {
+      await client.query(`UPDATE "${fixture.schema}".tasks SET work_id = $1 WHERE id = $2`, [incompressible(4_000), legacy.id]);
+    } finally {
+      await client.end();
+    }
+    const repository = fixture.repository as PostgresRepository;
+    const claimed = await repository.claimDueWithinLimits({ owner: 'node-a', leaseMs: 60_000, limit: 10, workLimits: { w: 5 } });
+    expect(claimed.map((t) => t.id)).toEqual([behind.id]);
+    expect((await repository.getById(legacy.id)).state).toBe('Failed');
   });
 
   it('schedule() settles with the ValueRefusedError on the real server, and stop() finishes', async () => {
