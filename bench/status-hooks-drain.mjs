@@ -1,12 +1,16 @@
 // What status hooks cost a drain when the receiver is dead (issue 10, defect 3): N tasks scheduled and run to Done
 // through createHorae, once without hooks, once with the in-memory StatusHookSender (the path before the outbox,
 // still used for a `{ onTransition }` target or a repository without an outbox), once with the durable outbox.
-// The receiver is dead: 127.0.0.1:9, where nothing listens, so every POST is refused at once and retried.
+// The receiver is dead: 127.0.0.1:9, where nothing listens, so every POST is refused at once and retried. A fourth
+// pair of modes, memory-sender-live and outbox-live, sends to a live receiver (a child process answering 204): the
+// cost of delivering every change while the drain runs, in memory and through the outbox. MODES=a,b,… picks modes.
 //
 // Usage: npx tsc -b && node bench/status-hooks-drain.mjs [sqlite|memory] [N=5000] [ROUNDS=3] [C=10]
 // Prints ONE JSON line. The modes run interleaved, ROUNDS times each, each on a fresh database; the figures are the
 // medians per mode, and the ratios are to the no-hook drain of the same run (the machine is shared: compare ratios).
 // wall_ms and cpu_ms (user + system of this process) run from the first schedule() to the last task Done.
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +22,14 @@ const n = Number(process.argv[3] ?? 5000);
 const rounds = Number(process.argv[4] ?? 3);
 const concurrency = Number(process.argv[5] ?? 10);
 const DEAD_URL = 'http://127.0.0.1:9/hooks';
+// The live receiver runs in its own process, so that its work is not counted in this one's CPU.
+const child = spawn(
+  process.execPath,
+  ['-e', "const s=require('node:http').createServer((q,r)=>{q.resume();q.on('end',()=>r.writeHead(204).end())});s.listen(0,'127.0.0.1',()=>console.log(s.address().port))"],
+  { stdio: ['ignore', 'pipe', 'inherit'] },
+);
+const [portLine] = await once(child.stdout, 'data');
+const LIVE_URL = `http://127.0.0.1:${String(portLine).trim()}/hooks`;
 const secret = generateStatusHookSecret();
 const dir = mkdtempSync(join(tmpdir(), 'horae-hooks-bench-'));
 let fileNo = 0;
@@ -30,8 +42,9 @@ function openRepository() {
 async function drain(mode) {
   const repository = openRepository();
   const registry = new WorkRegistry().register('w', () => undefined);
-  const memoryHooks = mode === 'memory-sender' ? statusHooks({ url: DEAD_URL, secret }) : undefined;
-  const hooks = mode === 'none' ? undefined : mode === 'memory-sender' ? memoryHooks : { url: DEAD_URL, secret };
+  const url = mode.endsWith('-live') ? LIVE_URL : DEAD_URL;
+  const memoryHooks = mode.startsWith('memory-sender') ? statusHooks({ url, secret, maxQueue: 100_000 }) : undefined;
+  const hooks = mode === 'none' ? undefined : memoryHooks ?? { url, secret };
   const horae = createHorae({ repository, registry, concurrency, ...(hooks === undefined ? {} : { statusHooks: hooks }) });
   let retries = 0;
   memoryHooks?.sender.events.on('hook:retrying', () => retries++);
@@ -57,11 +70,12 @@ async function drain(mode) {
   return { wall_ms: wall, cpu_ms: (cpu.user + cpu.system) / 1000, retries_during_drain: retries, outbox_rows_seen: outboxRows };
 }
 
-const modes = ['none', 'memory-sender', 'outbox'];
+const modes = (process.env.MODES ?? 'none,memory-sender,outbox,memory-sender-live,outbox-live').split(',');
 const results = Object.fromEntries(modes.map((m) => [m, []]));
 await drain('none'); // warm-up, not counted
 for (let r = 0; r < rounds; r++) for (const mode of modes) results[mode].push(await drain(mode));
 rmSync(dir, { recursive: true, force: true });
+child.kill();
 
 const median = (values) => {
   const sorted = [...values].sort((a, b) => a - b);
@@ -79,4 +93,4 @@ for (const mode of modes.slice(1)) {
   summary[mode].wall_ratio_to_none = Math.round((summary[mode].wall_ms / summary.none.wall_ms) * 100) / 100;
   summary[mode].cpu_ratio_to_none = Math.round((summary[mode].cpu_ms / summary.none.cpu_ms) * 100) / 100;
 }
-console.log(JSON.stringify({ bench: 'status-hooks-drain', adapter, n, rounds, concurrency, receiver: 'dead (connection refused)', ...summary }));
+console.log(JSON.stringify({ bench: 'status-hooks-drain', adapter, n, rounds, concurrency, receiver: 'dead (connection refused); outbox-live: a receiver answering 204', ...summary }));
