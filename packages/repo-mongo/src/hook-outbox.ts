@@ -231,7 +231,7 @@ export class MongoHookOutbox implements HookOutbox {
     this.#run = run;
   }
 
-  /** {@inheritDoc @horae/storage!HookOutbox.enqueueHookDeliveries} */
+  /** {@inheritDoc @horae/storage!index.HookOutbox#enqueueHookDeliveries} */
   async enqueueHookDeliveries(deliveries: readonly NewHookDelivery[]): Promise<void> {
     validateNewHookDeliveries(deliveries);
     if (deliveries.length === 0) return;
@@ -249,7 +249,7 @@ export class MongoHookOutbox implements HookOutbox {
     });
   }
 
-  /** {@inheritDoc @horae/storage!HookOutbox.claimHookDeliveries} */
+  /** {@inheritDoc @horae/storage!index.HookOutbox#claimHookDeliveries} */
   async claimHookDeliveries(options: ClaimHookDeliveriesOptions): Promise<ClaimedHookDelivery[]> {
     validateClaimHookDeliveries(options);
     if (options.hooks.length === 0) return [];
@@ -267,7 +267,7 @@ export class MongoHookOutbox implements HookOutbox {
     });
   }
 
-  /** {@inheritDoc @horae/storage!HookOutbox.settleHookDelivery} */
+  /** {@inheritDoc @horae/storage!index.HookOutbox#settleHookDelivery} */
   async settleHookDelivery(id: string, token: string, outcome: HookDeliveryOutcome): Promise<boolean> {
     const error = validateHookOutcome(id, token, outcome);
     const filter = { _id: id, state: 'pending', leaseToken: token };
@@ -277,7 +277,7 @@ export class MongoHookOutbox implements HookOutbox {
     });
   }
 
-  /** {@inheritDoc @horae/storage!HookOutbox.listHookDeliveries} */
+  /** {@inheritDoc @horae/storage!index.HookOutbox#listHookDeliveries} */
   async listHookDeliveries(options?: ListHookDeliveriesOptions): Promise<HookDelivery[]> {
     const checked = validateListHookDeliveries(options);
     return this.#run('list hook deliveries', async () =>
@@ -285,13 +285,13 @@ export class MongoHookOutbox implements HookOutbox {
     );
   }
 
-  /** {@inheritDoc @horae/storage!HookOutbox.redriveHookDelivery} */
+  /** {@inheritDoc @horae/storage!index.HookOutbox#redriveHookDelivery} */
   async redriveHookDelivery(id: string): Promise<boolean> {
     validateHookDeliveryId(id, 'redriveHookDelivery');
     return this.#run('redrive a hook delivery', async () => (await this.#outbox.findOneAndUpdate({ _id: id, state: 'dead' }, REDRIVE_PIPELINE, { returnDocument: 'after' })) !== null);
   }
 
-  /** {@inheritDoc @horae/storage!HookOutbox.purgeHookDeliveries} */
+  /** {@inheritDoc @horae/storage!index.HookOutbox#purgeHookDeliveries} */
   async purgeHookDeliveries(options: PurgeHookDeliveriesOptions): Promise<number> {
     validatePurgeHookDeliveries(options);
     return this.#run('purge hook deliveries', async () => (await this.#outbox.deleteMany(purgeFilter(options))).deletedCount);

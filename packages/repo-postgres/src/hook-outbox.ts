@@ -120,7 +120,7 @@ export class PostgresHookOutbox implements HookOutbox {
     this.#run = run;
   }
 
-  /** {@inheritDoc @horae/storage!HookOutbox.enqueueHookDeliveries} */
+  /** {@inheritDoc @horae/storage!index.HookOutbox#enqueueHookDeliveries} */
   async enqueueHookDeliveries(deliveries: readonly NewHookDelivery[]): Promise<void> {
     validateNewHookDeliveries(deliveries);
     if (deliveries.length === 0) return;
@@ -132,7 +132,7 @@ export class PostgresHookOutbox implements HookOutbox {
     ]);
   }
 
-  /** {@inheritDoc @horae/storage!HookOutbox.claimHookDeliveries} */
+  /** {@inheritDoc @horae/storage!index.HookOutbox#claimHookDeliveries} */
   async claimHookDeliveries(options: ClaimHookDeliveriesOptions): Promise<ClaimedHookDelivery[]> {
     validateClaimHookDeliveries(options);
     if (options.hooks.length === 0) return [];
@@ -142,7 +142,7 @@ export class PostgresHookOutbox implements HookOutbox {
       .sort((a, b) => a.seq - b.seq);
   }
 
-  /** {@inheritDoc @horae/storage!HookOutbox.settleHookDelivery} */
+  /** {@inheritDoc @horae/storage!index.HookOutbox#settleHookDelivery} */
   async settleHookDelivery(id: string, token: string, outcome: HookDeliveryOutcome): Promise<boolean> {
     const error = validateHookOutcome(id, token, outcome);
     const result =
@@ -154,21 +154,21 @@ export class PostgresHookOutbox implements HookOutbox {
     return result.rowCount === 1;
   }
 
-  /** {@inheritDoc @horae/storage!HookOutbox.listHookDeliveries} */
+  /** {@inheritDoc @horae/storage!index.HookOutbox#listHookDeliveries} */
   async listHookDeliveries(options?: ListHookDeliveriesOptions): Promise<HookDelivery[]> {
     const { state, hook, afterSeq, limit } = validateListHookDeliveries(options);
     const { rows } = await this.#run('list hook deliveries', this.#sql.list, [state ?? null, hook ?? null, afterSeq ?? 0, limit]);
     return (rows as unknown as OutboxRow[]).map(toDelivery);
   }
 
-  /** {@inheritDoc @horae/storage!HookOutbox.redriveHookDelivery} */
+  /** {@inheritDoc @horae/storage!index.HookOutbox#redriveHookDelivery} */
   async redriveHookDelivery(id: string): Promise<boolean> {
     validateHookDeliveryId(id, 'redriveHookDelivery');
     const result = await this.#run('redrive a hook delivery', this.#sql.redrive, [id]);
     return result.rowCount === 1;
   }
 
-  /** {@inheritDoc @horae/storage!HookOutbox.purgeHookDeliveries} */
+  /** {@inheritDoc @horae/storage!index.HookOutbox#purgeHookDeliveries} */
   async purgeHookDeliveries(options: PurgeHookDeliveriesOptions): Promise<number> {
     validatePurgeHookDeliveries(options);
     const result = await this.#run('purge hook deliveries', this.#sql.purge, [options.state, options.before, options.hook ?? null]);

@@ -120,7 +120,7 @@ export class SqliteHookOutbox implements HookOutbox {
     return this.#statements;
   }
 
-  /** {@inheritDoc @horae/storage!HookOutbox.enqueueHookDeliveries} */
+  /** {@inheritDoc @horae/storage!index.HookOutbox#enqueueHookDeliveries} */
   async enqueueHookDeliveries(deliveries: readonly NewHookDelivery[]): Promise<void> {
     validateNewHookDeliveries(deliveries);
     if (deliveries.length === 0) return;
@@ -135,7 +135,7 @@ export class SqliteHookOutbox implements HookOutbox {
     });
   }
 
-  /** {@inheritDoc @horae/storage!HookOutbox.claimHookDeliveries} */
+  /** {@inheritDoc @horae/storage!index.HookOutbox#claimHookDeliveries} */
   async claimHookDeliveries(options: ClaimHookDeliveriesOptions): Promise<ClaimedHookDelivery[]> {
     validateClaimHookDeliveries(options);
     if (options.hooks.length === 0) return [];
@@ -151,7 +151,7 @@ export class SqliteHookOutbox implements HookOutbox {
     });
   }
 
-  /** {@inheritDoc @horae/storage!HookOutbox.settleHookDelivery} */
+  /** {@inheritDoc @horae/storage!index.HookOutbox#settleHookDelivery} */
   async settleHookDelivery(id: string, token: string, outcome: HookDeliveryOutcome): Promise<boolean> {
     const error = validateHookOutcome(id, token, outcome);
     const s = this.#s;
@@ -162,7 +162,7 @@ export class SqliteHookOutbox implements HookOutbox {
     });
   }
 
-  /** {@inheritDoc @horae/storage!HookOutbox.listHookDeliveries} */
+  /** {@inheritDoc @horae/storage!index.HookOutbox#listHookDeliveries} */
   listHookDeliveries(options?: ListHookDeliveriesOptions): Promise<HookDelivery[]> {
     return Promise.resolve().then(() => {
       const { state, hook, afterSeq, limit } = validateListHookDeliveries(options);
@@ -172,14 +172,14 @@ export class SqliteHookOutbox implements HookOutbox {
     });
   }
 
-  /** {@inheritDoc @horae/storage!HookOutbox.redriveHookDelivery} */
+  /** {@inheritDoc @horae/storage!index.HookOutbox#redriveHookDelivery} */
   async redriveHookDelivery(id: string): Promise<boolean> {
     validateHookDeliveryId(id, 'redriveHookDelivery');
     const s = this.#s;
     return this.#access.write('redriveHookDelivery', (tx) => s.redrive.run({ id, now: tx.now }).changes === 1);
   }
 
-  /** {@inheritDoc @horae/storage!HookOutbox.purgeHookDeliveries} */
+  /** {@inheritDoc @horae/storage!index.HookOutbox#purgeHookDeliveries} */
   async purgeHookDeliveries(options: PurgeHookDeliveriesOptions): Promise<number> {
     validatePurgeHookDeliveries(options);
     const s = this.#s;

@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Webhook } from 'standardwebhooks';
 import { nextEvent } from '@horae/core/testing';
-import { DurableStatusHooks, WorkRegistry, generateStatusHookSecret, type DurableHookEvents, type Horae, type HoraeOptions } from '@horae/storage';
+import { DurableStatusHooks, StatusHookUrlError, WorkRegistry, generateStatusHookSecret, type DurableHookEvents, type Horae, type HoraeOptions } from '@horae/storage';
 import { VirtualClock } from '@horae/core/testing';
 import { MemoryRepository } from '@horae/storage';
 import { horaeOn, stopAll } from './horae-helpers.js';
@@ -261,6 +261,18 @@ describe('durable status hooks (the outbox) on MemoryRepository', () => {
     expect(await repo.hookOutbox().listHookDeliveries({ state: 'dead' })).toHaveLength(1);
     await clock.advance(2 * 3_600_000);
     expect(await repo.hookOutbox().listHookDeliveries({ state: 'dead' })).toHaveLength(0);
+  });
+
+  it('createHorae refuses a hook URL with credentials, without quoting the password', () => {
+    const { clock, repo } = world();
+    let error: unknown;
+    try {
+      horaeOn(clock, repo, okWork(), { statusHooks: { url: 'https://ops:s3cr3t-pw@hooks.example.com/x', secret: generateStatusHookSecret() } });
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(StatusHookUrlError);
+    expect((error as Error).message).not.toContain('s3cr3t-pw');
   });
 
   it('two hooks need two names; each gets its own rows', async () => {
