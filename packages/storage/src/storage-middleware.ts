@@ -18,6 +18,7 @@ import {
   UniqueKeyKey,
   UnrecoverableError,
   createKey,
+  quoteInput,
   realClock,
   type Clock,
   type BackoffFn,
@@ -546,7 +547,7 @@ class DurableStorage implements StorageMiddleware {
     const registered = this.#registry.get(workId);
     const param = this.#registry.validateParam(workId, ctx.param);
     const id = ctx.taskId ?? randomUUID();
-    if (this.#entries.has(id)) throw new InvalidInputError(`a task with the id "${id}" is already scheduled`);
+    if (this.#entries.has(id)) throw new InvalidInputError(`a task with the id ${quoteInput(id)} is already scheduled`);
     const task: NewTask & { id: string } = {
       id,
       workId,
@@ -883,7 +884,7 @@ class DurableStorage implements StorageMiddleware {
     this.events.emit('task:failed', { task: failed.value, error });
     entry.outcome = { state: 'failed', value: error };
     // Unrecoverable: a retry middleware outside this one must not run it again.
-    throw new UnrecoverableError(`the stored param no longer passes the validation of "${claimed.workId}": ${error.message}`, { cause: error });
+    throw new UnrecoverableError(`the stored param no longer passes the validation of ${quoteInput(claimed.workId)}: ${error.message}`, { cause: error });
   }
 
   /**
@@ -911,7 +912,7 @@ class DurableStorage implements StorageMiddleware {
     const base = Math.min(this.#leaseMs / 4, 1_000);
     const retryAt = new Date(this.#clock.now() + Math.max(1, Math.round(base / 2 + Math.random() * (base / 2))));
     this.events.emit('task:limited', { taskId: entry.taskId, workId: entry.workId, maxWorking, retryAt });
-    throw new RunDeferred(retryAt, `work "${entry.workId}" has ${maxWorking} tasks running across nodes (its concurrency); trying again soon`);
+    throw new RunDeferred(retryAt, `work ${quoteInput(entry.workId)} has ${maxWorking} tasks running across nodes (its concurrency); trying again soon`);
   }
 
   /** Claims the task; when the claim is lost, settles what this node knows and throws what the core expects. */
@@ -1218,7 +1219,7 @@ class DurableStorage implements StorageMiddleware {
    * @param reported - true when the lease keeper already emitted `task:lease-lost`
    */
   #zombie(entry: LocalTask, error: LeaseLostError | TaskNotFoundError, reported = false): never {
-    const lost = error instanceof LeaseLostError ? error : new LeaseLostError(entry.taskId, `task "${entry.taskId}" was deleted while it ran`);
+    const lost = error instanceof LeaseLostError ? error : new LeaseLostError(entry.taskId, `task ${quoteInput(entry.taskId)} was deleted while it ran`);
     // A run cancelled under it was refused for that reason, not because another node took it over.
     if (!reported && !entry.cancelWritten) this.events.emit('task:lease-lost', { taskId: entry.taskId, error: lost });
     entry.phase = 'remote';
