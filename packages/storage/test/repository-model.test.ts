@@ -73,6 +73,20 @@ describe('the model-based test of the Repository contract', () => {
     expect(String((error as Error).cause)).toMatch(/broke invariants:[\s\S]*updatedAt/);
   });
 
+  it('replays a failure from the seed, path and replayPath it prints: the same minimal sequence, at once', async () => {
+    const fixture = defectiveFixture(DEFECTS['reclaimExpired takes one task at a time']!);
+    const settings = { runs: 100, seed: 42, maxCommands: 25, clients: 3 };
+    const first = String(await runRepositoryModel(fixture, { ...settings, path: undefined }).catch((e: unknown) => e));
+    const path = /path: "([\d:]+)"/.exec(first)?.[1];
+    const replayPath = /replayPath="([^"]+)"/.exec(first)?.[1];
+    expect(path).toBeDefined();
+    expect(replayPath).toBeDefined();
+    const again = String(await runRepositoryModel(fixture, { ...settings, path, replayPath }).catch((e: unknown) => e));
+    expect(again).toMatch(/Property failed after 1 tests/);
+    const counterexample = (report: string): string | undefined => report.split('\n').find((line) => line.startsWith('Counterexample'));
+    expect(counterexample(again)).toBe(counterexample(first));
+  });
+
   it('passes the MemoryRepository', async () => {
     const fixture = defectiveFixture((repository) => repository);
     await expect(runRepositoryModel(fixture, { runs: 30, seed: 42, path: undefined, maxCommands: 25, clients: 3 })).resolves.toBeUndefined();

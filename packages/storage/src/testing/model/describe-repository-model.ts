@@ -43,8 +43,9 @@ function fromEnvironment(name: string): number | undefined {
  * the database clock's small offset from this process's does not matter. Each run opens `clients - 1` peers with
  * `openPeer` and disposes the fixture at its end.
  *
- * To replay a failure: `HORAE_MODEL_SEED=<seed> HORAE_MODEL_PATH=<path>` (both printed by the failure) and run the
- * same test file; `HORAE_MODEL_RUNS=<n>` raises the number of sequences for a soak.
+ * To replay a failure: `HORAE_MODEL_SEED=<seed> HORAE_MODEL_PATH=<path> HORAE_MODEL_REPLAY_PATH=<replayPath>` (all three
+ * printed by the failure: the seed and path on its second line, the replayPath at the end of the counterexample) and
+ * run the same test file; `HORAE_MODEL_RUNS=<n>` raises the number of sequences for a soak.
  *
  * ### Examples
  * ```ts
@@ -61,6 +62,7 @@ export function describeRepositoryModel(name: string, createFixture: () => Promi
   const runs = fromEnvironment('HORAE_MODEL_RUNS') ?? options.runs ?? 40;
   const seed = fromEnvironment('HORAE_MODEL_SEED') ?? options.seed ?? DEFAULT_MODEL_SEED;
   const path = process.env.HORAE_MODEL_PATH;
+  const replayPath = process.env.HORAE_MODEL_REPLAY_PATH;
   const maxCommands = options.maxCommands ?? 25;
   const clients = options.clients ?? 3;
   if (!Number.isInteger(clients) || clients < 1 || clients > 5) throw new RangeError(`clients must be an integer from 1 to 5, got ${clients}`);
@@ -72,7 +74,7 @@ export function describeRepositoryModel(name: string, createFixture: () => Promi
       async () => {
         // Loaded here, so that fast-check (an optional peer) is needed only by the adapters that run this test.
         const { runRepositoryModel } = await import('./run-repository-model.js');
-        await runRepositoryModel(createFixture, { runs, seed, path, maxCommands, clients });
+        await runRepositoryModel(createFixture, { runs, seed, path, replayPath, maxCommands, clients });
       },
       options.timeoutMs ?? 600_000,
     );

@@ -13,8 +13,10 @@ export interface ModelRunSettings {
   runs: number;
   /** The seed. */
   seed: number;
-  /** A replay path from a failure report, to run just that sequence. */
+  /** A replay path from a failure report (`path: "…"`), to run just that sequence. */
   path: string | undefined;
+  /** The commands' replay path from the same report (`replayPath="…"`), which fc.commands needs to replay it. */
+  replayPath?: string | undefined;
   /** The most commands in a sequence. */
   maxCommands: number;
   /** Clients in a sequence. */
@@ -32,7 +34,7 @@ export async function runRepositoryModel(createFixture: () => Promise<Repository
   const probe = await createFixture();
   const workLimiter = isWorkLimiter(probe.repository);
   await probe.dispose();
-  const sequences = fc.commands(commandArbitraries(clients, workLimiter), { maxCommands, size: 'max' });
+  const sequences = fc.commands(commandArbitraries(clients, workLimiter), { maxCommands, size: 'max', ...(settings.replayPath === undefined ? {} : { replayPath: settings.replayPath }) });
   const property = fc.asyncProperty(fc.array(newTaskArbitrary, { minLength: 1, maxLength: 5 }), sequences, async (initialTasks, commands) => {
     const fixture = await createFixture();
     try {
