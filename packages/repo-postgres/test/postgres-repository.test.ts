@@ -10,5 +10,5 @@ describeRepositoryConformance('PostgresRepository', () => createPgFixture(), {
   },
 });
 
-// Fewer sequences than on SQLite: each opens a schema and three pools; 20 add about 11 s here.
+// Fewer sequences than on SQLite: each opens a schema and three pools; 20 add 3.5-12 s here, with the machine's load.
 describeRepositoryModel('PostgresRepository', () => createPgFixture(), { runs: 20 });
