@@ -8,6 +8,7 @@ import {
   ALL_TASK_STATES,
   InvalidStateError,
   LeaseLostError,
+  leaseExpiredBeforeStart,
   RepositoryError,
   TaskNotDueError,
   TaskNotFoundError,
@@ -538,9 +539,10 @@ export class MongoRepository implements Repository, HookOutboxProvider {
       const doc = await this.#writeOne(unstartedLeaseFilter(id, token), startPipeline);
       if (doc !== null) return toTaskInfo(doc);
       const current = toTaskInfo(await this.#load(id));
-      // A lease never becomes unstarted again under one token: still Working under it means started already.
-      if (current.state === TaskState.Working && current.lease?.token === token) return current;
-      throw new LeaseLostError(id);
+      if (current.state !== TaskState.Working || current.lease?.token !== token) throw new LeaseLostError(id);
+      // Under the token: started already (a start that had landed), or unstarted with its lease expired.
+      if (current.lease.started) return current;
+      throw leaseExpiredBeforeStart(id);
     });
   }
 

@@ -250,9 +250,12 @@ export function startedLeaseFilter(id: string, token: string): Document {
   return { ...leaseFilter(id, token), 'lease.started': { $ne: false } };
 }
 
-/** The filter of `markAsStarted`: Working under `token`, claimed ahead and its run not started yet. */
+/**
+ * The filter of `markAsStarted`: Working under `token`, claimed ahead, its run not started yet, and its lease not
+ * expired by the server's clock (a run never starts on an expired lease: any node may reclaim the task).
+ */
 export function unstartedLeaseFilter(id: string, token: string): Document {
-  return { ...leaseFilter(id, token), 'lease.started': false };
+  return { ...leaseFilter(id, token), 'lease.started': false, $expr: { $gt: ['$lease.until', '$$NOW'] } };
 }
 
 /** The filter of a cancel without a token: any non-terminal task. */

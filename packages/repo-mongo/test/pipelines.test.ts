@@ -169,6 +169,11 @@ describe('claim ahead, then markAsStarted', () => {
     expect(matches(m.raw('a'), startedLeaseFilter('a', token), m.now)).toBe(false);
     expect(matches(m.raw('a'), leaseFilter('a', token), m.now)).toBe(true);
 
+    // A start matches up to the last instant of the lease, never at or past its end: a run never starts on an
+    // expired lease.
+    expect(matches(m.raw('a'), unstartedLeaseFilter('a', token), at(5_099))).toBe(true);
+    expect(matches(m.raw('a'), unstartedLeaseFilter('a', token), at(5_100))).toBe(false);
+
     m.now = at(200);
     const started = m.write(unstartedLeaseFilter('a', token), startPipeline(ticket));
     expect(started).toMatchObject({ state: 'Working', attempt: 1, claims: 1, unstartedClaims: 0 });
@@ -296,7 +301,8 @@ describe('reclaimExpired', () => {
     m.insert({ id: 'a', workId: 'w', scheduledAt: at(0), maxAttempts: 2 });
     m.claimAhead('n', 0);
     m.reclaim();
-    const ahead = m.claimAhead('n', 0)!;
+    // A lease that has not expired yet: a run never starts on an expired one.
+    const ahead = m.claimAhead('n', 10)!;
     m.write(unstartedLeaseFilter('a', ahead.lease!.token), startPipeline(ticket));
     m.now = at(50);
     expect(m.reclaim()).toMatchObject({ state: 'Initialized', attempt: 1, claims: 2, unstartedClaims: 0, lastError: LEASE_EXPIRED_ERROR, scheduledAt: at(50) });

@@ -10,6 +10,7 @@ import {
   checkMaxUnstartedClaims,
   InvalidStateError,
   LeaseLostError,
+  leaseExpiredBeforeStart,
   MAX_CHECK_INS_PER_ATTEMPT,
   MAX_ERROR_MESSAGE_LENGTH,
   MAX_ERROR_STACK_LENGTH,
@@ -803,7 +804,8 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
   /**
    * Why writes under lease tokens changed nothing, from one read of their rows: TaskNotFoundError when the task is
    * gone; LeaseLostError when it is not Working under the token; under the token, a start finds the run started
-   * already (the task, unchanged: a retried start that had landed) and an end finds it unstarted (InvalidStateError:
+   * already (the task, unchanged: a retried start that had landed) or its lease expired (LeaseLostError), and an end
+   * finds it unstarted (InvalidStateError:
    * the one condition of an end left when the token holds).
    */
   async #refusals(items: readonly HeldItem[], write: HeldWrite): Promise<(TaskInfo | Error)[]> {
@@ -813,7 +815,8 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
       const task = byId.get(id);
       if (task === undefined) return new TaskNotFoundError(id);
       if (task.state !== 'Working' || task.lease?.token !== token) return new LeaseLostError(id);
-      if (write === 'start') return task;
+      // Under the token and unstarted, a start was refused for the one condition left: its lease had expired.
+      if (write === 'start') return task.lease.started ? task : leaseExpiredBeforeStart(id);
       return new InvalidStateError(id, 'Working, claimed ahead with its run not started', 'end a run');
     });
   }

@@ -305,8 +305,9 @@ export function buildStatements(s: string, channel: string) {
     /**
      * $1: ids, $2: tokens (parallel arrays, ids unique). Starts the run of each claim ahead held under its token:
      * attempt + 1, the next run number, unstarted_claims 0, lease_started, and its `running` record (node = the lease
-     * owner, started at the statement's time), each row fenced on its own. A row that does not come back was not
-     * started by this statement (missing, lost, or started already): the caller reads it to tell which.
+     * owner, started at the statement's time), each row fenced on its own; a lease that has expired starts nothing. A
+     * row that does not come back was not started by this statement (missing, lost, expired, or started already): the
+     * caller reads it to tell which.
      */
     startMany: `
       WITH started AS (
@@ -314,6 +315,7 @@ export function buildStatements(s: string, channel: string) {
         FROM unnest($1::text[], $2::text[]) AS u(id, token)
         -- "id = ANY" steers the planner to primary-key look-ups whatever its statistics say.
         WHERE t.id = ANY($1::text[]) AND t.id = u.id AND ${stateIs('Working', 't.')} AND t.lease_token = u.token AND NOT t.lease_started
+          AND t.lease_until > ${NOW}
         RETURNING ${tcols}, t.runs
       ),${openRun('started')}
       SELECT ${out} FROM started`,
@@ -321,7 +323,7 @@ export function buildStatements(s: string, channel: string) {
     start: `
       WITH started AS (
         UPDATE ${t} SET ${startRun()}, ${CHANGED}
-        WHERE id = $1 AND ${stateIs('Working')} AND lease_token = $2 AND NOT lease_started
+        WHERE id = $1 AND ${stateIs('Working')} AND lease_token = $2 AND NOT lease_started AND lease_until > ${NOW}
         RETURNING ${cols}, runs
       ),${openRun('started')}
       SELECT ${out} FROM started`,

@@ -4,6 +4,7 @@ import {
   ALL_TASK_STATES,
   InvalidStateError,
   LeaseLostError,
+  leaseExpiredBeforeStart,
   MAX_CHECK_INS_PER_ATTEMPT,
   RepositoryError,
   SchemaVersionError,
@@ -506,6 +507,7 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter,
       if (current === undefined) throw new TaskNotFoundError(id);
       if (current.state !== 'Working' || current.lease_token !== held) throw new LeaseLostError(id);
       if (current.lease_started === 1) return rowToTask(current);
+      if (current.lease_until === null || current.lease_until <= tx.now) throw leaseExpiredBeforeStart(id);
       const next = seq ?? tx.nextSeq();
       if (s.startKnown.run({ id, token: held, now: tx.now, seq: next }).changes !== 1) throw new LeaseLostError(id);
       return rowToTask(this.#startRun(tx, current, next));

@@ -66,8 +66,9 @@ export const STATEMENT_SQL = {
   claimAheadKnown: `UPDATE horae_tasks SET ${CLAIM_AHEAD_SET} WHERE ${CLAIM_WHERE}`,
   // markAsStarted: the run of a claim ahead starts. The …IfUnchanged form is for a row this repository claimed
   // (KnownRows), as markAsDoneIfUnchanged below; the other follows a read of the row.
-  startKnown: `UPDATE horae_tasks SET ${START}, ${STAMP} WHERE id = @id AND ${HELD} AND lease_started = 0`,
-  startIfUnchanged: `UPDATE horae_tasks SET ${START}, ${STAMP} WHERE id = @id AND change_seq = @knownSeq AND ${HELD} AND lease_started = 0`,
+  // A run never starts on an expired lease (the start is refused, any node may reclaim the task): lease_until > @now.
+  startKnown: `UPDATE horae_tasks SET ${START}, ${STAMP} WHERE id = @id AND ${HELD} AND lease_started = 0 AND lease_until > @now`,
+  startIfUnchanged: `UPDATE horae_tasks SET ${START}, ${STAMP} WHERE id = @id AND change_seq = @knownSeq AND ${HELD} AND lease_started = 0 AND lease_until > @now`,
   markAsDoneKnown: `UPDATE horae_tasks SET ${DONE_SET} WHERE id = @id AND ${STARTED}`,
   // markAsDone of a row this repository claimed (KnownRows): no read at all. Every write of a row sets a new
   // change_seq, so an unchanged @knownSeq proves the remembered row is the stored one; otherwise nothing changes and

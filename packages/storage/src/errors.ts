@@ -19,6 +19,17 @@ export class LeaseLostError extends HoraeError {
   }
 }
 
+/**
+ * The LeaseLostError of a `markAsStarted` whose claim ahead outlived its lease: no other node may have reclaimed the
+ * task yet, but any may at any moment, so the run must not start.
+ *
+ * @param taskId - the task
+ * @returns the error every adapter throws for it
+ */
+export function leaseExpiredBeforeStart(taskId: string): LeaseLostError {
+  return new LeaseLostError(taskId, `the lease on task ${quoteInput(taskId)} expired before its run started`);
+}
+
 /** The transition is not allowed from the task's current state (for example, any change to a terminal task). */
 export class InvalidStateError extends HoraeError {
   /**

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { InvalidInputError, quoteInput, realClock, type Clock } from '@horae/core';
-import { InvalidStateError, LeaseLostError, RepositoryError, TaskNotDueError, TaskNotFoundError } from './errors.js';
+import { InvalidStateError, LeaseLostError, RepositoryError, TaskNotDueError, TaskNotFoundError, leaseExpiredBeforeStart } from './errors.js';
 import { firstInOrder } from './first-in-order.js';
 import type {
   ChangePage,
@@ -271,6 +271,7 @@ export class MemoryRepository implements Repository, ScheduleStore, WorkLimiter,
     return this.#run('markAsStarted', () => {
       const task = this.#getHeld(id, token);
       if (task.lease!.started) return copy(task);
+      if (task.lease!.until.getTime() <= this.#store.clock.now()) throw leaseExpiredBeforeStart(id);
       return copy(this.#startTask(task));
     });
   }

@@ -195,7 +195,11 @@ export interface Repository {
    * Rule: calls made together (many runs starting in one tick) may be written in one statement, and each is
    * fenced on its own: a call whose token no longer holds its task is refused and the others land.
    *
-   * @throws LeaseLostError when the task is not Working under this token
+   * Rule: a run never starts on an expired lease. A claim ahead whose lease ran out (`lease.until` ≤ now by the
+   * database's clock) is refused with LeaseLostError and nothing is written, even though no other node has reclaimed
+   * it yet: any node may reclaim it at any moment, and a run started now would overlap the next owner's.
+   *
+   * @throws LeaseLostError when the task is not Working under this token, or its unstarted lease has expired
    * @throws TaskNotFoundError when no task has the id
    */
   markAsStarted(id: string, token: string): Promise<TaskInfo>;

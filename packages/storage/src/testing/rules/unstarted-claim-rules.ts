@@ -27,6 +27,26 @@ export function unstartedClaimRules({ group, rule, repo, fixture }: SuiteContext
       expect(await repo().listAttempts(claimed.id)).toEqual([]);
     });
 
+    rule('markAsStarted of an unstarted claim whose lease expired throws LeaseLostError and writes nothing', async () => {
+      // Expired and not reclaimed yet: any node may reclaim it at any moment, so a run started now could overlap the
+      // next owner's.
+      const claimed = await insertClaimedAhead(repo(), {}, { leaseMs: 0 });
+      await expect(repo().markAsStarted(claimed.id, claimed.lease.token)).rejects.toBeInstanceOf(LeaseLostError);
+      expect(await repo().getById(claimed.id)).toEqual(claimed);
+      expect(await repo().listAttempts(claimed.id)).toEqual([]);
+      // Among starts made together, the expired one is refused on its own and the live one starts.
+      const live = await insertClaimedAhead(repo());
+      const [expired, started] = await Promise.allSettled([
+        repo().markAsStarted(claimed.id, claimed.lease.token),
+        repo().markAsStarted(live.id, live.lease.token),
+      ]);
+      expect(expired.status === 'rejected' && expired.reason instanceof LeaseLostError, 'the expired start is refused').toBe(true);
+      expect(started.status === 'fulfilled' ? started.value : started.reason).toMatchObject({ id: live.id, attempt: 1, lease: { started: true } });
+      // The expired claim is reclaimed as an unstarted one: no attempt spent.
+      await repo().reclaimExpired();
+      expect(await repo().getById(claimed.id)).toMatchObject({ state: 'Initialized', attempt: 0, claims: 1, unstartedClaims: 1 });
+    });
+
     rule('release of an unstarted claim: Initialized, attempt and claims unchanged, no record', async () => {
       const claimed = await insertClaimedAhead(repo());
       const runAt = past(MINUTE);
