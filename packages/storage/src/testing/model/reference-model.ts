@@ -135,6 +135,8 @@ function leaseTransition(state: ModelState, op: Op<'markAsStarted' | 'renewLease
   switch (op.kind) {
     case 'markAsStarted':
       if (lease.started) return expectTask(state, observed, task, `${what} of a started run`, false);
+      // A run never starts on an expired lease: any node may reclaim the task at any moment.
+      if (lease.expired) return refused(state, observed, ['LEASE_LOST'], `${what} of a claim ahead whose lease expired`);
       return expectTask(state, observed, { ...startRun(task, lease.owner), lease: { ...lease, started: true } }, what);
     case 'renewLease':
       return expectTask(state, observed, { ...task, lease: { ...lease, expired: op.leaseMs === 0, until: leaseUntil(op.leaseMs) } }, what);
