@@ -127,18 +127,27 @@ describe('checkInvariants', () => {
     expect(check([task(failOk, 'Done', 2, 200)], retried, records, { [failOk]: 100 })).toEqual(['before-due', 'before-due']);
   });
 
-  it('counts, without a violation, a run started under an expired lease and runs that overlapped', () => {
+  it('started-on-expired-lease: the database started a run after the lease it started under had expired', () => {
     const log = [`start cut 1 ${A} 1200 1100`, `start cut 2 ${B} 1300 2300`, `end cut 1 ${A} ok 1400`, `end cut 2 ${B} ok 1500`].join('\n');
     const lines = parseRunLog(log);
     const history = new Map([['cut', [record('cut', 1, A, 1200, 'lease-expired'), record('cut', 2, B, 1300, 'succeeded')]]]);
     const report = checkInvariants([task('cut', 'Done', 2, 1300)], lines, history, { dueAt: new Map([['cut', 0]]), maxAttempts: MAX_ATTEMPTS, failPercent: 0 });
-    expect(report.violations).toEqual([]);
+    expect(report.violations.map((v) => v.invariant)).toEqual(['started-on-expired-lease']);
     expect(report.counts).toMatchObject({ startedExpired: 1, overlaps: 1, leaseExpired: 1, rerunAfterExpiry: 1, minTakeoverMarginMs: 200 });
+  });
+
+  it('counts, without a violation, work that began after its lease expired when the database started it inside the lease', () => {
+    // Started by the database at 1050 under a lease to 1100; the work logged its start at 1200 (a slow event loop).
+    const log = [`start cut 1 ${A} 1200 1100`, `start cut 2 ${B} 1300 2300`, `end cut 1 ${A} ok 1400`, `end cut 2 ${B} ok 1500`].join('\n');
+    const history = new Map([['cut', [record('cut', 1, A, 1050, 'lease-expired'), record('cut', 2, B, 1300, 'succeeded')]]]);
+    const report = checkInvariants([task('cut', 'Done', 2, 1300)], parseRunLog(log), history, { dueAt: new Map([['cut', 0]]), maxAttempts: MAX_ATTEMPTS, failPercent: 0 });
+    expect(report.violations).toEqual([]);
+    expect(report.counts).toMatchObject({ startedExpired: 1, overlaps: 1 });
   });
 
   it('counts as overlapping a run aborted (its lease lost) after the next one started; an abort is not a wrong outcome', () => {
     const log = [`start cut 1 ${A} 1200 1100`, `start cut 2 ${B} 1300 2300`, `end cut 1 ${A} abort 1500`, `end cut 2 ${B} ok 1600`].join('\n');
-    const history = new Map([['cut', [record('cut', 1, A, 1200, 'lease-expired'), record('cut', 2, B, 1300, 'succeeded')]]]);
+    const history = new Map([['cut', [record('cut', 1, A, 1050, 'lease-expired'), record('cut', 2, B, 1300, 'succeeded')]]]);
     const report = checkInvariants([task('cut', 'Done', 2, 1300)], parseRunLog(log), history, { dueAt: new Map([['cut', 0]]), maxAttempts: MAX_ATTEMPTS, failPercent: 0 });
     expect(report.violations).toEqual([]);
     expect(report.counts.overlaps).toBe(1);
