@@ -285,7 +285,7 @@ export function applyOperation(state: ModelState, op: ResolvedOperation, observe
     case 'deleteTerminalBefore':
       return deleteTerminalBefore(state, op, observed, what);
     case 'claimWithinLimit':
-      return claimWithinLimit(state, op, observed, what);
+      return claimWithinLimit(state, op, observed, mode, what);
     case 'claimDueWithinLimits':
       return claimDueWithinLimits(state, op, observed, mode, what);
     case 'drainChanges':

@@ -17,11 +17,19 @@ function workingOf(state: ModelState, workId: string): number {
   return state.tasks.filter((task) => task.workId === workId && task.state === 'Working').length;
 }
 
-/** claimWithinLimit: null and TaskNotDueError as a claim; `{ refused: 'limit' }` when its work is full; else a claim. */
-export function claimWithinLimit(state: ModelState, op: Op<'claimWithinLimit'>, observed: Observed, what: string): Verdict {
+/**
+ * claimWithinLimit: null and TaskNotDueError as a claim; `{ refused: 'limit' }` when its work is full; else a claim.
+ *
+ * Made together with other calls, a refusal for the limit agrees whatever the count: the contract makes the count and
+ * the claim one atomic step only among claimers that carry the limit, and a plain claim or claimDue racing it may be
+ * counted before the task it read is (PostgreSQL reads the task, then counts, in two statements). It writes nothing;
+ * a claim it grants is still checked against the count.
+ */
+export function claimWithinLimit(state: ModelState, op: Op<'claimWithinLimit'>, observed: Observed, mode: Mode, what: string): Verdict {
   const task = find(state, op.id);
   if (task === undefined) return refused(state, observed, ['TASK_NOT_FOUND'], what);
   const value = observed.ok ? (observed.value as { task?: TaskInfo; refused?: string } | null) : undefined;
+  if (mode === 'racing' && value?.refused === 'limit') return agree(state);
   const asClaim: Op<'claim'> = { ...op, kind: 'claim' };
   const stale = op.ifScheduledAt !== undefined && op.ifScheduledAt !== timeOf(task.scheduledAt);
   if (task.state !== 'Initialized' || stale) return claim(state, asClaim, observed, what);
