@@ -246,8 +246,10 @@ export class HookDeliveryLoop {
       this.#events.emit('hook:outbox-error', { operation: 'settleHookDelivery', error, retryInMs: undefined });
     } finally {
       this.#inFlight.delete(controller);
-      // Wake first: the claim round it starts keeps the loop busy, so idle() does not resolve between the two.
-      this.wake();
+      // Claim again once half the slots are free (or none is busy), not after every POST: each claim is a write,
+      // and on a busy node those writes compete with the runs'. Wake first: the claim round it starts keeps the
+      // loop busy, so idle() does not resolve between the two.
+      if (this.#inFlight.size === 0 || this.#concurrency - this.#inFlight.size >= Math.ceil(this.#concurrency / 2)) this.wake();
       this.#checkIdle();
     }
   }
