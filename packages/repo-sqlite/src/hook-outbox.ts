@@ -57,7 +57,9 @@ const SQL = {
   insert: `INSERT INTO horae_hook_outbox (id, hook, task_id, body, state, attempts, next_attempt_at, created_at, updated_at)
     VALUES (:id, :hook, :taskId, :body, 'pending', 0, :now, :now, :now) ON CONFLICT (id) DO NOTHING`,
   // The oldest claimable rows: due, unleased (or lease expired), and first among the pending rows of their hook and task.
-  claimable: `SELECT ${COLUMNS} FROM horae_hook_outbox o
+  // INDEXED BY: the walk must skip dead letters and delivered history by the index, never scan them (with statistics
+  // from a table of mostly pending rows the planner would otherwise scan the table in seq order).
+  claimable: `SELECT ${COLUMNS} FROM horae_hook_outbox o INDEXED BY horae_hook_outbox_pending
     WHERE o.state = 'pending' AND o.hook IN (SELECT value FROM json_each(:hooks))
       AND o.next_attempt_at <= :now AND (o.lease_until IS NULL OR o.lease_until <= :now)
       AND NOT EXISTS (SELECT 1 FROM horae_hook_outbox p
