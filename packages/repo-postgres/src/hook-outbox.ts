@@ -71,11 +71,13 @@ function statements(s: string) {
       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS t(id, hook, task_id, body, n)
       ORDER BY t.n
       ON CONFLICT (id) DO NOTHING`,
-    // The oldest claimable rows (due, unleased or expired, first among the pending rows of their hook and task),
-    // locked SKIP LOCKED; a row another claim updated meanwhile is checked again (READ COMMITTED) and left out.
+    // The oldest claimable rows of one hook (due, unleased or expired, first among the pending rows of their task),
+    // locked SKIP LOCKED; a row another claim updated meanwhile is checked again (READ COMMITTED) and left out. One
+    // hook per statement: with `hook = $1` the partial index hook_outbox_pending gives the seq order, so the walk
+    // never reads dead letters (with `= ANY` the planner walked the primary key past every one of them).
     claim: `WITH picked AS (
         SELECT o.seq FROM ${table} o
-        WHERE o.state = 'pending' AND o.hook = ANY($1::text[])
+        WHERE o.state = 'pending' AND o.hook = $1
           AND o.next_attempt_at <= ${NOW} AND (o.lease_until IS NULL OR o.lease_until <= ${NOW})
           AND NOT EXISTS (SELECT 1 FROM ${table} p WHERE p.state = 'pending' AND p.hook = o.hook AND p.task_id = o.task_id AND p.seq < o.seq)
         ORDER BY o.seq LIMIT $2
@@ -136,10 +138,13 @@ export class PostgresHookOutbox implements HookOutbox {
   async claimHookDeliveries(options: ClaimHookDeliveriesOptions): Promise<ClaimedHookDelivery[]> {
     validateClaimHookDeliveries(options);
     if (options.hooks.length === 0) return [];
-    const { rows } = await this.#run('claim hook deliveries', this.#sql.claim, [options.hooks, options.limit, options.leaseMs, randomUUID()]);
-    return (rows as unknown as OutboxRow[])
-      .map((row) => ({ ...toDelivery(row), token: row.lease_token ?? '' }))
-      .sort((a, b) => a.seq - b.seq);
+    const claimed: ClaimedHookDelivery[] = [];
+    for (const hook of new Set(options.hooks)) {
+      if (claimed.length >= options.limit) break;
+      const { rows } = await this.#run('claim hook deliveries', this.#sql.claim, [hook, options.limit - claimed.length, options.leaseMs, randomUUID()]);
+      claimed.push(...(rows as unknown as OutboxRow[]).map((row) => ({ ...toDelivery(row), token: row.lease_token ?? '' })));
+    }
+    return claimed.sort((a, b) => a.seq - b.seq);
   }
 
   /** {@inheritDoc @horae/storage!index.HookOutbox#settleHookDelivery} */

@@ -102,6 +102,33 @@ describe('PostgreSQL hook outbox', () => {
     expect(claimed.length).toBe(200);
   });
 
+  it('a claim walks the pending index of its hook, not the primary key past the dead letters', async () => {
+    const name = schema();
+    const outbox = open(name).hookOutbox();
+    await outbox.enqueueHookDeliveries(Array.from({ length: 3000 }, (_, i) => ({ id: `d${i}`, hook: 'default', taskId: `t${i % 1000}`, body: '{}' })));
+    for (let k = 0; k < 2; k++) {
+      const claimed = await outbox.claimHookDeliveries({ hooks: ['default'], limit: 1000, leaseMs: 60_000 });
+      for (const c of claimed) await outbox.settleHookDelivery(c.id, c.token, { outcome: 'dead', error: 'gone' });
+    }
+    const client = await rawClient();
+    try {
+      await client.query(`ANALYZE "${name}".hook_outbox`);
+      // The claim's walk, as hook-outbox.ts writes it.
+      const plan = await client.query<{ 'QUERY PLAN': string }>(
+        `EXPLAIN SELECT o.seq FROM "${name}".hook_outbox o
+         WHERE o.state = 'pending' AND o.hook = $1 AND o.next_attempt_at <= statement_timestamp() AND (o.lease_until IS NULL OR o.lease_until <= statement_timestamp())
+           AND NOT EXISTS (SELECT 1 FROM "${name}".hook_outbox p WHERE p.state = 'pending' AND p.hook = o.hook AND p.task_id = o.task_id AND p.seq < o.seq)
+         ORDER BY o.seq LIMIT $2 FOR UPDATE SKIP LOCKED`,
+        ['default', 4],
+      );
+      expect(plan.rows.map((r) => r['QUERY PLAN']).join('\n')).toMatch(/Index Scan using hook_outbox_pending on hook_outbox o/);
+    } finally {
+      await client.end();
+    }
+    const [next] = await outbox.claimHookDeliveries({ hooks: ['default', 'unknown'], limit: 1, leaseMs: 60_000 });
+    expect(next).toMatchObject({ id: 'd2000', attempts: 1 });
+  });
+
   it('deliveries pending when a node stops are delivered after a new node starts on the same schema', async () => {
     const name = schema();
     let status = 503;
