@@ -227,8 +227,14 @@ describe('write builders', () => {
     ]);
   });
 
-  it('markAsStarted needs the unstarted claim under its token; it counts the attempt, resets unstarted claims, sets started and opens the record', () => {
-    expect(unstartedLeaseFilter('t1', 'tok')).toEqual({ _id: 't1', state: 'Working', 'lease.token': 'tok', 'lease.started': false });
+  it('markAsStarted needs the unstarted claim under its token, its lease not expired by $$NOW; it counts the attempt, resets unstarted claims, sets started and opens the record', () => {
+    expect(unstartedLeaseFilter('t1', 'tok')).toEqual({
+      _id: 't1',
+      state: 'Working',
+      'lease.token': 'tok',
+      'lease.started': false,
+      $expr: { $gt: ['$lease.until', '$$NOW'] },
+    });
     expect(startPipeline(ticket)).toEqual([
       {
         $set: {
