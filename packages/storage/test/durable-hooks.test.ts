@@ -275,6 +275,29 @@ describe('durable status hooks (the outbox) on MemoryRepository', () => {
     expect((error as Error).message).not.toContain('s3cr3t-pw');
   });
 
+  it('a repository without an outbox gets the in-memory sender for URL hooks (horae.hookSenders), which delivers', async () => {
+    const { clock, repo } = world();
+    const { receiver: r, url } = await receiver();
+    // The same repository with hookOutbox hidden, as a third-party adapter without the capability would be.
+    const withoutOutbox = new Proxy(repo, {
+      get: (target, key) => {
+        if (key === 'hookOutbox') return undefined;
+        const value: unknown = Reflect.get(target, key);
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const horae = await node(clock, withoutOutbox, okWork(), { statusHooks: { url, secret: generateStatusHookSecret() } });
+    expect(horae.durableHooks).toBeUndefined();
+    expect(horae.hookSenders).toHaveLength(1);
+    const handle = await horae.schedule({ workId: 'w' });
+    await clock.advance(0);
+    await handle.result;
+    await r.requests(3);
+    await horae.hookSenders[0]!.flush();
+    expect(r.received.map((req) => req.json.to)).toEqual(['Initialized', 'Working', 'Done']);
+    expect(await repo.hookOutbox().listHookDeliveries()).toEqual([]);
+  });
+
   it('two hooks need two names; each gets its own rows', async () => {
     const { clock, repo } = world();
     const { url } = await receiver();
