@@ -213,7 +213,9 @@ function toDelivery(doc: Document): HookDelivery {
  *
  * @remarks A claim reads candidates in seq order (index `{ state, hook, seq }`) and checks each one's task for an
  * earlier pending delivery (index `{ state, hook, taskId, seq }`): one round trip per candidate, which is fine for the
- * handful a claim takes. Seq numbers come from a counter document, one `$inc` per enqueue.
+ * handful a claim takes. It reads at most 4 × `limit` candidates: when more of the first candidates than that wait behind
+ * an earlier change of their task, the claim returns fewer rows than it could, and the next one goes on. Seq numbers come
+ * from a counter document, one update per enqueue.
  */
 export class MongoHookOutbox implements HookOutbox {
   readonly #outbox: OutboxCollection;
