@@ -3,8 +3,6 @@
  * connections, and durable status hooks across a restart on one schema (what a stopped node left pending is
  * delivered by a node started later).
  */
-import { createServer, type IncomingHttpHeaders } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Webhook } from 'standardwebhooks';
@@ -12,6 +10,8 @@ import { realClock } from '@horae/core';
 import { WorkRegistry, createHorae, generateStatusHookSecret } from '@horae/storage';
 import { MIGRATIONS, PostgresRepository, SCHEMA_VERSION, migrate } from '@horae/repo-postgres';
 import { PG_URL, dropSchema, rawClient, testSchema } from './pg-fixture.js';
+import { Receiver } from '../../storage/test/hook-receiver.js';
+import { waitUntil } from '../../../test/support/wait-until.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -28,30 +28,6 @@ function open(name: string): PostgresRepository {
   const repository = new PostgresRepository({ connectionString: PG_URL, schema: name, poolSize: 4 });
   cleanups.push(() => repository.close().catch(() => undefined));
   return repository;
-}
-
-async function receiver(status: () => number): Promise<{ url: string; received: Array<{ body: string; headers: IncomingHttpHeaders }> }> {
-  const received: Array<{ body: string; headers: IncomingHttpHeaders }> = [];
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      received.push({ body: Buffer.concat(chunks).toString('utf8'), headers: req.headers });
-      res.writeHead(status()).end();
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks`, received };
-}
-
-/** Waits for a condition that real I/O and the database clock make true. */
-async function until(condition: () => boolean | Promise<boolean>, what: string): Promise<void> {
-  for (let i = 0; i < 500; i++) {
-    if (await condition()) return;
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 describe('PostgreSQL hook outbox', () => {
@@ -132,7 +108,11 @@ describe('PostgreSQL hook outbox', () => {
   it('deliveries pending when a node stops are delivered after a new node starts on the same schema', async () => {
     const name = schema();
     let status = 503;
-    const { url, received } = await receiver(() => status);
+    const receiver = new Receiver();
+    receiver.respond = () => status;
+    const url = await receiver.listen();
+    cleanups.push(() => receiver.close());
+    const received = receiver.received;
     const secret = generateStatusHookSecret();
     const start = (repository: PostgresRepository) =>
       createHorae({
@@ -147,7 +127,7 @@ describe('PostgreSQL hook outbox', () => {
     await first.start();
     const handle = await first.schedule({ workId: 'w' });
     await handle.result;
-    await until(() => received.length >= 1, 'the first POST');
+    await receiver.requests(1);
     await first.durableHooks!.flush();
     await first.stop({ hookGraceMs: 0, timeoutMs: 0 });
     await firstRepository.close();
@@ -163,9 +143,9 @@ describe('PostgreSQL hook outbox', () => {
     const second = start(secondRepository);
     cleanups.push(() => second.stop({ hookGraceMs: 0, timeoutMs: 0 }));
     await second.start();
-    await until(async () => (await secondRepository.hookOutbox().listHookDeliveries()).length === 0, 'the outbox to empty');
+    await waitUntil(async () => (await secondRepository.hookOutbox().listHookDeliveries()).length === 0, 'the outbox to empty');
     const delivered = received.slice(before);
-    expect(delivered.map((r) => (JSON.parse(r.body) as { to: string }).to)).toEqual(['Initialized', 'Working', 'Done']);
-    for (const r of delivered) expect(new Webhook(secret).verify(r.body, r.headers as Record<string, string>)).toBeTruthy();
+    expect(delivered.map((r) => r.json.to)).toEqual(['Initialized', 'Working', 'Done']);
+    for (const r of delivered) expect(new Webhook(secret).verify(r.raw.toString('utf8'), r.headers as Record<string, string>)).toBeTruthy();
   });
 });

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SqliteRepository } from '@horae/repo-sqlite';
 import { buildPackagesForChildren, builtPackageUrl } from '../../../test/support/built-packages.js';
 import { tempDir, type TempDir } from './temp-database.js';
+import { waitUntil } from '../../../test/support/wait-until.js';
 
 // The crash test of issue 3: a real process runs durable tasks on a SQLite file and is killed with SIGKILL in
 // the middle of a run; a new process starts on the same file and every task ends Done exactly once, the killed
@@ -87,15 +88,6 @@ function nextMessage(child: ChildProcess, timeoutMs: number): Promise<ChildMessa
   });
 }
 
-/** Waits (in real time: the children run on the real clock) until `condition` holds. */
-async function until(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
-
 interface LogLine {
   kind: 'start' | 'end';
   taskId: string;
@@ -143,11 +135,11 @@ describe('crash recovery with real processes', () => {
       const first = spawnChild(script, 'seed', dbPath, logPath);
       children.push(first);
       expect(await nextMessage(first, 30_000)).toEqual({ type: 'seeded' });
-      await until(async () => {
+      await waitUntil(async () => {
         const log = readLog(logPath);
         const done = (await observer.countByState()).Done;
         return log.some((l) => l.kind === 'start' && l.n === 20) && done === 20;
-      }, 'the 20 quick tasks to be Done and the victim to start');
+      }, 'the 20 quick tasks to be Done and the victim to start', { timeoutMs: 20_000, everyMs: 25 });
 
       // 2. SIGKILL in the middle of the victim's run.
       const exited = new Promise<NodeJS.Signals | null>((resolve) => first.once('exit', (_, signal) => resolve(signal)));

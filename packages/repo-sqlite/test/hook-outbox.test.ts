@@ -2,8 +2,6 @@
  * The SQLite hook outbox beyond the shared rules: the version 6 → 7 migration, and durable status hooks across a
  * restart on one database file (deliveries pending when a node stops are delivered by the next one).
  */
-import { createServer, type IncomingHttpHeaders } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Webhook } from 'standardwebhooks';
@@ -11,6 +9,8 @@ import { VirtualClock } from '@horae/core/testing';
 import { WorkRegistry, createHorae, generateStatusHookSecret, type Horae } from '@horae/storage';
 import { MIGRATIONS, SCHEMA_VERSION, SqliteRepository, migrate, readSchemaVersion } from '@horae/repo-sqlite';
 import { tempDir, type TempDir } from './temp-database.js';
+import { Receiver } from '../../storage/test/hook-receiver.js';
+import { waitUntil } from '../../../test/support/wait-until.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -21,31 +21,6 @@ function dir(): TempDir {
   const created = tempDir();
   cleanups.push(() => created.remove());
   return created;
-}
-
-/** A receiver on 127.0.0.1 answering `status()` to each request. */
-async function receiver(status: () => number): Promise<{ url: string; received: Array<{ body: string; headers: IncomingHttpHeaders }> }> {
-  const received: Array<{ body: string; headers: IncomingHttpHeaders }> = [];
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      received.push({ body: Buffer.concat(chunks).toString('utf8'), headers: req.headers });
-      res.writeHead(status()).end();
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks`, received };
-}
-
-/** Waits on real time for a condition that real I/O makes true (a POST arriving), advancing nothing. */
-async function until(condition: () => boolean | Promise<boolean>, what: string): Promise<void> {
-  for (let i = 0; i < 500; i++) {
-    if (await condition()) return;
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 describe('SQLite hook outbox: schema', () => {
@@ -113,7 +88,11 @@ describe('SQLite durable status hooks across a restart', () => {
     const path = dir().file();
     const clock = new VirtualClock({ now: Date.now() });
     let status = 503;
-    const { url, received } = await receiver(() => status);
+    const receiver = new Receiver();
+    receiver.respond = () => status;
+    const url = await receiver.listen();
+    cleanups.push(() => receiver.close());
+    const received = receiver.received;
     const secret = generateStatusHookSecret();
     const registry = (): WorkRegistry => new WorkRegistry().register('w', () => 'ok');
     const start = async (): Promise<{ horae: Horae; repository: SqliteRepository }> => {
@@ -127,7 +106,7 @@ describe('SQLite durable status hooks across a restart', () => {
     const handle = await first.horae.schedule({ workId: 'w' });
     await clock.advance(0);
     await handle.result;
-    await until(() => received.length === 1, 'the first POST');
+    await receiver.requests(1);
     await first.horae.durableHooks!.flush();
     await first.horae.stop({ hookGraceMs: 0, timeoutMs: 0 });
     await first.repository.close();
@@ -150,10 +129,10 @@ describe('SQLite durable status hooks across a restart', () => {
     await clock.advance(59_000);
     expect(received).toHaveLength(1);
     await clock.advance(1_000);
-    await until(async () => (await second.repository.hookOutbox().listHookDeliveries()).length === 0, 'the outbox to empty');
+    await waitUntil(async () => (await second.repository.hookOutbox().listHookDeliveries()).length === 0, 'the outbox to empty');
     const delivered = received.slice(1);
-    expect(delivered.map((r) => (JSON.parse(r.body) as { to: string }).to)).toEqual(['Initialized', 'Working', 'Done']);
-    for (const r of delivered) expect(new Webhook(secret).verify(r.body, r.headers as Record<string, string>)).toBeTruthy();
+    expect(delivered.map((r) => r.json.to)).toEqual(['Initialized', 'Working', 'Done']);
+    for (const r of delivered) expect(new Webhook(secret).verify(r.raw.toString('utf8'), r.headers as Record<string, string>)).toBeTruthy();
     expect(delivered[0]!.headers['webhook-id']).toBe(received[0]!.headers['webhook-id']);
   });
 });
