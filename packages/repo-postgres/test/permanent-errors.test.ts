@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { InvalidInputError } from '@horae/core';
 import { VirtualClock } from '@horae/core/testing';
-import { DurableWriter, RepositoryError, ValueRefusedError, WorkRegistry, createHorae, type Repository } from '@horae/storage';
+import { DurableWriter, RepositoryError, ValueRefusedError, WorkRegistry, createHorae, type Repository, type TaskInfo } from '@horae/storage';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { PostgresRepository } from '@horae/repo-postgres';
 import { translateError } from '../src/translate-error.js';
@@ -41,6 +41,24 @@ function runOnce<T>(call: () => Promise<T>): Promise<T> {
     });
     writer.run('write', undefined, call).then(resolve, reject);
   });
+}
+
+/**
+ * Two due tasks: first in claim order (priority 1) one whose workId is given a legacy length of 4,000 characters
+ * behind the repository's back (while Initialized no index holds a workId, so a version without limits stored it),
+ * then a plain one behind it.
+ */
+async function insertLegacyBlocker(fixture: Fixture): Promise<{ legacy: TaskInfo; behind: TaskInfo }> {
+  const past = new Date(Date.now() - 600_000);
+  const { task: legacy } = await fixture.repository.insert({ workId: 'placeholder', scheduledAt: past, priority: 1 });
+  const { task: behind } = await fixture.repository.insert({ workId: 'w', scheduledAt: past });
+  const client = await rawClient();
+  try {
+    await client.query(`UPDATE "${fixture.schema}".tasks SET work_id = $1 WHERE id = $2`, [incompressible(4_000), legacy.id]);
+  } finally {
+    await client.end();
+  }
+  return { legacy, behind };
 }
 
 describe('PostgreSQL refusals that no retry can cure', () => {
@@ -87,17 +105,7 @@ describe('PostgreSQL refusals that no retry can cure', () => {
 
   it('a task stored before the limits with a workId no Working row can index does not block the claim order: it is failed, the tasks behind it are claimed', async () => {
     fixture = await createPgFixture();
-    const past = new Date(Date.now() - 600_000);
-    // First in claim order: priority 1. Its workId is given its legacy length behind the repository's back (while
-    // Initialized no index holds a workId, so an older version stored it), as a version without limits let it in.
-    const { task: legacy } = await fixture.repository.insert({ workId: 'placeholder', scheduledAt: past, priority: 1 });
-    const { task: behind } = await fixture.repository.insert({ workId: 'w', scheduledAt: past });
-    const client = await rawClient();
-    try {
-      await client.query(`UPDATE "${fixture.schema}".tasks SET work_id = $1 WHERE id = $2`, [incompressible(4_000), legacy.id]);
-    } finally {
-      await client.end();
-    }
+    const { legacy, behind } = await insertLegacyBlocker(fixture);
     const claimed = await fixture.repository.claimDue({ owner: 'node-a', leaseMs: 60_000, limit: 10 });
     expect(claimed.map((t) => t.id)).toEqual([behind.id]);
     const failed = await fixture.repository.getById(legacy.id);
@@ -108,15 +116,7 @@ describe('PostgreSQL refusals that no retry can cure', () => {
 
   it('claimDueWithinLimits gets past such a row too', async () => {
     fixture = await createPgFixture();
-    const past = new Date(Date.now() - 600_000);
-    const { task: legacy } = await fixture.repository.insert({ workId: 'placeholder', scheduledAt: past, priority: 1 });
-    const { task: behind } = await fixture.repository.insert({ workId: 'w', scheduledAt: past });
-    const client = await rawClient();
-    try {
-      await client.query(`UPDATE "${fixture.schema}".tasks SET work_id = $1 WHERE id = $2`, [incompressible(4_000), legacy.id]);
-    } finally {
-      await client.end();
-    }
+    const { legacy, behind } = await insertLegacyBlocker(fixture);
     const repository = fixture.repository as PostgresRepository;
     const claimed = await repository.claimDueWithinLimits({ owner: 'node-a', leaseMs: 60_000, limit: 10, workLimits: { w: 5 } });
     expect(claimed.map((t) => t.id)).toEqual([behind.id]);
