@@ -1,9 +1,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { PostgresRepository } from '@horae/repo-postgres';
-import { PG_URL, dropSchema, testSchema } from '../../packages/repo-postgres/test/pg-fixture.js';
 import { buildPackages } from '../multi-node/proof.js';
-import { cleanups, tempDir, undoAfterEach } from '../multi-node/cleanups.js';
+import { tempDir, undoAfterEach } from '../multi-node/cleanups.js';
 import { CHAOS_WORK, commonFigures, runScenario } from './scenario.js';
+import { postgresObserver } from '../multi-node/observers.js';
 
 // Issue 10, chaos: three nodes on one PostgreSQL database (the shared server: nothing here stops it), one with its
 // clock 2 s fast and one 2 s slow (a preload shifts their `Date`), drain 180 tasks due 2.5-5.5 s after their insert,
@@ -28,16 +27,10 @@ beforeAll(() => buildPackages(), 120_000);
 describe('clocks skewed ±2 s', () => {
   it('PostgreSQL, three nodes (0, +2 s, -2 s): nothing runs before it is due by the database clock, the fast node is refused and waits, the invariants hold', async () => {
     const dir = tempDir('horae-chaos-skew-');
-    const schema = testSchema();
-    const observer = new PostgresRepository({ connectionString: PG_URL, schema, poolSize: 2 });
-    cleanups.push(async () => {
-      await observer.close();
-      await dropSchema(schema);
-    });
-    await observer.init();
+    const { observer, database } = await postgresObserver();
     const result = await runScenario({
       ...SCENARIO,
-      database: { adapter: 'postgres', pgUrl: PG_URL, schema },
+      database,
       observer,
       dir,
       nodes: SKEWS.map((skewMs) => ({ skewMs })),

@@ -2,10 +2,10 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { SqliteRepository } from '@horae/repo-sqlite';
 import { buildPackages } from '../multi-node/proof.js';
 import { cleanups, tempDir, undoAfterEach } from '../multi-node/cleanups.js';
 import { CHAOS_WORK, commonFigures, firstStartAfter, runScenario } from './scenario.js';
+import { sqliteObserver } from '../multi-node/observers.js';
 
 // Issue 10, chaos: three nodes drain 600 tasks on one SQLite file on a small tmpfs, which the test fills to the last
 // byte mid-drain (a filler file written until ENOSPC), keeps full for FULL_MS, then frees. Writes that need new space
@@ -68,12 +68,11 @@ describe('disk full under SQLite', () => {
       context.skip(refused);
     }
     const dbPath = join(disk, 'horae.db');
-    const observer = new SqliteRepository({ database: dbPath });
-    cleanups.push(() => observer.close());
+    const { observer, database } = sqliteObserver(dbPath);
     let filled = 0;
     const result = await runScenario({
       ...SCENARIO,
-      database: { adapter: 'sqlite', dbPath },
+      database,
       observer,
       dir,
       nodes: [{}, {}, {}],

@@ -1,12 +1,10 @@
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { PostgresRepository } from '@horae/repo-postgres';
-import { SqliteRepository } from '@horae/repo-sqlite';
-import { PG_URL, dropSchema, testSchema } from '../../packages/repo-postgres/test/pg-fixture.js';
 import { buildPackages, poll, readLog, type ProofDatabase } from '../multi-node/proof.js';
-import { cleanups, tempDir, undoAfterEach } from '../multi-node/cleanups.js';
+import { tempDir, undoAfterEach } from '../multi-node/cleanups.js';
 import type { RunLine } from '../multi-node/run-log.js';
 import { CHAOS_WORK, commonFigures, runScenario, type ChaosObserver } from './scenario.js';
+import { postgresObserver, sqliteObserver } from '../multi-node/observers.js';
 
 // Issue 10, chaos: SIGKILL of one of three nodes, on one SQLite file and on one PostgreSQL database, while it holds
 // running work. The victim is told to hold its runs first (they then never end on their own), so the kill always cuts
@@ -84,20 +82,13 @@ describe('SIGKILL of a node mid-drain', () => {
   it('SQLite, three nodes: the cut runs start again on a survivor after their leases expired, within a lease and a sync of the kill; the invariants hold', async () => {
     const dir = tempDir('horae-chaos-kill-');
     const dbPath = join(dir, 'horae.db');
-    const observer = new SqliteRepository({ database: dbPath });
-    cleanups.push(() => observer.close());
-    await killScenario({ adapter: 'sqlite', dbPath }, observer, dir, 'sqlite');
+    const { observer, database } = sqliteObserver(dbPath);
+    await killScenario(database, observer, dir, 'sqlite');
   }, 120_000);
 
   it('PostgreSQL (the shared server, its own schema), three nodes: the same', async () => {
     const dir = tempDir('horae-chaos-kill-');
-    const schema = testSchema();
-    const observer = new PostgresRepository({ connectionString: PG_URL, schema, poolSize: 2 });
-    cleanups.push(async () => {
-      await observer.close();
-      await dropSchema(schema);
-    });
-    await observer.init();
-    await killScenario({ adapter: 'postgres', pgUrl: PG_URL, schema }, observer, dir, 'postgres');
+    const { observer, database } = await postgresObserver();
+    await killScenario(database, observer, dir, 'postgres');
   }, 120_000);
 });

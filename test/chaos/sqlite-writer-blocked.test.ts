@@ -4,10 +4,10 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { SqliteRepository } from '@horae/repo-sqlite';
 import { buildPackages } from '../multi-node/proof.js';
 import { cleanups, tempDir, undoAfterEach } from '../multi-node/cleanups.js';
 import { CHAOS_WORK, commonFigures, firstStartAfter, runScenario, startsDuring } from './scenario.js';
+import { sqliteObserver } from '../multi-node/observers.js';
 
 // Issue 10, chaos: three nodes drain 600 tasks on one SQLite file while another process (not Horae) holds a write
 // transaction (BEGIN IMMEDIATE) on it for HOLD_MS, longer than the lease. The nodes' writes wait for the lock up to
@@ -62,11 +62,10 @@ describe('a SQLite writer blocked by another process', () => {
   it(`three nodes, the write lock held ${HOLD_MS} ms by another process: no run starts meanwhile, the drain resumes at the release, the invariants hold`, async () => {
     const dir = tempDir('horae-chaos-lock-');
     const dbPath = join(dir, 'horae.db');
-    const observer = new SqliteRepository({ database: dbPath });
-    cleanups.push(() => observer.close());
+    const { observer, database } = sqliteObserver(dbPath);
     const result = await runScenario({
       ...SCENARIO,
-      database: { adapter: 'sqlite', dbPath },
+      database,
       observer,
       dir,
       nodes: [{}, {}, {}].map(() => ({ config: { busyTimeoutMs: BUSY_TIMEOUT_MS } })),

@@ -1,12 +1,10 @@
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { PostgresRepository } from '@horae/repo-postgres';
-import { SqliteRepository } from '@horae/repo-sqlite';
 import type { Repository, TaskAttempt, TaskInfo } from '@horae/storage';
-import { PG_URL, dropSchema, testSchema } from '../../packages/repo-postgres/test/pg-fixture.js';
 import { buildPackages, listAll, poll, readHistory, readLog, Worker, workerBase, writeWorkerScript, type ProofDatabase } from './proof.js';
-import { cleanups, tempDir, undoAfterEach } from './cleanups.js';
+import { tempDir, undoAfterEach } from './cleanups.js';
 import { checkRuns, type RunCheck, type RunLine } from './run-log.js';
+import { postgresObserver, sqliteObserver } from './observers.js';
 
 // Issue 9, "claims are not attempts", with real processes: a node that claims far ahead of its run slots
 // (concurrency 4, claimAhead 64, 1 s works) is killed with SIGKILL while its buffer is full; two survivors (100 ms
@@ -251,22 +249,15 @@ describe('claims ahead survive a SIGKILL: a node dies with its buffer full, the 
   it('SQLite: the killed node\'s buffered tasks keep attempt 1 and no record of it, every task Done once, taken over within a lease', async () => {
     const dir = tempDir('horae-claim-ahead-');
     const dbPath = join(dir, 'horae.db');
-    const observer = new SqliteRepository({ database: dbPath });
-    cleanups.push(() => observer.close());
-    const result = await runCrash({ adapter: 'sqlite', dbPath }, observer, dir);
+    const { observer, database } = sqliteObserver(dbPath);
+    const result = await runCrash(database, observer, dir);
     expectCrashHolds(result, 'claim-ahead crash sqlite');
   }, 90_000);
 
   it('PostgreSQL: the same, on one database (own schema)', async () => {
     const dir = tempDir('horae-claim-ahead-');
-    const schema = testSchema();
-    const observer = new PostgresRepository({ connectionString: PG_URL, schema, poolSize: 2 });
-    cleanups.push(async () => {
-      await observer.close();
-      await dropSchema(schema);
-    });
-    await observer.init();
-    const result = await runCrash({ adapter: 'postgres', pgUrl: PG_URL, schema }, observer, dir);
+    const { observer, database } = await postgresObserver();
+    const result = await runCrash(database, observer, dir);
     expectCrashHolds(result, 'claim-ahead crash postgres');
   }, 90_000);
 });

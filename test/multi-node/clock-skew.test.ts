@@ -2,12 +2,12 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { PostgresRepository } from '@horae/repo-postgres';
-import { PG_URL, dropSchema, testSchema } from '../../packages/repo-postgres/test/pg-fixture.js';
+import type { PostgresRepository } from '@horae/repo-postgres';
 import { buildPackages, listAll, poll, readHistory, readLog, Worker, workerBase, writeWorkerScript } from './proof.js';
 import { cleanups, tempDir, undoAfterEach } from './cleanups.js';
 import { SKEW_PRELOAD } from './skew-preload.js';
 import type { RunLine } from './run-log.js';
+import { postgresObserver } from './observers.js';
 
 // Issue 9, "due is judged by the database's clock, never a node's", with real processes: three workers on one
 // PostgreSQL database, one whose clock runs 2 s fast, one 2 s slow, skewed by a preload module (SKEW_PRELOAD) that
@@ -60,20 +60,14 @@ beforeAll(() => buildPackages(), 120_000);
 /** A fresh schema with an observer repository on it, and workers forked with their clocks skewed. */
 async function skewedCluster(skewsMs: readonly number[]): Promise<{ observer: PostgresRepository; workers: Worker[]; logPaths: string[] }> {
   const dir = tempDir('horae-clock-skew-');
-  const schema = testSchema();
-  const observer = new PostgresRepository({ connectionString: PG_URL, schema, poolSize: 2 });
-  cleanups.push(async () => {
-    await observer.close();
-    await dropSchema(schema);
-  });
-  await observer.init();
+  const { observer, database } = await postgresObserver();
   const script = writeWorkerScript(dir);
   const preload = join(dir, 'skew-preload.mjs');
   writeFileSync(preload, SKEW_PRELOAD);
   const logPaths = skewsMs.map((_, index) => join(dir, `runs-${index}.log`));
   const workers = skewsMs.map(
     (skew, index) =>
-      new Worker(script, { ...workerBase({ adapter: 'postgres', pgUrl: PG_URL, schema }, index, logPaths[index]!), ...WORKER_COMMON }, {
+      new Worker(script, { ...workerBase(database, index, logPaths[index]!), ...WORKER_COMMON }, {
         execArgv: ['--import', pathToFileURL(preload).href],
         env: { HORAE_TEST_CLOCK_SKEW_MS: String(skew) },
       }),

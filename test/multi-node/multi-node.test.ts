@@ -1,11 +1,9 @@
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { PostgresRepository } from '@horae/repo-postgres';
-import { SqliteRepository } from '@horae/repo-sqlite';
-import { PG_URL, dropSchema, testSchema } from '../../packages/repo-postgres/test/pg-fixture.js';
-import { buildPackages, runProof, WORK, type ProofDatabase, type ProofResult } from './proof.js';
-import { cleanups, tempDir, undoAfterEach } from './cleanups.js';
+import { buildPackages, runProof, WORK, type ProofResult } from './proof.js';
+import { tempDir, undoAfterEach } from './cleanups.js';
 import { runFails } from './run-log.js';
+import { postgresObserver, sqliteObserver } from './observers.js';
 
 // The multi-node proof of issue 4, with real processes: three workers share one SQLite file, then one
 // PostgreSQL database; 5,000 tasks scheduled from all three, some due now and some over the next 4 s, ~10% of
@@ -62,9 +60,7 @@ describe('multi-node proof: three real processes, one killed with SIGKILL', () =
   it('SQLite: three workers on one file run 5,000 tasks; each ends as its work decided, none lost, none run twice but the killed worker\'s', async () => {
     const dir = tempDir('horae-multi-node-');
     const dbPath = join(dir, 'horae.db');
-    const observer = new SqliteRepository({ database: dbPath });
-    cleanups.push(() => observer.close());
-    const database: ProofDatabase = { adapter: 'sqlite', dbPath };
+    const { observer, database } = sqliteObserver(dbPath);
     const result = await runProof({ database, observer, dir, tasks: TASKS });
     console.info(`[multi-node sqlite] ${summary(result)}`);
     expectProofHolds(result);
@@ -72,15 +68,7 @@ describe('multi-node proof: three real processes, one killed with SIGKILL', () =
 
   it('PostgreSQL: three workers on one database (own schema) run 5,000 tasks with the same guarantees', async () => {
     const dir = tempDir('horae-multi-node-');
-    const schema = testSchema();
-    const observer = new PostgresRepository({ connectionString: PG_URL, schema, poolSize: 2 });
-    cleanups.push(async () => {
-      await observer.close();
-      await dropSchema(schema);
-    });
-    // Create the tables once, before the workers open the schema.
-    await observer.init();
-    const database: ProofDatabase = { adapter: 'postgres', pgUrl: PG_URL, schema };
+    const { observer, database } = await postgresObserver();
     const result = await runProof({ database, observer, dir, tasks: TASKS });
     console.info(`[multi-node postgres] ${summary(result)}`);
     expectProofHolds(result);
