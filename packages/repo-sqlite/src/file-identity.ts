@@ -15,10 +15,11 @@
  * What is left at the paths matters too. SQLite does not checkpoint a database file that moved when its last
  * connection closes, so the log of the old file stays at the `-wal` path, and the next open of whatever file is at the
  * database path then would read that log as its own: pages of the old database written over the new one. So once the
- * database file is found deleted or replaced, the guard removes the `-wal` and `-shm` paths, when they still name the
- * files the repository opened (see {@link DatabaseFileGuard.removeStaleLog}).
+ * database file is found deleted, moved or replaced, the repository checkpoints the log into the file it belongs to
+ * (kept under its new name when it was moved away), then the guard clears the `-wal` and `-shm` paths, when they still
+ * name the files the repository opened (see {@link DatabaseFileGuard.clearStaleLog}).
  */
-import { statSync, unlinkSync } from 'node:fs';
+import { renameSync, statSync, unlinkSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { DatabaseFileReplacedError, type DatabaseFileKind } from './database-file-replaced-error.js';
 
@@ -182,22 +183,34 @@ export class DatabaseFileGuard {
   }
 
   /**
-   * After a failure about the database file (deleted, or another file at its path), unlinks the `-wal` and `-shm`
-   * paths where they still name the files this repository opened: that log belongs to the old file, and left there it
-   * would be read as the log of the file at the database path at its next open. The connection keeps its own handles;
-   * its writes are refused anyway. Does nothing while no check has failed, nor after a failure about the log itself.
+   * After a failure about the database file (deleted, moved away, or another file at its path), clears the `-wal` and
+   * `-shm` paths where they still name the files this repository opened: that log belongs to the old file, and left
+   * there it would be read as the log of the file at the database path at its next open. The caller checkpoints the
+   * log into the file it belongs to first (the connection still holds that file, under whatever name it has now), so
+   * an emptied log is removed; a log that still holds commits (the checkpoint could not finish) is renamed aside,
+   * `<path>-wal.orphaned-<time>`, never deleted. Does nothing while no check has failed, nor after a failure about the
+   * log itself.
+   *
+   * @returns the path a log holding commits was renamed to, if one was
    */
-  removeStaleLog(): void {
-    if (this.#failure?.file !== 'database') return;
+  clearStaleLog(): string | undefined {
+    if (this.#failure?.file !== 'database') return undefined;
+    let setAside: string | undefined;
     for (const [suffix, opened] of [['-wal', this.#wal], ['-shm', this.#shm]] as const) {
       const path = `${this.path}${suffix}`;
       if (opened === null || !sameFile(identityOrNull(path), opened)) continue;
       try {
-        unlinkSync(path);
+        if (suffix === '-wal' && statSync(path).size > 0) {
+          setAside = `${path}.orphaned-${Date.now()}`;
+          renameSync(path, setAside);
+        } else {
+          unlinkSync(path);
+        }
       } catch {
-        // Gone meanwhile, or not ours to remove: nothing to pair with the file at the database path.
+        // Gone meanwhile, or not ours to move: nothing to pair with the file at the database path.
       }
     }
+    return setAside;
   }
 
   #fail(file: DatabaseFileKind, change: 'deleted' | 'replaced'): never {
@@ -212,10 +225,11 @@ export class DatabaseFileGuard {
  * Watches the file a repository opened at `database`, if it is a file: `':memory:'`, `''` (a private temporary
  * database) and `file:` URIs are not watched. A failed check is reported once as a process warning
  * (`process.emitWarning`: Node prints it on stderr unless run with `--no-warnings`, and `process.on('warning')` receives
- * it), the stale log is removed (see {@link DatabaseFileGuard.removeStaleLog}), then `onFailure` runs.
+ * it), then `onFailure` runs, which checkpoints and clears the stale log (see {@link DatabaseFileGuard.clearStaleLog}).
  *
  * @param database - the path the repository opened, as given (resolved against the current directory, as SQLite did)
- * @param onFailure - what the repository does once a check fails (stop its checkpoints, close its connection when
+ * @param onFailure - what the repository does once a check fails (checkpoint the log into the file it belongs to,
+ *   {@link DatabaseFileGuard.clearStaleLog}, stop its checkpoints, close its connection when
  *   {@link DatabaseFileGuard.mayClose}); must not throw
  * @returns the guard, or null when there is no file to watch
  * @throws DatabaseFileReplacedError when nothing is at the path any more
@@ -224,7 +238,6 @@ export function watchDatabaseFile(database: string, onFailure: (guard: DatabaseF
   if (database === '' || database === ':memory:' || database.startsWith('file:')) return null;
   const guard: DatabaseFileGuard = new DatabaseFileGuard(resolve(database), (error) => {
     process.emitWarning(error);
-    guard.removeStaleLog();
     onFailure(guard);
   });
   return guard;

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { DurableWriter, type RepositoryErrorReport } from '@horae/storage';
@@ -74,6 +74,45 @@ describe('SqliteRepository: a database file deleted or replaced while open', () 
     const check = new Database(dir.file(), { readonly: true });
     expect(check.pragma('integrity_check', { simple: true })).toBe('ok');
     check.close();
+  });
+
+  it('a file moved away keeps every commit made before the move: its log is checkpointed into it, not deleted', async () => {
+    // Commits still in the -wal log (not checkpointed yet) belong to the file that moved: deleting the log at the
+    // old path would take them from it.
+    await repository.insert(task('one'));
+    await repository.insert(task('two'));
+    expect(statSync(`${dir.file()}-wal`).size).toBeGreaterThan(0);
+    renameSync(dir.file(), dir.file('moved.db'));
+    await expect(repository.insert(task('after'))).rejects.toMatchObject({ code: 'DATABASE_FILE_REPLACED', file: 'database', change: 'deleted' });
+    await repository.close();
+    expect(existsSync(`${dir.file()}-wal`), 'no log left at the old path to pair with a file put there later').toBe(false);
+    const moved = new SqliteRepository({ database: dir.file('moved.db'), checkpoint: 'inline' });
+    try {
+      expect((await moved.list({ limit: 10 })).tasks.map((t) => t.id).sort()).toEqual(['one', 'two']);
+    } finally {
+      await moved.close();
+    }
+  });
+
+  it('a log that still holds commits (its checkpoint blocked by a reader) is renamed aside, never deleted', async () => {
+    await repository.insert(task('one'));
+    // Another connection reads in a transaction: the checkpoint cannot take the log's commits past its snapshot.
+    const reader = new Database(dir.file());
+    reader.exec('BEGIN');
+    reader.prepare('SELECT count(*) FROM horae_tasks').get();
+    await repository.insert(task('two'));
+    renameSync(dir.file(), dir.file('moved.db'));
+    const warnings = await warningsDuring(async () => {
+      await expect(repository.insert(task('after'))).rejects.toBeInstanceOf(DatabaseFileReplacedError);
+    });
+    reader.exec('COMMIT');
+    reader.close();
+    await repository.close();
+    const orphaned = readdirSync(dir.path).filter((name) => name.includes('-wal.orphaned-'));
+    expect(orphaned).toHaveLength(1);
+    expect(statSync(`${dir.path}/${orphaned[0]!}`).size).toBeGreaterThan(0);
+    expect(existsSync(`${dir.file()}-wal`)).toBe(false);
+    expect(warnings.map((w) => (w as Error & { code?: string }).code)).toContain('HORAE_ORPHANED_WAL');
   });
 
   it('a write after the -wal log was deleted fails; closing copies the commits of the unnamed log into the database file', async () => {
