@@ -1,10 +1,10 @@
-import pg from 'pg';
 import { randomBytes } from 'node:crypto';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PostgresRepository } from '@horae/repo-postgres';
 import { buildPackages } from '../multi-node/proof.js';
 import { cleanups, tempDir, undoAfterEach } from '../multi-node/cleanups.js';
 import { CHAOS_PG_URL, chaosClusterReady, chaosClusterSkipReason, startChaosCluster, stopChaosCluster } from './chaos-cluster.js';
+import { dropSchema } from '../../packages/repo-postgres/test/pg-fixture.js';
 import { CHAOS_WORK, commonFigures, firstStartAfter, runScenario, startsDuring } from './scenario.js';
 
 // Issue 10, chaos: three nodes drain 600 tasks on PostgreSQL while the server is stopped mid-drain (`-m fast`: clients
@@ -31,23 +31,13 @@ afterEach(async () => {
   if (skipReason === undefined && !chaosClusterReady()) await startChaosCluster();
 });
 
-async function dropChaosSchema(schema: string): Promise<void> {
-  const client = new pg.Client({ connectionString: CHAOS_PG_URL });
-  await client.connect();
-  try {
-    await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-  } finally {
-    await client.end();
-  }
-}
-
 async function outage(mode: 'fast' | 'immediate'): Promise<void> {
   const dir = tempDir('horae-chaos-pg-');
   const schema = `horae_chaos_${randomBytes(6).toString('hex')}`;
   const observer = new PostgresRepository({ connectionString: CHAOS_PG_URL, schema, poolSize: 2 });
   cleanups.push(async () => {
     await observer.close();
-    await dropChaosSchema(schema);
+    await dropSchema(schema, CHAOS_PG_URL);
   });
   await observer.init();
   const result = await runScenario({

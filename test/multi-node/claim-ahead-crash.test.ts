@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Repository, TaskAttempt, TaskInfo } from '@horae/storage';
-import { buildPackages, listAll, poll, readHistory, readLog, Worker, workerBase, writeWorkerScript, type ProofDatabase } from './proof.js';
+import { allEnded, buildPackages, listAll, poll, readHistory, readLog, Worker, workerBase, writeWorkerScript, type ProofDatabase } from './proof.js';
 import { tempDir, undoAfterEach } from './cleanups.js';
 import { checkRuns, type RunCheck, type RunLine } from './run-log.js';
 import { postgresObserver, sqliteObserver } from './observers.js';
@@ -112,15 +112,7 @@ async function runCrash(database: ProofDatabase, observer: Observer, dir: string
     const killedAt = realNow();
     await exited;
 
-    await poll(
-      async () => {
-        const c = await observer.countByState();
-        return c.Initialized + c.Working === 0 ? c : undefined;
-      },
-      'every task to end',
-      40_000,
-      50,
-    );
+    await allEnded(observer, 40_000, 50);
     const drainAfterKill = realNow() - killedAt;
     const survivors = workers.slice(1);
     for (const worker of survivors) worker.send({ type: 'stop' });

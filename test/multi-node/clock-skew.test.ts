@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { PostgresRepository } from '@horae/repo-postgres';
-import { buildPackages, listAll, poll, readHistory, readLog, Worker, workerBase, writeWorkerScript } from './proof.js';
+import { allEnded, buildPackages, listAll, poll, readHistory, readLog, Worker, workerBase, writeWorkerScript } from './proof.js';
 import { cleanups, tempDir, undoAfterEach } from './cleanups.js';
 import { SKEW_PRELOAD } from './skew-preload.js';
 import type { RunLine } from './run-log.js';
@@ -96,15 +96,7 @@ describe('skewed clocks: due is judged by the database clock', () => {
       })),
     );
     expect(inserted.every((result) => result.created)).toBe(true);
-    await poll(
-      async () => {
-        const c = await observer.countByState();
-        return c.Initialized + c.Working === 0 ? c : undefined;
-      },
-      'every task to end',
-      40_000,
-      100,
-    );
+    await allEnded(observer, 40_000, 100);
     const drainMs = Date.now() - t0;
     for (const worker of workers) worker.send({ type: 'stop' });
     const stats: Record<string, number>[] = [];

@@ -158,6 +158,24 @@ export async function poll<T>(probe: () => Promise<T | undefined> | T | undefine
 }
 
 /**
+ * Polls the repository until no task is Initialized or Working: every task ended Done, Failed or Cancelled.
+ *
+ * @returns the counts by state at that moment
+ * @throws Error when some task is still live after `timeoutMs`
+ */
+export function allEnded(repository: Pick<Repository, 'countByState'>, timeoutMs: number, everyMs: number): Promise<Awaited<ReturnType<Repository['countByState']>>> {
+  return poll(
+    async () => {
+      const c = await repository.countByState();
+      return c.Initialized + c.Working === 0 ? c : undefined;
+    },
+    'every task to end',
+    timeoutMs,
+    everyMs,
+  );
+}
+
+/**
  * Reads a worker's log. While the worker runs, its last line may be half-written: `live` drops an unfinished
  * last line; once the worker is gone the log is read strictly (a torn line is an error).
  */
@@ -272,15 +290,7 @@ export async function runProof(options: ProofOptions): Promise<ProofResult> {
     const open = openRuns(readLog(victimLog));
 
     // The survivors drain the rest, the victim's cut runs included once their leases expire.
-    const counts = await poll(
-      async () => {
-        const c = await options.observer.countByState();
-        return c.Initialized + c.Working === 0 ? c : undefined;
-      },
-      'every task to be Done or Failed',
-      60_000,
-      100,
-    );
+    const counts = await allEnded(options.observer, 60_000, 100);
     const drainMs = Date.now() - scheduleStart;
     const survivors = workers.filter((w) => w !== victim);
     const survivorStats: Record<string, number>[] = [];

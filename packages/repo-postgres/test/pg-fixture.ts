@@ -11,9 +11,9 @@ export function testSchema(): string {
   return `horae_test_${randomBytes(6).toString('hex')}`;
 }
 
-/** Drops a test schema and everything in it. */
-export async function dropSchema(schema: string): Promise<void> {
-  const client = new pg.Client({ connectionString: PG_URL });
+/** Drops a test schema and everything in it (on the shared server, or the one `url` names). */
+export async function dropSchema(schema: string, url: string = PG_URL): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
     await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
