@@ -10,12 +10,14 @@ import {
   validateListHookDeliveries,
   validateNewHookDeliveries,
   validatePurgeHookDeliveries,
+  validateHookNames,
   type ClaimHookDeliveriesOptions,
   type ClaimedHookDelivery,
   type HookDelivery,
   type HookDeliveryOutcome,
   type HookDeliveryState,
   type HookOutbox,
+  type HookSubscriptions,
   type ListHookDeliveriesOptions,
   type NewHookDelivery,
   type PurgeHookDeliveriesOptions,
@@ -97,11 +99,17 @@ function statements(s: string) {
       WHERE id = $1 AND state = 'dead'`,
     purge: `DELETE FROM ${table} WHERE state = $1 AND updated_at < $2 AND ($3::text IS NULL OR hook = $3)
       AND (lease_until IS NULL OR lease_until <= ${NOW})`,
+    // Functions of the schema (migration 8): they also create the hook triggers with the first subscription and
+    // drop them with the last, in the same transaction.
+    subscribe: `SELECT ${s}.hook_subscribe($1::text[])`,
+    unsubscribe: `SELECT ${s}.hook_unsubscribe($1::text[]) AS removed`,
+    subscriptions: `SELECT hook FROM ${s}.hook_subscriptions ORDER BY hook`,
   } as const;
 }
 
 /**
- * PostgresRepository's {@link HookOutbox}. Obtain it with `repository.hookOutbox()`.
+ * PostgresRepository's {@link HookOutbox}. Obtain it with `repository.hookOutbox()`. It has {@link HookSubscriptions}:
+ * the subscribed hooks' deliveries are written by triggers in the transaction of each change.
  *
  * ### Examples
  * ```ts
@@ -109,7 +117,7 @@ function statements(s: string) {
  * for (const letter of await outbox.listHookDeliveries({ state: 'dead' })) console.log(letter.id, letter.lastError);
  * ```
  */
-export class PostgresHookOutbox implements HookOutbox {
+export class PostgresHookOutbox implements HookOutbox, HookSubscriptions {
   readonly #sql: ReturnType<typeof statements>;
   readonly #run: RunStatement;
 
@@ -178,5 +186,25 @@ export class PostgresHookOutbox implements HookOutbox {
     validatePurgeHookDeliveries(options);
     const result = await this.#run('purge hook deliveries', this.#sql.purge, [options.state, options.before, options.hook ?? null]);
     return result.rowCount ?? 0;
+  }
+  /** {@inheritDoc @horae/storage!index.HookSubscriptions#subscribeHooks} */
+  async subscribeHooks(hooks: readonly string[]): Promise<void> {
+    validateHookNames(hooks, 'subscribeHooks');
+    if (hooks.length === 0) return;
+    await this.#run('subscribe hooks', this.#sql.subscribe, [[...hooks]]);
+  }
+
+  /** {@inheritDoc @horae/storage!index.HookSubscriptions#unsubscribeHooks} */
+  async unsubscribeHooks(hooks: readonly string[]): Promise<number> {
+    validateHookNames(hooks, 'unsubscribeHooks');
+    if (hooks.length === 0) return 0;
+    const { rows } = await this.#run('unsubscribe hooks', this.#sql.unsubscribe, [[...hooks]]);
+    return Number((rows[0] as { removed: number } | undefined)?.removed ?? 0);
+  }
+
+  /** {@inheritDoc @horae/storage!index.HookSubscriptions#listHookSubscriptions} */
+  async listHookSubscriptions(): Promise<string[]> {
+    const { rows } = await this.#run('list hook subscriptions', this.#sql.subscriptions, []);
+    return (rows as Array<{ hook: string }>).map((row) => row.hook);
   }
 }

@@ -3,6 +3,7 @@
  * (see {@link migrate}); several nodes starting at once are serialized by a transaction-scoped advisory lock.
  */
 import { SchemaVersionError } from '@horae/storage';
+import { hookSubscriptionsMigration } from './hook-triggers.js';
 import type { PgPool } from './pg-types.js';
 import { translateError } from './translate-error.js';
 
@@ -237,6 +238,13 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX hook_outbox_task ON ${s}.hook_outbox (hook, task_id, seq) WHERE state = 'pending';
       CREATE INDEX hook_outbox_state ON ${s}.hook_outbox (state, updated_at);
     `,
+  },
+  {
+    version: 8,
+    name: 'hook subscriptions',
+    // Deliveries written by triggers in the transaction of each change, for the subscribed hooks (HookSubscriptions):
+    // a change is never committed without them. See hook-triggers.ts.
+    sql: (s) => hookSubscriptionsMigration(s),
   },
 ];
 

@@ -1,5 +1,5 @@
 /**
- * The PostgreSQL hook outbox beyond the shared rules: the version 6 → 7 migration, claims racing on four
+ * The PostgreSQL hook outbox beyond the shared rules: the version 6 → 7 → 8 migrations, claims racing on four
  * connections, and durable status hooks across a restart on one schema (what a stopped node left pending is
  * delivered by a node started later).
  */
@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Webhook } from 'standardwebhooks';
 import { realClock } from '@horae/core';
 import { WorkRegistry, createHorae, generateStatusHookSecret } from '@horae/storage';
-import { MIGRATIONS, PostgresRepository, SCHEMA_VERSION, migrate } from '@horae/repo-postgres';
+import { MIGRATIONS, PostgresRepository, SCHEMA_VERSION, migrate, type PostgresHookOutbox } from '@horae/repo-postgres';
 import { PG_URL, dropSchema, rawClient, testSchema } from './pg-fixture.js';
 import { Receiver } from '../../storage/test/hook-receiver.js';
 import { waitUntil } from '../../../test/support/wait-until.js';
@@ -31,7 +31,7 @@ function open(name: string): PostgresRepository {
 }
 
 describe('PostgreSQL hook outbox', () => {
-  it('version 7 adds the outbox to a version 6 schema and keeps its tasks', async () => {
+  it('versions 7 and 8 add the outbox and the hook triggers to a version 6 schema, keep its tasks, and its tasks write deliveries', async () => {
     const name = schema();
     const pool = new pg.Pool({ connectionString: PG_URL, max: 1 });
     cleanups.push(() => pool.end());
@@ -47,13 +47,18 @@ describe('PostgreSQL hook outbox', () => {
     }
     const repository = open(name);
     expect(await repository.getById('kept')).toMatchObject({ state: 'Initialized', workId: 'w' });
-    expect(SCHEMA_VERSION).toBe(7);
+    expect(SCHEMA_VERSION).toBe(8);
     await repository.hookOutbox().enqueueHookDeliveries([{ id: 'd1', hook: 'default', taskId: 'kept', body: '{"a":"ü"}' }]);
     expect(await repository.hookOutbox().listHookDeliveries()).toMatchObject([{ id: 'd1', body: '{"a":"ü"}', state: 'pending', attempts: 0 }]);
+    // A task stored before the triggers existed writes its deliveries like any other.
+    await (repository.hookOutbox() as PostgresHookOutbox).subscribeHooks(['audit']);
+    const { task } = await repository.markAsCancelled('kept');
+    const [row] = await repository.hookOutbox().listHookDeliveries({ hook: 'audit' });
+    expect(JSON.parse(row!.body)).toEqual({ taskId: 'kept', workId: 'w', from: 'Initialized', to: 'Cancelled', attempt: 0, time: task.updatedAt.toISOString() });
     const check = await rawClient();
     try {
       const versions = await check.query<{ v: number }>(`SELECT max(version) AS v FROM "${name}".horae_migrations`);
-      expect(Number(versions.rows[0]!.v)).toBe(7);
+      expect(Number(versions.rows[0]!.v)).toBe(8);
     } finally {
       await check.end();
     }

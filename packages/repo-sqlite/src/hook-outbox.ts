@@ -11,18 +11,21 @@ import {
   validateListHookDeliveries,
   validateNewHookDeliveries,
   validatePurgeHookDeliveries,
+  validateHookNames,
   type ClaimHookDeliveriesOptions,
   type ClaimedHookDelivery,
   type HookDelivery,
   type HookDeliveryOutcome,
   type HookDeliveryState,
   type HookOutbox,
+  type HookSubscriptions,
   type ListHookDeliveriesOptions,
   type NewHookDelivery,
   type PurgeHookDeliveriesOptions,
 } from '@horae/storage';
 import type { SqliteDatabase, SqliteStatement } from './driver.js';
 import { alsoWrite, type WriteContext } from './group-commit.js';
+import { DROP_HOOK_TRIGGERS, HOOK_SUBSCRIPTIONS_TABLE, HOOK_TRIGGERS } from './hook-triggers.js';
 
 /** A row of `horae_hook_outbox`. */
 interface OutboxRow {
@@ -77,6 +80,10 @@ const SQL = {
     WHERE id = :id AND state = 'dead'`,
   purge: `DELETE FROM horae_hook_outbox WHERE state = :state AND updated_at < :before AND (:hook IS NULL OR hook = :hook)
     AND (lease_until IS NULL OR lease_until <= :now)`,
+  subscribe: `INSERT INTO ${HOOK_SUBSCRIPTIONS_TABLE} (hook, created_at) VALUES (:hook, :now) ON CONFLICT (hook) DO NOTHING`,
+  unsubscribe: `DELETE FROM ${HOOK_SUBSCRIPTIONS_TABLE} WHERE hook = :hook`,
+  subscriptions: `SELECT hook FROM ${HOOK_SUBSCRIPTIONS_TABLE} ORDER BY hook`,
+  anySubscription: `SELECT 1 AS one FROM ${HOOK_SUBSCRIPTIONS_TABLE} LIMIT 1`,
 } as const;
 
 type Statements = { [K in keyof typeof SQL]: SqliteStatement };
@@ -99,7 +106,8 @@ function toDelivery(row: OutboxRow): HookDelivery {
 }
 
 /**
- * SqliteRepository's {@link HookOutbox}. Obtain it with `repository.hookOutbox()`.
+ * SqliteRepository's {@link HookOutbox}. Obtain it with `repository.hookOutbox()`. It has {@link HookSubscriptions}:
+ * the subscribed hooks' deliveries are written by triggers in the transaction of each change.
  *
  * ### Examples
  * ```ts
@@ -107,7 +115,7 @@ function toDelivery(row: OutboxRow): HookDelivery {
  * const dead = await outbox.listHookDeliveries({ state: 'dead' });
  * ```
  */
-export class SqliteHookOutbox implements HookOutbox {
+export class SqliteHookOutbox implements HookOutbox, HookSubscriptions {
   readonly #access: SqliteOutboxAccess;
   #statements: Statements | undefined;
 
@@ -188,5 +196,54 @@ export class SqliteHookOutbox implements HookOutbox {
     return this.#access.write('purgeHookDeliveries', (tx) =>
       s.purge.run({ state: options.state, before: options.before.getTime(), hook: options.hook ?? null, now: tx.now }).changes,
     );
+  }
+  /** {@inheritDoc @horae/storage!index.HookSubscriptions#subscribeHooks} */
+  async subscribeHooks(hooks: readonly string[]): Promise<void> {
+    validateHookNames(hooks, 'subscribeHooks');
+    if (hooks.length === 0) return;
+    const s = this.#s;
+    await this.#access.write('subscribeHooks', (tx) => {
+      hooks.forEach((hook, i) => {
+        const insert = (): unknown => s.subscribe.run({ hook, now: tx.now });
+        if (i === 0) insert();
+        else alsoWrite('subscribing a hook', insert);
+      });
+      // In the same transaction: no change commits between the subscription and its triggers.
+      alsoWrite('creating the hook triggers', () => {
+        for (const sql of HOOK_TRIGGERS) this.#access.db.exec(sql);
+      });
+    });
+  }
+
+  /** {@inheritDoc @horae/storage!index.HookSubscriptions#unsubscribeHooks} */
+  async unsubscribeHooks(hooks: readonly string[]): Promise<number> {
+    validateHookNames(hooks, 'unsubscribeHooks');
+    if (hooks.length === 0) return 0;
+    const s = this.#s;
+    return this.#access.write('unsubscribeHooks', () => {
+      let removed = 0;
+      hooks.forEach((hook, i) => {
+        const remove = (): void => {
+          removed += s.unsubscribe.run({ hook }).changes;
+        };
+        if (i === 0) remove();
+        else alsoWrite('unsubscribing a hook', remove);
+      });
+      if (s.anySubscription.get() === undefined) {
+        alsoWrite('dropping the hook triggers', () => {
+          for (const sql of DROP_HOOK_TRIGGERS) this.#access.db.exec(sql);
+        });
+      }
+      return removed;
+    });
+  }
+
+  /** {@inheritDoc @horae/storage!index.HookSubscriptions#listHookSubscriptions} */
+  listHookSubscriptions(): Promise<string[]> {
+    return Promise.resolve().then(() => {
+      const s = this.#s;
+      const rows = this.#access.read('listHookSubscriptions', () => s.subscriptions.all() as Array<{ hook: string }>);
+      return rows.map((row) => row.hook);
+    });
   }
 }

@@ -6,6 +6,7 @@
 import { InvalidInputError } from '@horae/core';
 import { SchemaVersionError } from '@horae/storage';
 import type { SqliteDatabase } from './driver.js';
+import { V8_HOOK_SUBSCRIPTIONS } from './hook-triggers.js';
 
 /** One step of the schema: applied once, in order, inside the migration transaction. */
 export interface Migration {
@@ -192,6 +193,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 5, description: 'the index of per-work concurrency limits', up: (db) => db.exec(V5_WORK_LIMITS) },
   { version: 6, description: 'claims apart from attempts (claims, unstarted_claims, lease_started) and the aged claim index', up: (db) => db.exec(V6_CLAIMS_APART_FROM_ATTEMPTS) },
   { version: 7, description: 'the status hook outbox', up: (db) => db.exec(V7_HOOK_OUTBOX) },
+  { version: 8, description: 'hook subscriptions: deliveries written by triggers in the transaction of each change', up: (db) => db.exec(V8_HOOK_SUBSCRIPTIONS) },
 ];
 
 /** The newest schema version this adapter understands. */

@@ -1,5 +1,5 @@
 /**
- * The SQLite hook outbox beyond the shared rules: the version 6 → 7 migration, and durable status hooks across a
+ * The SQLite hook outbox beyond the shared rules: the version 6 → 7 → 8 migrations, and durable status hooks across a
  * restart on one database file (deliveries pending when a node stops are delivered by the next one).
  */
 import Database from 'better-sqlite3';
@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Webhook } from 'standardwebhooks';
 import { VirtualClock } from '@horae/core/testing';
 import { WorkRegistry, createHorae, generateStatusHookSecret, type Horae } from '@horae/storage';
-import { MIGRATIONS, SCHEMA_VERSION, SqliteRepository, migrate, readSchemaVersion } from '@horae/repo-sqlite';
+import { MIGRATIONS, SCHEMA_VERSION, SqliteRepository, migrate, readSchemaVersion, type SqliteHookOutbox } from '@horae/repo-sqlite';
 import { tempDir, type TempDir } from './temp-database.js';
 import { Receiver } from '../../storage/test/hook-receiver.js';
 import { waitUntil } from '../../../test/support/wait-until.js';
@@ -24,7 +24,7 @@ function dir(): TempDir {
 }
 
 describe('SQLite hook outbox: schema', () => {
-  it('version 7 adds the outbox to a version 6 file and keeps its tasks', async () => {
+  it('versions 7 and 8 add the outbox and the hook triggers to a version 6 file, keep its tasks, and its tasks write deliveries', async () => {
     const path6 = dir().file();
     const db6 = new Database(path6);
     migrate(db6, MIGRATIONS.slice(0, 6));
@@ -39,14 +39,19 @@ describe('SQLite hook outbox: schema', () => {
       .run();
     seeded.close();
     const repo6 = new SqliteRepository({ database: path6 });
-    expect(SCHEMA_VERSION).toBe(7);
+    expect(SCHEMA_VERSION).toBe(8);
     const task = await repo6.getById('kept');
     expect(task).toMatchObject({ state: 'Initialized', workId: 'w' });
     await repo6.hookOutbox().enqueueHookDeliveries([{ id: 'd1', hook: 'default', taskId: task.id, body: '{}' }]);
     expect((await repo6.hookOutbox().listHookDeliveries()).map((d) => d.id)).toEqual(['d1']);
+    // A task stored before the triggers existed writes its deliveries like any other.
+    await (repo6.hookOutbox() as SqliteHookOutbox).subscribeHooks(['audit']);
+    const { task: cancelled } = await repo6.markAsCancelled('kept');
+    const [row] = await repo6.hookOutbox().listHookDeliveries({ hook: 'audit' });
+    expect(JSON.parse(row!.body)).toEqual({ taskId: 'kept', workId: 'w', from: 'Initialized', to: 'Cancelled', attempt: 0, time: cancelled.updatedAt.toISOString() });
     await repo6.close();
     const check = new Database(path6);
-    expect(readSchemaVersion(check)).toBe(7);
+    expect(readSchemaVersion(check)).toBe(8);
     expect(check.prepare(`SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'horae_hook_outbox' AND name LIKE 'horae_%' ORDER BY name`).all()).toEqual([
       { name: 'horae_hook_outbox_pending' },
       { name: 'horae_hook_outbox_state' },

@@ -121,7 +121,7 @@ describe('upgrading a file of schema version 5 (before claims apart from attempt
 
     const db = new Database(dir.file());
     expect(readSchemaVersion(db)).toBe(SCHEMA_VERSION);
-    expect(SCHEMA_VERSION).toBe(7);
+    expect(SCHEMA_VERSION).toBe(8);
     expect(indexNames(db)).toContain('horae_tasks_aged');
     db.close();
   });

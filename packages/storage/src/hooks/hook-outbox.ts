@@ -148,6 +148,73 @@ export interface HookOutbox {
   purgeHookDeliveries(options: PurgeHookDeliveriesOptions): Promise<number>;
 }
 
+/**
+ * A hook outbox that writes the deliveries itself, in the transaction of each state change: an optional capability
+ * of a {@link HookOutbox} (SqliteRepository's and PostgresRepository's have it, by triggers on the tasks and attempt
+ * tables). With it, a change is never committed without its deliveries, whichever client wrote it (a node, an
+ * operator's script, another process), so no crash and no outage between the two can lose one. Without it the node
+ * enqueues the changes it made after they committed (`HookEnqueuer`).
+ *
+ * Rules, for every hook subscribed at the time of the change (one pending row per hook, in hook-name order, due at
+ * once), the body being the JSON of a `StatusHookPayload` whose `attempt` and `time` are the task's `attempt` and
+ * `updatedAt` after the change:
+ * - a task is inserted (not an insert that found its id or uniqueKey taken): `null → Initialized`;
+ * - a run starts (its attempt record is opened, by a claim that starts it or by `markAsStarted`):
+ *   `Initialized → Working`;
+ * - a run ends other than by a cancel (its record leaves `running`): `Working →` the task's new state (Done; Failed;
+ *   Initialized for a retry, a reclaimed lease or a run handed back), with the run's error when its record has one;
+ * - a task fails without a started run (a poison task, `markAsFailed` out of Initialized): `Initialized → Failed`
+ *   with its error;
+ * - a live task is cancelled: `Working` (its run had started) or `Initialized` (it had not) `→ Cancelled`.
+ *
+ * Nothing else writes a delivery: a claim ahead, its hand-back before a start, a lease renewal, progress, an update
+ * of an Initialized task. A write that is refused (a lost lease, a wrong state) writes none.
+ */
+export interface HookSubscriptions {
+  /**
+   * Subscribes hooks (idempotent): from its commit on, every change writes a delivery for each of them.
+   * Subscriptions are stored: they hold across restarts and for every client of the database.
+   *
+   * @param hooks - hook names, each a non-empty string of at most 200 characters
+   * @throws InvalidInputError on a bad name (nothing is written)
+   */
+  subscribeHooks(hooks: readonly string[]): Promise<void>;
+  /**
+   * Ends subscriptions: changes from then on write no deliveries for these hooks. Their pending rows stay (purge them
+   * with {@link HookOutbox.purgeHookDeliveries}).
+   *
+   * @param hooks - hook names
+   * @returns how many subscriptions were removed
+   * @throws InvalidInputError on a bad name (nothing is written)
+   */
+  unsubscribeHooks(hooks: readonly string[]): Promise<number>;
+  /** The subscribed hook names, sorted. */
+  listHookSubscriptions(): Promise<string[]>;
+}
+
+/**
+ * True when `outbox` writes deliveries in the transaction of each change.
+ *
+ * @param outbox - a repository's hook outbox
+ * @returns whether it has {@link HookSubscriptions}
+ */
+export function hasHookSubscriptions(outbox: HookOutbox): outbox is HookOutbox & HookSubscriptions {
+  const candidate = outbox as Partial<HookSubscriptions>;
+  return typeof candidate.subscribeHooks === 'function' && typeof candidate.unsubscribeHooks === 'function' && typeof candidate.listHookSubscriptions === 'function';
+}
+
+/**
+ * Checks the hook names of a subscribe or unsubscribe call.
+ *
+ * @param hooks - the names
+ * @param what - the call, for the message
+ * @throws InvalidInputError unless an array of non-empty strings of at most 200 characters
+ */
+export function validateHookNames(hooks: readonly string[], what: string): void {
+  if (!Array.isArray(hooks)) throw new InvalidInputError(`${what} takes an array of hook names`);
+  for (const hook of hooks as readonly unknown[]) checkName(hook, `${what}: a hook name`, MAX_HOOK_NAME_LENGTH);
+}
+
 /** A repository that stores status hook deliveries: it hands out its {@link HookOutbox}. */
 export interface HookOutboxProvider {
   /** The outbox on the same database (the same object on every call). */

@@ -4,6 +4,7 @@ import { claimAheadRules } from './rules/claim-ahead-rules.js';
 import { claimRules } from './rules/claim-rules.js';
 import { historyRules } from './rules/history-rules.js';
 import { hookOutboxRules } from './rules/hook-outbox-rules.js';
+import { hookSubscriptionRules } from './rules/hook-subscription-rules.js';
 import { insertRules } from './rules/insert-rules.js';
 import { leaseRules } from './rules/lease-rules.js';
 import { limitRules } from './rules/limit-rules.js';
@@ -38,6 +39,7 @@ const RULE_GROUPS: readonly RuleGroup[] = [
   startRaceRules,
   workLimitRules,
   hookOutboxRules,
+  hookSubscriptionRules,
   limitRules,
 ];
 
