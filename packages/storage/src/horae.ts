@@ -403,9 +403,11 @@ export class Horae {
 
   async #start(): Promise<void> {
     this.#state = 'starting';
-    this.#bridge.start();
-    this.durableHooks?.start();
     try {
+      // Before any change of this node: from here on the database writes the hooks' rows with each change.
+      await this.durableHooks?.subscribe();
+      this.#bridge.start();
+      this.durableHooks?.start();
       await this.storage.start(this.scheduler);
     } catch (error) {
       // Nothing was started: a later start() tries again, unless stop() was called meanwhile.

@@ -7,7 +7,7 @@ import type { DurableHookEvents } from './hook-delivery-events.js';
 import { HookDeliveryLoop, type DurableHookPolicy } from './hook-delivery-loop.js';
 import type { HookEndpointOptions } from './hook-endpoint.js';
 import { HookEnqueuer } from './hook-enqueuer.js';
-import type { HookOutbox } from './hook-outbox.js';
+import { hasHookSubscriptions, type HookOutbox } from './hook-outbox.js';
 import type { StatusChange } from './hook-payload.js';
 
 /** A durable hook's options: the receiver, a name, and the outbox policy. */
@@ -36,9 +36,14 @@ export interface DurableStatusHooksOptions {
 /**
  * The status hooks of one node, made durable by the outbox.
  *
- * Rules: `onTransition` only buffers (never waits, never throws); the buffer is written to the outbox in batches;
- * one {@link HookDeliveryLoop} per hook delivers the rows, those of any node included. Stopping this node leaves
- * what it did not deliver in the outbox for the other nodes or the next start.
+ * Rules:
+ * - With an outbox that has `HookSubscriptions` (SQLite, PostgreSQL), {@link DurableStatusHooks.subscribe} stores
+ *   the hooks' names and the database writes every change's rows in the change's own transaction, whichever client
+ *   made it; `onTransition` then only wakes the delivery loops.
+ * - Otherwise (memory, MongoDB) `onTransition` buffers the changes this node makes (never waits, never throws) and
+ *   the buffer is written to the outbox in batches, after the changes committed: a crash in between loses them.
+ * - One {@link HookDeliveryLoop} per hook delivers the rows, those of any node included. Stopping this node leaves
+ *   what it did not deliver in the outbox for the other nodes or the next start.
  */
 export class DurableStatusHooks {
   /** `hook:delivered`, `hook:retrying`, `hook:dead`, `hook:outbox-error`, `hook:dropped`. */
@@ -47,7 +52,10 @@ export class DurableStatusHooks {
   readonly outbox: HookOutbox;
   /** One loop per hook. */
   readonly loops: readonly HookDeliveryLoop[];
+  /** Whether the database writes the rows itself (the outbox has HookSubscriptions). */
+  readonly transactional: boolean;
   readonly #enqueuer: HookEnqueuer;
+  readonly #names: readonly string[];
 
   /**
    * @param options - the outbox, the hooks and the clock
@@ -64,6 +72,8 @@ export class DurableStatusHooks {
       names.add(name);
       return new HookDeliveryLoop({ ...hook, name, outbox: options.outbox, clock: options.clock, events: this.events });
     });
+    this.#names = [...names];
+    this.transactional = hasHookSubscriptions(options.outbox);
     this.#enqueuer = new HookEnqueuer({
       outbox: options.outbox,
       hooks: [...names],
@@ -76,8 +86,28 @@ export class DurableStatusHooks {
     });
   }
 
-  /** Hands a change to the outbox; returns at once, never throws. Safe to pass unbound. */
-  readonly onTransition = (change: StatusChange): void => this.#enqueuer.onTransition(change);
+  /**
+   * Hands a change to the outbox (or, when the database wrote its rows, wakes the loops); returns at once, never
+   * throws. Safe to pass unbound.
+   */
+  readonly onTransition = (change: StatusChange): void => {
+    if (!this.transactional) {
+      this.#enqueuer.onTransition(change);
+      return;
+    }
+    for (const loop of this.loops) loop.wake();
+  };
+
+  /**
+   * Stores the hooks' subscriptions, when the outbox has HookSubscriptions (else does nothing): from its return on,
+   * every change in the database writes their rows. Call it before the node makes changes (`createHorae`'s
+   * `start()` does).
+   *
+   * @throws RepositoryError when the database cannot be reached
+   */
+  async subscribe(): Promise<void> {
+    if (this.transactional && hasHookSubscriptions(this.outbox)) await this.outbox.subscribeHooks(this.#names);
+  }
 
   /** Starts the delivery loops. */
   start(): void {
