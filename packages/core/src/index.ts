@@ -26,3 +26,4 @@ export {
 } from './generators.js';
 export * from './recurrence.js';
 export * from './catch-up.js';
+export { isWorkAborted } from './run-context.js';

@@ -148,3 +148,24 @@ export class RunContext implements WorkContext {
     this.#task.host.checkIn(this.#task, this, message);
   }
 }
+
+/**
+ * Whether the signal of a work's context was aborted, without creating that signal: a run's own context builds
+ * its AbortController only when `signal` is read, so a middleware that needs to know only at the end of a run
+ * whether the run was aborted (as storage does, to tell a stop or a cancel from a failure) can ask here, and a
+ * run that nobody aborted allocates no controller. Any other context is asked through its `signal`.
+ *
+ * @param ctx - the context a work function received
+ * @returns true when the context's signal was aborted (its reason is then `ctx.signal.reason`)
+ *
+ * @example
+ * ```ts
+ * const work: WorkFn = async (ctx) => {
+ *   await doSomething();
+ *   if (isWorkAborted(ctx)) console.log('aborted', ctx.signal.reason);
+ * };
+ * ```
+ */
+export function isWorkAborted(ctx: WorkContext): boolean {
+  return ctx instanceof RunContext ? ctx.aborted : ctx.signal.aborted;
+}

@@ -18,6 +18,7 @@ import {
   UniqueKeyKey,
   UnrecoverableError,
   createKey,
+  isWorkAborted,
   quoteInput,
   realClock,
   type Clock,
@@ -218,8 +219,8 @@ interface LocalTask extends LocalTaskView {
   readonly handle: StorageTaskHandle;
   /** Bumped whenever the local timer is replaced or dropped: a stale run stops before it claims. */
   generation: number;
-  /** The controller of the run under way, when this node runs it. */
-  controller: AbortController | undefined;
+  /** The abort of the run under way, when this node runs it. */
+  controller: RunAbort | undefined;
   cancelRequested: boolean;
   cancelWritten: boolean;
   /** How the handle settles, when something other than the local run decided it. */
@@ -291,6 +292,70 @@ function positiveInteger(value: unknown, what: string, min: number): number {
  * The storage middleware: mirrors every task of the chain to a {@link Repository} and keeps the node's timers
  * in line with it. Built by {@link singleNodeStorage} or {@link multiNodeStorage}.
  */
+/**
+ * The abort of one run as storage hands it to the work: aborted by the core's own signal of the run (a cancel, a
+ * stop past its deadline), by a lost lease, or by a timeout or stall; the first abort's reason is the run's.
+ *
+ * Why not a plain AbortController listening on the core's signal: a controller and a listener on the core's signal
+ * (which then builds its own controller) cost two AbortSignals, an add and a remove of a listener a run, ~3 µs of
+ * CPU and their garbage, for a signal most works never read. The controller is built on the first read of `signal`;
+ * until then an abort of storage's is remembered (behind one of the core's that came first), and the core's is read
+ * without building its signal ({@link isWorkAborted}).
+ */
+class RunAbort {
+  readonly #outer: WorkContext;
+  #controller: AbortController | undefined = undefined;
+  #forward: (() => void) | undefined = undefined;
+  #aborted = false;
+  #reason: unknown = undefined;
+
+  /** @param outer - the context the run received from the core (or the middleware inside storage) */
+  constructor(outer: WorkContext) {
+    this.#outer = outer;
+  }
+
+  /** The signal the work sees: built on the first read, forwarding the core's aborts from then on. */
+  get signal(): AbortSignal {
+    if (this.#controller !== undefined) return this.#controller.signal;
+    const controller = new AbortController();
+    this.#controller = controller;
+    const outer = this.#outer.signal;
+    if (this.#aborted) controller.abort(this.#reason);
+    else if (outer.aborted) controller.abort(outer.reason);
+    else {
+      this.#forward = (): void => controller.abort(outer.reason);
+      outer.addEventListener('abort', this.#forward, { once: true });
+    }
+    return controller.signal;
+  }
+
+  /** Aborts the run with `reason`, unless it was aborted already (by storage or the core). */
+  abort(reason: unknown): void {
+    if (this.#controller !== undefined) {
+      this.#controller.abort(reason);
+      return;
+    }
+    if (this.#aborted) return;
+    this.#aborted = true;
+    // The core's abort came first: its reason stays the run's, as it would have been forwarded first.
+    this.#reason = isWorkAborted(this.#outer) ? this.#outer.signal.reason : reason;
+  }
+
+  /**
+   * Stops forwarding the core's aborts (the run ended).
+   * @returns the reason of the first abort, or undefined when the run was not aborted
+   */
+  end(): unknown {
+    const controller = this.#controller;
+    if (controller !== undefined) {
+      if (this.#forward !== undefined) this.#outer.signal.removeEventListener('abort', this.#forward);
+      return controller.signal.aborted ? controller.signal.reason : undefined;
+    }
+    if (this.#aborted) return this.#reason;
+    return isWorkAborted(this.#outer) ? this.#outer.signal.reason : undefined;
+  }
+}
+
 class DurableStorage implements StorageMiddleware {
   readonly events: TypedEventEmitter<StorageEvents> = new TypedEventEmitter<StorageEvents>();
   readonly nodeId: string;
@@ -987,11 +1052,8 @@ class DurableStorage implements StorageMiddleware {
     const id = entry.taskId;
     const token = claimed.lease?.token ?? '';
     const clock = this.#clock;
-    const controller = new AbortController();
+    const controller = new RunAbort(wctx);
     entry.controller = controller;
-    const forward = (): void => controller.abort(wctx.signal.reason);
-    if (wctx.signal.aborted) forward();
-    else wctx.signal.addEventListener('abort', forward, { once: true });
     let leaseLost: LeaseLostError | undefined;
     const keeper = new LeaseKeeper({
       repository: this.#repository,
@@ -1027,14 +1089,22 @@ class DurableStorage implements StorageMiddleware {
             stall?.clear();
             stall = clock.setTimer(() => interrupt?.(new StalledError(stallTimeoutMs)), stallTimeoutMs);
           };
+    // Read on demand: the signal, the due time and the scheduling context cost an AbortController, a Date and a
+    // rebuilt SchedulerContext a run when read up front, and a no-op work reads none of them.
     const runCtx: WorkContext = {
-      signal: controller.signal,
-      scheduledAt: wctx.scheduledAt,
+      get signal() {
+        return controller.signal;
+      },
+      get scheduledAt() {
+        return wctx.scheduledAt;
+      },
       taskId: id,
       attempt: claimed.attempt,
       fencingToken: claimed.claims,
       param: claimed.param,
-      context: wctx.context,
+      get context() {
+        return wctx.context;
+      },
       value: (key) => wctx.value(key),
       // Set even when undefined (readers fall back to the real clock either way): no spread of a temporary object.
       clock: wctx.clock,
@@ -1056,6 +1126,7 @@ class DurableStorage implements StorageMiddleware {
     let ok = false;
     let value: unknown;
     let error: unknown;
+    let reason: unknown;
     keeper.start();
     try {
       if (timeoutMs === undefined && stallTimeoutMs === undefined) {
@@ -1080,7 +1151,8 @@ class DurableStorage implements StorageMiddleware {
       timeout?.clear();
       stall?.clear();
       keeper.stop();
-      wctx.signal.removeEventListener('abort', forward);
+      // Taken when the run ends, as a forwarded abort would stop being forwarded then.
+      reason = controller.end();
       entry.controller = undefined;
     }
     if (leaseLost !== undefined) {
@@ -1089,7 +1161,7 @@ class DurableStorage implements StorageMiddleware {
     }
     // The last progress and check-in land before the write that ends the run (a Done task shows 8/8, not 7/8).
     if (progress !== undefined) await progress.flush();
-    return this.#record(entry, claimed, token, { ok, value, error, reason: controller.signal.aborted ? controller.signal.reason : undefined }, registered);
+    return this.#record(entry, claimed, token, { ok, value, error, reason }, registered);
   }
 
   /** Writes the outcome of a run and returns or throws what the core expects. */
