@@ -9,6 +9,7 @@ export * from './repository.js';
 export * from './work-limits.js';
 export * from './validation.js';
 export * from './memory-repository.js';
+export * from './param-validator.js';
 export * from './work-registry.js';
 export * from './retry.js';
 export * from './durable-write.js';

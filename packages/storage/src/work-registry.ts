@@ -1,4 +1,6 @@
-import { HoraeError, InvalidInputError, MAX_TIMER_DELAY_MS, quoteInput, type Middleware, type WorkFn } from '@horae/core';
+import { HoraeError, InvalidInputError, MAX_TIMER_DELAY_MS, quoteInput, type Middleware, type WorkContext, type WorkFn } from '@horae/core';
+import type { StandardSchemaV1 } from '@standard-schema/spec';
+import { isParamValidator, runParamValidator, type ParamValidator } from './param-validator.js';
 import type { JsonValue } from './task-info.js';
 import { assertJsonValue } from './validation.js';
 import type { StorageRetryOption } from './retry.js';
@@ -11,16 +13,23 @@ export class UnknownWorkError extends HoraeError {
   }
 }
 
-/**
- * Checks a param and returns it (possibly transformed). Either a function that throws on bad input, or an
- * object with a `parse` method, such as a zod schema.
- */
-export type ParamValidator<P = unknown> = ((param: unknown) => P) | { parse(param: unknown): P };
+/** What a typed work receives: a {@link WorkContext} whose `param` has its schema's output type. */
+export type TypedWorkContext<P> = Omit<WorkContext, 'param'> & {
+  /** The task's param, as its validator returned it at schedule time (with storage: as stored). */
+  readonly param: P;
+};
+
+/** A work function whose `ctx.param` is typed. */
+export type TypedWorkFn<P> = (ctx: TypedWorkContext<P>) => unknown;
 
 /** Per-work defaults, given to {@link WorkRegistry.register}. */
-export interface WorkOptions<P = unknown> {
-  /** Validates the param at schedule time; a throw refuses the task and nothing is written. */
-  validate?: ParamValidator<P>;
+export interface WorkOptions<P = unknown, I = P> {
+  /**
+   * Validates the param at schedule time (and again when a run is claimed): a Standard Schema (Zod, Valibot,
+   * ArkType, …), a function that returns the param or throws, or an object with `parse()`. A refusal throws
+   * {@link ParamValidationError} with the issues, and nothing is written.
+   */
+  validate?: ParamValidator<P, I>;
   /** How many runs a task of this work may have in all, when the schedule call does not say. @defaultValue the storage option `maxAttempts` (1) */
   maxAttempts?: number;
   /** How a failed run of this work is retried. @defaultValue the storage option `retry` */
@@ -74,8 +83,8 @@ export interface RegisteredWork<P = unknown> {
  * @example
  * ```ts
  * const registry = new WorkRegistry();
- * registry.register('send-email', async (ctx) => sendEmail(ctx.param as Email), {
- *   validate: (p) => EmailSchema.parse(p),
+ * registry.register('send-email', async (ctx) => sendEmail(ctx.param.to), {
+ *   validate: z.object({ to: z.email() }), // ctx.param is { to: string }
  *   maxAttempts: 5,
  * });
  * ```
@@ -92,13 +101,15 @@ export class WorkRegistry {
    * @returns this registry, for chaining
    * @throws InvalidInputError when the workId is empty or already registered, or an option is invalid
    */
-  register<P = unknown>(workId: string, work: WorkFn, options: WorkOptions<P> = {}): this {
+  register<S extends StandardSchemaV1>(workId: string, work: TypedWorkFn<StandardSchemaV1.InferOutput<S>>, options: WorkOptions<StandardSchemaV1.InferOutput<S>, StandardSchemaV1.InferInput<S>> & { validate: S }): this;
+  register<P = unknown, I = P>(workId: string, work: TypedWorkFn<P>, options?: WorkOptions<P, I>): this;
+  register(workId: string, work: TypedWorkFn<unknown>, options: WorkOptions = {}): this {
     if (typeof workId !== 'string' || workId === '') throw new InvalidInputError('workId must be a non-empty string');
     if (typeof work !== 'function') throw new InvalidInputError(`the work registered under ${quoteInput(workId)} must be a function`);
     if (this.#works.has(workId)) throw new InvalidInputError(`a work is already registered under ${quoteInput(workId)}`);
     const { validate, maxAttempts, timeoutMs, stallTimeoutMs, concurrency } = options;
-    if (validate !== undefined && typeof validate !== 'function' && typeof (validate as { parse?: unknown } | null)?.parse !== 'function') {
-      throw new InvalidInputError(`the validator of ${quoteInput(workId)} must be a function or have a parse() method`);
+    if (validate !== undefined && !isParamValidator(validate)) {
+      throw new InvalidInputError(`the validator of ${quoteInput(workId)} must be a Standard Schema (Zod, Valibot, ArkType, …), a function, or have a parse() method`);
     }
     if (maxAttempts !== undefined && (!Number.isSafeInteger(maxAttempts) || maxAttempts < 1)) {
       throw new InvalidInputError(`maxAttempts of ${quoteInput(workId)} must be an integer ≥ 1, got ${String(maxAttempts)}`);
@@ -112,7 +123,9 @@ export class WorkRegistry {
     if (concurrency !== undefined && (typeof concurrency !== 'number' || !Number.isSafeInteger(concurrency) || concurrency < 1)) {
       throw new InvalidInputError(`concurrency of ${quoteInput(workId)} must be an integer ≥ 1, got ${String(concurrency)}`);
     }
-    this.#works.set(workId, { workId, work, options: { ...options } });
+    // Stored untyped: the param reaching the work is the one its validator returned (or, without one, whatever JSON
+    // was scheduled), which is what TypedWorkFn<P> promised.
+    this.#works.set(workId, { workId, work: work, options: { ...options } });
     return this;
   }
 
@@ -161,22 +174,13 @@ export class WorkRegistry {
    *
    * @returns the param to store (as the validator returned it; `null` for a missing param)
    * @throws {@link UnknownWorkError} when nothing is registered under `workId`
-   * @throws InvalidInputError when the validator throws (its error is the `cause`) or the param is not JSON
+   * @throws ParamValidationError (an InvalidInputError) when the validator refuses the param: its `issues`, and a
+   * thrown error as the `cause`
+   * @throws InvalidInputError when the param is not JSON, or a Standard Schema validates asynchronously
    */
   validateParam(workId: string, param: unknown): JsonValue {
     const { options } = this.get(workId);
-    let value = param;
-    const validate = options.validate;
-    if (validate !== undefined) {
-      try {
-        value = typeof validate === 'function' ? validate(param) : validate.parse(param);
-        // A function validator that only throws (returns nothing) accepts the param as given.
-        if (value === undefined) value = param;
-      } catch (error) {
-        const why = error instanceof Error ? error.message : String(error);
-        throw new InvalidInputError(`the param of ${quoteInput(workId)} failed its validation: ${why}`, { cause: error });
-      }
-    }
+    let value = options.validate === undefined ? param : runParamValidator(workId, options.validate, param);
     if (value === undefined) value = null;
     assertJsonValue(value);
     return value;

@@ -217,7 +217,7 @@ describe('param re-validation before the run', () => {
     await clock.advance(1000);
     expect(runs).toBe(0);
     const task = await repo.getById(handle.taskId);
-    expect(task).toMatchObject({ state: 'Failed', attempt: 1, lastError: { code: 'INVALID_INPUT', name: 'InvalidInputError' } });
+    expect(task).toMatchObject({ state: 'Failed', attempt: 1, lastError: { code: 'INVALID_INPUT', name: 'ParamValidationError' } });
     expect(task.lastError!.message).toMatch(/to must be a string/);
     const attempts = await repo.listAttempts(handle.taskId);
     expect(summary(attempts)).toEqual([{ outcome: 'failed', node: 'n', attempt: 1 }]);
