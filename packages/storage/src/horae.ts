@@ -57,6 +57,13 @@ export const DEFAULT_HORAE_HOOK_GRACE_MS = 5_000;
 export interface HoraeOptions extends StorageOptions {
   /** Where tasks (and, when it implements ScheduleStore, recurring schedules) live. */
   repository: Repository;
+  /**
+   * Close the repository at the end of `stop()` (after everything else stopped). For a repository this Horae owns,
+   * such as the embedded default the `horae` package opens; leave it off for one you close yourself.
+   *
+   * @defaultValue false
+   */
+  closeRepositoryOnStop?: boolean;
   /** The works this process runs, by workId. */
   registry: WorkRegistry;
   /**
@@ -269,6 +276,8 @@ export class Horae {
   readonly #schedules: Schedules | undefined;
   readonly #loop: ScheduleLoop | undefined;
   readonly #bridge: StatusHookBridge;
+  readonly #repository: Repository;
+  readonly #closeRepository: boolean;
   #state: 'new' | 'starting' | 'started' | 'stopping' | 'stopped' = 'new';
   #startPromise: Promise<void> | undefined = undefined;
   #stopPromise: Promise<void> | undefined = undefined;
@@ -290,6 +299,8 @@ export class Horae {
       throw new InvalidInputError(`mode must be 'single-node' or 'multi-node', got ${String(givenMode)}`);
     }
     if (!Array.isArray(middlewares)) throw new InvalidInputError('middlewares must be an array of middlewares');
+    this.#repository = repository;
+    this.#closeRepository = options.closeRepositoryOnStop === true;
     const userMiddlewares: readonly Middleware[] = options.middlewares ?? [];
     this.repository = repository;
     this.registry = registry;
@@ -453,6 +464,7 @@ export class Horae {
     await this.storage.stop();
     this.#bridge.stop();
     await Promise.all([...this.hookSenders.map((sender) => sender.close({ graceMs })), this.durableHooks?.stop(graceMs)]);
+    if (this.#closeRepository) await this.#repository.close();
     this.#state = 'stopped';
   }
 
@@ -670,6 +682,7 @@ export function createHorae(options: HoraeOptions): Horae {
 function pickStorageOptions(options: HoraeOptions): StorageOptions {
   const {
     repository: _repository,
+    closeRepositoryOnStop: _closeRepositoryOnStop,
     registry: _registry,
     mode: _mode,
     concurrency: _concurrency,
