@@ -47,11 +47,15 @@ export class BacklogClaim {
     return this.#settled;
   }
 
-  /** Marks the claim used (by a run, or handed back) and stops its keeper; false when it already was. */
-  settle(): boolean {
+  /**
+   * Marks the claim used (by a run, or handed back) and stops its keeper; false when it already was.
+   * @param keepKeeper - true for a run that takes the keeper over ({@link LeaseKeeper.handOver}): it keeps renewing,
+   * and the run must stop it
+   */
+  settle(keepKeeper = false): boolean {
     if (this.#settled) return false;
     this.#settled = true;
-    this.keeper.stop();
+    if (!keepKeeper) this.keeper.stop();
     this.#onSettled();
     return true;
   }

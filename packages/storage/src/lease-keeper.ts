@@ -38,12 +38,17 @@ export class LeaseKeeper {
   readonly #intervalMs: number;
   #timer: ClockTimer | undefined;
   #expiresAt: number;
+  #onLost: (error: LeaseLostError) => void;
+  #onRepositoryError: ((error: RepositoryError, attempt: number) => void) | undefined;
+  #lost: LeaseLostError | undefined = undefined;
   #failures = 0;
   #stopped = false;
 
   /** @param options - the task, the token and where to report */
   constructor(options: LeaseKeeperOptions) {
     this.#options = options;
+    this.#onLost = options.onLost;
+    this.#onRepositoryError = options.onRepositoryError;
     this.#intervalMs = Math.max(1, Math.floor(options.leaseMs / 3));
     // The claim landed before this keeper was built: its lease cannot outlast now + leaseMs.
     this.#expiresAt = options.expiresAt ?? options.clock.now() + options.leaseMs;
@@ -52,6 +57,22 @@ export class LeaseKeeper {
   /** The latest time, on the clock, the lease is known to last: the last renewal that landed, plus `leaseMs`. */
   get expiresAt(): number {
     return this.#expiresAt;
+  }
+
+  /**
+   * Hands the keeper, still renewing, to a new owner: later losses go to `onLost`, renewal errors to
+   * `onRepositoryError`. A lease lost before the hand-over is reported to `onLost` at once (the keeper has stopped).
+   *
+   * Why: a claim of the backlog is kept alive from the batch claim until its run starts, then by the run; handing the
+   * keeper over spares a keeper, its timer and its callbacks a run, and the next renewal stays timed from the last one.
+   *
+   * @param onLost - called once when the lease is lost
+   * @param onRepositoryError - called for each renewal that failed with an outage
+   */
+  handOver(onLost: (error: LeaseLostError) => void, onRepositoryError?: (error: RepositoryError, attempt: number) => void): void {
+    this.#onLost = onLost;
+    this.#onRepositoryError = onRepositoryError;
+    if (this.#lost !== undefined) onLost(this.#lost);
   }
 
   /** Arms the first renewal. */
@@ -88,7 +109,7 @@ export class LeaseKeeper {
       if (error instanceof LeaseLostError) return this.#lose(error);
       if (error instanceof TaskNotFoundError) return this.#lose(new LeaseLostError(taskId, `task "${taskId}" was deleted while it ran`));
       this.#failures++;
-      if (error instanceof RepositoryError) this.#options.onRepositoryError?.(error, this.#failures);
+      if (error instanceof RepositoryError) this.#onRepositoryError?.(error, this.#failures);
       const left = this.#expiresAt - clock.now();
       if (left <= 0) {
         return this.#lose(new LeaseLostError(taskId, `the lease on task "${taskId}" could not be renewed before it expired (the repository is unreachable)`));
@@ -100,6 +121,7 @@ export class LeaseKeeper {
 
   #lose(error: LeaseLostError): void {
     this.stop();
-    this.#options.onLost(error);
+    this.#lost = error;
+    this.#onLost(error);
   }
 }

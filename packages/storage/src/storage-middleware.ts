@@ -230,7 +230,7 @@ interface LocalTask extends LocalTaskView {
   /** A batch claim of the backlog, held until the run takes it (or it is handed back). */
   backlog: BacklogClaim | undefined;
   /** When the lease of a batch claim the run took expires at the latest (its keeper's last renewal). */
-  leaseExpiresAt: number | undefined;
+  keeper: LeaseKeeper | undefined;
   /**
    * The Done write of a run that gave its slot back before the write landed: the handle settles once it has.
    * See {@link DurableStorage.#finishDone}.
@@ -775,7 +775,7 @@ class DurableStorage implements StorageMiddleware {
       seen: undefined,
       ending: undefined,
       backlog: undefined,
-      leaseExpiresAt: undefined,
+      keeper: undefined,
     };
   }
 
@@ -871,11 +871,21 @@ class DurableStorage implements StorageMiddleware {
       entry.phase = 'running';
       // A batch claim of this node waiting for the task is this run's claim; otherwise the run claims by id.
       const claimed = entry.backlog !== undefined ? await this.#takeBacklogClaim(entry, entry.backlog) : await this.#claim(entry);
-      const invalid = this.#revalidate(claimed, registered);
-      if (invalid !== undefined) return this.#failInvalidParam(entry, claimed, invalid);
-      const leaseExpiresAt = entry.leaseExpiresAt;
-      entry.leaseExpiresAt = undefined;
-      return this.#run(entry, claimed, wctx, work, registered, leaseExpiresAt);
+      // The keeper of a batch claim, still renewing: the run takes it over, and until then nothing may leave it running.
+      const keeper = entry.keeper;
+      entry.keeper = undefined;
+      let invalid: InvalidInputError | undefined;
+      try {
+        invalid = this.#revalidate(claimed, registered);
+      } catch (error) {
+        keeper?.stop();
+        throw error;
+      }
+      if (invalid !== undefined) {
+        keeper?.stop();
+        return this.#failInvalidParam(entry, claimed, invalid);
+      }
+      return this.#run(entry, claimed, wctx, work, registered, keeper);
     };
   }
 
@@ -886,29 +896,38 @@ class DurableStorage implements StorageMiddleware {
    * the run's own.
    */
   async #takeBacklogClaim(entry: LocalTask, claim: BacklogClaim): Promise<TaskInfo> {
-    const expiresAt = claim.keeper.expiresAt;
-    const taken = claim.settle();
+    // Taken with its keeper still renewing (the run takes it over); stopped on every way out that runs nothing.
+    const taken = claim.settle(true);
     if (entry.backlog === claim) entry.backlog = undefined;
     if (!taken) {
       // Handed back already (the node is stopping): the task is Initialized again, for whoever claims it next.
       entry.phase = 'remote';
       throw lostClaim('the batch claim was handed back before the run started');
     }
+    const keeper = claim.keeper;
     if (claim.lost !== undefined) {
       // Lost before the run started (cancelled or reclaimed elsewhere): nothing ran; sync tells how it ends.
+      keeper.stop();
       entry.phase = 'remote';
       throw lostClaim(`the batch claim was lost before the run started: ${claim.lost.message}`);
     }
     const id = entry.taskId;
     const token = claim.task.lease?.token ?? '';
-    const started = await this.#fenced('markAsStarted', id, () => this.#repository.markAsStarted(id, token));
+    let started: Fenced<TaskInfo>;
+    try {
+      started = await this.#fenced('markAsStarted', id, () => this.#repository.markAsStarted(id, token));
+    } catch (error) {
+      keeper.stop();
+      throw error;
+    }
     if (!started.ok) {
+      keeper.stop();
       if (started.error instanceof TaskNotFoundError) this.#deleted(entry, started.error);
       // Cancelled, or reclaimed after the lease ran out, before the run could start: nothing ran here.
       entry.phase = 'remote';
       throw lostClaim(`the batch claim was lost before the run started: ${started.error.message}`);
     }
-    entry.leaseExpiresAt = expiresAt;
+    entry.keeper = keeper;
     this.events.emit('task:started', { task: started.value });
     return started.value;
   }
@@ -1047,28 +1066,22 @@ class DurableStorage implements StorageMiddleware {
     }
   }
 
-  /** @param leaseExpiresAt - when the claim's lease expires at the latest, when it was taken before the run (a batch claim) */
-  async #run(entry: LocalTask, claimed: TaskInfo, wctx: WorkContext, work: WorkFn, registered: RegisteredWork, leaseExpiresAt?: number): Promise<unknown> {
+  /** @param taken - the keeper of a batch claim the run took, still renewing its lease: the run takes it over */
+  async #run(entry: LocalTask, claimed: TaskInfo, wctx: WorkContext, work: WorkFn, registered: RegisteredWork, taken?: LeaseKeeper): Promise<unknown> {
     const id = entry.taskId;
     const token = claimed.lease?.token ?? '';
     const clock = this.#clock;
     const controller = new RunAbort(wctx);
     entry.controller = controller;
     let leaseLost: LeaseLostError | undefined;
-    const keeper = new LeaseKeeper({
-      repository: this.#repository,
-      clock,
-      taskId: id,
-      token,
-      leaseMs: this.#leaseMs,
-      ...(leaseExpiresAt === undefined ? {} : { expiresAt: leaseExpiresAt }),
-      onLost: (error) => {
-        leaseLost = error;
-        this.events.emit('task:lease-lost', { taskId: id, error });
-        controller.abort(error);
-      },
-      onRepositoryError: (error, attempt) => this.#reportRenewalError(id, error, attempt),
-    });
+    const onLost = (error: LeaseLostError): void => {
+      leaseLost = error;
+      this.events.emit('task:lease-lost', { taskId: id, error });
+      controller.abort(error);
+    };
+    const onRepositoryError = (error: RepositoryError, attempt: number): void => this.#reportRenewalError(id, error, attempt);
+    const keeper =
+      taken ?? new LeaseKeeper({ repository: this.#repository, clock, taskId: id, token, leaseMs: this.#leaseMs, onLost, onRepositoryError });
     // Built on the first report only: most works never report, and a run then allocates no writer.
     let progress: ProgressWriter | undefined;
     const writer = (): ProgressWriter =>
@@ -1127,7 +1140,9 @@ class DurableStorage implements StorageMiddleware {
     let value: unknown;
     let error: unknown;
     let reason: unknown;
-    keeper.start();
+    // A keeper taken over reports to this run from now on (at once, when the lease was lost since the start).
+    if (taken !== undefined) taken.handOver(onLost, onRepositoryError);
+    else keeper.start();
     try {
       if (timeoutMs === undefined && stallTimeoutMs === undefined) {
         value = await work(runCtx);
