@@ -314,4 +314,24 @@ export class SchedulerContext {
     values.set(key, value);
     return new SchedulerContext(this.#runAtMs, this.work, this.priority, values);
   }
+
+  /**
+   * A copy that carries each value under its key, later pairs winning: one copy of the map of values for all of
+   * them, where a chain of {@link SchedulerContext.withValue} copies it once a call (a middleware that sets several
+   * values on each task pays that per task).
+   *
+   * @param entries - `[key, value]` pairs
+   *
+   * @example
+   * ```ts
+   * const TenantKey = createKey<string>('tenant');
+   * const ctx = SchedulerContext.create({ runAt: new Date() }).withValues([[TenantKey, 'acme'], [TaskIdKey, 'a']]);
+   * ctx.value(TenantKey); // 'acme'
+   * ```
+   */
+  withValues(entries: Iterable<readonly [ValueKey<unknown>, unknown]>): SchedulerContext {
+    const values = new Map(this.#values);
+    for (const [key, value] of entries) values.set(key, value);
+    return new SchedulerContext(this.#runAtMs, this.work, this.priority, values);
+  }
 }

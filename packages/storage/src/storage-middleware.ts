@@ -27,7 +27,6 @@ import {
   type GeneratorHandle,
   type GeneratorOptions,
   type Middleware,
-  type ScheduleCall,
   type ScheduleHandler,
   type TaskGenerator,
   type TaskHandle,
@@ -721,19 +720,22 @@ class DurableStorage implements StorageMiddleware {
     entry.handle.knownPriority = task.priority;
     const generation = ++entry.generation;
     const registered = this.#registry.get(task.workId);
-    // Each `with...` copies the context (and `withValue` its map of values): only what differs is set, so that a
-    // restored context, built by #restoredContext with the row's id, due time and param, costs one copy.
+    // Each `with...` copies the context (and a change of values its map of values): only what differs is set, and
+    // the values that differ in one copy, so that a restored or claimed context, built by #restoredContext with the
+    // row's id, due time and param, costs one copy of the context and one of its map.
     let inner = ctx.withWork(this.#wrap(entry, generation, ctx.work ?? registered.work, registered));
-    if (inner.value(TaskIdKey) !== task.id) inner = inner.withValue(TaskIdKey, task.id);
     if (inner.runAtMs !== task.scheduledAt.getTime()) inner = inner.withRunAt(task.scheduledAt);
-    const param = this.#freeParam ? undefined : task.param;
-    if (inner.value(ParamKey) !== param) inner = inner.withValue(ParamKey, param);
-    // The stored row (param included) is not kept with the local timer: the claim reads it again.
-    if (inner.value(RestoredTaskKey) !== undefined) inner = inner.withValue<TaskInfo | undefined>(RestoredTaskKey, undefined);
-    if (claim !== undefined) inner = inner.withValue<BacklogClaim | undefined>(BacklogClaimKey, undefined);
-    // The call's signal is not kept alive with the local timer.
-    if (inner.value(ScheduleCallKey) !== undefined) inner = inner.withValue<ScheduleCall | undefined>(ScheduleCallKey, undefined);
     if (inner.priority !== task.priority) inner = inner.withPriority(task.priority);
+    const values: [ValueKey<unknown>, unknown][] = [];
+    if (inner.value(TaskIdKey) !== task.id) values.push([TaskIdKey, task.id]);
+    const param = this.#freeParam ? undefined : task.param;
+    if (inner.value(ParamKey) !== param) values.push([ParamKey, param]);
+    // The stored row (param included) is not kept with the local timer: the claim reads it again.
+    if (inner.value(RestoredTaskKey) !== undefined) values.push([RestoredTaskKey, undefined]);
+    if (claim !== undefined) values.push([BacklogClaimKey, undefined]);
+    // The call's signal is not kept alive with the local timer.
+    if (inner.value(ScheduleCallKey) !== undefined) values.push([ScheduleCallKey, undefined]);
+    if (values.length > 0) inner = inner.withValues(values);
     let handle: TaskHandle;
     try {
       handle = await next(inner);
