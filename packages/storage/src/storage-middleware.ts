@@ -22,6 +22,7 @@ import {
   quoteInput,
   realClock,
   type Clock,
+  type ProgressReport,
   type BackoffFn,
   type ClockTimer,
   type GeneratorHandle,
@@ -352,6 +353,102 @@ class RunAbort {
     }
     if (this.#aborted) return this.#reason;
     return isWorkAborted(this.#outer) ? this.#outer.signal.reason : undefined;
+  }
+}
+
+/**
+ * The context storage hands a work: the claimed row's attempt, fencing token and param, the run's signal
+ * ({@link RunAbort}), and progress and check-ins, recorded in the repository (throttled) as well as by the core.
+ *
+ * Why a class: the object literal it replaces built three accessors and four closures a run, for a no-op work that
+ * reads none of them. `value`, `progress` and `checkIn` are still functions bound to the run (a work may take them
+ * out of its context, as it could before), built on the first read; the signal, the due time and the scheduling
+ * context are read through on demand (up front they cost an AbortController, a Date and a rebuilt SchedulerContext).
+ */
+class StorageWorkContext implements WorkContext {
+  readonly taskId: string;
+  readonly attempt: number;
+  readonly fencingToken: number;
+  readonly param: unknown;
+  // Set even when undefined (readers fall back to the real clock either way).
+  readonly clock: Clock | undefined;
+  /** Called on each sign of life (a report whose `completed` moved, a check-in) when the work has a stall timeout. */
+  onAlive: (() => void) | undefined = undefined;
+  /** Records the run's progress and check-ins: built on the first report only (most works never report). */
+  writer: ProgressWriter | undefined = undefined;
+  readonly #outer: WorkContext;
+  readonly #abort: RunAbort;
+  readonly #token: string;
+  readonly #repository: Repository;
+  readonly #storageClock: Clock;
+  readonly #throttleMs: number;
+  #lastCompleted: number | undefined = undefined;
+  #value: (<T>(key: ValueKey<T>) => T | undefined) | undefined = undefined;
+  #progress: ((report: ProgressReport) => void) | undefined = undefined;
+  #checkIn: ((message: string) => void) | undefined = undefined;
+
+  /**
+   * @param outer - the context the run received from the core
+   * @param abort - the run's abort
+   * @param claimed - the claimed (started) row
+   * @param id - the task's id
+   * @param token - the lease token the progress writes carry
+   * @param repository - where progress is recorded
+   * @param storageClock - storage's clock, which times the progress writes' throttle
+   * @param throttleMs - the least time between two progress writes
+   */
+  constructor(outer: WorkContext, abort: RunAbort, claimed: TaskInfo, id: string, token: string, repository: Repository, storageClock: Clock, throttleMs: number) {
+    this.#outer = outer;
+    this.#abort = abort;
+    this.taskId = id;
+    this.attempt = claimed.attempt;
+    this.fencingToken = claimed.claims;
+    this.param = claimed.param;
+    this.clock = outer.clock;
+    this.#token = token;
+    this.#repository = repository;
+    this.#storageClock = storageClock;
+    this.#throttleMs = throttleMs;
+  }
+
+  get signal(): AbortSignal {
+    return this.#abort.signal;
+  }
+
+  get scheduledAt(): Date {
+    return this.#outer.scheduledAt;
+  }
+
+  get context(): SchedulerContext {
+    return this.#outer.context;
+  }
+
+  get value(): <T>(key: ValueKey<T>) => T | undefined {
+    return (this.#value ??= <T>(key: ValueKey<T>): T | undefined => this.#outer.value(key));
+  }
+
+  get progress(): (report: ProgressReport) => void {
+    return (this.#progress ??= (report: ProgressReport): void => {
+      // The run's own context validates the report (and throws on a bad one) before anything records it.
+      this.#outer.progress(report);
+      this.#writer().progress(report);
+      if (this.onAlive !== undefined && report.completed !== this.#lastCompleted) {
+        this.#lastCompleted = report.completed;
+        this.onAlive();
+      }
+    });
+  }
+
+  get checkIn(): (message: string) => void {
+    return (this.#checkIn ??= (message: string): void => {
+      this.#outer.checkIn(message);
+      this.#writer().checkIn(message);
+      this.onAlive?.();
+    });
+  }
+
+  #writer(): ProgressWriter {
+    return (this.writer ??= new ProgressWriter(this.#repository, this.#storageClock, this.taskId, this.#token, this.#throttleMs));
   }
 }
 
@@ -1084,60 +1181,21 @@ class DurableStorage implements StorageMiddleware {
     const onRepositoryError = (error: RepositoryError, attempt: number): void => this.#reportRenewalError(id, error, attempt);
     const keeper =
       taken ?? new LeaseKeeper({ repository: this.#repository, clock, taskId: id, token, leaseMs: this.#leaseMs, onLost, onRepositoryError });
-    // Built on the first report only: most works never report, and a run then allocates no writer.
-    let progress: ProgressWriter | undefined;
-    const writer = (): ProgressWriter =>
-      (progress ??= new ProgressWriter(this.#repository, clock, id, token, this.#options.progressThrottleMs ?? DEFAULTS.progressThrottleMs));
     const { timeoutMs, stallTimeoutMs } = registered.options;
     // One interruption (timeout or stall) ends the run at once, even when the work ignores its signal.
     let interrupt: ((reason: Error) => void) | undefined;
     let timeout: ClockTimer | undefined;
     let stall: ClockTimer | undefined;
     let finished = false;
-    let lastCompleted: number | undefined;
+    const runCtx = new StorageWorkContext(wctx, controller, claimed, id, token, this.#repository, clock, this.#options.progressThrottleMs ?? DEFAULTS.progressThrottleMs);
     // A sign of life restarts the stall window (the rules of the core's stallTimeout middleware).
-    const alive =
-      stallTimeoutMs === undefined
-        ? undefined
-        : (): void => {
-            if (finished) return;
-            stall?.clear();
-            stall = clock.setTimer(() => interrupt?.(new StalledError(stallTimeoutMs)), stallTimeoutMs);
-          };
-    // Read on demand: the signal, the due time and the scheduling context cost an AbortController, a Date and a
-    // rebuilt SchedulerContext a run when read up front, and a no-op work reads none of them.
-    const runCtx: WorkContext = {
-      get signal() {
-        return controller.signal;
-      },
-      get scheduledAt() {
-        return wctx.scheduledAt;
-      },
-      taskId: id,
-      attempt: claimed.attempt,
-      fencingToken: claimed.claims,
-      param: claimed.param,
-      get context() {
-        return wctx.context;
-      },
-      value: (key) => wctx.value(key),
-      // Set even when undefined (readers fall back to the real clock either way): no spread of a temporary object.
-      clock: wctx.clock,
-      progress: (report) => {
-        // The run's own context validates the report (and throws on a bad one) before anything records it.
-        wctx.progress(report);
-        writer().progress(report);
-        if (alive !== undefined && report.completed !== lastCompleted) {
-          lastCompleted = report.completed;
-          alive();
-        }
-      },
-      checkIn: (message) => {
-        wctx.checkIn(message);
-        writer().checkIn(message);
-        alive?.();
-      },
-    };
+    if (stallTimeoutMs !== undefined) {
+      runCtx.onAlive = (): void => {
+        if (finished) return;
+        stall?.clear();
+        stall = clock.setTimer(() => interrupt?.(new StalledError(stallTimeoutMs)), stallTimeoutMs);
+      };
+    }
     let ok = false;
     let value: unknown;
     let error: unknown;
@@ -1157,7 +1215,7 @@ class DurableStorage implements StorageMiddleware {
           };
         });
         if (timeoutMs !== undefined) timeout = clock.setTimer(() => interrupt?.(new TimeoutError(timeoutMs)), timeoutMs);
-        alive?.();
+        runCtx.onAlive?.();
         value = await Promise.race([work(runCtx), interrupted]);
       }
       ok = true;
@@ -1172,6 +1230,7 @@ class DurableStorage implements StorageMiddleware {
       reason = controller.end();
       entry.controller = undefined;
     }
+    const progress = runCtx.writer;
     if (leaseLost !== undefined) {
       progress?.stop();
       return this.#zombie(entry, leaseLost, true);
@@ -1190,7 +1249,6 @@ class DurableStorage implements StorageMiddleware {
     registered: RegisteredWork,
   ): Promise<unknown> {
     const id = entry.taskId;
-    const now = (): Date => new Date(this.#clock.now());
     if (run.ok) {
       // At most `concurrency` successes are being written at once: a node holds at most twice its concurrency in
       // started Working rows (plus its claims ahead, not started), and a crash re-runs at most that many.
@@ -1209,7 +1267,7 @@ class DurableStorage implements StorageMiddleware {
     }
     if (isStopReason(run.reason)) {
       // A graceful stop cut the run: hand it back, without counting the attempt, for the next start.
-      const released = await this.#fenced('release', id, () => this.#repository.release(id, token, { runAt: now(), refundAttempt: true }));
+      const released = await this.#fenced('release', id, () => this.#repository.release(id, token, { runAt: new Date(this.#clock.now()), refundAttempt: true }));
       if (!released.ok) return this.#zombie(entry, released.error);
       entry.outcome = { state: 'cancelled', value: new RunAbandoned('the scheduler stopped; the task was released for the next start', { cause: run.reason }) };
       throw run.error;
@@ -1237,7 +1295,7 @@ class DurableStorage implements StorageMiddleware {
     }
     if (run.error instanceof RunAbandoned) {
       // An inner middleware will not run it here: give it back at once, uncounted, for any node.
-      const released = await this.#fenced('release', id, () => this.#repository.release(id, token, { runAt: now(), refundAttempt: true }));
+      const released = await this.#fenced('release', id, () => this.#repository.release(id, token, { runAt: new Date(this.#clock.now()), refundAttempt: true }));
       if (!released.ok) return this.#zombie(entry, released.error);
       entry.outcome = { state: 'cancelled', value: run.error };
       throw run.error;
