@@ -8,9 +8,9 @@
 import { fork } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { Scheduler } from '@horae/core';
-import { WorkRegistry, singleNodeStorage } from '@horae/storage';
-import { SqliteRepository } from '@horae/repo-sqlite';
+// `horae` is the one package an application installs; it re-exports the core Scheduler and the storage pieces this
+// example wires by hand, to show each event of a task's life.
+import { Scheduler, SqliteRepository, WorkRegistry, singleNodeStorage } from 'horae';
 
 const DATABASE = '.horae/main-job.db';
 const LEASE_MS = 1500;
