@@ -27,7 +27,12 @@ export type HoraeErrorCode =
   | 'HOOK_DELIVERY_FAILED'
   | 'SCHEDULE_ABORTED'
   | 'SCHEDULE_TIMEOUT'
-  | 'BACKPRESSURE';
+  | 'BACKPRESSURE'
+  /**
+   * A package an adapter loads at import (its database driver, a peer dependency such as `pg` or `mongodb`)
+   * is not installed. The message names the package and the command that installs it.
+   */
+  | 'MISSING_DEPENDENCY';
 
 /** Options shared by every Horae error constructor. */
 export interface HoraeErrorOptions {

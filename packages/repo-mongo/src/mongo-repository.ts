@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { MongoClient } from 'mongodb';
 import type { Collection, Document, MongoClientOptions } from 'mongodb';
 import { InvalidInputError, quoteInput } from '@horae/core';
 import {
@@ -47,6 +46,7 @@ import { MongoHookOutbox, type HookOutboxDocument } from './hook-outbox.js';
 import { decodeChangeCursor, decodePageCursor, encodeChangeCursor, encodePageCursor } from './cursors.js';
 import type { PagePosition } from './cursors.js';
 import type { MongoClientLike, MongoDbLike } from './driver.js';
+import { MongoClient } from './mongodb-driver.js';
 import {
   assertNonEmptyString,
   assertProgress,
