@@ -38,10 +38,11 @@ export type TypedRecurringScheduleOptions<W extends readonly AnyWorkDefinition[]
 export type TypedHorae<W extends readonly AnyWorkDefinition[]> = Omit<Horae, 'schedule'> & {
   /**
    * Schedules work, durably (see `Horae.schedule`): only the ids of the works given to `createHorae`, each with
-   * its param's type.
+   * its param's type. The one-time form comes first: when a call matches neither, TypeScript types its result by
+   * the first, and a one-time call's `result` is what a mistyped call most often goes on to read.
    */
-  schedule<Id extends WorkIdOf<W>>(options: TypedRecurringScheduleOptions<W, Id>, call?: ScheduleCallOptions): Promise<Schedule>;
   schedule<Id extends WorkIdOf<W>>(options: TypedOneTimeScheduleOptions<W, Id>, call?: ScheduleCallOptions): Promise<TaskHandle>;
+  schedule<Id extends WorkIdOf<W>>(options: TypedRecurringScheduleOptions<W, Id>, call?: ScheduleCallOptions): Promise<Schedule>;
 };
 
 /** What `createHorae` returns: typed by its works, or the plain `Horae` when it was given none. */
