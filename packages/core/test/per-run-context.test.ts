@@ -1,4 +1,4 @@
-import { SchedulerContext, TaskIdKey, createKey, isWorkAborted, type WorkContext } from '@horae/core';
+import { SchedulerContext, TaskCancelledError, TaskIdKey, createKey, isWorkAborted, type WorkContext } from '@horae/core';
 import { describe, expect, it } from 'vitest';
 import { setup } from './helpers.js';
 
@@ -26,9 +26,12 @@ describe('isWorkAborted', () => {
   it('tells a run that was cancelled from one that was not, whether or not the work read its signal', async () => {
     const { clock, scheduler } = setup();
     const seen: WorkContext[] = [];
+    // The runs last until the test lets them end: the cancel lands while they run.
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
     const work = (ctx: WorkContext): Promise<void> => {
       seen.push(ctx);
-      return new Promise((resolve) => setTimeout(resolve, 0));
+      return gate;
     };
     const cancelled = await scheduler.schedule({ delayMs: 1, work });
     const kept = await scheduler.schedule({ delayMs: 1, work });
@@ -39,7 +42,9 @@ describe('isWorkAborted', () => {
     expect(isWorkAborted(seen[0]!)).toBe(true);
     expect(seen[0]!.signal.aborted).toBe(true);
     expect(isWorkAborted(seen[1]!)).toBe(false);
+    release();
     await kept.result;
+    await expect(cancelled.result).rejects.toBeInstanceOf(TaskCancelledError);
   });
 
   it('reads any other context through its signal', () => {
