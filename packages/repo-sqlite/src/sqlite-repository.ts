@@ -65,7 +65,7 @@ import { decodeChangeCursor, decodePageCursor, encodePageCursor } from './page-c
 import { progressToText, rowToTask, tupleToRow, type TaskRow } from './row-mapping.js';
 import { rowToAttempt, type AttemptRow } from './attempt-mapping.js';
 import { migrate, readSchemaVersion, SCHEMA_VERSION } from './schema.js';
-import { INDEXED_AGING_MS, prepareStatements, type Statements } from './statements.js';
+import { INDEXED_AGING_MS, preparePositional, prepareStatements, type PositionalStatements, type Statements } from './statements.js';
 import { mergeLevels } from './claim-order.js';
 import { idTakenError, isConstraintError, isIdTakenError, translateError } from './translate-error.js';
 import { WriteQueue, alsoWrite, type WriteContext } from './group-commit.js';
@@ -199,6 +199,8 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter,
   readonly #ownsDatabase: boolean;
   readonly #clock: Clock;
   readonly #statements: Statements;
+  /** The hot statements of a run, bound in the order of POSITIONAL_ORDER (see there why). */
+  readonly #hot: PositionalStatements;
   readonly #writes: WriteQueue;
   readonly #schedules: SqliteScheduleTable;
   #hookOutbox: SqliteHookOutbox | undefined;
@@ -267,6 +269,7 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter,
       this.#db.pragma(`synchronous = ${synchronous}`);
       migrate(this.#db);
       this.#statements = prepareStatements(this.#db);
+      this.#hot = preparePositional(this.#db);
       this.#fileGuard = typeof given === 'string' ? watchDatabaseFile(given, (guard) => this.#releaseMovedFile(guard)) : null;
     } catch (error) {
       if (this.#ownsDatabase) this.#db.close();
@@ -501,7 +504,8 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter,
       let seq: number | null = null;
       if (known !== undefined && known.state === 'Working' && known.lease_token === held && known.lease_started === 0) {
         seq = tx.nextSeq();
-        if (s.startIfUnchanged.run({ id, token: held, knownSeq: known.change_seq, now: tx.now, seq }).changes === 1) {
+        // POSITIONAL_ORDER.startIfUnchanged: now, seq, id, knownSeq, token, now.
+        if (this.#hot.startIfUnchanged.run(tx.now, seq, id, known.change_seq, held, tx.now).changes === 1) {
           return rowToTask(this.#startRun(tx, known, seq));
         }
       }
@@ -644,7 +648,8 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter,
       if (known !== undefined && known.state === 'Working' && known.lease_token === held && known.lease_started === 1) {
         this.#known.forget(id);
         seq = tx.nextSeq();
-        if (s.markAsDoneIfUnchanged.run({ id, token: held, knownSeq: known.change_seq, now: tx.now, seq }).changes === 1) {
+        // POSITIONAL_ORDER.markAsDoneIfUnchanged: now, seq, id, knownSeq, token.
+        if (this.#hot.markAsDoneIfUnchanged.run(tx.now, seq, id, known.change_seq, held).changes === 1) {
           return rowToTask(this.#endAttempt(tx, doneRow(known, tx.now, seq), 'succeeded', null)!);
         }
       }
@@ -1130,7 +1135,6 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter,
    * @throws TaskNotDueError when a claim by id finds the task claimable but not due yet (nothing is written)
    */
   #claimCurrent(tx: WriteContext, current: TaskRow, owner: string, leaseMs: number, ifScheduledAt: number | null, start: boolean): TaskRow | null {
-    const s = this.#statements;
     const id = current.id;
     if (current.state !== 'Initialized' || (ifScheduledAt !== null && current.scheduled_at !== ifScheduledAt)) return null;
     // A claim ahead reads only due rows; a claim by id comes from a node's timer, which may run ahead of this clock.
@@ -1148,11 +1152,13 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter,
       change_seq: tx.nextSeq(),
     };
     const row: TaskRow = start ? { ...claimed, lease_started: 1, unstarted_claims: 0, attempt: current.attempt + 1, runs: current.runs + 1 } : claimed;
-    const statement = start ? s.claimKnown : s.claimAheadKnown;
-    const { changes } = statement.run({ id, owner, until: row.lease_until, newToken: row.lease_token, ifScheduledAt, now: tx.now, seq: row.change_seq });
+    const statement = start ? this.#hot.claimKnown : this.#hot.claimAheadKnown;
+    // POSITIONAL_ORDER.claimKnown / claimAheadKnown: owner, until, newToken, now, seq, id, now, ifScheduledAt, ifScheduledAt.
+    const { changes } = statement.run(owner, row.lease_until, row.lease_token, tx.now, row.change_seq, id, tx.now, ifScheduledAt, ifScheduledAt);
     if (changes !== 1) return null;
-    // startedAt is the claim's updatedAt: the same instant, never below createdAt.
-    if (start) alsoWrite('recording the attempt of a claim', () => s.openAttempt.run({ id, run: row.runs, attempt: row.attempt, owner, now: row.updated_at }));
+    // startedAt is the claim's updatedAt: the same instant, never below createdAt. POSITIONAL_ORDER.openAttempt: id, run,
+    // attempt, owner, now.
+    if (start) alsoWrite('recording the attempt of a claim', () => this.#hot.openAttempt.run(id, row.runs, row.attempt, owner, row.updated_at));
     this.#written.push(row);
     return row;
   }
@@ -1173,7 +1179,8 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter,
       change_seq: seq,
     };
     const owner = row.lease_owner;
-    alsoWrite('recording the attempt of a started run', () => this.#statements.openAttempt.run({ id: row.id, run: row.runs, attempt: row.attempt, owner, now: row.updated_at }));
+    // POSITIONAL_ORDER.openAttempt: id, run, attempt, owner, now.
+    alsoWrite('recording the attempt of a started run', () => this.#hot.openAttempt.run(row.id, row.runs, row.attempt, owner, row.updated_at));
     this.#written.push(row);
     return row;
   }
@@ -1220,7 +1227,8 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter,
    */
   #endAttempt(tx: WriteContext, row: TaskRow | undefined, outcome: EndOutcome, error: string | null): TaskRow | undefined {
     if (row !== undefined && row.lease_started === 1) {
-      alsoWrite(`recording the ${outcome} attempt`, () => this.#statements.closeAttempt.run({ id: row.id, run: row.runs, outcome, error, now: tx.now }));
+      // POSITIONAL_ORDER.closeAttempt: outcome, now, error, id, run.
+      alsoWrite(`recording the ${outcome} attempt`, () => this.#hot.closeAttempt.run(outcome, tx.now, error, row.id, row.runs));
     }
     return row;
   }

@@ -175,6 +175,59 @@ export type StatementName = keyof typeof STATEMENT_SQL;
 export type Statements = Record<StatementName, SqliteStatement>;
 
 /**
+ * The statements every run goes through (its claim, its start, its Done, the open and the close of its attempt record),
+ * by the names of their parameters in the order they appear in the SQL: {@link preparePositional} prepares each with
+ * anonymous parameters, which the repository binds in this order.
+ *
+ * Why: better-sqlite3 binds values given in order faster than an object's named ones (a 6-parameter UPDATE: 1.00–1.14
+ * µs against 1.40–1.46, measured), about 1.5 µs a run over these statements. The named text in {@link STATEMENT_SQL}
+ * stays the one source (query-plan.test.ts explains it; only the parameters' spelling differs, not the plan).
+ */
+export const POSITIONAL_ORDER = {
+  claimKnown: ['owner', 'until', 'newToken', 'now', 'seq', 'id', 'now', 'ifScheduledAt', 'ifScheduledAt'],
+  claimAheadKnown: ['owner', 'until', 'newToken', 'now', 'seq', 'id', 'now', 'ifScheduledAt', 'ifScheduledAt'],
+  startIfUnchanged: ['now', 'seq', 'id', 'knownSeq', 'token', 'now'],
+  markAsDoneIfUnchanged: ['now', 'seq', 'id', 'knownSeq', 'token'],
+  openAttempt: ['id', 'run', 'attempt', 'owner', 'now'],
+  closeAttempt: ['outcome', 'now', 'error', 'id', 'run'],
+} as const satisfies Partial<Record<StatementName, readonly string[]>>;
+
+/** The name of a statement also prepared with anonymous parameters. */
+export type PositionalName = keyof typeof POSITIONAL_ORDER;
+
+/** The statements of {@link POSITIONAL_ORDER}, prepared with anonymous parameters. */
+export type PositionalStatements = Record<PositionalName, SqliteStatement>;
+
+/**
+ * The SQL of `name` with each named parameter made anonymous (`?`).
+ *
+ * @param name - a statement of {@link POSITIONAL_ORDER}
+ * @returns the SQL to prepare
+ * @throws Error when the statement's parameters are no longer those of {@link POSITIONAL_ORDER}, in that order (the SQL
+ * changed without the order its callers bind in)
+ */
+export function positionalSql(name: PositionalName): string {
+  const sql = STATEMENT_SQL[name];
+  const found = [...sql.matchAll(/@(\w+)/g)].map((match) => match[1]);
+  if (found.join(',') !== POSITIONAL_ORDER[name].join(',')) {
+    throw new Error(`statement ${name} binds ${found.join(', ')}, not the order its callers use (${POSITIONAL_ORDER[name].join(', ')})`);
+  }
+  return sql.replace(/@\w+/g, '?');
+}
+
+/**
+ * Prepares the statements of {@link POSITIONAL_ORDER} on `db`, with anonymous parameters.
+ *
+ * @param db - a database holding the current schema
+ * @returns the prepared statements
+ */
+export function preparePositional(db: SqliteDatabase): PositionalStatements {
+  const out: Partial<PositionalStatements> = {};
+  for (const name of Object.keys(POSITIONAL_ORDER) as PositionalName[]) out[name] = db.prepare(positionalSql(name));
+  return out as PositionalStatements;
+}
+
+/**
  * Prepares every statement of {@link STATEMENT_SQL} on `db`.
  *
  * @param db - a database holding the current schema
