@@ -2,7 +2,6 @@
  * {@link PostgresRepository}: the Repository contract on PostgreSQL through the `pg` driver.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import pg from 'pg';
 import { InvalidInputError, quoteInput } from '@horae/core';
 import {
   ALL_TASK_STATES,
@@ -64,6 +63,7 @@ import {
   type TaskState,
   type UpsertScheduleResult,
 } from '@horae/storage';
+import { pg } from './pg-driver.js';
 import { Batcher } from './batcher.js';
 import { ChangeListener } from './change-listener.js';
 import { decodeChangeCursor, decodePageCursor, encodeChangeCursor, encodePageCursor } from './cursor.js';
