@@ -25,6 +25,7 @@ const ENTRY_POINTS: readonly { specifier: string; pkg: string; file: string; nam
   { specifier: '@horae/repo-postgres', pkg: '@horae/repo-postgres', file: 'packages/repo-postgres/dist/index.js', names: ['PostgresRepository', 'migrate'] },
   { specifier: '@horae/repo-mongo', pkg: '@horae/repo-mongo', file: 'packages/repo-mongo/dist/index.js', names: ['MongoRepository', 'migrate'] },
   { specifier: 'horae', pkg: 'horae', file: 'packages/horae/dist/index.js', names: ['createHorae', 'defineWork', 'SqliteRepository', 'Scheduler'] },
+  { specifier: 'horae/testing', pkg: 'horae', file: 'packages/horae/dist/testing.js', names: ['VirtualClock', 'nextEvent'] },
   { specifier: '@horae/cli', pkg: '@horae/cli', file: 'packages/cli/dist/index.js', names: [] },
 ];
 
