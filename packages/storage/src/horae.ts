@@ -21,20 +21,20 @@ import {
   type SchedulerOptions,
   type TaskHandle,
 } from '@horae/core';
-import type { StorageEvents } from './events.js';
-import type { Repository } from './repository.js';
-import { ScheduleLoop, type ScheduleLoopRecovery } from './schedule-loop.js';
-import { ScheduleMaterializer, type ScheduleTickResult } from './schedule-materializer.js';
-import { isScheduleStore, type Schedule } from './schedule-store.js';
-import { Schedules } from './schedules.js';
+import type { StorageEvents } from './node/events.js';
+import type { Repository } from './contract/repository.js';
+import { ScheduleLoop, type ScheduleLoopRecovery } from './schedules/schedule-loop.js';
+import { ScheduleMaterializer, type ScheduleTickResult } from './schedules/schedule-materializer.js';
+import { isScheduleStore, type Schedule } from './schedules/schedule-store.js';
+import { Schedules } from './schedules/schedules.js';
 import { DurableStatusHooks, type DurableStatusHookOptions } from './hooks/durable-status-hooks.js';
 import { isHookOutboxProvider } from './hooks/hook-outbox.js';
-import { StatusHookBridge, type StatusHookTarget } from './status-hook-bridge.js';
-import { statusHooks, type StatusChange, type StatusHookOptions, type StatusHookSender } from './status-hooks.js';
-import { multiNodeStorage, singleNodeStorage, type StorageMiddleware, type StorageOptions } from './storage-middleware.js';
-import type { TaskAttempt, TaskInfo } from './task-info.js';
-import type { WorkRegistry } from './work-registry.js';
-import { DEFAULT_MAX_PARAM_BYTES, assertParamSize } from './validation.js';
+import { StatusHookBridge, type StatusHookTarget } from './hooks/status-hook-bridge.js';
+import { statusHooks, type StatusChange, type StatusHookOptions, type StatusHookSender } from './hooks/status-hooks.js';
+import { multiNodeStorage, singleNodeStorage, type StorageMiddleware, type StorageOptions } from './node/storage-middleware.js';
+import type { TaskAttempt, TaskInfo } from './contract/task-info.js';
+import type { WorkRegistry } from './works/work-registry.js';
+import { DEFAULT_MAX_PARAM_BYTES, assertParamSize } from './contract/validation.js';
 
 /** Whether this process is the only one on its repository, or one node of many. */
 export type HoraeMode = 'single-node' | 'multi-node';

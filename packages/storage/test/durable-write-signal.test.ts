@@ -4,7 +4,7 @@
 import { VirtualClock } from '@horae/core/testing';
 import { DurableWriter, RepositoryError, type RepositoryErrorEvent, type RepositoryRecoveredEvent } from '@horae/storage';
 import { describe, expect, it } from 'vitest';
-import { RepositoryHealth } from '../src/repository-health.js';
+import { RepositoryHealth } from '../src/node/repository-health.js';
 import { deferred } from './storage-helpers.js';
 
 describe('DurableWriter: a signal ends the wait between tries', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { firstInOrder } from '../src/first-in-order.js';
+import { firstInOrder } from '../src/node/first-in-order.js';
 
 describe('firstInOrder', () => {
   const byValue = (a: number, b: number): number => a - b;

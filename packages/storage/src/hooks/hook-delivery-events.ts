@@ -2,7 +2,7 @@
  * The events of durable status hook delivery (the outbox): what the enqueue and the delivery loops report.
  */
 import type { StatusHookPayload } from './hook-payload.js';
-import type { StatusHookDeliveryError } from '../status-hook-error.js';
+import type { StatusHookDeliveryError } from './status-hook-error.js';
 
 /** Which delivery an event is about. */
 export interface HookDeliveryRef {

@@ -6,7 +6,7 @@ import { InvalidInputError, exponentialBackoff, type BackoffFn, type Clock, type
 import { HookEndpoint, positiveInteger, type HookEndpointOptions, type HookPostResult } from './hook-endpoint.js';
 import type { DurableHookEvents, HookDeliveryRef } from './hook-delivery-events.js';
 import type { ClaimedHookDelivery, HookDeliveryOutcome, HookOutbox } from './hook-outbox.js';
-import type { StatusHookDeliveryError } from '../status-hook-error.js';
+import type { StatusHookDeliveryError } from './status-hook-error.js';
 
 /** The delivery policy of one durable hook. */
 export interface DurableHookPolicy {

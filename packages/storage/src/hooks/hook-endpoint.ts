@@ -11,8 +11,8 @@ import {
   decodeStatusHookSecret,
   signStatusHook,
   type StatusHookSecret,
-} from '../hook-signature.js';
-import { StatusHookDeliveryError, StatusHookUrlError } from '../status-hook-error.js';
+} from './hook-signature.js';
+import { StatusHookDeliveryError, StatusHookUrlError } from './status-hook-error.js';
 
 /** Where and how to POST: the part of the status hook options that names the receiver. */
 export interface HookEndpointOptions {

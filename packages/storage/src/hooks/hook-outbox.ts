@@ -4,7 +4,7 @@
  * and settles them (delivered rows are deleted, failed ones wait for their next try or become dead letters).
  */
 import { InvalidInputError } from '@horae/core';
-import type { Repository } from '../repository.js';
+import type { Repository } from '../contract/repository.js';
 
 /** Where a delivery stands: waiting for its (next) POST, or given up (a dead letter, kept for operators until purged). */
 export type HookDeliveryState = 'pending' | 'dead';

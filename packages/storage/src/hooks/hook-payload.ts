@@ -1,8 +1,8 @@
 /**
  * What a status hook says: the state change of a task as the bridge reports it, and the JSON body it becomes.
  */
-import type { TaskError, TaskState } from '../task-info.js';
-import { MAX_ERROR_MESSAGE_LENGTH } from '../validation.js';
+import type { TaskError, TaskState } from '../contract/task-info.js';
+import { MAX_ERROR_MESSAGE_LENGTH } from '../contract/validation.js';
 
 /** One state change of a task, as the storage middleware reports it to a status hook. */
 export interface StatusChange {

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'vitest';
-import type { ClaimDueOptions, ClaimOptions, ListOptions, Repository } from '../repository.js';
-import type { Lease, NewTask, TaskInfo, TaskState } from '../task-info.js';
-import { ALL_TASK_STATES } from '../task-info.js';
+import type { ClaimDueOptions, ClaimOptions, ListOptions, Repository } from '../contract/repository.js';
+import type { Lease, NewTask, TaskInfo, TaskState } from '../contract/task-info.js';
+import { ALL_TASK_STATES } from '../contract/task-info.js';
 
 /** One minute in milliseconds. */
 export const MINUTE = 60_000;

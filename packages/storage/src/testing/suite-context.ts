@@ -1,4 +1,4 @@
-import type { Repository } from '../repository.js';
+import type { Repository } from '../contract/repository.js';
 
 /**
  * What an adapter hands the conformance suite: a repository on a fresh store, and the means to open more

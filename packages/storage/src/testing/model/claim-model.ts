@@ -1,4 +1,4 @@
-import type { TaskInfo } from '../../task-info.js';
+import type { TaskInfo } from '../../contract/task-info.js';
 import { DEFAULT_AGING_MS, checkClaimOrder, claimOrderGroups } from './claim-order.js';
 import type { ModelState, ModelTask } from './model-task.js';
 import { leaseUntil, nothing, timeOf, unspecified } from './model-task.js';

@@ -1,5 +1,5 @@
-import type { TaskAttempt, TaskInfo } from '../../task-info.js';
-import { isTerminal } from '../../task-info.js';
+import type { TaskAttempt, TaskInfo } from '../../contract/task-info.js';
+import { isTerminal } from '../../contract/task-info.js';
 import { canonical } from './model-task.js';
 
 /** What the log remembers of one task across the reads of a run. */

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
-import type { Repository } from '../../repository.js';
-import { TaskNotFoundError } from '../../errors.js';
-import type { TaskAttempt, TaskInfo } from '../../task-info.js';
+import type { Repository } from '../../contract/repository.js';
+import { TaskNotFoundError } from '../../contract/errors.js';
+import type { TaskAttempt, TaskInfo } from '../../contract/task-info.js';
 import type { InvariantLog } from './invariants.js';
 import type { ModelState } from './model-task.js';
 import { compareRuns, compareStore, withUnseen } from './model-task.js';

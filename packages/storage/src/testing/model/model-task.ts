@@ -1,4 +1,4 @@
-import type { AttemptOutcome, JsonValue, TaskAttempt, TaskError, TaskInfo, TaskState } from '../../task-info.js';
+import type { AttemptOutcome, JsonValue, TaskAttempt, TaskError, TaskInfo, TaskState } from '../../contract/task-info.js';
 
 /**
  * What the reference model expects of a value: the value itself, or, for what the database chooses (a time on its

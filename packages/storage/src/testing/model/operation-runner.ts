@@ -1,6 +1,6 @@
-import type { Repository, WorkLimiter } from '../../repository.js';
-import { isWorkLimiter } from '../../repository.js';
-import type { JsonValue, NewTask, TaskError, TaskInfo, TaskProgress } from '../../task-info.js';
+import type { Repository, WorkLimiter } from '../../contract/repository.js';
+import { isWorkLimiter } from '../../contract/repository.js';
+import type { JsonValue, NewTask, TaskError, TaskInfo, TaskProgress } from '../../contract/task-info.js';
 import type { ModelState, ModelTask } from './model-task.js';
 import type { BadInputCall, DueRef, NewTaskSpec, Operation, TaskRef, TokenRef } from './operations.js';
 

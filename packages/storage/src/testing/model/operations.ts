@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import type { JsonValue } from '../../task-info.js';
+import type { JsonValue } from '../../contract/task-info.js';
 
 /**
  * The operations a model-based run draws, in symbolic form: they name tasks by slot and tokens by role, not by

@@ -1,4 +1,4 @@
-import type { TaskInfo } from '../../task-info.js';
+import type { TaskInfo } from '../../contract/task-info.js';
 import type { ModelState } from './model-task.js';
 import { compareTask, timeOf } from './model-task.js';
 import type { DrainedChanges, Observed } from './operation-runner.js';

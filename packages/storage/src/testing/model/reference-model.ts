@@ -1,5 +1,5 @@
-import type { AttemptOutcome, NewTask, TaskAttempt, TaskError, TaskInfo, TaskState } from '../../task-info.js';
-import { DEFAULT_MAX_UNSTARTED_CLAIMS, isTerminal, poisonTaskError } from '../../task-info.js';
+import type { AttemptOutcome, NewTask, TaskAttempt, TaskError, TaskInfo, TaskState } from '../../contract/task-info.js';
+import { DEFAULT_MAX_UNSTARTED_CLAIMS, isTerminal, poisonTaskError } from '../../contract/task-info.js';
 import type { Mode, Op } from './claim-model.js';
 import { claim, claimDue, find, startRun } from './claim-model.js';
 import type { Expected, ModelState, ModelTask, ProgressView } from './model-task.js';

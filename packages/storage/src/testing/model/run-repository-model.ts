@@ -1,6 +1,6 @@
 import fc from 'fast-check';
-import type { Repository } from '../../repository.js';
-import { isWorkLimiter } from '../../repository.js';
+import type { Repository } from '../../contract/repository.js';
+import { isWorkLimiter } from '../../contract/repository.js';
 import type { RepositoryFixture } from '../suite-context.js';
 import { InvariantLog } from './invariants.js';
 import type { ModelWorld, RealWorld } from './model-commands.js';

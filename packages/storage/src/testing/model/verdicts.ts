@@ -1,6 +1,6 @@
 import { InvalidInputError } from '@horae/core';
-import { InvalidStateError, LeaseLostError, TaskNotDueError, TaskNotFoundError } from '../../errors.js';
-import type { TaskInfo } from '../../task-info.js';
+import { InvalidStateError, LeaseLostError, TaskNotDueError, TaskNotFoundError } from '../../contract/errors.js';
+import type { TaskInfo } from '../../contract/task-info.js';
 import type { ModelState, ModelTask } from './model-task.js';
 import { canonical, compareTask } from './model-task.js';
 import type { Observed } from './operation-runner.js';

@@ -1,4 +1,4 @@
-import type { TaskInfo } from '../../task-info.js';
+import type { TaskInfo } from '../../contract/task-info.js';
 import type { Mode, Op } from './claim-model.js';
 import { applyClaimsAhead, claim, claimableAhead, find, isDue } from './claim-model.js';
 import { DEFAULT_AGING_MS, claimOrderGroups } from './claim-order.js';

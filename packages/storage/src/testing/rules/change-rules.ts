@@ -1,7 +1,7 @@
 import { InvalidInputError } from '@horae/core';
 import { expect } from 'vitest';
-import type { ChangePage, Repository } from '../../repository.js';
-import type { TaskInfo } from '../../task-info.js';
+import type { ChangePage, Repository } from '../../contract/repository.js';
+import type { TaskInfo } from '../../contract/task-info.js';
 import { drainChanges, expectNoDuplicates, idsOf, insertClaimed, insertTask, newTask } from '../helpers.js';
 import type { SuiteContext } from '../suite-context.js';
 

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { InvalidInputError } from '@horae/core';
 import { expect } from 'vitest';
-import { InvalidStateError, LeaseLostError, TaskNotFoundError } from '../../errors.js';
-import type { Repository } from '../../repository.js';
-import type { TaskInfo } from '../../task-info.js';
+import { InvalidStateError, LeaseLostError, TaskNotFoundError } from '../../contract/errors.js';
+import type { Repository } from '../../contract/repository.js';
+import type { TaskInfo } from '../../contract/task-info.js';
 import {
   MINUTE,
   claimAheadOrFail,

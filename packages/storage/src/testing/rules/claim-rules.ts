@@ -1,7 +1,7 @@
 import { InvalidInputError } from '@horae/core';
 import { expect } from 'vitest';
-import { TaskNotDueError } from '../../errors.js';
-import type { TaskInfo } from '../../task-info.js';
+import { TaskNotDueError } from '../../contract/errors.js';
+import type { TaskInfo } from '../../contract/task-info.js';
 import { MINUTE, claimOrFail, expectNoDuplicates, future, idsOf, insertTask, newTask, openPeers, past } from '../helpers.js';
 import type { SuiteContext } from '../suite-context.js';
 

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { InvalidInputError } from '@horae/core';
 import { expect } from 'vitest';
-import { TaskNotFoundError } from '../../errors.js';
-import type { Repository } from '../../repository.js';
-import { MAX_CHECK_INS_PER_ATTEMPT, type NewTask, type TaskAttempt, type TaskInfo, type TaskKind } from '../../task-info.js';
+import { TaskNotFoundError } from '../../contract/errors.js';
+import type { Repository } from '../../contract/repository.js';
+import { MAX_CHECK_INS_PER_ATTEMPT, type NewTask, type TaskAttempt, type TaskInfo, type TaskKind } from '../../contract/task-info.js';
 import { MINUTE, claimOrFail, foreignToken, idsOf, insertClaimed, insertTask, newTask, openPeers, totalCount } from '../helpers.js';
 import type { SuiteContext } from '../suite-context.js';
 

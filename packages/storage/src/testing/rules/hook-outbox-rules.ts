@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { InvalidInputError } from '@horae/core';
 import { beforeEach, expect } from 'vitest';
-import type { Repository } from '../../repository.js';
+import type { Repository } from '../../contract/repository.js';
 import { isHookOutboxProvider, type ClaimedHookDelivery, type HookOutbox, type NewHookDelivery } from '../../hooks/hook-outbox.js';
 import { MINUTE, openPeers } from '../helpers.js';
 import type { SuiteContext } from '../suite-context.js';

@@ -1,7 +1,7 @@
 import { InvalidInputError } from '@horae/core';
 import { beforeEach, expect } from 'vitest';
-import type { Repository } from '../../repository.js';
-import type { TaskInfo, TaskState } from '../../task-info.js';
+import type { Repository } from '../../contract/repository.js';
+import type { TaskInfo, TaskState } from '../../contract/task-info.js';
 import { hasHookSubscriptions, isHookOutboxProvider, type HookOutbox, type HookSubscriptions } from '../../hooks/hook-outbox.js';
 import { toStatusHookPayload, type StatusHookPayload } from '../../hooks/hook-payload.js';
 import { MINUTE, claimOrFail, foreignToken, insertClaimed, insertClaimedAhead, insertTask, openPeers } from '../helpers.js';

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { InvalidInputError } from '@horae/core';
 import { expect } from 'vitest';
-import type { JsonValue } from '../../task-info.js';
+import type { JsonValue } from '../../contract/task-info.js';
 import { MINUTE, insertTask, newTask, totalCount } from '../helpers.js';
 import type { SuiteContext } from '../suite-context.js';
 

@@ -1,5 +1,5 @@
 import { expect } from 'vitest';
-import { LeaseLostError } from '../../errors.js';
+import { LeaseLostError } from '../../contract/errors.js';
 import { MINUTE, claimOrFail, expectNoDuplicates, foreignToken, idsOf, insertClaimed, newTask } from '../helpers.js';
 import type { SuiteContext } from '../suite-context.js';
 

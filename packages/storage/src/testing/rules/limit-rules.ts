@@ -1,8 +1,8 @@
 import { InvalidInputError } from '@horae/core';
 import { expect } from 'vitest';
-import type { Repository } from '../../repository.js';
-import { isScheduleStore } from '../../schedule-store.js';
-import type { NewTask } from '../../task-info.js';
+import type { Repository } from '../../contract/repository.js';
+import { isScheduleStore } from '../../schedules/schedule-store.js';
+import type { NewTask } from '../../contract/task-info.js';
 import {
   DEFAULT_MAX_PARAM_BYTES,
   MAX_ERROR_MESSAGE_LENGTH,
@@ -12,7 +12,7 @@ import {
   MAX_TASK_ID_LENGTH,
   MAX_UNIQUE_KEY_LENGTH,
   MAX_WORK_ID_LENGTH,
-} from '../../validation.js';
+} from '../../contract/validation.js';
 import { future, newTask, settle, totalCount } from '../helpers.js';
 import type { SuiteContext } from '../suite-context.js';
 

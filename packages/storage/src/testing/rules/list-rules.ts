@@ -1,7 +1,7 @@
 import { InvalidInputError } from '@horae/core';
 import { expect } from 'vitest';
-import type { TaskInfo } from '../../task-info.js';
-import { ALL_TASK_STATES } from '../../task-info.js';
+import type { TaskInfo } from '../../contract/task-info.js';
+import { ALL_TASK_STATES } from '../../contract/task-info.js';
 import { MINUTE, compareIds, expectNoDuplicates, idsOf, insertClaimed, insertTask, insertTerminal, listAll, listAllDue, newTask, past } from '../helpers.js';
 import type { SuiteContext } from '../suite-context.js';
 

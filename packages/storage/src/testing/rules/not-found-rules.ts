@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'vitest';
-import { TaskNotFoundError } from '../../errors.js';
-import type { Repository } from '../../repository.js';
+import { TaskNotFoundError } from '../../contract/errors.js';
+import type { Repository } from '../../contract/repository.js';
 import { foreignToken, insertTask, totalCount } from '../helpers.js';
 import type { SuiteContext } from '../suite-context.js';
 

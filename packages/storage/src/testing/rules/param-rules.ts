@@ -1,6 +1,6 @@
 import { InvalidInputError } from '@horae/core';
 import { expect } from 'vitest';
-import type { JsonValue } from '../../task-info.js';
+import type { JsonValue } from '../../contract/task-info.js';
 import { insertTask, newTask, totalCount } from '../helpers.js';
 import type { SuiteContext } from '../suite-context.js';
 

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { InvalidInputError, type Clock } from '@horae/core';
 import { beforeEach, expect } from 'vitest';
-import type { Repository } from '../../repository.js';
-import { ScheduleNotFoundError, isScheduleStore, type Schedule, type ScheduleDefinition, type ScheduleStore } from '../../schedule-store.js';
-import { ScheduleMaterializer } from '../../schedule-materializer.js';
+import type { Repository } from '../../contract/repository.js';
+import { ScheduleNotFoundError, isScheduleStore, type Schedule, type ScheduleDefinition, type ScheduleStore } from '../../schedules/schedule-store.js';
+import { ScheduleMaterializer } from '../../schedules/schedule-materializer.js';
 import { MINUTE, claimOrFail, expectNoDuplicates, listAll, openPeers, totalCount } from '../helpers.js';
 import type { SuiteContext } from '../suite-context.js';
 

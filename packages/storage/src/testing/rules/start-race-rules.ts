@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'vitest';
 import { idsOf, newTask, past, settle } from '../helpers.js';
-import type { TaskInfo } from '../../task-info.js';
+import type { TaskInfo } from '../../contract/task-info.js';
 import type { SuiteContext } from '../suite-context.js';
 
 /**

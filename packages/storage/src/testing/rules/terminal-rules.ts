@@ -1,6 +1,6 @@
 import { expect } from 'vitest';
-import { InvalidStateError, LeaseLostError } from '../../errors.js';
-import type { TaskState } from '../../task-info.js';
+import { InvalidStateError, LeaseLostError } from '../../contract/errors.js';
+import type { TaskState } from '../../contract/task-info.js';
 import { idsOf, insertTerminal } from '../helpers.js';
 import type { SuiteContext } from '../suite-context.js';
 

@@ -1,8 +1,8 @@
 import { InvalidInputError } from '@horae/core';
 import { expect } from 'vitest';
-import { InvalidStateError, LeaseLostError } from '../../errors.js';
-import type { JsonValue, TaskError } from '../../task-info.js';
-import { MAX_ERROR_MESSAGE_LENGTH, MAX_ERROR_STACK_LENGTH, toTaskError } from '../../validation.js';
+import { InvalidStateError, LeaseLostError } from '../../contract/errors.js';
+import type { JsonValue, TaskError } from '../../contract/task-info.js';
+import { MAX_ERROR_MESSAGE_LENGTH, MAX_ERROR_STACK_LENGTH, toTaskError } from '../../contract/validation.js';
 import { MINUTE, claimOrFail, foreignToken, insertClaimed, insertTask, openPeers } from '../helpers.js';
 import type { SuiteContext } from '../suite-context.js';
 

@@ -1,5 +1,5 @@
 import { expect } from 'vitest';
-import type { TaskState } from '../../task-info.js';
+import type { TaskState } from '../../contract/task-info.js';
 import { insertTerminal, newTask, openPeers, totalCount } from '../helpers.js';
 import type { SuiteContext } from '../suite-context.js';
 

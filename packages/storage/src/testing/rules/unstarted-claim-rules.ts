@@ -1,6 +1,6 @@
 import { InvalidInputError } from '@horae/core';
 import { expect } from 'vitest';
-import { InvalidStateError, LeaseLostError } from '../../errors.js';
+import { InvalidStateError, LeaseLostError } from '../../contract/errors.js';
 import { MINUTE, claimAheadOrFail, claimOrFail, foreignToken, idsOf, insertClaimedAhead, insertTask, past } from '../helpers.js';
 import type { SuiteContext } from '../suite-context.js';
 

@@ -1,8 +1,8 @@
 import { InvalidInputError } from '@horae/core';
 import { expect } from 'vitest';
-import { TaskNotDueError } from '../../errors.js';
-import { isWorkLimiter, type LimitedClaim, type Repository, type WorkLimiter } from '../../repository.js';
-import type { TaskInfo } from '../../task-info.js';
+import { TaskNotDueError } from '../../contract/errors.js';
+import { isWorkLimiter, type LimitedClaim, type Repository, type WorkLimiter } from '../../contract/repository.js';
+import type { TaskInfo } from '../../contract/task-info.js';
 import { MINUTE, claimOrFail, expectNoDuplicates, future, idsOf, insertTask, newTask, openPeers, past } from '../helpers.js';
 import type { SuiteContext } from '../suite-context.js';
 

@@ -4,7 +4,7 @@
  */
 import { HoraeError, InvalidInputError, type Clock, type ClockTimer, quoteInput } from '@horae/core';
 import type { ScheduleMaterializer, ScheduleTickResult } from './schedule-materializer.js';
-import type { TaskInfo } from './task-info.js';
+import type { TaskInfo } from '../contract/task-info.js';
 
 /** Options of {@link ScheduleLoop}. */
 export interface ScheduleLoopOptions {

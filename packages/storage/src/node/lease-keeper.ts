@@ -1,6 +1,6 @@
 import type { Clock, ClockTimer } from '@horae/core';
-import { LeaseLostError, RepositoryError, TaskNotFoundError } from './errors.js';
-import type { Repository } from './repository.js';
+import { LeaseLostError, RepositoryError, TaskNotFoundError } from '../contract/errors.js';
+import type { Repository } from '../contract/repository.js';
 
 /** Options of a {@link LeaseKeeper}. */
 export interface LeaseKeeperOptions {

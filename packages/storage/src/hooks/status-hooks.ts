@@ -5,21 +5,21 @@
  */
 import { randomUUID } from 'node:crypto';
 import { InvalidInputError, TypedEventEmitter, exponentialBackoff, realClock, type BackoffFn, type Clock, type ClockTimer } from '@horae/core';
-import { HookEndpoint, positiveInteger, type HookEndpointOptions, type HookPostResult } from './hooks/hook-endpoint.js';
-import { toStatusHookPayload, type StatusChange, type StatusHookPayload } from './hooks/hook-payload.js';
+import { HookEndpoint, positiveInteger, type HookEndpointOptions, type HookPostResult } from './hook-endpoint.js';
+import { toStatusHookPayload, type StatusChange, type StatusHookPayload } from './hook-payload.js';
 import type { StatusHookDeliveryError } from './status-hook-error.js';
 
 // The feature's whole public surface comes through this module, so the package index needs one line for it.
 export * from './hook-signature.js';
 export * from './status-hook-error.js';
-export * from './hooks/hook-payload.js';
-export * from './hooks/hook-endpoint.js';
-export * from './hooks/hook-outbox.js';
-export * from './hooks/memory-hook-outbox.js';
-export * from './hooks/hook-delivery-events.js';
-export * from './hooks/hook-enqueuer.js';
-export * from './hooks/hook-delivery-loop.js';
-export * from './hooks/durable-status-hooks.js';
+export * from './hook-payload.js';
+export * from './hook-endpoint.js';
+export * from './hook-outbox.js';
+export * from '../memory/memory-hook-outbox.js';
+export * from './hook-delivery-events.js';
+export * from './hook-enqueuer.js';
+export * from './hook-delivery-loop.js';
+export * from './durable-status-hooks.js';
 
 /** Options of {@link StatusHookSender} and {@link statusHooks}. */
 export interface StatusHookOptions extends HookEndpointOptions {

@@ -3,8 +3,8 @@
  * the peers opened on one store.
  */
 import { InvalidInputError, type Clock, quoteInput } from '@horae/core';
-import { firstRunAfter, normalizeScheduleDefinition, sameScheduleDefinition, sameScheduleSpec, validateScheduleAdvance, validateScheduleName } from './schedule-definition.js';
-import { ScheduleNotFoundError, type ListSchedulesOptions, type Schedule, type ScheduleAdvance, type ScheduleDefinition, type UpsertScheduleResult } from './schedule-store.js';
+import { firstRunAfter, normalizeScheduleDefinition, sameScheduleDefinition, sameScheduleSpec, validateScheduleAdvance, validateScheduleName } from '../schedules/schedule-definition.js';
+import { ScheduleNotFoundError, type ListSchedulesOptions, type Schedule, type ScheduleAdvance, type ScheduleDefinition, type UpsertScheduleResult } from '../schedules/schedule-store.js';
 
 /**
  * A table of schedules held in memory. Every method is synchronous and does its checks and its write in one

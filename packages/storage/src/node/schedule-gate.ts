@@ -4,7 +4,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { HoraeError, InvalidInputError, ScheduleAbortedError, ScheduleTimeoutError, type Clock, type ClockTimer, type ScheduleCall } from '@horae/core';
-import type { RepositoryError } from './errors.js';
+import type { RepositoryError } from '../contract/errors.js';
 
 /** How many `schedule()` inserts may be under way at once (see `maxPendingSchedules`), when not told. */
 export const DEFAULT_MAX_PENDING_SCHEDULES = 1_000;

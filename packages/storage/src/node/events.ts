@@ -1,5 +1,5 @@
-import type { LeaseLostError, RepositoryError } from './errors.js';
-import type { TaskInfo } from './task-info.js';
+import type { LeaseLostError, RepositoryError } from '../contract/errors.js';
+import type { TaskInfo } from '../contract/task-info.js';
 
 /** A task was written at schedule time, or restored from the repository by sync. */
 export interface TaskScheduledEvent {

@@ -12,37 +12,15 @@ import {
   type OverlapPolicy,
   quoteInput,
 } from '@horae/core';
-import type { ScheduleAdvance, ScheduleDefinition, StoredScheduleSpec } from './schedule-store.js';
-import type { JsonValue } from './task-info.js';
-import { MAX_SCHEDULE_NAME_LENGTH, MAX_TASK_ID_LENGTH, MAX_WORK_ID_LENGTH, assertJsonValue, assertKey, type WriteLimits } from './validation.js';
+import type { NormalizedScheduleDefinition, ScheduleAdvance, ScheduleDefinition, StoredScheduleSpec } from './schedule-store.js';
+import type { JsonValue } from '../contract/task-info.js';
+import { MAX_SCHEDULE_NAME_LENGTH, MAX_TASK_ID_LENGTH, MAX_WORK_ID_LENGTH, assertJsonValue, assertKey, type WriteLimits } from '../contract/validation.js';
 
 /** The catch-up policy of a schedule that does not say. */
 export const DEFAULT_SCHEDULE_CATCH_UP: CatchUpPolicy = 'once';
 
 /** The overlap policy of a schedule that does not say: at most one occurrence runs at a time. */
 export const DEFAULT_SCHEDULE_OVERLAP: OverlapPolicy = 'skip';
-
-/** A {@link ScheduleDefinition} with every default filled in, as a store persists it. */
-export interface NormalizedScheduleDefinition {
-  /** The unique name. */
-  name: string;
-  /** The spec, defaults filled in. */
-  spec: StoredScheduleSpec;
-  /** The work each occurrence runs. */
-  workId: string;
-  /** The param (JSON). */
-  param: JsonValue;
-  /** The tasks' priority. */
-  priority: number;
-  /** The tasks' maxAttempts. */
-  maxAttempts: number;
-  /** The catch-up policy. */
-  catchUp: CatchUpPolicy;
-  /** The bound of one catch-up. */
-  maxCatchUp: number;
-  /** The overlap policy. */
-  overlap: OverlapPolicy;
-}
 
 /**
  * Checks a schedule name.

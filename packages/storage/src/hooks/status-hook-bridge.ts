@@ -3,9 +3,9 @@
  * `onTransition({ taskId, workId, from, to, attempt, time, error })` call. See docs/status-hooks.md for the table.
  */
 import type { TypedEventEmitter } from '@horae/core';
-import type { StorageEvents } from './events.js';
+import type { StorageEvents } from '../node/events.js';
 import type { StatusChange } from './status-hooks.js';
-import type { TaskInfo, TaskState } from './task-info.js';
+import type { TaskInfo, TaskState } from '../contract/task-info.js';
 
 /** Anything that takes state changes: the `statusHooks(...)` result, or your own `{ onTransition }`. */
 export interface StatusHookTarget {

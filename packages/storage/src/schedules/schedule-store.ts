@@ -3,9 +3,8 @@
  * capability a repository implements to persist them, and the error it throws for an unknown name.
  */
 import { HoraeError, quoteInput, type CatchUpPolicy, type OverlapPolicy } from '@horae/core';
-import type { NormalizedScheduleDefinition } from './schedule-definition.js';
-import type { Repository } from './repository.js';
-import type { JsonValue } from './task-info.js';
+import type { Repository } from '../contract/repository.js';
+import type { JsonValue } from '../contract/task-info.js';
 
 /**
  * When a schedule fires, as its author writes it: a cron expression in an IANA timezone, or a fixed interval.
@@ -51,6 +50,28 @@ export interface ScheduleDefinition {
   maxCatchUp?: number;
   /** Whether an occurrence starts while the previous one's task is not finished. @defaultValue `'skip'` */
   overlap?: OverlapPolicy;
+}
+
+/** A {@link ScheduleDefinition} with every default filled in, as a store persists it. */
+export interface NormalizedScheduleDefinition {
+  /** The unique name. */
+  name: string;
+  /** The spec, defaults filled in. */
+  spec: StoredScheduleSpec;
+  /** The work each occurrence runs. */
+  workId: string;
+  /** The param (JSON). */
+  param: JsonValue;
+  /** The tasks' priority. */
+  priority: number;
+  /** The tasks' maxAttempts. */
+  maxAttempts: number;
+  /** The catch-up policy. */
+  catchUp: CatchUpPolicy;
+  /** The bound of one catch-up. */
+  maxCatchUp: number;
+  /** The overlap policy. */
+  overlap: OverlapPolicy;
 }
 
 /** A persisted schedule: its definition, and where its materialization stands. */

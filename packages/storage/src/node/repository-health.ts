@@ -3,7 +3,7 @@
  * rate-limited so that an outage makes a few events rather than one per failed try.
  */
 import type { Clock } from '@horae/core';
-import type { RepositoryError } from './errors.js';
+import type { RepositoryError } from '../contract/errors.js';
 import type { RepositoryErrorEvent, RepositoryRecoveredEvent } from './events.js';
 
 /** The least time between two `repository:error` reports of one operation, when not told. */

@@ -4,10 +4,10 @@
  */
 import { InvalidInputError, type ScheduleCall } from '@horae/core';
 import type { DurableWriter } from './durable-write.js';
-import { RepositoryError, TaskNotFoundError } from './errors.js';
-import type { Repository } from './repository.js';
+import { RepositoryError, TaskNotFoundError } from '../contract/errors.js';
+import type { Repository } from '../contract/repository.js';
 import type { ScheduleGate } from './schedule-gate.js';
-import type { NewTask, TaskInfo } from './task-info.js';
+import type { NewTask, TaskInfo } from '../contract/task-info.js';
 
 /** What the insert of a schedule call needs. */
 export interface DurableInsertHost {

@@ -1,5 +1,5 @@
 import type { Clock, ClockTimer, ProgressReport } from '@horae/core';
-import type { Repository } from './repository.js';
+import type { Repository } from '../contract/repository.js';
 
 /**
  * Persists a run's progress and check-ins, at most once per `throttleMs`: the ones in between are merged (a

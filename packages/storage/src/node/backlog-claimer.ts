@@ -9,10 +9,10 @@
 import type { Clock, ClockTimer, GeneratorHandle, ScheduleOptions, TaskGenerator, ValueKey } from '@horae/core';
 import { createKey } from '@horae/core';
 import type { DurableWriter } from './durable-write.js';
-import { LeaseLostError, TaskNotFoundError, type RepositoryError } from './errors.js';
+import { LeaseLostError, TaskNotFoundError, type RepositoryError } from '../contract/errors.js';
 import { LeaseKeeper } from './lease-keeper.js';
-import type { Repository } from './repository.js';
-import type { TaskInfo } from './task-info.js';
+import type { Repository } from '../contract/repository.js';
+import type { TaskInfo } from '../contract/task-info.js';
 
 /**
  * A task this node claimed from the backlog and hands to the scheduler: the claimed row and the keeper of its

@@ -19,7 +19,7 @@ import {
   type ListHookDeliveriesOptions,
   type NewHookDelivery,
   type PurgeHookDeliveriesOptions,
-} from './hook-outbox.js';
+} from '../hooks/hook-outbox.js';
 
 interface Row extends HookDelivery {
   token: string | null;

@@ -1,5 +1,5 @@
 import { exponentialBackoff, type BackoffFn, type Clock } from '@horae/core';
-import { RepositoryError } from './errors.js';
+import { RepositoryError } from '../contract/errors.js';
 
 /** What a durable writer reports each time a repository call fails with an outage. */
 export interface RepositoryErrorReport {

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { InvalidInputError, quoteInput, realClock, type Clock } from '@horae/core';
-import { InvalidStateError, LeaseLostError, RepositoryError, TaskNotDueError, TaskNotFoundError, leaseExpiredBeforeStart } from './errors.js';
-import { firstInOrder } from './first-in-order.js';
+import { InvalidStateError, LeaseLostError, RepositoryError, TaskNotDueError, TaskNotFoundError, leaseExpiredBeforeStart } from '../contract/errors.js';
+import { firstInOrder } from '../node/first-in-order.js';
 import type {
   ChangePage,
   ClaimDueOptions,
@@ -16,11 +16,11 @@ import type {
   ReleaseOptions,
   Repository,
   WorkLimiter,
-} from './repository.js';
+} from '../contract/repository.js';
 import { MemoryScheduleTable } from './memory-schedule-store.js';
-import type { HookOutbox, HookOutboxProvider } from './hooks/hook-outbox.js';
-import { MemoryHookOutbox } from './hooks/memory-hook-outbox.js';
-import type { ListSchedulesOptions, Schedule, ScheduleAdvance, ScheduleDefinition, ScheduleStore, UpsertScheduleResult } from './schedule-store.js';
+import type { HookOutbox, HookOutboxProvider } from '../hooks/hook-outbox.js';
+import { MemoryHookOutbox } from './memory-hook-outbox.js';
+import type { ListSchedulesOptions, Schedule, ScheduleAdvance, ScheduleDefinition, ScheduleStore, UpsertScheduleResult } from '../schedules/schedule-store.js';
 import {
   ALL_TASK_STATES,
   MAX_CHECK_INS_PER_ATTEMPT,
@@ -34,7 +34,7 @@ import {
   type TaskPatch,
   type TaskProgress,
   type TaskState,
-} from './task-info.js';
+} from '../contract/task-info.js';
 import {
   MAX_ERROR_MESSAGE_LENGTH,
   MAX_ERROR_STACK_LENGTH,
@@ -48,9 +48,9 @@ import {
   validateOwner,
   validatePatch,
   type WriteLimits,
-} from './validation.js';
-import { normalizeScheduleDefinition } from './schedule-definition.js';
-import { pickWithinLimits, validateMaxWorking, validateWorkLimits } from './work-limits.js';
+} from '../contract/validation.js';
+import { normalizeScheduleDefinition } from '../schedules/schedule-definition.js';
+import { pickWithinLimits, validateMaxWorking, validateWorkLimits } from '../contract/work-limits.js';
 
 /** Options of {@link MemoryRepository}. */
 export interface MemoryRepositoryOptions {

@@ -1,8 +1,8 @@
 import { HoraeError, InvalidInputError, MAX_TIMER_DELAY_MS, quoteInput, type Middleware, type WorkContext, type WorkFn } from '@horae/core';
 import type { StandardSchemaV1 } from '@standard-schema/spec';
 import { isParamValidator, runParamValidator, type ParamValidator } from './param-validator.js';
-import type { JsonValue } from './task-info.js';
-import { assertJsonValue } from './validation.js';
+import type { JsonValue } from '../contract/task-info.js';
+import { assertJsonValue } from '../contract/validation.js';
 import type { StorageRetryOption } from './retry.js';
 
 /** No work is registered under this workId on this node. Nothing was written. */

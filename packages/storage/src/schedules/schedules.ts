@@ -3,12 +3,12 @@
  * resume, remove, run soon, get, list — over a repository that implements {@link ScheduleStore}.
  */
 import { HoraeError, InvalidInputError, type CatchUpPolicy, type OverlapPolicy, quoteInput } from '@horae/core';
-import type { Repository } from './repository.js';
+import type { Repository } from '../contract/repository.js';
 import { normalizeScheduleDefinition } from './schedule-definition.js';
-import { DEFAULT_MAX_PARAM_BYTES, assertParamSize } from './validation.js';
+import { DEFAULT_MAX_PARAM_BYTES, assertParamSize } from '../contract/validation.js';
 import { isScheduleStore, type Schedule, type ScheduleDefinition, type ScheduleStore, type UpsertScheduleResult } from './schedule-store.js';
-import type { JsonValue } from './task-info.js';
-import type { WorkRegistry } from './work-registry.js';
+import type { JsonValue } from '../contract/task-info.js';
+import type { WorkRegistry } from '../works/work-registry.js';
 
 /** What {@link Schedules.upsert} takes: a schedule's definition, with `cron` or `everyMs` at the top level. */
 export interface ScheduleInput {

@@ -3,12 +3,12 @@
  * spanning the schedules and the tasks.
  */
 import { InvalidInputError, catchUpOccurrences, occurrenceKey, realClock, type Clock, type Recurrence } from '@horae/core';
-import { TaskNotFoundError } from './errors.js';
+import { TaskNotFoundError } from '../contract/errors.js';
 import { occurrenceTaskId } from './occurrence-task-id.js';
-import type { Repository } from './repository.js';
+import type { Repository } from '../contract/repository.js';
 import { scheduleRecurrence } from './schedule-definition.js';
 import { isScheduleStore, type Schedule, type ScheduleStore } from './schedule-store.js';
-import { isTerminal, type NewTask, type TaskInfo } from './task-info.js';
+import { isTerminal, type NewTask, type TaskInfo } from '../contract/task-info.js';
 
 /** Options of {@link ScheduleMaterializer}. */
 export interface ScheduleMaterializerOptions {

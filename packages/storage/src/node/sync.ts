@@ -1,9 +1,9 @@
 import type { Clock, ClockTimer } from '@horae/core';
 import type { DurableWriter } from './durable-write.js';
 import type { StorageEvents, SyncReport } from './events.js';
-import type { ChangePage, ListPage, Repository } from './repository.js';
-import { isChangeNotifier } from './repository.js';
-import { isTerminal, type TaskInfo } from './task-info.js';
+import type { ChangePage, ListPage, Repository } from '../contract/repository.js';
+import { isChangeNotifier } from '../contract/repository.js';
+import { isTerminal, type TaskInfo } from '../contract/task-info.js';
 
 /** Where a task is on this node, as sync sees it. */
 export type LocalPhase = 'inserting' | 'scheduled' | 'running' | 'remote';

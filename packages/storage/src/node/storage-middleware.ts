@@ -38,19 +38,19 @@ import {
 import { BACKLOG_BATCH_MAX, BacklogClaimKey, BacklogClaimer, type BacklogClaim } from './backlog-claimer.js';
 import { cancelIfWritten, insertDurably } from './durable-insert.js';
 import { DurableWriter } from './durable-write.js';
-import { LeaseLostError, RepositoryError, TaskNotDueError, TaskNotFoundError } from './errors.js';
+import { LeaseLostError, RepositoryError, TaskNotDueError, TaskNotFoundError } from '../contract/errors.js';
 import type { StorageEvents, SyncReport } from './events.js';
 import { LeaseKeeper } from './lease-keeper.js';
 import { ProgressWriter } from './progress-writer.js';
 import { DEFAULT_REPOSITORY_ERROR_INTERVAL_MS, RepositoryHealth } from './repository-health.js';
 import { DEFAULT_MAX_PENDING_SCHEDULES, DEFAULT_MAX_PENDING_SCHEDULE_BYTES, ScheduleGate } from './schedule-gate.js';
-import { isChangeNotifier, isWorkLimiter, type Repository } from './repository.js';
-import { retryDelay, type StorageRetryOption } from './retry.js';
+import { isChangeNotifier, isWorkLimiter, type Repository } from '../contract/repository.js';
+import { retryDelay, type StorageRetryOption } from '../works/retry.js';
 import { StorageTaskHandle } from './storage-task-handle.js';
 import { TaskSync, type LocalPhase, type LocalTaskView, type SyncAction } from './sync.js';
-import type { NewTask, TaskError, TaskInfo } from './task-info.js';
-import { DEFAULT_AGING_MS, checkMaxUnstartedClaims, normalizeNewTask, toTaskError } from './validation.js';
-import type { RegisteredWork, WorkRegistry } from './work-registry.js';
+import type { NewTask, TaskError, TaskInfo } from '../contract/task-info.js';
+import { DEFAULT_AGING_MS, checkMaxUnstartedClaims, normalizeNewTask, toTaskError } from '../contract/validation.js';
+import type { RegisteredWork, WorkRegistry } from '../works/work-registry.js';
 
 /**
  * Marks a context that re-schedules a task already stored (sync restoring it, or a uniqueKey hit): the storage
