@@ -184,7 +184,7 @@ export class SchedulerContext {
   readonly #values: ReadonlyMap<ValueKey<unknown>, unknown>;
 
   static {
-    setContextInternals({
+    setContextInternals<SchedulerContext, ReadonlyMap<ValueKey<unknown>, unknown>, WorkFn>({
       values: (ctx) => ctx.#values,
       restore: (runAtMs, work, priority, values) => new SchedulerContext(runAtMs, work, priority, values),
     });

@@ -7,10 +7,24 @@
  * @packageDocumentation
  */
 import type { Clock } from './clock.js';
-import { ParamKey, type ProgressReport, type SchedulerContext, type ValueKey, type WorkContext } from './context.js';
-import { contextInternals } from './context-internals.js';
+import { ParamKey, type ProgressReport, type SchedulerContext, type ValueKey, type WorkContext, type WorkFn } from './context.js';
+import { contextInternals } from './context-access.js';
 import type { TaskCancelledError } from './errors.js';
-import type { Task } from './task.js';
+
+/**
+ * What a run reads of its task: a `Task` of task.ts, described here by its shape so that this module does not
+ * import task.ts (which holds its run: the dependency goes one way). @internal
+ */
+export interface RunTask {
+  /** The scheduler. */
+  readonly host: RunHost;
+  /** Its priority. */
+  readonly priority: number;
+  /** The work it runs. */
+  readonly work: WorkFn | undefined;
+  /** The values of the context it was scheduled with. */
+  readonly values: ReadonlyMap<ValueKey<unknown>, unknown>;
+}
 
 /** What a run asks of its scheduler. @internal */
 export interface RunHost {
@@ -18,12 +32,12 @@ export interface RunHost {
   readonly clock: Clock;
   /** The scheduler's base time (runAt values are kept relative to it). */
   readonly base: number;
-  /** See {@link TaskHost.idOf}. */
-  idOf(task: Task): string;
+  /** The task's id (see `TaskHost.idOf`). */
+  idOf(task: RunTask): string;
   /** Records progress of a run (ignored once the run ended). */
-  progress(task: Task, run: RunContext, report: ProgressReport): void;
+  progress(task: RunTask, run: RunContext<RunTask>, report: ProgressReport): void;
   /** Records a check-in of a run (ignored once the run ended). */
-  checkIn(task: Task, run: RunContext, message: string): void;
+  checkIn(task: RunTask, run: RunContext<RunTask>, message: string): void;
 }
 
 // The rarely needed part of a run: its abort state. Most runs are never aborted and never read `signal`, so a
@@ -45,8 +59,8 @@ class AbortState {
  *
  * @internal
  */
-export class RunContext implements WorkContext {
-  readonly #task: Task;
+export class RunContext<T extends RunTask = RunTask> implements WorkContext {
+  readonly #task: T;
   // runAt relative to the scheduler's base: a small integer instead of a boxed double.
   readonly #runAtRel: number;
   #abortState: AbortState | undefined;
@@ -61,7 +75,7 @@ export class RunContext implements WorkContext {
    * @param runAtRel - when the run was due, relative to the scheduler's base time
    * @param startedAt - when it started, or undefined when untimed
    */
-  constructor(task: Task, attempt: number, runAtRel: number, startedAt: number | undefined) {
+  constructor(task: T, attempt: number, runAtRel: number, startedAt: number | undefined) {
     this.#task = task;
     this.#runAtRel = runAtRel;
     this.#abortState = undefined;
@@ -70,7 +84,7 @@ export class RunContext implements WorkContext {
   }
 
   /** The task that runs. */
-  get task(): Task {
+  get task(): T {
     return this.#task;
   }
 

@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { MAX_TIMER_DELAY_MS, realClock, type Clock, type ClockTimer } from './clock.js';
 import { SchedulerContext, WorkIdKey, type ProgressReport, type ScheduleOptions, type ValueKey } from './context.js';
-import { contextInternals } from './context-internals.js';
+import { contextInternals } from './context-access.js';
 import { DEFAULT_AGING_MS, Dispatcher, validateConcurrency } from './dispatcher.js';
 import { HoraeError, InvalidInputError, RunAbandoned, RunDeferred, SchedulerStoppedError, TaskCancelledError } from './errors.js';
 import { EventTriggers, validateEventName, eventTaskOptions, type EventTriggerSpec } from './event-triggers.js';
@@ -223,11 +223,13 @@ export class Scheduler {
     this.#host = {
       clock: this.#clock,
       base: this.#base,
-      idOf: (task) => this.#idOf(task),
+      // Every task and run this host serves is a Task of this scheduler: run-context.ts types them by shape only
+      // (RunTask), so that it need not import task.ts.
+      idOf: (task) => this.#idOf(task as Task),
       runAtOf: (task) => (task.status === QUEUED ? this.#queue.runAtOf(task.slot) : this.#base + task.runAtRel!),
       cancel: (task, reason) => this.#cancel(task, reason),
-      progress: (task, run, report) => this.#progress(task, run, report),
-      checkIn: (task, run, message) => this.#checkIn(task, run, message),
+      progress: (task, run, report) => this.#progress(task as Task, run, report),
+      checkIn: (task, run, message) => this.#checkIn(task as Task, run, message),
     };
     const workConcurrency = options.workConcurrency;
     if (workConcurrency !== undefined) {
