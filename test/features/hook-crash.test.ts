@@ -48,12 +48,27 @@ function runAndKillAtDone(repositorySource: string): Promise<{ signal: NodeJS.Si
   });
 }
 
-async function deliveredChanges(repository: Repository & { hookOutbox(): HookOutbox }): Promise<Array<Pick<StatusHookPayload, 'taskId' | 'from' | 'to'>>> {
+/**
+ * Checks what the killed node left: it was killed (not an exit), its task is Done, and the outbox holds the three
+ * changes of the task in order.
+ */
+async function expectEveryChangeDelivered(killed: { signal: NodeJS.Signals | null; stdout: string }, open: () => Repository & { hookOutbox(): HookOutbox }): Promise<void> {
+  expect(killed.signal).toBe('SIGKILL');
+  const taskId = /done (\S+)/.exec(killed.stdout)?.[1];
+  expect(taskId).toBeDefined();
+  const repository = open();
+  cleanups.push(() => repository.close());
+  expect((await repository.getById(taskId!)).state).toBe('Done');
   const rows = await repository.hookOutbox().listHookDeliveries({ hook: 'default', limit: 100 });
-  return rows.map((row) => {
-    const { taskId, from, to } = JSON.parse(row.body) as StatusHookPayload;
-    return { taskId, from, to };
+  const changes = rows.map((row) => {
+    const { taskId: id, from, to } = JSON.parse(row.body) as StatusHookPayload;
+    return { taskId: id, from, to };
   });
+  expect(changes).toEqual([
+    { taskId, from: null, to: 'Initialized' },
+    { taskId, from: 'Initialized', to: 'Working' },
+    { taskId, from: 'Working', to: 'Done' },
+  ]);
 }
 
 describe('durable status hooks: a node killed right after a change committed', () => {
@@ -61,40 +76,20 @@ describe('durable status hooks: a node killed right after a change committed', (
     const dir = mkdtempSync(join(tmpdir(), 'horae-hook-crash-'));
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
     const file = join(dir, 'hooks.db');
-    const { signal, stdout } = await runAndKillAtDone(`
+    const killed = await runAndKillAtDone(`
       const { SqliteRepository } = await import(${JSON.stringify(builtPackageUrl('repo-sqlite'))});
       const repository = new SqliteRepository({ database: ${JSON.stringify(file)} });
     `);
-    expect(signal).toBe('SIGKILL');
-    const taskId = /done (\S+)/.exec(stdout)?.[1];
-    expect(taskId).toBeDefined();
-    const repository = new SqliteRepository({ database: file });
-    cleanups.push(() => repository.close());
-    expect((await repository.getById(taskId!)).state).toBe('Done');
-    expect(await deliveredChanges(repository)).toEqual([
-      { taskId, from: null, to: 'Initialized' },
-      { taskId, from: 'Initialized', to: 'Working' },
-      { taskId, from: 'Working', to: 'Done' },
-    ]);
+    await expectEveryChangeDelivered(killed, () => new SqliteRepository({ database: file }));
   }, 90_000);
 
   it('PostgreSQL: the outbox holds the deliveries of every change it committed, Done included', async () => {
     const schema = testSchema();
     cleanups.push(() => dropSchema(schema));
-    const { signal, stdout } = await runAndKillAtDone(`
+    const killed = await runAndKillAtDone(`
       const { PostgresRepository } = await import(${JSON.stringify(builtPackageUrl('repo-postgres'))});
       const repository = new PostgresRepository({ connectionString: ${JSON.stringify(PG_URL)}, schema: ${JSON.stringify(schema)} });
     `);
-    expect(signal).toBe('SIGKILL');
-    const taskId = /done (\S+)/.exec(stdout)?.[1];
-    expect(taskId).toBeDefined();
-    const repository = new PostgresRepository({ connectionString: PG_URL, schema });
-    cleanups.push(() => repository.close());
-    expect((await repository.getById(taskId!)).state).toBe('Done');
-    expect(await deliveredChanges(repository)).toEqual([
-      { taskId, from: null, to: 'Initialized' },
-      { taskId, from: 'Initialized', to: 'Working' },
-      { taskId, from: 'Working', to: 'Done' },
-    ]);
+    await expectEveryChangeDelivered(killed, () => new PostgresRepository({ connectionString: PG_URL, schema }));
   }, 90_000);
 });
