@@ -7,6 +7,7 @@ export * from './contract/errors.js';
 export * from './contract/task-info.js';
 export * from './contract/repository.js';
 export * from './contract/work-limits.js';
+export * from './contract/task-search.js';
 export * from './contract/peer-dependency.js';
 export * from './contract/validation.js';
 export * from './memory/memory-repository.js';

@@ -20,6 +20,8 @@ import type {
 import { MemoryScheduleTable } from './memory-schedule-store.js';
 import type { HookOutbox, HookOutboxProvider } from '../hooks/hook-outbox.js';
 import { MemoryHookOutbox } from './memory-hook-outbox.js';
+import type { TaskSearch, TaskSearchProvider } from '../contract/task-search.js';
+import { MemoryTaskSearch } from './memory-task-search.js';
 import type { ListSchedulesOptions, Schedule, ScheduleAdvance, ScheduleDefinition, ScheduleStore, UpsertScheduleResult } from '../schedules/schedule-store.js';
 import {
   ALL_TASK_STATES,
@@ -129,13 +131,14 @@ type InternalOptions = MemoryRepositoryOptions & { [SHARED_STORE]?: MemoryStore 
  * const claimed = await peer.claim(task.id, { owner: 'node-b', leaseMs: 30_000 });
  * ```
  */
-export class MemoryRepository implements Repository, ScheduleStore, WorkLimiter, HookOutboxProvider {
+export class MemoryRepository implements Repository, ScheduleStore, WorkLimiter, HookOutboxProvider, TaskSearchProvider {
   readonly #store: MemoryStore;
   /** The most bytes of UTF-8 JSON a param may take (the `maxParamBytes` option). */
   readonly maxParamBytes: number;
   readonly #limits: WriteLimits;
   #unavailable = false;
   #hookOutbox: MemoryHookOutbox | undefined;
+  #taskSearch: MemoryTaskSearch | undefined;
 
   /**
    * @param options - the database clock, the param bound
@@ -551,6 +554,12 @@ export class MemoryRepository implements Repository, ScheduleStore, WorkLimiter,
       if (this.#unavailable) throw new RepositoryError(`${operation} failed: the memory repository is set unavailable`);
     });
     return this.#hookOutbox;
+  }
+
+  /** The task search over this store (a walk over every task per call), the same object on every call. */
+  taskSearch(): TaskSearch {
+    this.#taskSearch ??= new MemoryTaskSearch({ read: (operation, body) => this.#run(operation, () => body([...this.#store.tasks.values()].map((stored) => stored.task))) });
+    return this.#taskSearch;
   }
 
   #run<T>(operation: string, body: () => T): Promise<T> {

@@ -12,6 +12,7 @@ import { listRules } from './rules/list-rules.js';
 import { notFoundRules } from './rules/not-found-rules.js';
 import { paramRules } from './rules/param-rules.js';
 import { scheduleRules } from './rules/schedule-rules.js';
+import { searchRules } from './rules/search-rules.js';
 import { startRaceRules } from './rules/start-race-rules.js';
 import { terminalRules } from './rules/terminal-rules.js';
 import { transitionRules } from './rules/transition-rules.js';
@@ -40,6 +41,7 @@ const RULE_GROUPS: readonly RuleGroup[] = [
   workLimitRules,
   hookOutboxRules,
   hookSubscriptionRules,
+  searchRules,
   limitRules,
 ];
 
