@@ -21,7 +21,7 @@ import { formatMessage } from 'publint/utils';
 
 const run = promisify(execFile);
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-// The CLI exports no entry point, only its package.json: its bin is found through that.
+// attw's own package (@arethetypeswrong/cli) exports no entry point, only its package.json: its bin is found through that.
 const attwManifest = createRequire(import.meta.url).resolve('@arethetypeswrong/cli/package.json');
 const attwBin = join(dirname(attwManifest), JSON.parse(readFileSync(attwManifest, 'utf8')).bin.attw);
 
