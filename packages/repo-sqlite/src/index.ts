@@ -8,3 +8,4 @@ export type { SqliteDatabase, SqliteStatement, SqliteRunResult } from './driver.
 export { DatabaseFileReplacedError, type DatabaseFileKind, type DatabaseFileChange } from './database-file-replaced-error.js';
 export { migrate, readSchemaVersion, MIGRATIONS, SCHEMA_VERSION, type Migration, type MigrationResult } from './schema.js';
 export { SqliteHookOutbox, type SqliteOutboxAccess } from './hook-outbox.js';
+export { SqliteTaskSearch, type SqliteTaskSearchAccess } from './task-search.js';

@@ -35,6 +35,8 @@ import {
   type WorkLimiter,
   type HookOutbox,
   type HookOutboxProvider,
+  type TaskSearch,
+  type TaskSearchProvider,
   type AttemptOutcome,
   type ClaimDueOptions,
   type ClaimOptions,
@@ -70,6 +72,7 @@ import { mergeLevels } from './claim-order.js';
 import { idTakenError, isConstraintError, isIdTakenError, translateError } from './translate-error.js';
 import { WriteQueue, alsoWrite, type WriteContext } from './group-commit.js';
 import { SqliteHookOutbox } from './hook-outbox.js';
+import { SqliteTaskSearch } from './task-search.js';
 import { SqliteScheduleTable } from './schedule-table.js';
 import { Checkpointer } from './checkpointer.js';
 import { KnownRows } from './known-rows.js';
@@ -191,7 +194,7 @@ interface DueQuery {
  * A database file (or its `-wal` log) deleted or replaced while open is found after the next commit, or by the
  * background checkpointer: from then on every call fails with DatabaseFileReplacedError (see file-identity.ts).
  */
-export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter, HookOutboxProvider {
+export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter, HookOutboxProvider, TaskSearchProvider {
   /** The most bytes of UTF-8 JSON a param may take (the `maxParamBytes` option). */
   readonly maxParamBytes: number;
   readonly #limits: WriteLimits;
@@ -204,6 +207,7 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter,
   readonly #writes: WriteQueue;
   readonly #schedules: SqliteScheduleTable;
   #hookOutbox: SqliteHookOutbox | undefined;
+  #taskSearch: SqliteTaskSearch | undefined;
   /** The rows this repository claimed (or renewed) last, so that their markAsDone need not read them. */
   readonly #known = new KnownRows(KNOWN_ROWS, KNOWN_ROWS_WEIGHT);
   /**
@@ -998,6 +1002,18 @@ export class SqliteRepository implements Repository, ScheduleStore, WorkLimiter,
       read: (action, run) => this.#read(action, run),
     });
     return this.#hookOutbox;
+  }
+
+  /**
+   * Operator search over `horae_tasks` (see {@link SqliteTaskSearch} for which index serves which filter; a param
+   * match reads the params of the rows the other filters select). Reads run on this connection and see what it
+   * committed.
+   *
+   * @returns the same {@link SqliteTaskSearch} on every call
+   */
+  taskSearch(): TaskSearch {
+    this.#taskSearch ??= new SqliteTaskSearch({ db: this.#db, read: (action, run) => this.#read(action, run) });
+    return this.#taskSearch;
   }
 
   /**
