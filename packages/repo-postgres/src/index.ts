@@ -15,3 +15,4 @@ export {
 export { MIGRATIONS, SCHEMA_VERSION, migrate, type Migration } from './schema.js';
 export type { PgNotification, PgPool, PgPoolClient, PgQueryConfig, PgQueryResult, PgQueryable } from './pg-types.js';
 export { PostgresHookOutbox } from './hook-outbox.js';
+export { PostgresTaskSearch, type PgSearchQuery } from './task-search.js';

@@ -38,6 +38,8 @@ import {
   type WorkLimiter,
   type HookOutbox,
   type HookOutboxProvider,
+  type TaskSearch,
+  type TaskSearchProvider,
   type ChangePage,
   type ClaimDueOptions,
   type ClaimOptions,
@@ -69,6 +71,7 @@ import { ChangeListener } from './change-listener.js';
 import { decodeChangeCursor, decodePageCursor, encodeChangeCursor, encodePageCursor } from './cursor.js';
 import type { PgPool, PgPoolClient, PgQueryConfig, PgQueryResult, PgQueryable } from './pg-types.js';
 import { PostgresHookOutbox } from './hook-outbox.js';
+import { PostgresTaskSearch } from './task-search.js';
 import { PostgresScheduleTable } from './postgres-schedule-store.js';
 import { rowToAttempt, rowToTask } from './row-mapping.js';
 import { migrate, quoteIdent } from './schema.js';
@@ -248,7 +251,7 @@ export function channelOf(schema: string): string {
  * await repo.close();
  * ```
  */
-export class PostgresRepository implements Repository, ChangeNotifier, ScheduleStore, WorkLimiter, HookOutboxProvider {
+export class PostgresRepository implements Repository, ChangeNotifier, ScheduleStore, WorkLimiter, HookOutboxProvider, TaskSearchProvider {
   /** The most bytes of UTF-8 JSON a param may take (the `maxParamBytes` option). */
   readonly maxParamBytes: number;
   readonly #limits: WriteLimits;
@@ -268,6 +271,7 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
   readonly #claimBatcher: Batcher<ClaimDueItem, TaskInfo[]>;
   readonly #schedules: PostgresScheduleTable;
   #hookOutbox: PostgresHookOutbox | undefined;
+  #taskSearch: PostgresTaskSearch | undefined;
   #ready: Promise<void> | null = null;
   #closed = false;
   #insertedSinceAnalyze = 0;
@@ -1010,6 +1014,17 @@ export class PostgresRepository implements Repository, ChangeNotifier, ScheduleS
   hookOutbox(): HookOutbox {
     this.#hookOutbox ??= new PostgresHookOutbox(quoteIdent(this.#schema), (action, text, values) => this.#query(action, text, values));
     return this.#hookOutbox;
+  }
+
+  /**
+   * Operator search over this schema's `tasks` (see {@link PostgresTaskSearch} for which index serves which filter;
+   * a param match reads the params of the rows the other filters select), on the same pool.
+   *
+   * @returns the same {@link PostgresTaskSearch} on every call
+   */
+  taskSearch(): TaskSearch {
+    this.#taskSearch ??= new PostgresTaskSearch(quoteIdent(this.#schema), (action, text, values) => this.#query(action, text, values));
+    return this.#taskSearch;
   }
 
   /**
