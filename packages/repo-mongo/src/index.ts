@@ -12,3 +12,4 @@ export type { TaskDocument, AttemptDocument, LeaseDocument } from './task-docume
 export { MAX_ATTEMPTS_KEPT, TASK_PROJECTION } from './queries.js';
 export { translateMongoError } from './translate-error.js';
 export { MongoHookOutbox, type HookOutboxDocument, type OutboxCollection } from './hook-outbox.js';
+export { MongoTaskSearch, MAX_PARAM_SCAN_PER_PAGE, MAX_PARAM_COUNT_SCAN, type MongoSearchRun, type SearchCollection } from './task-search.js';

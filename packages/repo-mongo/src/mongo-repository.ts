@@ -24,6 +24,8 @@ import type {
   WriteLimits,
   HookOutbox,
   HookOutboxProvider,
+  TaskSearch,
+  TaskSearchProvider,
   ChangePage,
   ClaimDueOptions,
   ClaimOptions,
@@ -43,6 +45,7 @@ import type {
 } from '@horae/storage';
 import { ChangeLog } from './change-log.js';
 import { MongoHookOutbox, type HookOutboxDocument } from './hook-outbox.js';
+import { MongoTaskSearch } from './task-search.js';
 import { decodeChangeCursor, decodePageCursor, encodeChangeCursor, encodePageCursor } from './cursors.js';
 import type { PagePosition } from './cursors.js';
 import type { MongoClientLike, MongoDbLike } from './driver.js';
@@ -203,7 +206,7 @@ interface WriteOptions {
  * await repository.init();
  * ```
  */
-export class MongoRepository implements Repository, HookOutboxProvider {
+export class MongoRepository implements Repository, HookOutboxProvider, TaskSearchProvider {
   /** The most bytes of UTF-8 JSON a param may take (the `maxParamBytes` option). */
   readonly maxParamBytes: number;
   readonly #limits: WriteLimits;
@@ -211,6 +214,7 @@ export class MongoRepository implements Repository, HookOutboxProvider {
   readonly #meta: Collection<MetaDocument>;
   readonly #hookOutboxDocs: Collection<HookOutboxDocument>;
   #hookOutbox: MongoHookOutbox | undefined;
+  #taskSearch: MongoTaskSearch | undefined;
   readonly #changes: ChangeLog;
   readonly #ownClient: MongoClient | null;
   #ready: Promise<void> | null = null;
@@ -283,6 +287,17 @@ export class MongoRepository implements Repository, HookOutboxProvider {
       (operation, body) => this.#run(operation, body),
     );
     return this.#hookOutbox;
+  }
+
+  /**
+   * Operator search over the tasks collection (see {@link MongoTaskSearch}: a param match is checked on the documents
+   * the other filters select, since the param is stored as JSON text, with a bound per page and per count).
+   *
+   * @returns the same {@link MongoTaskSearch} on every call
+   */
+  taskSearch(): TaskSearch {
+    this.#taskSearch ??= new MongoTaskSearch(this.#tasks, (operation, body) => this.#run(operation, body));
+    return this.#taskSearch;
   }
 
   async #run<T>(operation: string, body: () => Promise<T>): Promise<T> {
