@@ -53,6 +53,32 @@ describe.each(BACKENDS)('horae on $name', ({ name, open }) => {
     expect(seen).toEqual(['pending-1', 'done-1']);
   });
 
+  it('tasks ls searches: a failed task found by a field of its param, by id prefix, by time; bad filters exit 2', async () => {
+    db = await open();
+    await seed(db.repository);
+    const byParam = await horae(['tasks', 'ls', '--db', db.url, '--state', 'Failed', '--param', 'amount=42', '--json']);
+    expect(byParam.code).toBe(0);
+    expect(json<{ tasks: TaskInfo[] }>(byParam.stdout).tasks.map((t) => t.id)).toEqual(['failed-1']);
+    // A string value needs no quotes; "42" (quoted) is a string and does not match the number 42.
+    const byEmail = await horae(['tasks', 'ls', '--db', db.url, '--param', 'to=bob@example.com', '--json']);
+    expect(json<{ tasks: TaskInfo[] }>(byEmail.stdout).tasks.map((t) => t.id)).toEqual(['done-1']);
+    const asString = await horae(['tasks', 'ls', '--db', db.url, '--param', 'amount="42"', '--json']);
+    expect(json<{ tasks: TaskInfo[] }>(asString.stdout).tasks).toEqual([]);
+    const byPrefix = await horae(['tasks', 'ls', '--db', db.url, '--id-prefix', 'pend']);
+    expect(byPrefix.code).toBe(0);
+    expect(byPrefix.stdout).toMatch(/pending-1\s+email\s+Initialized/);
+    expect(byPrefix.stdout).not.toContain('failed-1');
+    const ended = await horae(['tasks', 'ls', '--db', db.url, '--ended-from', '1h', '--json']);
+    expect(json<{ tasks: TaskInfo[] }>(ended.stdout).tasks.map((t) => t.id).sort()).toEqual(['done-1', 'failed-1']);
+    const noEquals = await horae(['tasks', 'ls', '--db', db.url, '--param', 'amount']);
+    expect(noEquals.code).toBe(2);
+    expect(noEquals.stderr).toContain('--param must be path=value');
+    const badTime = await horae(['tasks', 'ls', '--db', db.url, '--created-from', 'yesterday']);
+    expect(badTime.code).toBe(2);
+    const tooDeep = await horae(['tasks', 'ls', '--db', db.url, '--param', `${Array.from({ length: 40 }, () => 'a').join('.')}=1`]);
+    expect(tooDeep.code).toBe(2);
+  });
+
   it('tasks show: the task, its last error, and every attempt with outcome, node and error', async () => {
     db = await open();
     await seed(db.repository);

@@ -1,13 +1,12 @@
 /**
- * The task query of `horae tasks ls`, over what the Repository contract offers today: `list`, which filters by one
- * state and/or one work. Several states are listed state by state and merged in the contract's order (createdAt,
- * then id), under a cursor that holds each state's own position.
- *
- * The seam: a search capability (`repository.taskSearch()`, issue 12) is being added to the contract. When it lands,
- * {@link listTasks} detects it and hands the whole query to it (several states, param filters, one native cursor);
- * the merge below stays as the fallback for repositories without it. Nothing else in the CLI lists tasks.
+ * The task query of `horae tasks ls`. A repository with the TaskSearch capability (every shipped adapter:
+ * `repository.taskSearch()`) gets the whole query: several states and works, the search filters, one native cursor.
+ * Without it, `list` filters by one state and/or one work: several states are listed state by state and merged in
+ * the contract's order (createdAt, then id), under a cursor that holds each state's own position, and the search
+ * filters are refused. Nothing else in the CLI lists tasks.
  */
-import type { Repository, TaskInfo, TaskState } from '@horae/storage';
+import { InvalidInputError } from '@horae/core';
+import { isTaskSearchProvider, type Repository, type TaskInfo, type TaskQuery as SearchQuery, type TaskState } from '@horae/storage';
 import { usageError } from './exit-codes.js';
 
 /** What `tasks ls` asks for. */
@@ -16,6 +15,8 @@ export interface TaskQuery {
   states: readonly TaskState[];
   /** Only tasks of this work. */
   workId?: string;
+  /** The search filters (id prefix, param match, time ranges, …): they need the TaskSearch capability. */
+  search?: SearchQuery;
   /** The page size. */
   limit: number;
   /** The `next` of the previous page. */
@@ -36,10 +37,28 @@ type MergeCursor = Record<string, string | null>;
 /**
  * Lists one page of tasks.
  *
- * @throws CliError (usage) when `after` is not a cursor of this query
+ * @throws CliError (usage) when `after` is not a cursor of this query, a search filter is refused, or search filters
+ * meet a repository without search
  */
 export async function listTasks(repository: Repository, query: TaskQuery): Promise<TaskPage> {
-  // Seam for issue 12: `if (hasTaskSearch(repository)) return repository.taskSearch(...)` goes here.
+  if (isTaskSearchProvider(repository)) {
+    try {
+      return await repository.taskSearch().searchTasks({
+        ...query.search,
+        ...(query.states.length === 0 ? {} : { states: query.states }),
+        ...(query.workId === undefined ? {} : { workIds: [query.workId] }),
+        limit: query.limit,
+        after: query.after ?? null,
+      });
+    } catch (error) {
+      // What the search refuses is what the person typed (a cursor of another query, a path too deep): a usage error.
+      if (error instanceof InvalidInputError) throw usageError(error.message);
+      throw error;
+    }
+  }
+  if (query.search !== undefined && Object.keys(query.search).length > 0) {
+    throw usageError('this repository cannot search (it has no TaskSearch capability): only --state and --work filter here');
+  }
   const filter = query.workId === undefined ? {} : { workId: query.workId };
   if (query.states.length <= 1) {
     const state = query.states[0];

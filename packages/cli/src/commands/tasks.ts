@@ -5,12 +5,13 @@ import { TaskNotFoundError, TaskState, type Repository, type TaskAttempt, type T
 import type { CommandContext } from '../context.js';
 import { CliError, EXIT_FAILED, usageError } from '../exit-codes.js';
 import { formatDate, oneLine } from '../output.js';
+import { toSearchQuery, type SearchOptions } from '../search-options.js';
 import { listTasks, type TaskQuery } from '../task-query.js';
 
 const STATES = Object.values(TaskState) as string[];
 
 /** The options of `tasks ls` as commander gives them. */
-export interface TasksLsOptions {
+export interface TasksLsOptions extends SearchOptions {
   state?: string[];
   work?: string;
   limit?: string;
@@ -36,6 +37,7 @@ export async function tasksLs(ctx: CommandContext, options: TasksLsOptions): Pro
     limit: parseLimit(options.limit, 50),
     ...(options.work === undefined ? {} : { workId: options.work }),
     ...(options.after === undefined ? {} : { after: options.after }),
+    search: toSearchQuery(options, Date.now()),
   };
   const page = await ctx.withRepository((repository) => listTasks(repository, query));
   const { out } = ctx;
