@@ -110,10 +110,9 @@ function buildProgram(io: CliIo, contextOf: (command: Command) => CommandContext
     .option('--reason <text>', 'why, recorded with the cancel')
     .action((id: string, options: { reason?: string }, command: Command) => tasksCancel(contextOf(command), id, options));
 
-  sub(program, 'stats', 'tasks per state (exact); per work with --by-work (a bounded scan)')
-    .option('--by-work', 'also count per work, by reading tasks (at most --scan of them)')
-    .option('--scan <n>', 'the most tasks --by-work reads', '10000')
-    .action((options: { byWork?: boolean; scan?: string }, command: Command) => stats(contextOf(command), options));
+  sub(program, 'stats', 'tasks per state, and per work with --by-work (exact)')
+    .option('--by-work', 'also count per work (the 1000 works with the most tasks)')
+    .action((options: { byWork?: boolean }, command: Command) => stats(contextOf(command), options));
 
   const schedules = sub(program, 'schedules', 'recurring schedules (SQLite, PostgreSQL)');
   sub(schedules, 'ls', 'list schedules').action((_options: unknown, command: Command) => schedulesLs(contextOf(command)));
