@@ -1,3 +1,7 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { HoraeError } from '@horae/core';
 import { requirePeerDependency } from '@horae/storage';
 import { describe, expect, it } from 'vitest';
@@ -29,9 +33,15 @@ describe('requirePeerDependency: a driver an adapter takes as a peer dependency'
   });
 
   it('a driver that is installed but fails while loading is rethrown as it is (installing it again would not help)', () => {
-    // A package whose resolution works but whose load fails: a JSON file that is not JSON is the simplest such module.
-    const thrown = captureError(() => requirePeerDependency('./fixtures/broken-module.cjs', '@horae/repo-x', import.meta.url));
-    expect(thrown).not.toBeInstanceOf(HoraeError);
-    expect((thrown as Error).message).toMatch(/broken on load/);
+    // A module that resolves but throws while it loads.
+    const dir = mkdtempSync(join(tmpdir(), 'horae-peer-'));
+    try {
+      writeFileSync(join(dir, 'broken-module.cjs'), "throw new Error('broken on load');\n");
+      const thrown = captureError(() => requirePeerDependency('./broken-module.cjs', '@horae/repo-x', pathToFileURL(join(dir, 'adapter.js'))));
+      expect(thrown).not.toBeInstanceOf(HoraeError);
+      expect((thrown as Error).message).toMatch(/broken on load/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
