@@ -23,8 +23,11 @@ import type { WorkRegistry } from '../works/work-registry.js';
  * ({@link TaskSync} through `storageSyncHost`); it owns the lifecycle (start, stop) and the backlog claimer.
  */
 export class DurableStorage implements StorageMiddleware {
+  /** {@inheritDoc StorageMiddleware.events} */
   readonly events: TypedEventEmitter<StorageEvents>;
+  /** {@inheritDoc StorageMiddleware.nodeId} */
   readonly nodeId: string;
+  /** {@inheritDoc StorageMiddleware.middleware} */
   readonly middleware: Middleware;
   readonly #state: StorageState;
   readonly #handles: LocalHandles;
@@ -63,6 +66,7 @@ export class DurableStorage implements StorageMiddleware {
     };
   }
 
+  /** {@inheritDoc StorageMiddleware.start} */
   async start(scheduler: StorageScheduler): Promise<SyncReport> {
     const state = this.#state;
     if (state.scheduler !== undefined || this.#starting) throw new HoraeError('INVALID_STATE', 'this storage middleware was already started');
@@ -91,6 +95,7 @@ export class DurableStorage implements StorageMiddleware {
     return this.#syncLoop.start(cursor);
   }
 
+  /** The backlog claimer of `scheduler`: claims due tasks in batches as its run slots free up. */
   #newBacklogClaimer(scheduler: StorageScheduler): BacklogClaimer {
     const state = this.#state;
     return new BacklogClaimer({
@@ -123,12 +128,14 @@ export class DurableStorage implements StorageMiddleware {
     });
   }
 
+  /** {@inheritDoc StorageMiddleware.sync} */
   sync(): Promise<SyncReport> {
     const state = this.#state;
     if (state.scheduler === undefined) return Promise.reject(new HoraeError('INVALID_STATE', 'call storage.start(scheduler) before sync()'));
     return this.#syncLoop.sync();
   }
 
+  /** {@inheritDoc StorageMiddleware.stop} */
   async stop(): Promise<void> {
     const state = this.#state;
     state.stopping = true;
@@ -142,6 +149,7 @@ export class DurableStorage implements StorageMiddleware {
     await state.durable.idle();
   }
 
+  /** {@inheritDoc StorageMiddleware.cancel} */
   cancel(taskId: string, reason?: string): Promise<boolean> {
     return this.#handles.cancel(taskId, reason);
   }

@@ -14,10 +14,15 @@ import type { RunAbort } from './run-abort.js';
  * context are read through on demand (up front they cost an AbortController, a Date and a rebuilt SchedulerContext).
  */
 export class StorageWorkContext implements WorkContext {
+  /** The task's id. */
   readonly taskId: string;
+  /** The attempt this run is, as the claim counted it (1 for the first run). */
   readonly attempt: number;
+  /** The claim's fencing number (the row's count of claims): higher for each later claim of the task. */
   readonly fencingToken: number;
+  /** The param as the claim read it from the repository. */
   readonly param: unknown;
+  /** The core's clock of the run. */
   // Set even when undefined (readers fall back to the real clock either way).
   readonly clock: Clock | undefined;
   /** Called on each sign of life (a report whose `completed` moved, a check-in) when the work has a stall timeout. */
@@ -59,22 +64,27 @@ export class StorageWorkContext implements WorkContext {
     this.#throttleMs = throttleMs;
   }
 
+  /** The run's signal ({@link RunAbort}), built on the first read. */
   get signal(): AbortSignal {
     return this.#abort.signal;
   }
 
+  /** The due time, read from the core's context on demand. */
   get scheduledAt(): Date {
     return this.#outer.scheduledAt;
   }
 
+  /** The scheduling context, read from the core's context on demand. */
   get context(): SchedulerContext {
     return this.#outer.context;
   }
 
+  /** Reads a value of the scheduling context (a function bound to the run, built on the first read). */
   get value(): <T>(key: ValueKey<T>) => T | undefined {
     return (this.#value ??= <T>(key: ValueKey<T>): T | undefined => this.#outer.value(key));
   }
 
+  /** Reports progress to the core and records it, throttled (a function bound to the run, built on the first read). */
   get progress(): (report: ProgressReport) => void {
     return (this.#progress ??= (report: ProgressReport): void => {
       // The run's own context validates the report (and throws on a bad one) before anything records it.
@@ -87,6 +97,7 @@ export class StorageWorkContext implements WorkContext {
     });
   }
 
+  /** Checks in with the core and records it, throttled (a function bound to the run, built on the first read). */
   get checkIn(): (message: string) => void {
     return (this.#checkIn ??= (message: string): void => {
       this.#outer.checkIn(message);
