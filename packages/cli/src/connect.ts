@@ -47,29 +47,18 @@ export async function openRepository(target: DatabaseTarget, options: { create?:
       }
       case 'postgres': {
         const { PostgresRepository } = await import('@horae/repo-postgres');
-        const repository = new PostgresRepository({ connectionString: withConnectTimeout(target.connectionString), schema: target.schema, poolSize: 4 });
-        try {
-          await repository.init();
-        } catch (error) {
-          await repository.close().catch(() => undefined);
-          throw error;
-        }
-        return repository;
+        // Awaited inside the try: a refused connection must reach the catch below (exit 3), not escape as a rejection.
+        return await initialized(new PostgresRepository({ connectionString: withConnectTimeout(target.connectionString), schema: target.schema, poolSize: 4 }));
       }
       case 'mongo': {
         const { MongoRepository } = await import('@horae/repo-mongo');
-        const repository = new MongoRepository({
-          uri: target.uri,
-          ...(target.dbName === undefined ? {} : { dbName: target.dbName }),
-          clientOptions: { serverSelectionTimeoutMS: CONNECT_TIMEOUT_S * 1000 },
-        });
-        try {
-          await repository.init();
-        } catch (error) {
-          await repository.close().catch(() => undefined);
-          throw error;
-        }
-        return repository;
+        return await initialized(
+          new MongoRepository({
+            uri: target.uri,
+            ...(target.dbName === undefined ? {} : { dbName: target.dbName }),
+            clientOptions: { serverSelectionTimeoutMS: CONNECT_TIMEOUT_S * 1000 },
+          }),
+        );
       }
     }
   } catch (error) {
@@ -219,4 +208,15 @@ async function probeMongo(uri: string, dbName: string | undefined): Promise<Data
   } finally {
     await client.close();
   }
+}
+
+/** Connects (and migrates) a server repository now, so that a refused connection is reported at once; closes it when that fails. */
+async function initialized<R extends { init(): Promise<void>; close(): Promise<void> }>(repository: R): Promise<R> {
+  try {
+    await repository.init();
+  } catch (error) {
+    await repository.close().catch(() => undefined);
+    throw error;
+  }
+  return repository;
 }
