@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { TaskState, type TaskAttempt, type TaskInfo } from '@horae/storage';
+import { TaskState, isHookOutboxProvider, type TaskAttempt, type TaskInfo } from '@horae/storage';
 import { SCHEMA_VERSION as SQLITE_SCHEMA_VERSION } from '@horae/repo-sqlite';
 import { SCHEMA_VERSION as PG_SCHEMA_VERSION } from '@horae/repo-postgres';
 import { buildPackagesForChildren, builtPackageUrl } from '../support/built-packages.js';
@@ -170,6 +170,45 @@ describe.each(BACKENDS)('horae on $name', ({ name, open }) => {
     const unknown = await horae(['schedules', 'pause', 'nope', '--db', db.url]);
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toContain('no schedule is named "nope"');
+  });
+
+  it('schedules trigger and remove: the schedule is due now, then gone; an unknown name exits 1', async () => {
+    db = await open();
+    await db.repository.upsertSchedule({ name: 'hourly', spec: { cron: '0 * * * *' }, workId: 'report' });
+    const before = (await db.repository.getSchedule('hourly')).nextRunAt!.getTime();
+    const triggered = await horae(['schedules', 'trigger', 'hourly', '--db', db.url, '--json']);
+    expect(triggered.code).toBe(0);
+    const due = (await db.repository.getSchedule('hourly')).nextRunAt!.getTime();
+    expect(due).toBeLessThanOrEqual(Date.now());
+    expect(due).toBeLessThan(before);
+    const removed = await horae(['schedules', 'remove', 'hourly', '--db', db.url]);
+    expect(removed.code).toBe(0);
+    expect(removed.stdout).toContain('removed schedule hourly');
+    await expect(db.repository.getSchedule('hourly')).rejects.toThrow();
+    const again = await horae(['schedules', 'remove', 'hourly', '--db', db.url]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain('no schedule is named "hourly"');
+  });
+
+  it('hooks dead lists the dead letters; redrive makes one pending again; a redrive of an unknown id exits 1', async () => {
+    db = await open();
+    const repository = db.repository;
+    if (!isHookOutboxProvider(repository)) throw new Error(`${name}'s repository has no hook outbox`);
+    const outbox = repository.hookOutbox();
+    await outbox.enqueueHookDeliveries([{ id: 'del-1', hook: 'billing', taskId: 'failed-1', body: '{"to":"Failed"}' }]);
+    const [claimed] = await outbox.claimHookDeliveries({ hooks: ['billing'], limit: 1, leaseMs: 60_000 });
+    await outbox.settleHookDelivery(claimed!.id, claimed!.token, { outcome: 'dead', error: 'HTTP 410 Gone' });
+    const dead = await horae(['hooks', 'dead', '--db', db.url, '--json']);
+    expect(dead.code).toBe(0);
+    expect(json<{ deliveries: { id: string; hook: string; lastError: string }[] }>(dead.stdout).deliveries).toMatchObject([{ id: 'del-1', hook: 'billing', lastError: 'HTTP 410 Gone' }]);
+    const table = await horae(['hooks', 'dead', '--hook', 'billing', '--db', db.url]);
+    expect(table.stdout).toContain('HTTP 410 Gone');
+    const redriven = await horae(['hooks', 'redrive', 'del-1', '--db', db.url]);
+    expect(redriven.code).toBe(0);
+    expect(await outbox.listHookDeliveries({ state: 'pending' })).toMatchObject([{ id: 'del-1', attempts: 0 }]);
+    const unknown = await horae(['hooks', 'redrive', 'del-1', '--db', db.url]);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain('no dead delivery has the id "del-1"');
   });
 
   it('doctor: connection, schema version and clock', async () => {
