@@ -30,4 +30,5 @@ export * from './schedules/schedule-materializer.js';
 export * from './schedules/schedules.js';
 export * from './hooks/status-hook-bridge.js';
 export * from './schedules/schedule-loop.js';
+export * from './horae-options.js';
 export * from './horae.js';
