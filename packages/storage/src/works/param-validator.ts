@@ -16,12 +16,6 @@ export type ParamValidator<Output = unknown, Input = Output> =
   | ((param: unknown) => Output)
   | { parse(param: unknown): Output };
 
-/** The param type a validator accepts (its schema's input type). */
-export type ParamInput<V> = V extends StandardSchemaV1<infer I, unknown> ? I : V extends (param: unknown) => infer O ? O : V extends { parse(param: unknown): infer O } ? O : unknown;
-
-/** The param type a validator produces (its schema's output type): what `ctx.param` holds. */
-export type ParamOutput<V> = V extends StandardSchemaV1<unknown, infer O> ? O : V extends (param: unknown) => infer O ? O : V extends { parse(param: unknown): infer O } ? O : unknown;
-
 /** One problem a validator found: its message and where in the param (property names and indexes; empty: the root). */
 export interface ParamIssue {
   /** What is wrong, as the validator said it. */
