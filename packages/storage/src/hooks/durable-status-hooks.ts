@@ -52,9 +52,8 @@ export class DurableStatusHooks {
   readonly outbox: HookOutbox;
   /** One loop per hook. */
   readonly loops: readonly HookDeliveryLoop[];
-  /** Whether the database writes the rows itself (the outbox has HookSubscriptions). */
-  readonly transactional: boolean;
-  readonly #enqueuer: HookEnqueuer;
+  /** Writes this node's changes to the outbox; none when the database writes the rows itself. */
+  readonly #enqueuer: HookEnqueuer | undefined;
   readonly #names: readonly string[];
 
   /**
@@ -73,17 +72,23 @@ export class DurableStatusHooks {
       return new HookDeliveryLoop({ ...hook, name, outbox: options.outbox, clock: options.clock, events: this.events });
     });
     this.#names = [...names];
-    this.transactional = hasHookSubscriptions(options.outbox);
-    this.#enqueuer = new HookEnqueuer({
-      outbox: options.outbox,
-      hooks: [...names],
-      clock: options.clock,
-      events: this.events,
-      ...(options.maxBuffered === undefined ? {} : { maxBuffered: options.maxBuffered }),
-      onEnqueued: () => {
-        for (const loop of this.loops) loop.wake();
-      },
-    });
+    this.#enqueuer = hasHookSubscriptions(options.outbox)
+      ? undefined
+      : new HookEnqueuer({
+          outbox: options.outbox,
+          hooks: this.#names,
+          clock: options.clock,
+          events: this.events,
+          ...(options.maxBuffered === undefined ? {} : { maxBuffered: options.maxBuffered }),
+          onEnqueued: () => {
+            for (const loop of this.loops) loop.wake();
+          },
+        });
+  }
+
+  /** Whether the database writes the rows itself (the outbox has HookSubscriptions): then nothing is buffered here. */
+  get transactional(): boolean {
+    return this.#enqueuer === undefined;
   }
 
   /**
@@ -91,11 +96,8 @@ export class DurableStatusHooks {
    * throws. Safe to pass unbound.
    */
   readonly onTransition = (change: StatusChange): void => {
-    if (!this.transactional) {
-      this.#enqueuer.onTransition(change);
-      return;
-    }
-    for (const loop of this.loops) loop.wake();
+    if (this.#enqueuer !== undefined) this.#enqueuer.onTransition(change);
+    else for (const loop of this.loops) loop.wake();
   };
 
   /**
@@ -106,7 +108,8 @@ export class DurableStatusHooks {
    * @throws RepositoryError when the database cannot be reached
    */
   async subscribe(): Promise<void> {
-    if (this.transactional && hasHookSubscriptions(this.outbox)) await this.outbox.subscribeHooks(this.#names);
+    // The guard only narrows the type: without an enqueuer the outbox has HookSubscriptions.
+    if (this.#enqueuer === undefined && hasHookSubscriptions(this.outbox)) await this.outbox.subscribeHooks(this.#names);
   }
 
   /** Starts the delivery loops. */
@@ -121,7 +124,7 @@ export class DurableStatusHooks {
    * @returns a promise that never rejects
    */
   async flush(): Promise<void> {
-    await this.#enqueuer.flush();
+    await this.#enqueuer?.flush();
     await Promise.all(this.loops.map((loop) => loop.idle()));
   }
 
@@ -132,7 +135,7 @@ export class DurableStatusHooks {
    * @param graceMs - the grace period, on the clock
    */
   async stop(graceMs: number): Promise<void> {
-    await this.#enqueuer.close(graceMs);
+    await this.#enqueuer?.close(graceMs);
     await Promise.all(this.loops.map((loop) => loop.stop(graceMs)));
   }
 }
